@@ -1,0 +1,80 @@
+//! The event envelope: one per accepted change, stored, published and delivered as-is.
+
+use crate::acp::CheckoutSession;
+use crate::clock::Timestamp;
+use crate::ids::{EventId, MerchantId, SessionId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "checkout.session.created")]
+    Created,
+    #[serde(rename = "checkout.session.updated")]
+    Updated,
+    #[serde(rename = "checkout.session.completed")]
+    Completed,
+    #[serde(rename = "checkout.session.cancelled")]
+    Cancelled,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 4] = [Self::Created, Self::Updated, Self::Completed, Self::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "checkout.session.created",
+            Self::Updated => "checkout.session.updated",
+            Self::Completed => "checkout.session.completed",
+            Self::Cancelled => "checkout.session.cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    #[serde(with = "crate::clock::rfc3339_serde")]
+    pub created_at: Timestamp,
+    pub merchant_id: MerchantId,
+    pub session_id: SessionId,
+    /// Aggregate version: 1 for `created`, then +1 per change, with no gaps.
+    pub version: u64,
+    pub api_version: String,
+    /// The full session after the change.
+    pub data: CheckoutSession,
+}
+
+impl Event {
+    pub fn new(
+        kind: EventType,
+        merchant_id: MerchantId,
+        version: u64,
+        api_version: &str,
+        data: CheckoutSession,
+        created_at: Timestamp,
+    ) -> Self {
+        Self {
+            id: EventId::generate(),
+            kind,
+            created_at,
+            merchant_id,
+            session_id: data.id.clone(),
+            version,
+            api_version: api_version.to_owned(),
+            data,
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The checkout domain: everything about an ACP checkout session that does not touch I/O.
+//!
+//! - [`acp`]: the wire types of the Agentic Commerce Protocol (2026-04-17) that the API reads and writes.
+//! - [`session`]: the session aggregate — commands in, a new session state and an event out.
+//! - [`pricing`]: line items, fulfillment options and totals, always from the merchant's catalog.
+//! - [`event`]: the event envelope every change is stored and published as.
+//! - [`idempotency`]: the ACP idempotency rules (request fingerprint, stored replies).
+//! - [`ports`]: the small traits the storage adapters implement.
+//! - [`service`]: runs one API command through the ports (idempotency claim, decide, append, retry on a race).
+
+pub mod acp;
+pub mod catalog;
+pub mod clock;
+pub mod event;
+pub mod ids;
+pub mod idempotency;
+pub mod merchant;
+pub mod payment;
+pub mod ports;
+pub mod pricing;
+pub mod service;
+pub mod session;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -1,0 +1,81 @@
+//! Tenants: who may call the API (by API key, stored hashed) and what they sell.
+
+use crate::acp::{ApiVersion, Link};
+use crate::catalog::Catalog;
+use crate::ids::MerchantId;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Merchant {
+    pub id: MerchantId,
+    pub name: String,
+    /// SHA-256 of the API key, hex. The key itself is never stored.
+    pub api_key_hash: String,
+    pub catalog: Catalog,
+    /// The version a request without an `API-Version` header is served in.
+    pub default_api_version: String,
+    pub links: Vec<Link>,
+    /// Orders are linked as `{order_url_base}/{order_id}`.
+    pub order_url_base: String,
+}
+
+impl Merchant {
+    pub fn pinned_version(&self) -> ApiVersion {
+        ApiVersion::parse(&self.default_api_version).unwrap_or(ApiVersion::CURRENT)
+    }
+
+    /// A demo tenant selling [`Catalog::demo`].
+    pub fn demo(id: MerchantId, api_key: &str) -> Self {
+        Self {
+            id,
+            name: "Demo Shop".to_owned(),
+            api_key_hash: hash_api_key(api_key),
+            catalog: Catalog::demo(),
+            default_api_version: ApiVersion::CURRENT.as_str().to_owned(),
+            links: vec![
+                Link {
+                    kind: "terms_of_use".to_owned(),
+                    url: "https://shop.example.com/legal/terms".to_owned(),
+                },
+                Link {
+                    kind: "return_policy".to_owned(),
+                    url: "https://shop.example.com/legal/returns".to_owned(),
+                },
+            ],
+            order_url_base: "https://shop.example.com/orders".to_owned(),
+        }
+    }
+}
+
+/// Keys are long random strings, so a fast unsalted hash is enough: there is nothing to brute-force.
+pub fn hash_api_key(api_key: &str) -> String {
+    hex::encode(Sha256::digest(api_key.as_bytes()))
+}
+
+/// A new API key: `sk_acp_` and 32 random bytes.
+pub fn generate_api_key() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!(
+        "sk_acp_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_hashes_stable() {
+        let a = generate_api_key().unwrap();
+        let b = generate_api_key().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("sk_acp_"));
+        assert_eq!(hash_api_key(&a), hash_api_key(&a));
+        assert_ne!(hash_api_key(&a), hash_api_key(&b));
+        assert_eq!(hash_api_key(&a).len(), 64);
+    }
+}

@@ -1,0 +1,350 @@
+//! Runs one checkout API call through the ports: claim the idempotency key, load the session,
+//! let the aggregate decide, append the event together with the stored reply, and retry from
+//! the top when a concurrent writer got there first. Every outcome becomes a [`Reply`].
+
+use crate::acp::{AcpError, ApiVersion, CancelSessionRequest, CompleteSessionRequest, CreateSessionRequest, UpdateSessionRequest};
+use crate::clock;
+use crate::event::{Event, EventType};
+use crate::idempotency::{self, Claim, Completion, IdempotencyKey, StoredReply};
+use crate::ids::SessionId;
+use crate::merchant::Merchant;
+use crate::payment::{ChargeOutcome, ChargeRequest, PaymentProcessor};
+use crate::ports::{Backend, StoreError};
+use crate::session::{self, CommandContext, CommandError, PaymentPlan};
+use backon::{ExponentialBuilder, Retryable};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// A write command of the checkout API, parsed and typed.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Create(CreateSessionRequest),
+    Update(SessionId, UpdateSessionRequest),
+    Complete(SessionId, CompleteSessionRequest),
+    Cancel(SessionId, CancelSessionRequest),
+}
+
+/// Who calls, in which version, under which idempotency key.
+pub struct Call<'a> {
+    pub merchant: &'a Merchant,
+    pub api_version: ApiVersion,
+    pub idempotency_key: IdempotencyKey,
+    pub fingerprint: String,
+}
+
+/// An HTTP-shaped answer: status and JSON body, plus what the edge turns into headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub replayed: bool,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Reply {
+    fn json(status: u16, body: String) -> Self {
+        Self {
+            status,
+            body,
+            replayed: false,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn error(status: u16, error: &AcpError) -> Self {
+        Self::json(status, serde_json::to_string(error).unwrap_or_default())
+    }
+
+    fn session(status: u16, session: &crate::acp::CheckoutSession) -> Self {
+        match serde_json::to_string(session) {
+            Ok(body) => Self::json(status, body),
+            Err(err) => internal(&err),
+        }
+    }
+
+    fn stored(&self) -> StoredReply {
+        StoredReply {
+            status: self.status,
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// How a call ended, which decides what happens to its idempotency claim.
+enum Outcome {
+    /// Event and reply stored together.
+    Committed(Reply),
+    /// A success that changed no session (a declined payment): store the reply alone.
+    Unchanged(Reply),
+    /// Refused or failed: nothing stored, the claim is released so a retry runs again.
+    NotStored(Reply),
+    /// Our claim was taken over; the request that holds it answers.
+    ClaimLost(Reply),
+}
+
+enum AttemptError {
+    Conflict,
+}
+
+pub struct CheckoutService {
+    backend: Backend,
+    payments: Arc<dyn PaymentProcessor>,
+}
+
+/// Racing writers back off briefly with jitter; 50 writers on one session all get through.
+fn conflict_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(1))
+        .with_max_delay(Duration::from_millis(100))
+        .with_factor(1.5)
+        .with_jitter()
+        .with_max_times(200)
+}
+
+impl CheckoutService {
+    pub fn new(backend: Backend, payments: Arc<dyn PaymentProcessor>) -> Self {
+        Self { backend, payments }
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Runs a write command exactly once per idempotency key.
+    pub async fn execute(&self, call: &Call<'_>, command: Command) -> Reply {
+        let key = &call.idempotency_key;
+        let claim = self.backend.idempotency.claim(key, &call.fingerprint, clock::now()).await;
+        let token = match claim {
+            Ok(Claim::Acquired { token }) => token,
+            Ok(Claim::Replay(stored)) => {
+                return Reply {
+                    replayed: true,
+                    ..Reply::json(stored.status, stored.body)
+                };
+            }
+            Ok(Claim::Mismatch) => return idempotency_conflict(),
+            Ok(Claim::InFlight) => return in_flight(),
+            Err(err) => return unavailable(&err),
+        };
+        let run = || self.attempt(call, &command, &token);
+        let outcome = match run.retry(conflict_backoff()).await {
+            Ok(outcome) => outcome,
+            Err(AttemptError::Conflict) => {
+                warn!(merchant_id = %call.merchant.id, "gave up after repeated version conflicts");
+                Outcome::NotStored(Reply::error(
+                    409,
+                    &AcpError::invalid("concurrent_modification", "The session is being changed by other requests; retry."),
+                ))
+            }
+        };
+        match outcome {
+            Outcome::Committed(reply) | Outcome::ClaimLost(reply) => reply,
+            Outcome::Unchanged(reply) => {
+                let completion = self.completion(call, &token, &reply);
+                if let Err(err) = self.backend.idempotency.complete(&completion).await {
+                    warn!(error = %err, "could not store the idempotent reply; a retry will run again");
+                }
+                reply
+            }
+            Outcome::NotStored(reply) => {
+                if let Err(err) = self.backend.idempotency.release(key, &token).await {
+                    warn!(error = %err, "could not release the idempotency claim; it expires with its lease");
+                }
+                reply
+            }
+        }
+    }
+
+    /// `GET /checkout_sessions/{id}`.
+    pub async fn get(&self, merchant: &Merchant, session_id: &SessionId) -> Reply {
+        match self.load(merchant, session_id).await {
+            Ok(event) => Reply::session(200, &event.data),
+            Err(reply) => reply,
+        }
+    }
+
+    async fn attempt(&self, call: &Call<'_>, command: &Command, token: &str) -> Result<Outcome, AttemptError> {
+        let ctx = CommandContext {
+            merchant: call.merchant,
+            api_version: call.api_version,
+            now: clock::now(),
+        };
+        let (kind, version, next, status) = match command {
+            Command::Create(req) => match session::create(&ctx, SessionId::generate(), req) {
+                Ok(session) => (EventType::Created, 1, session, 201),
+                Err(err) => return Ok(refused(&err)),
+            },
+            Command::Update(id, req) => {
+                let current = match self.load(call.merchant, id).await {
+                    Ok(event) => event,
+                    Err(reply) => return Ok(Outcome::NotStored(reply)),
+                };
+                match session::update(&ctx, &current.data, req) {
+                    Ok(next) => (EventType::Updated, current.version + 1, next, 200),
+                    Err(err) => return Ok(refused(&err)),
+                }
+            }
+            Command::Cancel(id, _) => {
+                let current = match self.load(call.merchant, id).await {
+                    Ok(event) => event,
+                    Err(reply) => return Ok(Outcome::NotStored(reply)),
+                };
+                match session::cancel(&ctx, &current.data) {
+                    Ok(next) => (EventType::Cancelled, current.version + 1, next, 200),
+                    Err(err) => return Ok(refused(&err)),
+                }
+            }
+            Command::Complete(id, req) => {
+                let current = match self.load(call.merchant, id).await {
+                    Ok(event) => event,
+                    Err(reply) => return Ok(Outcome::NotStored(reply)),
+                };
+                let outcome = match self.charge(call, &current.data, req).await {
+                    Ok(outcome) => outcome,
+                    Err(reply) => return Ok(Outcome::NotStored(reply)),
+                };
+                let result = session::apply_charge(&ctx, &current.data, req, &outcome);
+                match result.event {
+                    Some(kind) => (kind, current.version + 1, result.session, 200),
+                    None => return Ok(Outcome::Unchanged(Reply::session(200, &result.session))),
+                }
+            }
+        };
+        let event = Event::new(kind, call.merchant.id.clone(), version, call.api_version.as_str(), next, ctx.now);
+        self.commit(call, token, &event, status).await
+    }
+
+    async fn commit(&self, call: &Call<'_>, token: &str, event: &Event, status: u16) -> Result<Outcome, AttemptError> {
+        let reply = Reply::session(status, &event.data);
+        let completion = self.completion(call, token, &reply);
+        match self.backend.events.append(event, Some(&completion)).await {
+            Ok(()) => {
+                info!(
+                    merchant_id = %event.merchant_id,
+                    session_id = %event.session_id,
+                    event_id = %event.id,
+                    version = event.version,
+                    event_type = %event.kind,
+                    "event appended"
+                );
+                Ok(Outcome::Committed(reply))
+            }
+            Err(StoreError::VersionConflict { .. }) => Err(AttemptError::Conflict),
+            Err(StoreError::ClaimLost) => Ok(Outcome::ClaimLost(in_flight())),
+            Err(err) => Ok(Outcome::NotStored(unavailable(&err))),
+        }
+    }
+
+    async fn charge(
+        &self,
+        call: &Call<'_>,
+        current: &crate::acp::CheckoutSession,
+        req: &CompleteSessionRequest,
+    ) -> Result<ChargeOutcome, Reply> {
+        let plan = session::payment_plan(current, req).map_err(|err| refusal(&err))?;
+        let PaymentPlan::Charge {
+            token,
+            amount,
+            currency,
+            authenticated,
+        } = plan
+        else {
+            return Ok(ChargeOutcome::Declined {
+                reason: "authentication_failed".to_owned(),
+            });
+        };
+        let request = ChargeRequest {
+            idempotency_key: format!("{}:{}", current.id, call.idempotency_key.key),
+            amount,
+            currency,
+            token,
+            authenticated,
+        };
+        self.payments.charge(&request).await.map_err(|err| {
+            warn!(session_id = %current.id, error = %err, "payment processor failed");
+            Reply::error(
+                503,
+                &AcpError::unavailable("payment_processor_unavailable", "The payment processor is unavailable; retry later."),
+            )
+        })
+    }
+
+    /// The latest event of a session this merchant owns; anyone else's session is a 404.
+    async fn load(&self, merchant: &Merchant, id: &SessionId) -> Result<Event, Reply> {
+        match self.backend.events.latest(id).await {
+            Ok(Some(event)) if event.merchant_id == merchant.id => Ok(event),
+            Ok(_) => Err(not_found(id)),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    fn completion(&self, call: &Call<'_>, token: &str, reply: &Reply) -> Completion {
+        Completion {
+            key: call.idempotency_key.clone(),
+            token: token.to_owned(),
+            fingerprint: call.fingerprint.clone(),
+            reply: reply.stored(),
+            expires_at: clock::now() + idempotency::RETENTION,
+        }
+    }
+}
+
+fn refused(err: &CommandError) -> Outcome {
+    Outcome::NotStored(refusal(err))
+}
+
+/// The one place a refused command becomes an ACP error.
+pub fn refusal(err: &CommandError) -> Reply {
+    let message = err.to_string();
+    let (status, error) = match err {
+        CommandError::EmptyCart { param } => (400, AcpError::invalid("missing", message).with_param(param)),
+        CommandError::UnknownItem { param, .. } => (400, AcpError::invalid("invalid_item_id", message).with_param(param)),
+        CommandError::InvalidQuantity { param } => (400, AcpError::invalid("invalid_quantity", message).with_param(param)),
+        CommandError::UnsupportedCurrency { .. } => {
+            (400, AcpError::invalid("unsupported_currency", message).with_param("$.currency"))
+        }
+        CommandError::UnknownFulfillmentOption { param, .. } => {
+            (400, AcpError::invalid("invalid_fulfillment_option", message).with_param(param))
+        }
+        CommandError::NotModifiable { .. } => (400, AcpError::invalid("session_not_modifiable", message)),
+        CommandError::NotCancelable { .. } => (405, AcpError::invalid("session_not_cancelable", message)),
+        CommandError::NotReadyForPayment { .. } => (400, AcpError::invalid("session_not_ready", message)),
+        CommandError::PaymentMissing => (400, AcpError::invalid("invalid_payment_data", message).with_param("$.payment_data")),
+        CommandError::RequiresAuthentication => {
+            (400, AcpError::invalid("requires_3ds", message).with_param("$.authentication_result"))
+        }
+    };
+    Reply::error(status, &error)
+}
+
+fn not_found(id: &SessionId) -> Reply {
+    Reply::error(404, &AcpError::invalid("not_found", format!("Checkout session '{id}' was not found.")))
+}
+
+fn idempotency_conflict() -> Reply {
+    Reply::error(
+        422,
+        &AcpError::invalid("idempotency_conflict", "Idempotency-Key has already been used with a different request body"),
+    )
+}
+
+fn in_flight() -> Reply {
+    Reply {
+        retry_after_secs: Some(idempotency::RETRY_AFTER_SECS),
+        ..Reply::error(
+            409,
+            &AcpError::invalid("idempotency_in_flight", "A request with this Idempotency-Key is currently being processed"),
+        )
+    }
+}
+
+fn unavailable(err: &StoreError) -> Reply {
+    warn!(error = %err, "storage failed");
+    Reply::error(503, &AcpError::unavailable("storage_unavailable", "Storage is unavailable; retry later."))
+}
+
+fn internal(err: &dyn std::error::Error) -> Reply {
+    warn!(error = %err, "could not render a reply");
+    Reply::error(500, &AcpError::processing("internal_error", "Internal error."))
+}
