@@ -1,0 +1,82 @@
+//! Contract suites every backend runs against itself. An adapter's test binary calls
+//! [`crate::backend_contract_tests!`] with an async expression that builds a fresh, empty backend;
+//! each case below then becomes one test of that adapter.
+
+mod event_store;
+mod idempotency_store;
+mod merchant_store;
+mod service;
+
+pub use event_store::*;
+pub use idempotency_store::*;
+pub use merchant_store::*;
+pub use service::*;
+
+use crate::acp::{CreateSessionRequest, RequestItem};
+use crate::clock;
+use crate::event::{Event, EventType};
+use crate::ids::{MerchantId, SessionId};
+use crate::merchant::Merchant;
+use crate::session::{self, CommandContext};
+
+/// A demo merchant with a unique id and key.
+pub fn merchant() -> Merchant {
+    let id = MerchantId::generate();
+    Merchant::demo(id.clone(), &format!("sk_test_{id}"))
+}
+
+/// An event of `version` for a fresh session of `merchant` (or of `session_id` when given).
+pub fn event(merchant: &Merchant, session_id: Option<&SessionId>, version: u64) -> Event {
+    let ctx = CommandContext {
+        merchant,
+        api_version: crate::acp::ApiVersion::CURRENT,
+        now: clock::now(),
+    };
+    let req = CreateSessionRequest {
+        currency: "usd".to_owned(),
+        line_items: Some(vec![RequestItem {
+            id: "test_1".to_owned(),
+            name: None,
+            unit_amount: None,
+            quantity: Some(1),
+        }]),
+        ..Default::default()
+    };
+    let id = session_id.cloned().unwrap_or_else(SessionId::generate);
+    let data = session::create(&ctx, id, &req).expect("demo cart is valid");
+    let kind = if version == 1 { EventType::Created } else { EventType::Updated };
+    Event::new(kind, merchant.id.clone(), version, "2026-04-17", data, ctx.now)
+}
+
+/// Expands to one `#[tokio::test]` per contract case, each on a fresh backend from `$factory`.
+#[macro_export]
+macro_rules! backend_contract_tests {
+    ($factory:expr) => {
+        $crate::backend_contract_tests!(@cases $factory;
+            append_then_read_back,
+            duplicate_version_is_a_conflict_and_changes_nothing,
+            unknown_session_has_no_events,
+            fifty_racing_writers_lose_nothing,
+            claim_then_in_flight_then_mismatch,
+            committed_append_replays_its_reply,
+            released_claim_can_be_claimed_again,
+            reply_without_event_replays,
+            stale_claim_is_taken_over_and_old_owner_cannot_commit,
+            expired_record_is_replaced,
+            failed_append_leaves_no_reply,
+            merchants_are_found_by_id_and_key_hash,
+            replacing_a_merchant_key_retires_the_old_one,
+            fifty_concurrent_api_updates_lose_nothing,
+            idempotent_create_through_the_service,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = $factory.await;
+                $crate::testkit::$case(&backend).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,123 @@
+use super::{event, merchant};
+use crate::clock;
+use crate::idempotency::{self, Claim, Completion, IdempotencyKey, StoredReply};
+use crate::ports::{Backend, StoreError};
+
+fn key(m: &crate::merchant::Merchant) -> IdempotencyKey {
+    IdempotencyKey {
+        merchant_id: m.id.clone(),
+        method: "POST".to_owned(),
+        path: "/checkout_sessions".to_owned(),
+        key: ulid::Ulid::new().to_string(),
+    }
+}
+
+fn completion(key: &IdempotencyKey, token: &str, fingerprint: &str, status: u16) -> Completion {
+    Completion {
+        key: key.clone(),
+        token: token.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        reply: StoredReply {
+            status,
+            body: format!("{{\"status\":{status}}}"),
+        },
+        expires_at: clock::now() + idempotency::RETENTION,
+    }
+}
+
+async fn acquire(backend: &Backend, key: &IdempotencyKey, fingerprint: &str, now: clock::Timestamp) -> String {
+    match backend.idempotency.claim(key, fingerprint, now).await.unwrap() {
+        Claim::Acquired { token } => token,
+        other => panic!("expected to acquire, got {other:?}"),
+    }
+}
+
+pub async fn claim_then_in_flight_then_mismatch(backend: &Backend) {
+    let k = key(&merchant());
+    let now = clock::now();
+    acquire(backend, &k, "fp", now).await;
+    assert_eq!(backend.idempotency.claim(&k, "fp", now).await.unwrap(), Claim::InFlight);
+    assert_eq!(backend.idempotency.claim(&k, "other", now).await.unwrap(), Claim::Mismatch);
+    let other_merchant = IdempotencyKey {
+        merchant_id: merchant().id,
+        ..k.clone()
+    };
+    acquire(backend, &other_merchant, "fp", now).await;
+}
+
+pub async fn committed_append_replays_its_reply(backend: &Backend) {
+    let m = merchant();
+    let k = key(&m);
+    let token = acquire(backend, &k, "fp", clock::now()).await;
+    let done = completion(&k, &token, "fp", 201);
+    backend.events.append(&event(&m, None, 1), Some(&done)).await.unwrap();
+    assert_eq!(
+        backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(),
+        Claim::Replay(done.reply.clone())
+    );
+    assert_eq!(backend.idempotency.claim(&k, "other", clock::now()).await.unwrap(), Claim::Mismatch);
+}
+
+pub async fn released_claim_can_be_claimed_again(backend: &Backend) {
+    let k = key(&merchant());
+    let token = acquire(backend, &k, "fp", clock::now()).await;
+    backend.idempotency.release(&k, &token).await.unwrap();
+    acquire(backend, &k, "fp", clock::now()).await;
+}
+
+pub async fn reply_without_event_replays(backend: &Backend) {
+    let k = key(&merchant());
+    let token = acquire(backend, &k, "fp", clock::now()).await;
+    let done = completion(&k, &token, "fp", 200);
+    backend.idempotency.complete(&done).await.unwrap();
+    assert_eq!(
+        backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(),
+        Claim::Replay(done.reply)
+    );
+}
+
+/// A request that crashed holds its key only for the lease; after it, a retry takes over, and
+/// the crashed request (if it wakes up) can no longer commit anything.
+pub async fn stale_claim_is_taken_over_and_old_owner_cannot_commit(backend: &Backend) {
+    let m = merchant();
+    let k = key(&m);
+    let start = clock::now();
+    let old = acquire(backend, &k, "fp", start).await;
+    let new = acquire(backend, &k, "fp", start + idempotency::LEASE + chrono::Duration::seconds(1)).await;
+    assert_ne!(old, new);
+
+    let late = event(&m, None, 1);
+    let err = backend
+        .events
+        .append(&late, Some(&completion(&k, &old, "fp", 201)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ClaimLost), "{err:?}");
+    assert!(backend.events.latest(&late.session_id).await.unwrap().is_none(), "nothing was appended");
+    assert!(backend.idempotency.complete(&completion(&k, &old, "fp", 200)).await.is_err());
+}
+
+pub async fn expired_record_is_replaced(backend: &Backend) {
+    let k = key(&merchant());
+    let token = acquire(backend, &k, "fp", clock::now()).await;
+    backend.idempotency.complete(&completion(&k, &token, "fp", 200)).await.unwrap();
+    let later = clock::now() + idempotency::RETENTION + chrono::Duration::seconds(1);
+    acquire(backend, &k, "different body", later).await;
+}
+
+/// The event and the reply commit together: when the append loses, no reply is stored.
+pub async fn failed_append_leaves_no_reply(backend: &Backend) {
+    let m = merchant();
+    let first = event(&m, None, 1);
+    backend.events.append(&first, None).await.unwrap();
+    let k = key(&m);
+    let token = acquire(backend, &k, "fp", clock::now()).await;
+    let rival = event(&m, Some(&first.session_id), 1);
+    let err = backend
+        .events
+        .append(&rival, Some(&completion(&k, &token, "fp", 200)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { .. }), "{err:?}");
+    assert_eq!(backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(), Claim::InFlight);
+}
