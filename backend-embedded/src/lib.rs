@@ -62,12 +62,21 @@ impl EventStore for EmbeddedStore {
             }
             state.idempotency.insert(done.key.storage_key(), done.record());
         }
-        state.streams.entry(event.session_id.clone()).or_default().push(event.clone());
+        state
+            .streams
+            .entry(event.session_id.clone())
+            .or_default()
+            .push(event.clone());
         Ok(())
     }
 
     async fn latest(&self, session_id: &SessionId) -> Result<Option<Event>, StoreError> {
-        Ok(self.state.lock().streams.get(session_id).and_then(|s| s.last().cloned()))
+        Ok(self
+            .state
+            .lock()
+            .streams
+            .get(session_id)
+            .and_then(|s| s.last().cloned()))
     }
 
     async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError> {
@@ -97,7 +106,9 @@ impl IdempotencyStore for EmbeddedStore {
         if !holds_claim(&state, &completion.key, &completion.token) {
             return Err(StoreError::ClaimLost);
         }
-        state.idempotency.insert(completion.key.storage_key(), completion.record());
+        state
+            .idempotency
+            .insert(completion.key.storage_key(), completion.record());
         Ok(())
     }
 
@@ -117,7 +128,9 @@ impl MerchantStore for EmbeddedStore {
         if let Some(old) = state.merchants.insert(merchant.id.clone(), merchant.clone()) {
             state.api_keys.remove(&old.api_key_hash);
         }
-        state.api_keys.insert(merchant.api_key_hash.clone(), merchant.id.clone());
+        state
+            .api_keys
+            .insert(merchant.api_key_hash.clone(), merchant.id.clone());
         Ok(())
     }
 

@@ -1,24 +1,31 @@
-//! Time as the domain sees it: UTC, serialized as RFC 3339 with second precision.
+//! Time as the domain sees it: UTC, to the millisecond (what every store keeps exactly).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 
 pub type Timestamp = DateTime<Utc>;
 
 pub fn now() -> Timestamp {
-    Utc::now()
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(now)
 }
 
+/// RFC 3339 to the second, as ACP documents show time.
 pub fn rfc3339(t: &Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Serde helper: `#[serde(with = "crate::clock::rfc3339_serde")]`.
+/// RFC 3339 to the millisecond, for records that must read back exactly.
+pub fn rfc3339_millis(t: &Timestamp) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Serde helper (millisecond precision): `#[serde(with = "crate::clock::rfc3339_serde")]`.
 pub mod rfc3339_serde {
     use super::Timestamp;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::rfc3339(t))
+        s.serialize_str(&super::rfc3339_millis(t))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {

@@ -75,7 +75,9 @@ pub struct IdempotencyRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
     /// Run it; finish with a [`Completion`] carrying this token.
-    Acquired { token: String },
+    Acquired {
+        token: String,
+    },
     Replay(StoredReply),
     /// Same key, different body.
     Mismatch,
@@ -152,7 +154,10 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_key_order_and_spacing() {
-        assert_eq!(fingerprint(br#"{"a":1,"b":[1,2]}"#), fingerprint(b"{ \"b\": [1,2], \"a\": 1 }"));
+        assert_eq!(
+            fingerprint(br#"{"a":1,"b":[1,2]}"#),
+            fingerprint(b"{ \"b\": [1,2], \"a\": 1 }")
+        );
         assert_ne!(fingerprint(br#"{"a":1}"#), fingerprint(br#"{"a":2}"#));
         assert_eq!(fingerprint(b"not json"), fingerprint(b"not json"));
     }

@@ -1,8 +1,8 @@
 //! Charging the buyer at `/complete`, behind a trait so a real processor can replace the test one.
 
 use async_trait::async_trait;
-use std::collections::HashMap;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChargeRequest {
@@ -68,7 +68,9 @@ impl PaymentProcessor for TestPaymentProcessor {
             },
             test_tokens::REQUIRES_3DS if !request.authenticated => ChargeOutcome::AuthenticationRequired,
             test_tokens::PROCESSOR_DOWN => {
-                return Err(PaymentError::Unavailable("test processor refused the connection".to_owned()));
+                return Err(PaymentError::Unavailable(
+                    "test processor refused the connection".to_owned(),
+                ));
             }
             _ => ChargeOutcome::Approved {
                 payment_id: format!("pay_{}", ulid::Ulid::new()),
@@ -100,12 +102,24 @@ mod tests {
     #[tokio::test]
     async fn tokens_decide_the_outcome() {
         let p = TestPaymentProcessor::new();
-        assert!(matches!(p.charge(&request(test_tokens::APPROVE, "a")).await.unwrap(), ChargeOutcome::Approved { .. }));
-        assert!(matches!(p.charge(&request(test_tokens::DECLINE, "b")).await.unwrap(), ChargeOutcome::Declined { .. }));
-        assert_eq!(p.charge(&request(test_tokens::REQUIRES_3DS, "c")).await.unwrap(), ChargeOutcome::AuthenticationRequired);
+        assert!(matches!(
+            p.charge(&request(test_tokens::APPROVE, "a")).await.unwrap(),
+            ChargeOutcome::Approved { .. }
+        ));
+        assert!(matches!(
+            p.charge(&request(test_tokens::DECLINE, "b")).await.unwrap(),
+            ChargeOutcome::Declined { .. }
+        ));
+        assert_eq!(
+            p.charge(&request(test_tokens::REQUIRES_3DS, "c")).await.unwrap(),
+            ChargeOutcome::AuthenticationRequired
+        );
         let mut authenticated = request(test_tokens::REQUIRES_3DS, "c");
         authenticated.authenticated = true;
-        assert!(matches!(p.charge(&authenticated).await.unwrap(), ChargeOutcome::Approved { .. }));
+        assert!(matches!(
+            p.charge(&authenticated).await.unwrap(),
+            ChargeOutcome::Approved { .. }
+        ));
         assert!(p.charge(&request(test_tokens::PROCESSOR_DOWN, "d")).await.is_err());
     }
 

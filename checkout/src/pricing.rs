@@ -1,9 +1,7 @@
 //! Prices a cart from the merchant's catalog: line items, fulfillment options, totals.
 //! Nothing here trusts an amount sent by the client.
 
-use crate::acp::{
-    FulfillmentOption, FulfillmentType, ItemRef, LineItem, SelectedFulfillmentOption, Total, TotalType,
-};
+use crate::acp::{FulfillmentOption, FulfillmentType, ItemRef, LineItem, SelectedFulfillmentOption, Total, TotalType};
 use crate::catalog::{Catalog, CatalogItem, DIGITAL_OPTION_ID, ItemDelivery};
 
 /// One cart line, already checked against the catalog.
@@ -182,7 +180,12 @@ mod tests {
         assert!(priced.needs_address);
         assert_eq!(priced.fulfillment_options.len(), 2);
         assert_eq!(priced.selected_fulfillment_options[0].item_ids, vec!["test_1"]);
-        assert!(priced.totals.iter().any(|t| t.kind == TotalType::Fulfillment && t.amount == 1500));
+        assert!(
+            priced
+                .totals
+                .iter()
+                .any(|t| t.kind == TotalType::Fulfillment && t.amount == 1500)
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! let the aggregate decide, append the event together with the stored reply, and retry from
 //! the top when a concurrent writer got there first. Every outcome becomes a [`Reply`].
 
-use crate::acp::{AcpError, ApiVersion, CancelSessionRequest, CompleteSessionRequest, CreateSessionRequest, UpdateSessionRequest};
+use crate::acp::{
+    AcpError, ApiVersion, CancelSessionRequest, CompleteSessionRequest, CreateSessionRequest, UpdateSessionRequest,
+};
 use crate::clock;
 use crate::event::{Event, EventType};
 use crate::idempotency::{self, Claim, Completion, IdempotencyKey, StoredReply};
@@ -19,9 +21,9 @@ use tracing::{info, warn};
 /// A write command of the checkout API, parsed and typed.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Create(CreateSessionRequest),
-    Update(SessionId, UpdateSessionRequest),
-    Complete(SessionId, CompleteSessionRequest),
+    Create(Box<CreateSessionRequest>),
+    Update(SessionId, Box<UpdateSessionRequest>),
+    Complete(SessionId, Box<CompleteSessionRequest>),
     Cancel(SessionId, CancelSessionRequest),
 }
 
@@ -114,7 +116,11 @@ impl CheckoutService {
     /// Runs a write command exactly once per idempotency key.
     pub async fn execute(&self, call: &Call<'_>, command: Command) -> Reply {
         let key = &call.idempotency_key;
-        let claim = self.backend.idempotency.claim(key, &call.fingerprint, clock::now()).await;
+        let claim = self
+            .backend
+            .idempotency
+            .claim(key, &call.fingerprint, clock::now())
+            .await;
         let token = match claim {
             Ok(Claim::Acquired { token }) => token,
             Ok(Claim::Replay(stored)) => {
@@ -134,7 +140,10 @@ impl CheckoutService {
                 warn!(merchant_id = %call.merchant.id, "gave up after repeated version conflicts");
                 Outcome::NotStored(Reply::error(
                     409,
-                    &AcpError::invalid("concurrent_modification", "The session is being changed by other requests; retry."),
+                    &AcpError::invalid(
+                        "concurrent_modification",
+                        "The session is being changed by other requests; retry.",
+                    ),
                 ))
             }
         };
@@ -211,7 +220,14 @@ impl CheckoutService {
                 }
             }
         };
-        let event = Event::new(kind, call.merchant.id.clone(), version, call.api_version.as_str(), next, ctx.now);
+        let event = Event::new(
+            kind,
+            call.merchant.id.clone(),
+            version,
+            call.api_version.as_str(),
+            next,
+            ctx.now,
+        );
         self.commit(call, token, &event, status).await
     }
 
@@ -265,7 +281,10 @@ impl CheckoutService {
             warn!(session_id = %current.id, error = %err, "payment processor failed");
             Reply::error(
                 503,
-                &AcpError::unavailable("payment_processor_unavailable", "The payment processor is unavailable; retry later."),
+                &AcpError::unavailable(
+                    "payment_processor_unavailable",
+                    "The payment processor is unavailable; retry later.",
+                ),
             )
         })
     }
@@ -299,33 +318,49 @@ pub fn refusal(err: &CommandError) -> Reply {
     let message = err.to_string();
     let (status, error) = match err {
         CommandError::EmptyCart { param } => (400, AcpError::invalid("missing", message).with_param(param)),
-        CommandError::UnknownItem { param, .. } => (400, AcpError::invalid("invalid_item_id", message).with_param(param)),
-        CommandError::InvalidQuantity { param } => (400, AcpError::invalid("invalid_quantity", message).with_param(param)),
-        CommandError::UnsupportedCurrency { .. } => {
-            (400, AcpError::invalid("unsupported_currency", message).with_param("$.currency"))
+        CommandError::UnknownItem { param, .. } => {
+            (400, AcpError::invalid("invalid_item_id", message).with_param(param))
         }
-        CommandError::UnknownFulfillmentOption { param, .. } => {
-            (400, AcpError::invalid("invalid_fulfillment_option", message).with_param(param))
+        CommandError::InvalidQuantity { param } => {
+            (400, AcpError::invalid("invalid_quantity", message).with_param(param))
         }
+        CommandError::UnsupportedCurrency { .. } => (
+            400,
+            AcpError::invalid("unsupported_currency", message).with_param("$.currency"),
+        ),
+        CommandError::UnknownFulfillmentOption { param, .. } => (
+            400,
+            AcpError::invalid("invalid_fulfillment_option", message).with_param(param),
+        ),
         CommandError::NotModifiable { .. } => (400, AcpError::invalid("session_not_modifiable", message)),
         CommandError::NotCancelable { .. } => (405, AcpError::invalid("session_not_cancelable", message)),
         CommandError::NotReadyForPayment { .. } => (400, AcpError::invalid("session_not_ready", message)),
-        CommandError::PaymentMissing => (400, AcpError::invalid("invalid_payment_data", message).with_param("$.payment_data")),
-        CommandError::RequiresAuthentication => {
-            (400, AcpError::invalid("requires_3ds", message).with_param("$.authentication_result"))
-        }
+        CommandError::PaymentMissing => (
+            400,
+            AcpError::invalid("invalid_payment_data", message).with_param("$.payment_data"),
+        ),
+        CommandError::RequiresAuthentication => (
+            400,
+            AcpError::invalid("requires_3ds", message).with_param("$.authentication_result"),
+        ),
     };
     Reply::error(status, &error)
 }
 
 fn not_found(id: &SessionId) -> Reply {
-    Reply::error(404, &AcpError::invalid("not_found", format!("Checkout session '{id}' was not found.")))
+    Reply::error(
+        404,
+        &AcpError::invalid("not_found", format!("Checkout session '{id}' was not found.")),
+    )
 }
 
 fn idempotency_conflict() -> Reply {
     Reply::error(
         422,
-        &AcpError::invalid("idempotency_conflict", "Idempotency-Key has already been used with a different request body"),
+        &AcpError::invalid(
+            "idempotency_conflict",
+            "Idempotency-Key has already been used with a different request body",
+        ),
     )
 }
 
@@ -334,14 +369,20 @@ fn in_flight() -> Reply {
         retry_after_secs: Some(idempotency::RETRY_AFTER_SECS),
         ..Reply::error(
             409,
-            &AcpError::invalid("idempotency_in_flight", "A request with this Idempotency-Key is currently being processed"),
+            &AcpError::invalid(
+                "idempotency_in_flight",
+                "A request with this Idempotency-Key is currently being processed",
+            ),
         )
     }
 }
 
 fn unavailable(err: &StoreError) -> Reply {
     warn!(error = %err, "storage failed");
-    Reply::error(503, &AcpError::unavailable("storage_unavailable", "Storage is unavailable; retry later."))
+    Reply::error(
+        503,
+        &AcpError::unavailable("storage_unavailable", "Storage is unavailable; retry later."),
+    )
 }
 
 fn internal(err: &dyn std::error::Error) -> Reply {

@@ -66,7 +66,9 @@ pub fn create(
     let cart = resolve_cart(catalog, items.unwrap_or(&[]), field)?;
     let mut fulfillment_details = req.fulfillment_details.clone();
     if let Some(address) = &req.fulfillment_address {
-        fulfillment_details.get_or_insert_with(FulfillmentDetails::default).address = Some(address.clone());
+        fulfillment_details
+            .get_or_insert_with(FulfillmentDetails::default)
+            .address = Some(address.clone());
     }
     let stamp = rfc3339(&ctx.now);
     let mut session = CheckoutSession {
@@ -118,12 +120,17 @@ pub fn update(
         next.fulfillment_details = Some(details.clone());
     }
     if let Some(address) = &req.fulfillment_address {
-        next.fulfillment_details.get_or_insert_with(FulfillmentDetails::default).address = Some(address.clone());
+        next.fulfillment_details
+            .get_or_insert_with(FulfillmentDetails::default)
+            .address = Some(address.clone());
     }
     let (selection_field, selection) = requested_selection(current, req);
     reprice(&mut next, catalog, &cart, &selection);
     if let Some(wanted) = selection.first()
-        && !next.selected_fulfillment_options.iter().any(|s| s.option_id == wanted.option_id)
+        && !next
+            .selected_fulfillment_options
+            .iter()
+            .any(|s| s.option_id == wanted.option_id)
     {
         return Err(CommandError::UnknownFulfillmentOption {
             param: selection_field.to_owned(),
@@ -308,10 +315,17 @@ fn requested_selection(
         };
         return ("$.fulfillment_option_id", vec![chosen]);
     }
-    ("$.selected_fulfillment_options", current.selected_fulfillment_options.clone())
+    (
+        "$.selected_fulfillment_options",
+        current.selected_fulfillment_options.clone(),
+    )
 }
 
-fn resolve_cart<'a>(catalog: &'a Catalog, items: &[RequestItem], field: &str) -> Result<Vec<CartLine<'a>>, CommandError> {
+fn resolve_cart<'a>(
+    catalog: &'a Catalog,
+    items: &[RequestItem],
+    field: &str,
+) -> Result<Vec<CartLine<'a>>, CommandError> {
     if items.is_empty() {
         return Err(CommandError::EmptyCart {
             param: format!("$.{field}"),
@@ -328,10 +342,14 @@ fn resolve_cart<'a>(catalog: &'a Catalog, items: &[RequestItem], field: &str) ->
         let quantity = u32::try_from(quantity)
             .ok()
             .filter(|q| (1..=MAX_QUANTITY).contains(q))
-            .ok_or_else(|| CommandError::InvalidQuantity { param: quantity_param() })?;
+            .ok_or_else(|| CommandError::InvalidQuantity {
+                param: quantity_param(),
+            })?;
         match cart.iter_mut().find(|line| line.item.id == item.id) {
             Some(line) if line.quantity + quantity > MAX_QUANTITY => {
-                return Err(CommandError::InvalidQuantity { param: quantity_param() });
+                return Err(CommandError::InvalidQuantity {
+                    param: quantity_param(),
+                });
             }
             Some(line) => line.quantity += quantity,
             None => cart.push(CartLine { item, quantity }),
@@ -359,7 +377,12 @@ fn current_cart<'a>(catalog: &'a Catalog, session: &CheckoutSession) -> Result<V
 }
 
 /// Prices the cart into the session and sets its status and the messages that explain it.
-fn reprice(session: &mut CheckoutSession, catalog: &Catalog, cart: &[CartLine<'_>], selected: &[SelectedFulfillmentOption]) {
+fn reprice(
+    session: &mut CheckoutSession,
+    catalog: &Catalog,
+    cart: &[CartLine<'_>],
+    selected: &[SelectedFulfillmentOption],
+) {
     let priced = price(catalog, cart, selected);
     let has_address = session
         .fulfillment_details
@@ -466,7 +489,11 @@ mod tests {
     }
 
     fn ready(merchant: &Merchant) -> CheckoutSession {
-        let s = create_with(merchant, r#"{"currency":"usd","line_items":[{"id":"test_1","quantity":2}]}"#).unwrap();
+        let s = create_with(
+            merchant,
+            r#"{"currency":"usd","line_items":[{"id":"test_1","quantity":2}]}"#,
+        )
+        .unwrap();
         let req = UpdateSessionRequest {
             fulfillment_details: Some(FulfillmentDetails {
                 address: Some(address()),
@@ -504,7 +531,10 @@ mod tests {
         assert_eq!(s.status, SessionStatus::NotReadyForPayment);
         assert_eq!(s.currency, "usd");
         let params: Vec<_> = s.messages.iter().filter_map(|m| m.param.as_deref()).collect();
-        assert_eq!(params, ["$.fulfillment_details.address", "$.selected_fulfillment_options"]);
+        assert_eq!(
+            params,
+            ["$.fulfillment_details.address", "$.selected_fulfillment_options"]
+        );
     }
 
     #[test]
@@ -519,7 +549,11 @@ mod tests {
     #[test]
     fn client_prices_are_ignored() {
         let m = merchant();
-        let s = create_with(&m, r#"{"currency":"usd","line_items":[{"id":"test_1","unit_amount":1}]}"#).unwrap();
+        let s = create_with(
+            &m,
+            r#"{"currency":"usd","line_items":[{"id":"test_1","unit_amount":1}]}"#,
+        )
+        .unwrap();
         assert_eq!(s.line_items[0].unit_amount, 2500);
     }
 
@@ -534,7 +568,10 @@ mod tests {
         assert!(matches!(empty, Err(CommandError::EmptyCart { .. })));
         let eur = create_with(&m, r#"{"currency":"eur","line_items":[{"id":"test_1"}]}"#);
         assert!(matches!(eur, Err(CommandError::UnsupportedCurrency { .. })));
-        let huge = create_with(&m, r#"{"currency":"usd","line_items":[{"id":"test_1","quantity":9000},{"id":"test_1","quantity":9000}]}"#);
+        let huge = create_with(
+            &m,
+            r#"{"currency":"usd","line_items":[{"id":"test_1","quantity":9000},{"id":"test_1","quantity":9000}]}"#,
+        );
         assert!(matches!(huge, Err(CommandError::InvalidQuantity { .. })));
     }
 
@@ -550,7 +587,10 @@ mod tests {
             }]),
             ..Default::default()
         };
-        assert!(matches!(update(&ctx(&m), &s, &req), Err(CommandError::UnknownFulfillmentOption { .. })));
+        assert!(matches!(
+            update(&ctx(&m), &s, &req),
+            Err(CommandError::UnknownFulfillmentOption { .. })
+        ));
     }
 
     #[test]
@@ -572,7 +612,12 @@ mod tests {
     fn decline_changes_nothing_but_says_why() {
         let m = merchant();
         let s = ready(&m);
-        let r = apply_charge(&ctx(&m), &s, &complete_req("x"), &ChargeOutcome::Declined { reason: "no".into() });
+        let r = apply_charge(
+            &ctx(&m),
+            &s,
+            &complete_req("x"),
+            &ChargeOutcome::Declined { reason: "no".into() },
+        );
         assert_eq!(r.event, None);
         assert_eq!(r.session.status, SessionStatus::ReadyForPayment);
         assert_eq!(r.session.messages[0].code.as_deref(), Some("payment_declined"));
@@ -586,15 +631,27 @@ mod tests {
         let r = apply_charge(&ctx(&m), &s, &req, &ChargeOutcome::AuthenticationRequired);
         assert_eq!(r.session.status, SessionStatus::AuthenticationRequired);
         assert!(r.session.authentication_metadata.is_some());
-        assert_eq!(payment_plan(&r.session, &req), Err(CommandError::RequiresAuthentication));
+        assert_eq!(
+            payment_plan(&r.session, &req),
+            Err(CommandError::RequiresAuthentication)
+        );
         let mut with_result = req.clone();
         with_result.authentication_result = Some(crate::acp::AuthenticationResult {
             outcome: "authenticated".into(),
             outcome_details: None,
         });
-        assert!(matches!(payment_plan(&r.session, &with_result), Ok(PaymentPlan::Charge { authenticated: true, .. })));
+        assert!(matches!(
+            payment_plan(&r.session, &with_result),
+            Ok(PaymentPlan::Charge {
+                authenticated: true,
+                ..
+            })
+        ));
         with_result.authentication_result.as_mut().unwrap().outcome = "denied".into();
-        assert_eq!(payment_plan(&r.session, &with_result), Ok(PaymentPlan::AuthenticationFailed));
+        assert_eq!(
+            payment_plan(&r.session, &with_result),
+            Ok(PaymentPlan::AuthenticationFailed)
+        );
     }
 
     #[test]
@@ -603,18 +660,26 @@ mod tests {
         let s = ready(&m);
         let canceled = cancel(&ctx(&m), &s).unwrap();
         assert_eq!(canceled.status, SessionStatus::Canceled);
-        assert!(matches!(cancel(&ctx(&m), &canceled), Err(CommandError::NotCancelable { .. })));
+        assert!(matches!(
+            cancel(&ctx(&m), &canceled),
+            Err(CommandError::NotCancelable { .. })
+        ));
         assert!(matches!(
             update(&ctx(&m), &canceled, &UpdateSessionRequest::default()),
             Err(CommandError::NotModifiable { .. })
         ));
-        assert!(matches!(payment_plan(&canceled, &complete_req("x")), Err(CommandError::NotModifiable { .. })));
+        assert!(matches!(
+            payment_plan(&canceled, &complete_req("x")),
+            Err(CommandError::NotModifiable { .. })
+        ));
     }
 
     #[test]
     fn not_ready_session_cannot_be_paid() {
         let m = merchant();
         let s = create_with(&m, r#"{"currency":"usd","line_items":[{"id":"test_1"}]}"#).unwrap();
-        assert!(matches!(payment_plan(&s, &complete_req("x")), Err(CommandError::NotReadyForPayment { missing }) if missing.len() == 2));
+        assert!(
+            matches!(payment_plan(&s, &complete_req("x")), Err(CommandError::NotReadyForPayment { missing }) if missing.len() == 2)
+        );
     }
 }

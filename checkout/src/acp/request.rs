@@ -1,7 +1,7 @@
 //! Request bodies of the checkout endpoints, and their strict parsing.
 
-use super::session::{Address, Buyer, FulfillmentDetails, SelectedFulfillmentOption};
 use super::AcpError;
+use super::session::{Address, Buyer, FulfillmentDetails, SelectedFulfillmentOption};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -246,8 +246,9 @@ mod tests {
 
     #[test]
     fn wrong_type_points_at_the_field() {
-        let err = parse_body::<CreateSessionRequest>(br#"{"currency":"usd","line_items":[{"id":"a","quantity":"two"}]}"#)
-            .unwrap_err();
+        let err =
+            parse_body::<CreateSessionRequest>(br#"{"currency":"usd","line_items":[{"id":"a","quantity":"two"}]}"#)
+                .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("$.line_items[0].quantity"));
     }
 

@@ -37,7 +37,10 @@ pub async fn claim_then_in_flight_then_mismatch(backend: &Backend) {
     let now = clock::now();
     acquire(backend, &k, "fp", now).await;
     assert_eq!(backend.idempotency.claim(&k, "fp", now).await.unwrap(), Claim::InFlight);
-    assert_eq!(backend.idempotency.claim(&k, "other", now).await.unwrap(), Claim::Mismatch);
+    assert_eq!(
+        backend.idempotency.claim(&k, "other", now).await.unwrap(),
+        Claim::Mismatch
+    );
     let other_merchant = IdempotencyKey {
         merchant_id: merchant().id,
         ..k.clone()
@@ -55,7 +58,10 @@ pub async fn committed_append_replays_its_reply(backend: &Backend) {
         backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(),
         Claim::Replay(done.reply.clone())
     );
-    assert_eq!(backend.idempotency.claim(&k, "other", clock::now()).await.unwrap(), Claim::Mismatch);
+    assert_eq!(
+        backend.idempotency.claim(&k, "other", clock::now()).await.unwrap(),
+        Claim::Mismatch
+    );
 }
 
 pub async fn released_claim_can_be_claimed_again(backend: &Backend) {
@@ -83,7 +89,13 @@ pub async fn stale_claim_is_taken_over_and_old_owner_cannot_commit(backend: &Bac
     let k = key(&m);
     let start = clock::now();
     let old = acquire(backend, &k, "fp", start).await;
-    let new = acquire(backend, &k, "fp", start + idempotency::LEASE + chrono::Duration::seconds(1)).await;
+    let new = acquire(
+        backend,
+        &k,
+        "fp",
+        start + idempotency::LEASE + chrono::Duration::seconds(1),
+    )
+    .await;
     assert_ne!(old, new);
 
     let late = event(&m, None, 1);
@@ -93,14 +105,27 @@ pub async fn stale_claim_is_taken_over_and_old_owner_cannot_commit(backend: &Bac
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::ClaimLost), "{err:?}");
-    assert!(backend.events.latest(&late.session_id).await.unwrap().is_none(), "nothing was appended");
-    assert!(backend.idempotency.complete(&completion(&k, &old, "fp", 200)).await.is_err());
+    assert!(
+        backend.events.latest(&late.session_id).await.unwrap().is_none(),
+        "nothing was appended"
+    );
+    assert!(
+        backend
+            .idempotency
+            .complete(&completion(&k, &old, "fp", 200))
+            .await
+            .is_err()
+    );
 }
 
 pub async fn expired_record_is_replaced(backend: &Backend) {
     let k = key(&merchant());
     let token = acquire(backend, &k, "fp", clock::now()).await;
-    backend.idempotency.complete(&completion(&k, &token, "fp", 200)).await.unwrap();
+    backend
+        .idempotency
+        .complete(&completion(&k, &token, "fp", 200))
+        .await
+        .unwrap();
     let later = clock::now() + idempotency::RETENTION + chrono::Duration::seconds(1);
     acquire(backend, &k, "different body", later).await;
 }
@@ -119,5 +144,8 @@ pub async fn failed_append_leaves_no_reply(backend: &Backend) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::VersionConflict { .. }), "{err:?}");
-    assert_eq!(backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(), Claim::InFlight);
+    assert_eq!(
+        backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(),
+        Claim::InFlight
+    );
 }

@@ -44,7 +44,11 @@ pub fn event(merchant: &Merchant, session_id: Option<&SessionId>, version: u64) 
     };
     let id = session_id.cloned().unwrap_or_else(SessionId::generate);
     let data = session::create(&ctx, id, &req).expect("demo cart is valid");
-    let kind = if version == 1 { EventType::Created } else { EventType::Updated };
+    let kind = if version == 1 {
+        EventType::Created
+    } else {
+        EventType::Updated
+    };
     Event::new(kind, merchant.id.clone(), version, "2026-04-17", data, ctx.now)
 }
 

@@ -38,7 +38,9 @@ async fn create_session(service: &CheckoutService, m: &Merchant) -> SessionId {
         line_items: Some(items(1)),
         ..Default::default()
     };
-    let reply = service.execute(&call(m, "/checkout_sessions", "create"), Command::Create(req)).await;
+    let reply = service
+        .execute(&call(m, "/checkout_sessions", "create"), Command::Create(Box::new(req)))
+        .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     SessionId::parse(body["id"].as_str().unwrap()).unwrap()
@@ -48,7 +50,10 @@ async fn create_session(service: &CheckoutService, m: &Merchant) -> SessionId {
 /// versions are 1..=51, and each update is one event.
 pub async fn fifty_concurrent_api_updates_lose_nothing(backend: &Backend) {
     let m = merchant();
-    let service = Arc::new(CheckoutService::new(backend.clone(), Arc::new(TestPaymentProcessor::new())));
+    let service = Arc::new(CheckoutService::new(
+        backend.clone(),
+        Arc::new(TestPaymentProcessor::new()),
+    ));
     let sid = create_session(&service, &m).await;
     let mut tasks = Vec::new();
     for quantity in 1..=50 {
@@ -60,7 +65,9 @@ pub async fn fifty_concurrent_api_updates_lose_nothing(backend: &Backend) {
             };
             let path = format!("/checkout_sessions/{sid}");
             let body = format!("quantity {quantity}");
-            service.execute(&call(&m, &path, &body), Command::Update(sid, req)).await
+            service
+                .execute(&call(&m, &path, &body), Command::Update(sid, Box::new(req)))
+                .await
         }));
     }
     for task in tasks {
@@ -68,11 +75,18 @@ pub async fn fifty_concurrent_api_updates_lose_nothing(backend: &Backend) {
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     let history = backend.events.history(&sid).await.unwrap();
-    assert_eq!(history.iter().map(|e| e.version).collect::<Vec<_>>(), (1..=51).collect::<Vec<_>>());
+    assert_eq!(
+        history.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=51).collect::<Vec<_>>()
+    );
     assert!(history[1..].iter().all(|e| e.kind == EventType::Updated));
     let mut quantities: Vec<u32> = history[1..].iter().map(|e| e.data.line_items[0].quantity).collect();
     quantities.sort_unstable();
-    assert_eq!(quantities, (1..=50).collect::<Vec<_>>(), "every update is in the log once");
+    assert_eq!(
+        quantities,
+        (1..=50).collect::<Vec<_>>(),
+        "every update is in the log once"
+    );
 }
 
 /// The same create sent twice under one key makes one session and one event.
@@ -85,8 +99,8 @@ pub async fn idempotent_create_through_the_service(backend: &Backend) {
         ..Default::default()
     };
     let c = call(&m, "/checkout_sessions", "same body");
-    let first = service.execute(&c, Command::Create(req.clone())).await;
-    let second = service.execute(&c, Command::Create(req)).await;
+    let first = service.execute(&c, Command::Create(Box::new(req.clone()))).await;
+    let second = service.execute(&c, Command::Create(Box::new(req))).await;
     assert_eq!(first.status, 201);
     assert!(!first.replayed);
     assert!(second.replayed);

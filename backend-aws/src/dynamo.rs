@@ -1,0 +1,398 @@
+//! [`DynamoStore`]: the event store, idempotency records and merchants in DynamoDB.
+
+use crate::error::{corrupt, unavailable};
+use crate::tables::TableNames;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use checkout::clock::Timestamp;
+use checkout::event::Event;
+use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState, StoredReply};
+use checkout::ids::{MerchantId, SessionId};
+use checkout::merchant::Merchant;
+use checkout::ports::{EventStore, IdempotencyStore, MerchantStore, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: TableNames,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: TableNames) -> Self {
+        Self { client, tables }
+    }
+
+    fn event_put(&self, event: &Event) -> Result<Put, StoreError> {
+        let json = serde_json::to_string(event).map_err(|e| corrupt(&e.to_string()))?;
+        Put::builder()
+            .table_name(&self.tables.sessions)
+            .set_item(Some(event_item(event, json)))
+            .condition_expression("attribute_not_exists(session_id)")
+            .build()
+            .map_err(unavailable)
+    }
+
+    fn completion_put(&self, done: &Completion) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.tables.idempotency)
+            .set_item(Some(record_item(&done.key.storage_key(), &done.record())))
+            .condition_expression("#st = :in_flight AND #tok = :token")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_names("#tok", "token")
+            .expression_attribute_values(":in_flight", s("in_flight"))
+            .expression_attribute_values(":token", s(&done.token))
+            .build()
+            .map_err(unavailable)
+    }
+
+    async fn get(&self, table: &str, pk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    async fn query_events(&self, session_id: &SessionId, newest_only: bool) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.sessions)
+                .key_condition_expression("session_id = :sid")
+                .expression_attribute_values(":sid", s(session_id.as_str()))
+                .consistent_read(true)
+                .scan_index_forward(!newest_only)
+                .set_limit(newest_only.then_some(1))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                events.push(parse_event(item)?);
+            }
+            start = out.last_evaluated_key;
+            if newest_only || start.is_none() {
+                return Ok(events);
+            }
+        }
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| corrupt(&format!("attribute {name} missing or not a string")))
+}
+
+fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| corrupt(&format!("attribute {name} missing or not a number")))
+}
+
+/// The envelope is stored whole in `event`; the other attributes are for streams, filters and
+/// operators reading the table.
+fn event_item(event: &Event, json: String) -> Item {
+    HashMap::from([
+        ("session_id".to_owned(), s(event.session_id.as_str())),
+        ("version".to_owned(), n(event.version as i64)),
+        ("event_id".to_owned(), s(event.id.as_str())),
+        ("event_type".to_owned(), s(event.kind.as_str())),
+        ("merchant_id".to_owned(), s(event.merchant_id.as_str())),
+        ("created_at".to_owned(), s(&checkout::clock::rfc3339(&event.created_at))),
+        ("event".to_owned(), AttributeValue::S(json)),
+    ])
+}
+
+/// The event held in an item of the sessions table (also what the stream's NEW_IMAGE carries).
+pub fn parse_event(item: &Item) -> Result<Event, StoreError> {
+    serde_json::from_str(get_s(item, "event")?).map_err(|e| corrupt(&format!("event: {e}")))
+}
+
+fn record_item(pk: &str, record: &IdempotencyRecord) -> Item {
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(pk)),
+        ("fingerprint".to_owned(), s(&record.fingerprint)),
+        ("expires_at".to_owned(), n(record.expires_at.timestamp())),
+    ]);
+    match &record.state {
+        RecordState::InFlight { token, lease_until } => {
+            item.insert("state".to_owned(), s("in_flight"));
+            item.insert("token".to_owned(), s(token));
+            item.insert("lease_until".to_owned(), n(lease_until.timestamp_millis()));
+        }
+        RecordState::Done { reply } => {
+            item.insert("state".to_owned(), s("done"));
+            item.insert("reply_status".to_owned(), n(i64::from(reply.status)));
+            item.insert("reply_body".to_owned(), s(&reply.body));
+        }
+    }
+    item
+}
+
+fn parse_record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
+    let time = |secs: Option<i64>, millis: Option<i64>| -> Result<Timestamp, StoreError> {
+        secs.and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
+            .or_else(|| millis.and_then(DateTime::<Utc>::from_timestamp_millis))
+            .ok_or_else(|| corrupt("idempotency timestamp"))
+    };
+    let state = match get_s(item, "state")? {
+        "in_flight" => RecordState::InFlight {
+            token: get_s(item, "token")?.to_owned(),
+            lease_until: time(None, Some(get_n(item, "lease_until")?))?,
+        },
+        "done" => RecordState::Done {
+            reply: StoredReply {
+                status: u16::try_from(get_n(item, "reply_status")?).map_err(|_| corrupt("reply_status"))?,
+                body: get_s(item, "reply_body")?.to_owned(),
+            },
+        },
+        other => return Err(corrupt(&format!("idempotency state {other}"))),
+    };
+    Ok(IdempotencyRecord {
+        fingerprint: get_s(item, "fingerprint")?.to_owned(),
+        state,
+        expires_at: time(Some(get_n(item, "expires_at")?), None)?,
+    })
+}
+
+fn is_condition_failure(err: &SdkError<PutItemError, aws_sdk_dynamodb::config::http::HttpResponse>) -> bool {
+    matches!(
+        err.as_service_error(),
+        Some(PutItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn append(&self, event: &Event, completes: Option<&Completion>) -> Result<(), StoreError> {
+        let conflict = || StoreError::VersionConflict {
+            session_id: event.session_id.clone(),
+            version: event.version,
+        };
+        let put = self.event_put(event)?;
+        let Some(done) = completes else {
+            let result = self
+                .client
+                .put_item()
+                .table_name(put.table_name())
+                .set_item(Some(put.item().clone()))
+                .set_condition_expression(put.condition_expression().map(str::to_owned))
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(()),
+                Err(err) if is_condition_failure(&err) => Err(conflict()),
+                Err(err) => Err(unavailable(err)),
+            };
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().put(self.completion_put(done)?).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let reasons: Vec<Option<String>> = match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => canceled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().map(str::to_owned))
+                        .collect(),
+                    _ => return Err(unavailable(err)),
+                };
+                let failed = |i: usize| reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
+                if failed(0) {
+                    Err(conflict())
+                } else if failed(1) {
+                    Err(StoreError::ClaimLost)
+                } else {
+                    Err(unavailable(err))
+                }
+            }
+        }
+    }
+
+    async fn latest(&self, session_id: &SessionId) -> Result<Option<Event>, StoreError> {
+        Ok(self.query_events(session_id, true).await?.pop())
+    }
+
+    async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError> {
+        self.query_events(session_id, false).await
+    }
+}
+
+/// How many times a claim is retried when the record changes between the write and the read.
+const CLAIM_ATTEMPTS: usize = 5;
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(&self, key: &IdempotencyKey, fingerprint: &str, now: Timestamp) -> Result<Claim, StoreError> {
+        let pk = key.storage_key();
+        for _ in 0..CLAIM_ATTEMPTS {
+            let (token, record) = idempotency::new_claim(fingerprint, now);
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(record_item(&pk, &record)))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR expires_at <= :now_s OR (#st = :in_flight AND lease_until <= :now_ms)",
+                )
+                .expression_attribute_names("#st", "state")
+                .expression_attribute_values(":in_flight", s("in_flight"))
+                .expression_attribute_values(":now_s", n(now.timestamp()))
+                .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Claim::Acquired { token }),
+                Err(err) if is_condition_failure(&err) => {}
+                Err(err) => return Err(unavailable(err)),
+            }
+            let Some(item) = self.get(&self.tables.idempotency, &pk).await? else {
+                continue;
+            };
+            if let Some(verdict) = idempotency::judge(&parse_record(&item)?, fingerprint, now) {
+                return Ok(verdict);
+            }
+        }
+        Err(StoreError::Corrupt(format!("idempotency record {pk} keeps changing")))
+    }
+
+    async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {
+        let put = self.completion_put(completion)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
+            .set_condition_expression(put.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(put.expression_attribute_names().cloned())
+            .set_expression_attribute_values(put.expression_attribute_values().cloned())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Err(StoreError::ClaimLost),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn release(&self, key: &IdempotencyKey, token: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.idempotency)
+            .key("pk", s(&key.storage_key()))
+            .condition_expression("#tok = :token")
+            .expression_attribute_names("#tok", "token")
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Someone else holds the key now: theirs to finish.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}
+
+fn merchant_pk(id: &MerchantId) -> String {
+    format!("merchant#{id}")
+}
+
+fn api_key_pk(hash: &str) -> String {
+    format!("apikey#{hash}")
+}
+
+#[async_trait]
+impl MerchantStore for DynamoStore {
+    async fn put_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(merchant).map_err(|e| corrupt(&e.to_string()))?;
+        let table = &self.tables.merchants;
+        let previous = self.merchant(&merchant.id).await?;
+        let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .build()
+                .map_err(unavailable)?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(put(HashMap::from([
+                ("pk".to_owned(), s(&merchant_pk(&merchant.id))),
+                ("doc".to_owned(), s(&doc)),
+            ]))?)
+            .transact_items(put(HashMap::from([
+                ("pk".to_owned(), s(&api_key_pk(&merchant.api_key_hash))),
+                ("merchant_id".to_owned(), s(merchant.id.as_str())),
+            ]))?);
+        if let Some(old) = previous.filter(|old| old.api_key_hash != merchant.api_key_hash) {
+            let delete = Delete::builder()
+                .table_name(table)
+                .key("pk", s(&api_key_pk(&old.api_key_hash)))
+                .build()
+                .map_err(unavailable)?;
+            request = request.transact_items(TransactWriteItem::builder().delete(delete).build());
+        }
+        request.send().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
+        let Some(item) = self.get(&self.tables.merchants, &merchant_pk(id)).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(get_s(&item, "doc")?)
+            .map(Some)
+            .map_err(|e| corrupt(&format!("merchant: {e}")))
+    }
+
+    async fn merchant_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Merchant>, StoreError> {
+        let Some(item) = self.get(&self.tables.merchants, &api_key_pk(api_key_hash)).await? else {
+            return Ok(None);
+        };
+        let id = MerchantId::parse(get_s(&item, "merchant_id")?).ok_or_else(|| corrupt("merchant_id"))?;
+        self.merchant(&id).await
+    }
+}

@@ -1,0 +1,92 @@
+//! Table names and their creation (for tests, `acp-local --create-resources` and fresh accounts;
+//! deployments get their tables from the SAM template).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableNames {
+    pub sessions: String,
+    pub idempotency: String,
+    pub merchants: String,
+}
+
+impl TableNames {
+    /// `{env}-acp-sessions`, `{env}-acp-idempotency`, `{env}-acp-merchants`.
+    pub fn for_environment(env: &str) -> Self {
+        Self {
+            sessions: format!("{env}-acp-sessions"),
+            idempotency: format!("{env}-acp-idempotency"),
+            merchants: format!("{env}-acp-merchants"),
+        }
+    }
+}
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("name and type are set")
+}
+
+fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .expect("name and type are set")
+}
+
+/// Creates any table that does not exist yet.
+pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aws_sdk_dynamodb::Error> {
+    let existing = client.list_tables().send().await?.table_names.unwrap_or_default();
+    if !existing.contains(&names.sessions) {
+        client
+            .create_table()
+            .table_name(&names.sessions)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("session_id", KeyType::Hash))
+            .key_schema(key("version", KeyType::Range))
+            .attribute_definitions(attribute("session_id", ScalarAttributeType::S))
+            .attribute_definitions(attribute("version", ScalarAttributeType::N))
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewImage)
+                    .build()?,
+            )
+            .send()
+            .await?;
+    }
+    for (name, ttl) in [(&names.idempotency, Some("expires_at")), (&names.merchants, None)] {
+        if existing.contains(name) {
+            continue;
+        }
+        client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash))
+            .attribute_definitions(attribute("pk", ScalarAttributeType::S))
+            .send()
+            .await?;
+        if let Some(attribute_name) = ttl {
+            client
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .enabled(true)
+                        .attribute_name(attribute_name)
+                        .build()?,
+                )
+                .send()
+                .await?;
+        }
+    }
+    Ok(())
+}
