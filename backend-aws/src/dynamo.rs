@@ -30,6 +30,10 @@ impl DynamoStore {
         Self { client, tables }
     }
 
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, tables: TableNames) -> Self {
+        Self::new(Client::new(config), tables)
+    }
+
     fn event_put(&self, event: &Event) -> Result<Put, StoreError> {
         let json = serde_json::to_string(event).map_err(|e| corrupt(&e.to_string()))?;
         Put::builder()

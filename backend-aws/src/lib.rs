@@ -26,3 +26,32 @@ pub fn local_dynamodb_client(endpoint_url: &str) -> aws_sdk_dynamodb::Client {
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
+
+/// Test support: backends on the moto server that `scripts/test` starts.
+#[cfg(feature = "testkit")]
+pub mod testkit {
+    use super::{DynamoStore, TableNames, create_tables, local_dynamodb_client};
+    use checkout::ports::Backend;
+    use std::sync::Arc;
+
+    /// The moto endpoint `scripts/test` exported.
+    pub fn endpoint() -> String {
+        std::env::var("ACP_TEST_AWS_ENDPOINT")
+            .expect("ACP_TEST_AWS_ENDPOINT is not set: run the suite with scripts/test, which starts moto")
+    }
+
+    /// Fresh tables with a unique prefix, so tests never see each other's data.
+    pub async fn fresh_tables() -> (aws_sdk_dynamodb::Client, TableNames) {
+        let client = local_dynamodb_client(&endpoint());
+        let tables = TableNames::for_environment(&format!("t{}", ulid::Ulid::new()).to_lowercase());
+        create_tables(&client, &tables)
+            .await
+            .expect("tables are created on moto");
+        (client, tables)
+    }
+
+    pub async fn fresh_backend() -> Backend {
+        let (client, tables) = fresh_tables().await;
+        Backend::from_one(Arc::new(DynamoStore::new(client, tables)))
+    }
+}

@@ -90,3 +90,30 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aw
     }
     Ok(())
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("set {missing} (or ACP_ENVIRONMENT to derive every table name from it)")]
+pub struct MissingTableName {
+    missing: &'static str,
+}
+
+impl TableNames {
+    /// `SESSIONS_TABLE`, `IDEMPOTENCY_TABLE` and `MERCHANTS_TABLE`, each defaulting to the name
+    /// derived from `ACP_ENVIRONMENT`.
+    pub fn from_env() -> Result<Self, MissingTableName> {
+        let derived = std::env::var("ACP_ENVIRONMENT")
+            .ok()
+            .map(|env| Self::for_environment(&env));
+        let pick = |var: &'static str, from: fn(&TableNames) -> &String| {
+            std::env::var(var)
+                .ok()
+                .or_else(|| derived.as_ref().map(|d| from(d).clone()))
+                .ok_or(MissingTableName { missing: var })
+        };
+        Ok(Self {
+            sessions: pick("SESSIONS_TABLE", |t| &t.sessions)?,
+            idempotency: pick("IDEMPOTENCY_TABLE", |t| &t.idempotency)?,
+            merchants: pick("MERCHANTS_TABLE", |t| &t.merchants)?,
+        })
+    }
+}

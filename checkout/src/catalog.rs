@@ -52,7 +52,8 @@ impl Catalog {
         self.items.iter().find(|i| i.id == id)
     }
 
-    /// The catalog `acp-local` seeds its demo merchant with.
+    /// The catalog `acp-local` seeds its demo merchant with. Item and option ids match the ACP
+    /// specification's examples, so they can be replayed against a local server unchanged.
     pub fn demo() -> Self {
         Self {
             currency: "usd".to_owned(),
@@ -81,14 +82,14 @@ impl Catalog {
             ],
             shipping_rates: vec![
                 ShippingRate {
-                    id: "ship_standard".to_owned(),
+                    id: "fulfillment_option_123".to_owned(),
                     title: "Standard".to_owned(),
                     description: "Arrives in 4-5 business days".to_owned(),
                     carrier: "USPS".to_owned(),
                     amount: 500,
                 },
                 ShippingRate {
-                    id: "ship_express".to_owned(),
+                    id: "fulfillment_option_456".to_owned(),
                     title: "Express".to_owned(),
                     description: "Arrives in 1-2 business days".to_owned(),
                     carrier: "UPS".to_owned(),

@@ -174,7 +174,11 @@ mod tests {
     #[test]
     fn physical_cart_totals_include_shipping_and_tax() {
         let catalog = Catalog::demo();
-        let priced = price(&catalog, &cart(&catalog, &[("test_1", 2)]), &select("ship_express"));
+        let priced = price(
+            &catalog,
+            &cart(&catalog, &[("test_1", 2)]),
+            &select("fulfillment_option_456"),
+        );
         // 2 × 25.00 = 50.00; tax 8.25 % = 4.125 → 4.13; express 15.00.
         assert_eq!(grand_total(&priced.totals), 5000 + 413 + 1500);
         assert!(priced.needs_address);

@@ -501,7 +501,7 @@ mod tests {
             }),
             selected_fulfillment_options: Some(vec![SelectedFulfillmentOption {
                 kind: crate::acp::FulfillmentType::Shipping,
-                option_id: "ship_standard".into(),
+                option_id: "fulfillment_option_123".into(),
                 item_ids: vec![],
             }]),
             ..Default::default()

@@ -1,0 +1,133 @@
+//! The five ACP checkout endpoints.
+
+use crate::AppState;
+use crate::edge::{Echo, Edge};
+use crate::error::EdgeError;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use axum::routing::post;
+use checkout::acp::{AcpError, CancelSessionRequest, parse_body};
+use checkout::ids::SessionId;
+use checkout::service::Command;
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, info_span};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/checkout_sessions", post(create))
+        .route("/checkout_sessions/{id}", post(update).get(retrieve))
+        .route("/checkout_sessions/{id}/complete", post(complete))
+        .route("/checkout_sessions/{id}/cancel", post(cancel))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Response {
+    echo(&request).refuse(EdgeError::NotFound)
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    echo(&request).refuse(EdgeError::MethodNotAllowed)
+}
+
+fn echo(request: &Request) -> Echo {
+    Echo::of(request.headers())
+}
+
+type Parse<T> = fn(&[u8]) -> Result<T, AcpError>;
+
+/// Edge checks, then the body parsed as `T`.
+async fn read<T>(state: &AppState, request: Request, parse: Parse<T>) -> Result<(Edge, Echo, T), Response> {
+    let (edge, echo) = Edge::read(state, request, true).await?;
+    match parse(&edge.body) {
+        Ok(body) => Ok((edge, echo, body)),
+        Err(error) => Err(echo.refuse(EdgeError::InvalidBody(error))),
+    }
+}
+
+/// The cancel body is optional: an empty one means "no intent trace".
+fn parse_optional<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, AcpError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_body(body)
+    }
+}
+
+async fn run(state: &AppState, edge: Edge, echo: Echo, command: Command) -> Response {
+    let session_id = match &command {
+        Command::Create(_) => None,
+        Command::Update(id, _) | Command::Complete(id, _) | Command::Cancel(id, _) => Some(id.to_string()),
+    };
+    let span = info_span!(
+        "checkout_write",
+        merchant_id = %edge.merchant.id,
+        session_id = session_id.as_deref().unwrap_or(""),
+        request_id = edge.request_id(),
+    );
+    let reply = state.service.execute(&edge.call(), command).instrument(span).await;
+    echo.respond(reply)
+}
+
+/// Runs a command on the session named in the path; an id we could never have issued is a 404.
+async fn on_session<T>(
+    state: AppState,
+    request: Request,
+    id: &str,
+    parse: Parse<T>,
+    command: impl FnOnce(SessionId, T) -> Command,
+) -> Response {
+    let (edge, echo, body) = match read(&state, request, parse).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    match SessionId::parse(id) {
+        Some(id) => run(&state, edge, echo, command(id, body)).await,
+        None => echo.refuse(EdgeError::NotFound),
+    }
+}
+
+async fn create(State(state): State<AppState>, request: Request) -> Response {
+    match read(&state, request, parse_body).await {
+        Ok((edge, echo, body)) => run(&state, edge, echo, Command::Create(Box::new(body))).await,
+        Err(response) => response,
+    }
+}
+
+async fn update(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    on_session(state, request, &id, parse_body, |id, body| {
+        Command::Update(id, Box::new(body))
+    })
+    .await
+}
+
+async fn complete(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    on_session(state, request, &id, parse_body, |id, body| {
+        Command::Complete(id, Box::new(body))
+    })
+    .await
+}
+
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    on_session(
+        state,
+        request,
+        &id,
+        parse_optional::<CancelSessionRequest>,
+        Command::Cancel,
+    )
+    .await
+}
+
+async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    let (edge, echo) = match Edge::read(&state, request, false).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let Some(session_id) = SessionId::parse(&id) else {
+        return echo.refuse(EdgeError::NotFound);
+    };
+    echo.respond(state.service.get(&edge.merchant, &session_id).await)
+}

@@ -1,0 +1,165 @@
+//! A running API on a free port, a demo merchant, and request helpers.
+
+use checkout::merchant::{Merchant, generate_api_key};
+use checkout::payment::TestPaymentProcessor;
+use checkout::ports::Backend;
+use reqwest::{RequestBuilder, Response};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub api_key: String,
+    pub merchant: Merchant,
+}
+
+pub async fn embedded() -> Backend {
+    embedded_backend::EmbeddedStore::backend()
+}
+
+pub async fn dynamodb() -> Backend {
+    aws_backend::testkit::fresh_backend().await
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+        let (merchant, api_key) = add_merchant(&backend).await;
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            backend,
+            api_key,
+            merchant,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A POST with this merchant's key and a fresh idempotency key.
+    pub fn post(&self, path: &str, body: &Value) -> RequestBuilder {
+        self.post_as(&self.api_key, path, body)
+    }
+
+    pub fn post_as(&self, api_key: &str, path: &str, body: &Value) -> RequestBuilder {
+        self.keyed(api_key, path, body, &ulid::Ulid::new().to_string())
+    }
+
+    /// A POST under a chosen idempotency key.
+    pub fn post_keyed(&self, path: &str, body: &Value, idempotency_key: &str) -> RequestBuilder {
+        self.keyed(&self.api_key, path, body, idempotency_key)
+    }
+
+    pub fn keyed(&self, api_key: &str, path: &str, body: &Value, idempotency_key: &str) -> RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(api_key)
+            .header("Idempotency-Key", idempotency_key)
+            .header("API-Version", "2026-04-17")
+            .json(body)
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(&self.api_key)
+    }
+
+    /// Creates a session with one `test_1` and returns its body.
+    pub async fn create(&self) -> Value {
+        let response = self
+            .post(
+                "/checkout_sessions",
+                &json!({"currency": "usd", "line_items": [{"id": "test_1"}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        expect(response, 201).await
+    }
+
+    /// A session with an address and a shipping option: ready for payment.
+    pub async fn ready(&self) -> Value {
+        let id = self.create().await["id"].as_str().unwrap().to_owned();
+        let response = self
+            .post(&format!("/checkout_sessions/{id}"), &shipping_details())
+            .send()
+            .await
+            .unwrap();
+        let session = expect(response, 200).await;
+        assert_eq!(session["status"], "ready_for_payment", "{session}");
+        session
+    }
+
+    pub async fn history_len(&self, session_id: &str) -> usize {
+        let id = checkout::ids::SessionId::parse(session_id).unwrap();
+        self.backend.events.history(&id).await.unwrap().len()
+    }
+}
+
+pub async fn add_merchant(backend: &Backend) -> (Merchant, String) {
+    let api_key = generate_api_key().unwrap();
+    let merchant = Merchant::demo(checkout::ids::MerchantId::generate(), &api_key);
+    backend.merchants.put_merchant(&merchant).await.unwrap();
+    (merchant, api_key)
+}
+
+pub fn shipping_details() -> Value {
+    json!({
+        "fulfillment_details": {
+            "name": "Jane Doe",
+            "email": "jane@example.com",
+            "address": {
+                "name": "Jane Doe", "line_one": "1 Main St", "city": "Springfield",
+                "state": "IL", "country": "US", "postal_code": "62701"
+            }
+        },
+        "selected_fulfillment_options": [
+            {"type": "shipping", "option_id": "fulfillment_option_123", "item_ids": ["test_1"]}
+        ]
+    })
+}
+
+pub fn payment(token: &str) -> Value {
+    json!({
+        "payment_data": {
+            "handler_id": "card_tokenized",
+            "instrument": {"type": "card", "credential": {"type": "spt", "token": token}}
+        }
+    })
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn expect(response: Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+}
+
+/// One test per backend for each scenario `async fn name(app: TestApp)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    let app = $crate::app::TestApp::spawn($crate::app::embedded().await).await;
+                    super::$scenario(app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn dynamodb() {
+                    let app = $crate::app::TestApp::spawn($crate::app::dynamodb().await).await;
+                    super::$scenario(app).await;
+                }
+            }
+        )+
+    };
+}

@@ -1,0 +1,236 @@
+//! Bad input gets a flat ACP error that names the problem, and changes nothing.
+
+use crate::app::{TestApp, expect, shipping_details};
+use crate::on_both_backends;
+use crate::schema::assert_error;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    bad_create_bodies_are_refused_and_store_nothing,
+    bad_updates_leave_the_session_as_it_was,
+    oversized_body_is_413,
+    missing_or_wrong_api_key_is_401,
+    unsupported_api_version_lists_the_supported_ones,
+);
+
+struct Case {
+    name: &'static str,
+    body: Vec<u8>,
+    code: &'static str,
+    param: Option<&'static str>,
+}
+
+fn case(name: &'static str, body: Value, code: &'static str, param: Option<&'static str>) -> Case {
+    Case {
+        name,
+        body: serde_json::to_vec(&body).unwrap(),
+        code,
+        param,
+    }
+}
+
+fn create_cases() -> Vec<Case> {
+    let address = json!({"name": "J", "line_one": "1 Main", "city": "X", "state": "IL", "country": "US",
+                         "postal_code": "1", "planet": "Mars"});
+    vec![
+        Case {
+            name: "malformed JSON",
+            body: br#"{"currency": "usd", "line_items": ["#.to_vec(),
+            code: "invalid_json",
+            param: None,
+        },
+        Case {
+            name: "trailing garbage",
+            body: br#"{"currency": "usd", "line_items": [{"id": "test_1"}]} {}"#.to_vec(),
+            code: "invalid_json",
+            param: None,
+        },
+        case("not an object", json!([1, 2]), "invalid_request", None),
+        case(
+            "wrong type",
+            json!({"currency": 5, "line_items": [{"id": "test_1"}]}),
+            "invalid_request",
+            Some("$.currency"),
+        ),
+        case(
+            "quantity as string",
+            json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": "2"}]}),
+            "invalid_request",
+            Some("$.line_items[0].quantity"),
+        ),
+        case(
+            "missing currency",
+            json!({"line_items": [{"id": "test_1"}]}),
+            "invalid_request",
+            None,
+        ),
+        case(
+            "unknown top-level field",
+            json!({"currency": "usd", "line_items": [{"id": "test_1"}], "discount_me": true}),
+            "invalid_request",
+            None,
+        ),
+        case(
+            "unknown nested field",
+            json!({"currency": "usd", "line_items": [{"id": "test_1"}], "fulfillment_details": {"address": address}}),
+            "invalid_request",
+            Some("$.fulfillment_details.address"),
+        ),
+        case(
+            "unknown item id",
+            json!({"currency": "usd", "line_items": [{"id": "test_1"}, {"id": "no_such_item"}]}),
+            "invalid_item_id",
+            Some("$.line_items[1].id"),
+        ),
+        case(
+            "quantity 0",
+            json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": 0}]}),
+            "invalid_quantity",
+            Some("$.line_items[0].quantity"),
+        ),
+        case(
+            "negative quantity",
+            json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": -3}]}),
+            "invalid_quantity",
+            Some("$.line_items[0].quantity"),
+        ),
+        case(
+            "empty cart",
+            json!({"currency": "usd", "line_items": []}),
+            "missing",
+            Some("$.line_items"),
+        ),
+        case(
+            "other currency",
+            json!({"currency": "eur", "line_items": [{"id": "test_1"}]}),
+            "unsupported_currency",
+            Some("$.currency"),
+        ),
+    ]
+}
+
+async fn bad_create_bodies_are_refused_and_store_nothing(app: TestApp) {
+    for (i, case) in create_cases().into_iter().enumerate() {
+        let key = format!("bad-{i}");
+        let response = app
+            .post_keyed("/checkout_sessions", &json!(null), &key)
+            .body(case.body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(status, 400, "{}: {error}", case.name);
+        assert_error(&error, case.code);
+        if let Some(param) = case.param {
+            let got = error["param"].as_str().unwrap_or_default();
+            assert!(
+                got.starts_with(param),
+                "{}: param {got} should start with {param}",
+                case.name
+            );
+        }
+        assert!(!error["message"].as_str().unwrap().is_empty());
+
+        // Nothing was stored under the key: a good request with it runs as new.
+        let retry = app
+            .post_keyed(
+                "/checkout_sessions",
+                &json!({"currency": "usd", "line_items": [{"id": "test_1"}]}),
+                &key,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(retry.headers().get("idempotent-replayed").is_none(), "{}", case.name);
+        expect(retry, 201).await;
+    }
+}
+
+async fn bad_updates_leave_the_session_as_it_was(app: TestApp) {
+    let ready = app.ready().await;
+    let id = ready["id"].as_str().unwrap();
+    let path = format!("/checkout_sessions/{id}");
+    let bodies = [
+        (
+            json!({"line_items": [{"id": "test_1", "quantity": 0}]}),
+            "invalid_quantity",
+        ),
+        (json!({"line_items": [{"id": "ghost"}]}), "invalid_item_id"),
+        (json!({"buyer": {"first_name": "No email"}}), "invalid_request"),
+        (
+            json!({"selected_fulfillment_options": [{"type": "shipping", "option_id": "teleport"}]}),
+            "invalid_fulfillment_option",
+        ),
+        (json!({"order_notes": 12}), "invalid_request"),
+        (json!({"currency": "usd"}), "invalid_request"),
+    ];
+    for (body, code) in bodies {
+        let response = app.post(&path, &body).send().await.unwrap();
+        assert_error(&expect(response, 400).await, code);
+    }
+    assert_eq!(app.history_len(id).await, 2);
+    let now = expect(app.get(&path).send().await.unwrap(), 200).await;
+    assert_eq!(now, ready);
+
+    let wrong_type = app
+        .post(&path, &json!({"fulfillment_details": "home"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(wrong_type, 400).await, "invalid_request");
+    let fine = app.post(&path, &shipping_details()).send().await.unwrap();
+    expect(fine, 200).await;
+}
+
+async fn oversized_body_is_413(app: TestApp) {
+    let filler = "a".repeat(api::MAX_BODY_BYTES);
+    let body = json!({"currency": "usd", "line_items": [{"id": "test_1"}], "metadata": {"filler": filler}});
+    let response = app.post("/checkout_sessions", &body).send().await.unwrap();
+    assert_error(&expect(response, 413).await, "request_too_large");
+}
+
+async fn missing_or_wrong_api_key_is_401(app: TestApp) {
+    let body = json!({"currency": "usd", "line_items": [{"id": "test_1"}]});
+    let anonymous = app
+        .client
+        .post(app.url("/checkout_sessions"))
+        .header("Idempotency-Key", "anon")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    assert_error(&expect(anonymous, 401).await, "missing_api_key");
+    let wrong = app
+        .post_as("sk_acp_not_a_real_key", "/checkout_sessions", &body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(wrong, 401).await, "invalid_api_key");
+    let basic = app
+        .client
+        .get(app.url("/checkout_sessions/cs_x"))
+        .basic_auth("user", Some("pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(basic, 401).await, "missing_api_key");
+}
+
+async fn unsupported_api_version_lists_the_supported_ones(app: TestApp) {
+    let body = json!({"currency": "usd", "line_items": [{"id": "test_1"}]});
+    let response = app
+        .client
+        .post(app.url("/checkout_sessions"))
+        .bearer_auth(&app.api_key)
+        .header("Idempotency-Key", "v")
+        .header("API-Version", "1999-01-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let error = expect(response, 400).await;
+    assert_error(&error, "unsupported_api_version");
+    assert_eq!(error["supported_versions"], json!(["2026-04-17", "2025-09-29"]));
+}

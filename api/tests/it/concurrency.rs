@@ -1,0 +1,46 @@
+//! Racing writers over HTTP: nothing is lost or overwritten.
+
+use crate::app::{TestApp, expect};
+use crate::on_both_backends;
+use serde_json::json;
+use std::sync::Arc;
+
+on_both_backends!(fifty_concurrent_updates_of_one_session);
+
+async fn fifty_concurrent_updates_of_one_session(app: TestApp) {
+    let app = Arc::new(app);
+    let id = app.create().await["id"].as_str().unwrap().to_owned();
+    let mut tasks = Vec::new();
+    for quantity in 1..=50 {
+        let (app, id) = (app.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"line_items": [{"id": "test_1", "quantity": quantity}]});
+            let response = app
+                .post(&format!("/checkout_sessions/{id}"), &body)
+                .send()
+                .await
+                .unwrap();
+            expect(response, 200).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let history = app
+        .backend
+        .events
+        .history(&checkout::ids::SessionId::parse(&id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=51).collect::<Vec<_>>()
+    );
+    let mut quantities: Vec<u32> = history[1..].iter().map(|e| e.data.line_items[0].quantity).collect();
+    quantities.sort_unstable();
+    assert_eq!(
+        quantities,
+        (1..=50).collect::<Vec<_>>(),
+        "each update is stored exactly once"
+    );
+}

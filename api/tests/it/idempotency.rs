@@ -1,0 +1,167 @@
+//! ACP idempotency over HTTP: required key, replay, conflict, in-flight, 5xx never stored.
+
+use crate::app::{TestApp, add_merchant, expect, payment};
+use crate::on_both_backends;
+use crate::schema::{assert_error, assert_session};
+use checkout::clock;
+use checkout::idempotency::{IdempotencyKey, fingerprint};
+use serde_json::json;
+
+on_both_backends!(
+    key_is_required,
+    key_longer_than_255_is_refused,
+    same_key_same_body_replays,
+    same_key_other_body_conflicts,
+    request_in_flight_gets_409_with_retry_after,
+    server_errors_are_never_stored,
+    keys_are_scoped_to_merchant_and_endpoint,
+);
+
+fn cart(quantity: u32) -> serde_json::Value {
+    json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": quantity}]})
+}
+
+async fn key_is_required(app: TestApp) {
+    let response = app
+        .client
+        .post(app.url("/checkout_sessions"))
+        .bearer_auth(&app.api_key)
+        .json(&cart(1))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(response, 400).await, "idempotency_key_required");
+}
+
+async fn key_longer_than_255_is_refused(app: TestApp) {
+    let response = app
+        .post_keyed("/checkout_sessions", &cart(1), &"k".repeat(256))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(response, 400).await, "invalid_idempotency_key");
+}
+
+async fn same_key_same_body_replays(app: TestApp) {
+    let send = || {
+        app.post_keyed("/checkout_sessions", &cart(2), "order-42")
+            .header("Request-Id", "req_abc")
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.headers()["idempotency-key"], "order-42");
+    assert_eq!(first.headers()["request-id"], "req_abc");
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = expect(first, 201).await;
+
+    let second = send().await.unwrap();
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let second = expect(second, 201).await;
+    assert_eq!(first, second, "the replay is the stored reply");
+    assert_session(&second);
+    assert_eq!(
+        app.history_len(first["id"].as_str().unwrap()).await,
+        1,
+        "one session, one event"
+    );
+}
+
+async fn same_key_other_body_conflicts(app: TestApp) {
+    let first = app
+        .post_keyed("/checkout_sessions", &cart(1), "k1")
+        .send()
+        .await
+        .unwrap();
+    expect(first, 201).await;
+    let other = app
+        .post_keyed("/checkout_sessions", &cart(3), "k1")
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(other, 422).await, "idempotency_conflict");
+}
+
+async fn request_in_flight_gets_409_with_retry_after(app: TestApp) {
+    let body = cart(1);
+    let key = IdempotencyKey {
+        merchant_id: app.merchant.id.clone(),
+        method: "POST".to_owned(),
+        path: "/checkout_sessions".to_owned(),
+        key: "busy".to_owned(),
+    };
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let claim = app
+        .backend
+        .idempotency
+        .claim(&key, &fingerprint(&bytes), clock::now())
+        .await
+        .unwrap();
+    assert!(matches!(claim, checkout::idempotency::Claim::Acquired { .. }));
+
+    let response = app
+        .post_keyed("/checkout_sessions", &body, "busy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_error(&expect(response, 409).await, "idempotency_in_flight");
+    let other = app
+        .post_keyed("/checkout_sessions", &cart(5), "busy")
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(other, 422).await, "idempotency_conflict");
+}
+
+async fn server_errors_are_never_stored(app: TestApp) {
+    let ready = app.ready().await;
+    let id = ready["id"].as_str().unwrap();
+    let path = format!("/checkout_sessions/{id}/complete");
+    for _ in 0..2 {
+        let response = app
+            .post_keyed(&path, &payment("spt_test_processor_error"), "pay-1")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.headers().get("idempotent-replayed").is_none(),
+            "a 5xx is never replayed"
+        );
+        let body = expect(response, 503).await;
+        assert_error(&body, "payment_processor_unavailable");
+        assert_eq!(body["type"], "service_unavailable");
+    }
+    // The key is free again: the same key with a working card completes the session.
+    let response = app
+        .post_keyed(&path, &payment("spt_test_approve"), "pay-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect(response, 200).await["status"], "completed");
+}
+
+async fn keys_are_scoped_to_merchant_and_endpoint(app: TestApp) {
+    let mine = app
+        .post_keyed("/checkout_sessions", &cart(1), "shared")
+        .send()
+        .await
+        .unwrap();
+    let mine = expect(mine, 201).await;
+    let (_, other_key) = add_merchant(&app.backend).await;
+    let theirs = app
+        .keyed(&other_key, "/checkout_sessions", &cart(1), "shared")
+        .send()
+        .await
+        .unwrap();
+    assert!(theirs.headers().get("idempotent-replayed").is_none());
+    let theirs = expect(theirs, 201).await;
+    assert_ne!(mine["id"], theirs["id"]);
+
+    let id = mine["id"].as_str().unwrap();
+    let cancel = app
+        .post_keyed(&format!("/checkout_sessions/{id}/cancel"), &cart(1), "shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect(cancel, 200).await["status"], "canceled");
+}

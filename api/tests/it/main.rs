@@ -1,0 +1,10 @@
+//! The checkout API over real HTTP, on the embedded backend and on DynamoDB (moto).
+
+mod app;
+mod bad_input;
+mod concurrency;
+mod examples;
+mod flow;
+mod idempotency;
+mod schema;
+mod tenancy;
