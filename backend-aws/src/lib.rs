@@ -55,3 +55,6 @@ pub mod testkit {
         Backend::from_one(Arc::new(DynamoStore::new(client, tables)))
     }
 }
+
+pub use aws_config::SdkConfig;
+pub use aws_sdk_dynamodb::Client as DynamoClient;

@@ -1,0 +1,36 @@
+//! The one-process stack as a user meets it: demo merchant, API, graceful stop.
+
+use local::Stack;
+use local::config::Config;
+use serde_json::json;
+
+#[tokio::test]
+async fn demo_merchant_can_check_out_and_the_stack_stops_cleanly() {
+    let stack = Stack::start(&Config::ephemeral("sk_demo_test")).await.unwrap();
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/checkout_sessions", stack.base_url()))
+        .bearer_auth("sk_demo_test")
+        .header("Idempotency-Key", "demo-1")
+        .json(&json!({"currency": "usd", "items": [{"id": "test_1", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let session: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(session["line_items"][0]["item"]["id"], "test_1");
+
+    let addr = stack.addr;
+    stack.shutdown().await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+}
+
+#[tokio::test]
+async fn without_a_configured_key_a_random_one_is_made() {
+    let mut config = Config::ephemeral("unused");
+    config.demo_api_key = None;
+    let a = Stack::start(&config).await.unwrap();
+    let b = Stack::start(&config).await.unwrap();
+    assert!(a.demo_api_key.starts_with("sk_acp_"));
+    assert_ne!(a.demo_api_key, b.demo_api_key);
+}
