@@ -57,14 +57,10 @@ fn parse_optional<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, AcpEr
 }
 
 async fn run(state: &AppState, edge: Edge, echo: Echo, command: Command) -> Response {
-    let session_id = match &command {
-        Command::Create(_) => None,
-        Command::Update(id, _) | Command::Complete(id, _) | Command::Cancel(id, _) => Some(id.to_string()),
-    };
     let span = info_span!(
         "checkout_write",
         merchant_id = %edge.merchant.id,
-        session_id = session_id.as_deref().unwrap_or(""),
+        session_id = command.session_id().map_or("", |id| id.as_str()),
         request_id = edge.request_id(),
     );
     let reply = state.service.execute(&edge.call(), command).instrument(span).await;

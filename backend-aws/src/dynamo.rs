@@ -4,6 +4,7 @@ use crate::error::{corrupt, unavailable};
 use crate::tables::TableNames;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -55,6 +56,20 @@ impl DynamoStore {
             .expression_attribute_values(":token", s(&done.token))
             .build()
             .map_err(unavailable)
+    }
+
+    /// A conditional put built for a transaction, sent on its own.
+    async fn put_alone(&self, put: Put) -> Result<(), SdkError<PutItemError, HttpResponse>> {
+        self.client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
+            .set_condition_expression(put.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(put.expression_attribute_names().cloned())
+            .set_expression_attribute_values(put.expression_attribute_values().cloned())
+            .send()
+            .await
+            .map(|_| ())
     }
 
     async fn get(&self, table: &str, pk: &str) -> Result<Option<Item>, StoreError> {
@@ -186,7 +201,7 @@ fn parse_record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
     })
 }
 
-fn is_condition_failure(err: &SdkError<PutItemError, aws_sdk_dynamodb::config::http::HttpResponse>) -> bool {
+fn is_condition_failure(err: &SdkError<PutItemError, HttpResponse>) -> bool {
     matches!(
         err.as_service_error(),
         Some(PutItemError::ConditionalCheckFailedException(_))
@@ -202,15 +217,7 @@ impl EventStore for DynamoStore {
         };
         let put = self.event_put(event)?;
         let Some(done) = completes else {
-            let result = self
-                .client
-                .put_item()
-                .table_name(put.table_name())
-                .set_item(Some(put.item().clone()))
-                .set_condition_expression(put.condition_expression().map(str::to_owned))
-                .send()
-                .await;
-            return match result {
+            return match self.put_alone(put).await {
                 Ok(_) => Ok(()),
                 Err(err) if is_condition_failure(&err) => Err(conflict()),
                 Err(err) => Err(unavailable(err)),
@@ -294,18 +301,7 @@ impl IdempotencyStore for DynamoStore {
     }
 
     async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {
-        let put = self.completion_put(completion)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(put.table_name())
-            .set_item(Some(put.item().clone()))
-            .set_condition_expression(put.condition_expression().map(str::to_owned))
-            .set_expression_attribute_names(put.expression_attribute_names().cloned())
-            .set_expression_attribute_values(put.expression_attribute_values().cloned())
-            .send()
-            .await;
-        match result {
+        match self.put_alone(self.completion_put(completion)?).await {
             Ok(_) => Ok(()),
             Err(err) if is_condition_failure(&err) => Err(StoreError::ClaimLost),
             Err(err) => Err(unavailable(err)),

@@ -27,6 +27,16 @@ pub enum Command {
     Cancel(SessionId, CancelSessionRequest),
 }
 
+impl Command {
+    /// The session a command changes; `None` for create.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        match self {
+            Command::Create(_) => None,
+            Command::Update(id, _) | Command::Complete(id, _) | Command::Cancel(id, _) => Some(id),
+        }
+    }
+}
+
 /// Who calls, in which version, under which idempotency key.
 pub struct Call<'a> {
     pub merchant: &'a Merchant,
@@ -179,46 +189,45 @@ impl CheckoutService {
             api_version: call.api_version,
             now: clock::now(),
         };
-        let (kind, version, next, status) = match command {
-            Command::Create(req) => match session::create(&ctx, SessionId::generate(), req) {
-                Ok(session) => (EventType::Created, 1, session, 201),
-                Err(err) => return Ok(refused(&err)),
+        let current = match command.session_id() {
+            None => None,
+            Some(id) => match self.load(call.merchant, id).await {
+                Ok(event) => Some(event),
+                Err(reply) => return Ok(Outcome::NotStored(reply)),
             },
-            Command::Update(id, req) => {
-                let current = match self.load(call.merchant, id).await {
-                    Ok(event) => event,
-                    Err(reply) => return Ok(Outcome::NotStored(reply)),
-                };
-                match session::update(&ctx, &current.data, req) {
-                    Ok(next) => (EventType::Updated, current.version + 1, next, 200),
-                    Err(err) => return Ok(refused(&err)),
-                }
+        };
+        let decided = match (command, &current) {
+            (Command::Create(req), _) => {
+                session::create(&ctx, SessionId::generate(), req).map(|s| (EventType::Created, 1, s, 201))
             }
-            Command::Cancel(id, _) => {
-                let current = match self.load(call.merchant, id).await {
-                    Ok(event) => event,
-                    Err(reply) => return Ok(Outcome::NotStored(reply)),
-                };
-                match session::cancel(&ctx, &current.data) {
-                    Ok(next) => (EventType::Cancelled, current.version + 1, next, 200),
-                    Err(err) => return Ok(refused(&err)),
-                }
+            (Command::Update(_, req), Some(cur)) => {
+                session::update(&ctx, &cur.data, req).map(|s| (EventType::Updated, cur.version + 1, s, 200))
             }
-            Command::Complete(id, req) => {
-                let current = match self.load(call.merchant, id).await {
-                    Ok(event) => event,
-                    Err(reply) => return Ok(Outcome::NotStored(reply)),
-                };
-                let outcome = match self.charge(call, &current.data, req).await {
+            (Command::Cancel(..), Some(cur)) => {
+                session::cancel(&ctx, &cur.data).map(|s| (EventType::Cancelled, cur.version + 1, s, 200))
+            }
+            (Command::Complete(_, req), Some(cur)) => {
+                let outcome = match self.charge(call, &cur.data, req).await {
                     Ok(outcome) => outcome,
                     Err(reply) => return Ok(Outcome::NotStored(reply)),
                 };
-                let result = session::apply_charge(&ctx, &current.data, req, &outcome);
+                let result = session::apply_charge(&ctx, &cur.data, req, &outcome);
                 match result.event {
-                    Some(kind) => (kind, current.version + 1, result.session, 200),
+                    Some(kind) => Ok((kind, cur.version + 1, result.session, 200)),
                     None => return Ok(Outcome::Unchanged(Reply::session(200, &result.session))),
                 }
             }
+            // Every command but create names a session, loaded above.
+            (_, None) => {
+                return Ok(Outcome::NotStored(Reply::error(
+                    500,
+                    &AcpError::processing("internal_error", "Internal error."),
+                )));
+            }
+        };
+        let (kind, version, next, status) = match decided {
+            Ok(decision) => decision,
+            Err(err) => return Ok(Outcome::NotStored(refusal(&err))),
         };
         let event = Event::new(
             kind,
@@ -307,10 +316,6 @@ impl CheckoutService {
             expires_at: clock::now() + idempotency::RETENTION,
         }
     }
-}
-
-fn refused(err: &CommandError) -> Outcome {
-    Outcome::NotStored(refusal(err))
 }
 
 /// The one place a refused command becomes an ACP error.

@@ -22,7 +22,10 @@ async fn demo_merchant_can_check_out_and_the_stack_stops_cleanly() {
 
     let addr = stack.addr;
     stack.shutdown().await.unwrap();
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
 }
 
 #[tokio::test]

@@ -15,7 +15,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let stack = Stack::start(&config).await?;
     println!("ACP Checkout Manager (local) on {}", stack.base_url());
-    println!("  demo merchant: {}  API key: {}", local::DEMO_MERCHANT_ID, stack.demo_api_key);
+    println!(
+        "  demo merchant: {}  API key: {}",
+        local::DEMO_MERCHANT_ID,
+        stack.demo_api_key
+    );
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     stack.shutdown().await
