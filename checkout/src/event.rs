@@ -78,3 +78,23 @@ impl Event {
         }
     }
 }
+
+/// One record of the event store's change stream: the event it carries, or why it could not be
+/// read (a poison record).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamRecord {
+    /// Position in the stream; what a partial-failure report names.
+    pub sequence: String,
+    pub event: Result<Event, String>,
+}
+
+impl StreamRecord {
+    /// Parses the envelope as stored (the `event` attribute of an event-store item).
+    pub fn from_json(sequence: String, json: Option<&str>) -> Self {
+        let event = match json {
+            Some(json) => serde_json::from_str(json).map_err(|e| format!("unreadable event: {e}")),
+            None => Err("record carries no event".to_owned()),
+        };
+        Self { sequence, event }
+    }
+}

@@ -58,6 +58,11 @@ prefixed_id!(
     "mer_"
 );
 prefixed_id!(
+    /// A merchant's webhook endpoint (`we_…`).
+    EndpointId,
+    "we_"
+);
+prefixed_id!(
     /// An order created when a session completes (`ord_…`).
     OrderId,
     "ord_"

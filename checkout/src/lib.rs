@@ -6,6 +6,7 @@
 //! - [`event`]: the event envelope every change is stored and published as.
 //! - [`idempotency`]: the ACP idempotency rules (request fingerprint, stored replies).
 //! - [`ports`]: the small traits the storage adapters implement.
+//! - [`webhook_endpoint`], [`url_safety`]: where merchants want events, and which URLs we refuse to call.
 //! - [`service`]: runs one API command through the ports (idempotency claim, decide, append, retry on a race).
 
 pub mod acp;
@@ -18,8 +19,11 @@ pub mod merchant;
 pub mod payment;
 pub mod ports;
 pub mod pricing;
+pub mod read_model;
 pub mod service;
 pub mod session;
+pub mod url_safety;
+pub mod webhook_endpoint;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

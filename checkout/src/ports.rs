@@ -3,10 +3,14 @@
 use crate::clock::Timestamp;
 use crate::event::Event;
 use crate::idempotency::{Claim, Completion, IdempotencyKey};
-use crate::ids::{MerchantId, SessionId};
+use crate::ids::{EndpointId, MerchantId, SessionId};
 use crate::merchant::Merchant;
+use crate::read_model::SessionView;
+use crate::webhook_endpoint::WebhookEndpoint;
 use async_trait::async_trait;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,24 +68,89 @@ pub trait MerchantStore: Send + Sync {
     async fn merchant_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Merchant>, StoreError>;
 }
 
-/// One backend's adapters, chosen once at startup.
+/// Merchants' webhook endpoints.
+#[async_trait]
+pub trait EndpointStore: Send + Sync {
+    /// Creates or replaces the endpoint.
+    async fn put_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+    async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError>;
+    /// Every endpoint of the merchant, oldest first.
+    async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError>;
+    /// `false` when there was no such endpoint.
+    async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError>;
+}
+
+/// The read model: the latest state of each session, folded from events by version.
+#[async_trait]
+pub trait ReadModel: Send + Sync {
+    /// Folds `view` in unless the stored view is at the same or a newer version; says whether
+    /// it was applied. Duplicates and late arrivals are therefore harmless.
+    async fn apply(&self, view: &SessionView) -> Result<bool, StoreError>;
+    async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PipelineError(pub String);
+
+/// The checkout-events topic: one message per event, with `merchant_id` and `event_type`
+/// attributes so subscribers can filter.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes each event; the result at index i is event i's.
+    async fn publish(&self, events: &[Event]) -> Vec<Result<(), PipelineError>>;
+}
+
+/// A message taken from a queue; it comes back after its visibility timeout unless deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub message_id: String,
+    pub receipt: String,
+    pub body: String,
+    /// How many times it has been received, this time included.
+    pub receive_count: u32,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// An at-least-once queue with visibility timeouts and a redrive to a dead-letter queue after
+/// a number of receives (SQS semantics).
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    async fn send(&self, body: &str, delay: Duration) -> Result<(), PipelineError>;
+    /// Up to `max` messages, waiting up to `wait` for the first one.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<QueuedMessage>, PipelineError>;
+    async fn delete(&self, receipt: &str) -> Result<(), PipelineError>;
+    async fn set_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), PipelineError>;
+}
+
+/// Host name resolution, so the URL checks can be tested without a network.
+#[async_trait]
+pub trait Resolver: Send + Sync {
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, PipelineError>;
+}
+
+/// One backend's storage adapters, chosen once at startup.
 #[derive(Clone)]
 pub struct Backend {
     pub events: Arc<dyn EventStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub merchants: Arc<dyn MerchantStore>,
+    pub endpoints: Arc<dyn EndpointStore>,
+    pub views: Arc<dyn ReadModel>,
 }
 
 impl Backend {
-    /// For adapters that implement every port on one type.
+    /// For adapters that implement every storage port on one type.
     pub fn from_one<T>(adapter: Arc<T>) -> Self
     where
-        T: EventStore + IdempotencyStore + MerchantStore + 'static,
+        T: EventStore + IdempotencyStore + MerchantStore + EndpointStore + ReadModel + 'static,
     {
         Self {
             events: adapter.clone(),
             idempotency: adapter.clone(),
-            merchants: adapter,
+            merchants: adapter.clone(),
+            endpoints: adapter.clone(),
+            views: adapter,
         }
     }
 }

@@ -1,0 +1,225 @@
+//! Storage ports in memory, behind one lock, with the semantics of the DynamoDB adapters.
+
+use async_trait::async_trait;
+use checkout::clock::Timestamp;
+use checkout::event::Event;
+use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
+use checkout::ids::{EndpointId, MerchantId, SessionId};
+use checkout::merchant::Merchant;
+use checkout::ports::{Backend, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError};
+use checkout::read_model::SessionView;
+use checkout::webhook_endpoint::WebhookEndpoint;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+#[derive(Default)]
+struct State {
+    /// Each session's events, in version order (index = version - 1).
+    streams: HashMap<SessionId, Vec<Event>>,
+    idempotency: HashMap<String, IdempotencyRecord>,
+    merchants: HashMap<MerchantId, Merchant>,
+    api_keys: HashMap<String, MerchantId>,
+    /// Per merchant, in creation order.
+    endpoints: HashMap<MerchantId, Vec<WebhookEndpoint>>,
+    views: HashMap<SessionId, SessionView>,
+}
+
+#[derive(Default)]
+pub struct EmbeddedStore {
+    state: Mutex<State>,
+    /// Committed events, in commit order: the embedded stand-in for DynamoDB Streams.
+    feed: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl EmbeddedStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store that also hands every committed event, in commit order, to the receiver.
+    pub fn with_feed() -> (Self, mpsc::UnboundedReceiver<Event>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let store = Self {
+            feed: Some(sender),
+            ..Self::default()
+        };
+        (store, receiver)
+    }
+
+    /// A [`Backend`] with every port served by one fresh store.
+    pub fn backend() -> Backend {
+        Backend::from_one(Arc::new(Self::new()))
+    }
+}
+
+/// The claim `token` still holds `key` (it may have been taken over after its lease).
+fn holds_claim(state: &State, key: &IdempotencyKey, token: &str) -> bool {
+    matches!(
+        state.idempotency.get(&key.storage_key()),
+        Some(IdempotencyRecord { state: RecordState::InFlight { token: held, .. }, .. }) if held == token
+    )
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn append(&self, event: &Event, completes: Option<&Completion>) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        let next_version = state.streams.get(&event.session_id).map_or(1, |s| s.len() as u64 + 1);
+        if event.version != next_version {
+            return Err(StoreError::VersionConflict {
+                session_id: event.session_id.clone(),
+                version: event.version,
+            });
+        }
+        if let Some(done) = completes {
+            if !holds_claim(&state, &done.key, &done.token) {
+                return Err(StoreError::ClaimLost);
+            }
+            state.idempotency.insert(done.key.storage_key(), done.record());
+        }
+        state
+            .streams
+            .entry(event.session_id.clone())
+            .or_default()
+            .push(event.clone());
+        if let Some(feed) = &self.feed {
+            // Sent under the lock, so the feed's order is the commit order. A closed feed means
+            // the process is stopping; the event itself is stored.
+            let _ = feed.send(event.clone());
+        }
+        Ok(())
+    }
+
+    async fn latest(&self, session_id: &SessionId) -> Result<Option<Event>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .streams
+            .get(session_id)
+            .and_then(|s| s.last().cloned()))
+    }
+
+    async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError> {
+        Ok(self.state.lock().streams.get(session_id).cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for EmbeddedStore {
+    async fn claim(&self, key: &IdempotencyKey, fingerprint: &str, now: Timestamp) -> Result<Claim, StoreError> {
+        let mut state = self.state.lock();
+        let storage_key = key.storage_key();
+        if let Some(verdict) = state
+            .idempotency
+            .get(&storage_key)
+            .and_then(|existing| idempotency::judge(existing, fingerprint, now))
+        {
+            return Ok(verdict);
+        }
+        let (token, record) = idempotency::new_claim(fingerprint, now);
+        state.idempotency.insert(storage_key, record);
+        Ok(Claim::Acquired { token })
+    }
+
+    async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        if !holds_claim(&state, &completion.key, &completion.token) {
+            return Err(StoreError::ClaimLost);
+        }
+        state
+            .idempotency
+            .insert(completion.key.storage_key(), completion.record());
+        Ok(())
+    }
+
+    async fn release(&self, key: &IdempotencyKey, token: &str) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        if holds_claim(&state, key, token) {
+            state.idempotency.remove(&key.storage_key());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MerchantStore for EmbeddedStore {
+    async fn put_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        if let Some(old) = state.merchants.insert(merchant.id.clone(), merchant.clone()) {
+            state.api_keys.remove(&old.api_key_hash);
+        }
+        state
+            .api_keys
+            .insert(merchant.api_key_hash.clone(), merchant.id.clone());
+        Ok(())
+    }
+
+    async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
+        Ok(self.state.lock().merchants.get(id).cloned())
+    }
+
+    async fn merchant_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Merchant>, StoreError> {
+        let state = self.state.lock();
+        Ok(state
+            .api_keys
+            .get(api_key_hash)
+            .and_then(|id| state.merchants.get(id))
+            .cloned())
+    }
+}
+
+#[async_trait]
+impl EndpointStore for EmbeddedStore {
+    async fn put_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        let list = state.endpoints.entry(endpoint.merchant_id.clone()).or_default();
+        match list.iter_mut().find(|e| e.id == endpoint.id) {
+            Some(existing) => *existing = endpoint.clone(),
+            None => list.push(endpoint.clone()),
+        }
+        Ok(())
+    }
+
+    async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let state = self.state.lock();
+        Ok(state
+            .endpoints
+            .get(merchant)
+            .and_then(|list| list.iter().find(|e| &e.id == id))
+            .cloned())
+    }
+
+    async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        Ok(self.state.lock().endpoints.get(merchant).cloned().unwrap_or_default())
+    }
+
+    async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError> {
+        let mut state = self.state.lock();
+        let Some(list) = state.endpoints.get_mut(merchant) else {
+            return Ok(false);
+        };
+        let before = list.len();
+        list.retain(|e| &e.id != id);
+        Ok(list.len() < before)
+    }
+}
+
+#[async_trait]
+impl ReadModel for EmbeddedStore {
+    async fn apply(&self, view: &SessionView) -> Result<bool, StoreError> {
+        let mut state = self.state.lock();
+        match state.views.get(&view.session_id) {
+            Some(stored) if stored.version >= view.version => Ok(false),
+            _ => {
+                state.views.insert(view.session_id.clone(), view.clone());
+                Ok(true)
+            }
+        }
+    }
+
+    async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError> {
+        Ok(self.state.lock().views.get(session_id).cloned())
+    }
+}
