@@ -1,9 +1,9 @@
-"""moto server for the test suite, with requests handled one at a time.
+"""moto server for the test suite, with DynamoDB requests handled one at a time.
 
 moto applies a DynamoDB TransactWriteItems that fails by restoring a copy of the whole tables
 taken when it started, which undoes writes that other requests made meanwhile. Real DynamoDB
-isolates transactions (serializable), so the suite serializes requests to get the same
-semantics. Connections stay concurrent (keep-alive); only request handling takes turns.
+isolates transactions (serializable), so the suite serializes DynamoDB requests to get the same
+semantics. Other services (SQS long polls) run concurrently, as usual.
 
 Usage: moto_server.py PORT
 """
@@ -23,6 +23,8 @@ def main() -> None:
     turn = threading.Lock()
 
     def one_at_a_time(environ, start_response):
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return app(environ, start_response)
         with turn:
             # Drain the response inside the lock: moto builds it lazily.
             return list(app(environ, start_response))

@@ -8,13 +8,15 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState, StoredReply};
-use checkout::ids::{MerchantId, SessionId};
+use checkout::ids::{EndpointId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
-use checkout::ports::{EventStore, IdempotencyStore, MerchantStore, StoreError};
+use checkout::ports::{EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError};
+use checkout::read_model::SessionView;
+use checkout::webhook_endpoint::WebhookEndpoint;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -72,12 +74,12 @@ impl DynamoStore {
             .map(|_| ())
     }
 
-    async fn get(&self, table: &str, pk: &str) -> Result<Option<Item>, StoreError> {
+    async fn get(&self, table: &str, key: Item) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(table)
-            .key("pk", s(pk))
+            .set_key(Some(key))
             .consistent_read(true)
             .send()
             .await
@@ -290,7 +292,7 @@ impl IdempotencyStore for DynamoStore {
                 Err(err) if is_condition_failure(&err) => {}
                 Err(err) => return Err(unavailable(err)),
             }
-            let Some(item) = self.get(&self.tables.idempotency, &pk).await? else {
+            let Some(item) = self.get(&self.tables.idempotency, pk_key(&pk)).await? else {
                 continue;
             };
             if let Some(verdict) = idempotency::judge(&parse_record(&item)?, fingerprint, now) {
@@ -334,43 +336,66 @@ impl IdempotencyStore for DynamoStore {
     }
 }
 
-fn merchant_pk(id: &MerchantId) -> String {
-    format!("merchant#{id}")
+fn pk_key(pk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk))])
 }
 
-fn api_key_pk(hash: &str) -> String {
-    format!("apikey#{hash}")
+// The merchants table holds, under partition `merchant#{id}`, the profile (sort key `profile`)
+// and the webhook endpoints (`endpoint#{id}`); under `apikey#{hash}`, the key's merchant.
+const PROFILE: &str = "profile";
+const API_KEY: &str = "apikey";
+
+fn merchant_key(id: &MerchantId, sk: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(&format!("merchant#{id}"))),
+        ("sk".to_owned(), s(sk)),
+    ])
+}
+
+fn api_key_key(hash: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(&format!("apikey#{hash}"))),
+        ("sk".to_owned(), s(API_KEY)),
+    ])
+}
+
+fn endpoint_sk(id: &EndpointId) -> String {
+    format!("endpoint#{id}")
+}
+
+fn with(mut item: Item, name: &str, value: AttributeValue) -> Item {
+    item.insert(name.to_owned(), value);
+    item
+}
+
+fn doc<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(get_s(item, "doc")?).map_err(|e| corrupt(&format!("{what}: {e}")))
+}
+
+fn to_doc<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value).map(AttributeValue::S).map_err(|e| corrupt(&e.to_string()))
 }
 
 #[async_trait]
 impl MerchantStore for DynamoStore {
     async fn put_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(merchant).map_err(|e| corrupt(&e.to_string()))?;
         let table = &self.tables.merchants;
         let previous = self.merchant(&merchant.id).await?;
         let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = Put::builder()
-                .table_name(table)
-                .set_item(Some(item))
-                .build()
-                .map_err(unavailable)?;
+            let put = Put::builder().table_name(table).set_item(Some(item)).build().map_err(unavailable)?;
             Ok(TransactWriteItem::builder().put(put).build())
         };
+        let profile = with(merchant_key(&merchant.id, PROFILE), "doc", to_doc(merchant)?);
+        let api_key = with(api_key_key(&merchant.api_key_hash), "merchant_id", s(merchant.id.as_str()));
         let mut request = self
             .client
             .transact_write_items()
-            .transact_items(put(HashMap::from([
-                ("pk".to_owned(), s(&merchant_pk(&merchant.id))),
-                ("doc".to_owned(), s(&doc)),
-            ]))?)
-            .transact_items(put(HashMap::from([
-                ("pk".to_owned(), s(&api_key_pk(&merchant.api_key_hash))),
-                ("merchant_id".to_owned(), s(merchant.id.as_str())),
-            ]))?);
+            .transact_items(put(profile)?)
+            .transact_items(put(api_key)?);
         if let Some(old) = previous.filter(|old| old.api_key_hash != merchant.api_key_hash) {
             let delete = Delete::builder()
                 .table_name(table)
-                .key("pk", s(&api_key_pk(&old.api_key_hash)))
+                .set_key(Some(api_key_key(&old.api_key_hash)))
                 .build()
                 .map_err(unavailable)?;
             request = request.transact_items(TransactWriteItem::builder().delete(delete).build());
@@ -380,19 +405,112 @@ impl MerchantStore for DynamoStore {
     }
 
     async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
-        let Some(item) = self.get(&self.tables.merchants, &merchant_pk(id)).await? else {
-            return Ok(None);
-        };
-        serde_json::from_str(get_s(&item, "doc")?)
-            .map(Some)
-            .map_err(|e| corrupt(&format!("merchant: {e}")))
+        let item = self.get(&self.tables.merchants, merchant_key(id, PROFILE)).await?;
+        item.map(|item| doc(&item, "merchant")).transpose()
     }
 
     async fn merchant_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Merchant>, StoreError> {
-        let Some(item) = self.get(&self.tables.merchants, &api_key_pk(api_key_hash)).await? else {
+        let Some(item) = self.get(&self.tables.merchants, api_key_key(api_key_hash)).await? else {
             return Ok(None);
         };
         let id = MerchantId::parse(get_s(&item, "merchant_id")?).ok_or_else(|| corrupt("merchant_id"))?;
         self.merchant(&id).await
+    }
+}
+
+#[async_trait]
+impl EndpointStore for DynamoStore {
+    async fn put_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let item = with(
+            merchant_key(&endpoint.merchant_id, &endpoint_sk(&endpoint.id)),
+            "doc",
+            to_doc(endpoint)?,
+        );
+        self.client
+            .put_item()
+            .table_name(&self.tables.merchants)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let item = self.get(&self.tables.merchants, merchant_key(merchant, &endpoint_sk(id))).await?;
+        item.map(|item| doc(&item, "endpoint")).transpose()
+    }
+
+    async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let mut endpoints: Vec<WebhookEndpoint> = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.merchants)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&format!("merchant#{merchant}")))
+                .expression_attribute_values(":prefix", s("endpoint#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                endpoints.push(doc(item, "endpoint")?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                endpoints.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+                return Ok(endpoints);
+            }
+        }
+    }
+
+    async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.merchants)
+            .set_key(Some(merchant_key(merchant, &endpoint_sk(id))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
+#[async_trait]
+impl ReadModel for DynamoStore {
+    async fn apply(&self, view: &SessionView) -> Result<bool, StoreError> {
+        let item = HashMap::from([
+            ("session_id".to_owned(), s(view.session_id.as_str())),
+            ("version".to_owned(), n(view.version as i64)),
+            ("merchant_id".to_owned(), s(view.merchant_id.as_str())),
+            ("status".to_owned(), to_doc(&view.status)?),
+            ("doc".to_owned(), to_doc(view)?),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.views)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(session_id) OR version < :v")
+            .expression_attribute_values(":v", n(view.version as i64))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError> {
+        let key = HashMap::from([("session_id".to_owned(), s(session_id.as_str()))]);
+        let item = self.get(&self.tables.views, key).await?;
+        item.map(|item| doc(&item, "view")).transpose()
     }
 }

@@ -3,12 +3,16 @@
 
 mod dynamo;
 mod error;
+mod messaging;
+mod stream;
 mod tables;
 
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, parse_event};
+pub use messaging::{PipelineResources, QueueSettings, SnsPublisher, SqsQueue, create_pipeline};
+pub use stream::StreamReader;
 pub use tables::{TableNames, create_tables};
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 
 /// Loads the SDK configuration the usual way (environment, profile, instance role), honouring
 /// `AWS_ENDPOINT_URL` for AWS-compatible endpoints.
@@ -16,15 +20,21 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
-/// A DynamoDB client for a local AWS-compatible endpoint (moto in the tests), with dummy keys.
-pub fn local_dynamodb_client(endpoint_url: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::config::Builder::new()
+/// SDK configuration for a local AWS-compatible endpoint (moto in the tests), with dummy keys.
+pub fn local_sdk_config(endpoint_url: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint_url)
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "local"))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "local",
+        )))
+        .build()
+}
+
+/// A DynamoDB client for a local AWS-compatible endpoint.
+pub fn local_dynamodb_client(endpoint_url: &str) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&local_sdk_config(endpoint_url))
 }
 
 /// Test support: backends on the moto server that `scripts/test` starts.
@@ -50,6 +60,24 @@ pub mod testkit {
         (client, tables)
     }
 
+    /// A fresh topic → queue → dead-letter queue on moto, with the contract suite's settings.
+    pub async fn fresh_pipeline() -> (checkout::testkit::Pipeline, crate::PipelineResources) {
+        let sdk = crate::local_sdk_config(&endpoint());
+        let (sns, sqs) = (crate::SnsClient::new(&sdk), crate::SqsClient::new(&sdk));
+        let env = format!("t{}", ulid::Ulid::new()).to_lowercase();
+        let settings = crate::QueueSettings {
+            visibility_timeout: checkout::testkit::VISIBILITY,
+            max_receive_count: checkout::testkit::MAX_RECEIVES,
+        };
+        let resources = crate::create_pipeline(&sns, &sqs, &env, settings).await.expect("pipeline on moto");
+        let pipeline = checkout::testkit::Pipeline {
+            publisher: Arc::new(crate::SnsPublisher::new(sns, resources.topic_arn.clone())),
+            queue: Arc::new(crate::SqsQueue::new(sqs.clone(), resources.queue_url.clone())),
+            dead_letters: Arc::new(crate::SqsQueue::new(sqs, resources.dead_letter_queue_url.clone())),
+        };
+        (pipeline, resources)
+    }
+
     pub async fn fresh_backend() -> Backend {
         let (client, tables) = fresh_tables().await;
         Backend::from_one(Arc::new(DynamoStore::new(client, tables)))
@@ -58,3 +86,6 @@ pub mod testkit {
 
 pub use aws_config::SdkConfig;
 pub use aws_sdk_dynamodb::Client as DynamoClient;
+pub use aws_sdk_dynamodbstreams::Client as StreamsClient;
+pub use aws_sdk_sns::Client as SnsClient;
+pub use aws_sdk_sqs::Client as SqsClient;

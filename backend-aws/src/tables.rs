@@ -12,15 +12,17 @@ pub struct TableNames {
     pub sessions: String,
     pub idempotency: String,
     pub merchants: String,
+    pub views: String,
 }
 
 impl TableNames {
-    /// `{env}-acp-sessions`, `{env}-acp-idempotency`, `{env}-acp-merchants`.
+    /// `{env}-acp-sessions`, `{env}-acp-idempotency`, `{env}-acp-merchants`, `{env}-acp-views`.
     pub fn for_environment(env: &str) -> Self {
         Self {
             sessions: format!("{env}-acp-sessions"),
             idempotency: format!("{env}-acp-idempotency"),
             merchants: format!("{env}-acp-merchants"),
+            views: format!("{env}-acp-views"),
         }
     }
 }
@@ -62,18 +64,27 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aw
             .send()
             .await?;
     }
-    for (name, ttl) in [(&names.idempotency, Some("expires_at")), (&names.merchants, None)] {
+    let keyed_tables = [
+        (&names.idempotency, "pk", None, Some("expires_at")),
+        (&names.views, "session_id", None, None),
+        (&names.merchants, "pk", Some("sk"), None),
+    ];
+    for (name, hash, range, ttl) in keyed_tables {
         if existing.contains(name) {
             continue;
         }
-        client
+        let mut create = client
             .create_table()
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("pk", KeyType::Hash))
-            .attribute_definitions(attribute("pk", ScalarAttributeType::S))
-            .send()
-            .await?;
+            .key_schema(key(hash, KeyType::Hash))
+            .attribute_definitions(attribute(hash, ScalarAttributeType::S));
+        if let Some(range) = range {
+            create = create
+                .key_schema(key(range, KeyType::Range))
+                .attribute_definitions(attribute(range, ScalarAttributeType::S));
+        }
+        create.send().await?;
         if let Some(attribute_name) = ttl {
             client
                 .update_time_to_live()
@@ -98,8 +109,8 @@ pub struct MissingTableName {
 }
 
 impl TableNames {
-    /// `SESSIONS_TABLE`, `IDEMPOTENCY_TABLE` and `MERCHANTS_TABLE`, each defaulting to the name
-    /// derived from `ACP_ENVIRONMENT`.
+    /// `SESSIONS_TABLE`, `IDEMPOTENCY_TABLE`, `MERCHANTS_TABLE` and `VIEWS_TABLE`, each
+    /// defaulting to the name derived from `ACP_ENVIRONMENT`.
     pub fn from_env() -> Result<Self, MissingTableName> {
         let derived = std::env::var("ACP_ENVIRONMENT")
             .ok()
@@ -114,6 +125,7 @@ impl TableNames {
             sessions: pick("SESSIONS_TABLE", |t| &t.sessions)?,
             idempotency: pick("IDEMPOTENCY_TABLE", |t| &t.idempotency)?,
             merchants: pick("MERCHANTS_TABLE", |t| &t.merchants)?,
+            views: pick("VIEWS_TABLE", |t| &t.views)?,
         })
     }
 }

@@ -5,11 +5,13 @@
 mod event_store;
 mod idempotency_store;
 mod merchant_store;
+mod pipeline;
 mod service;
 
 pub use event_store::*;
 pub use idempotency_store::*;
 pub use merchant_store::*;
+pub use pipeline::*;
 pub use service::*;
 
 use crate::acp::{CreateSessionRequest, RequestItem};

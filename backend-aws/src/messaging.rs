@@ -1,0 +1,294 @@
+//! SNS and SQS: the checkout-events topic, the order-updates queue and its dead-letter queue.
+
+use async_trait::async_trait;
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use checkout::event::Event;
+use checkout::ports::{DeliveryQueue, PipelineError, Publisher, QueuedMessage};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn pipeline_error<E: std::error::Error>(err: E) -> PipelineError {
+    PipelineError(aws_sdk_sqs::error::DisplayErrorContext(err).to_string())
+}
+
+/// Most entries SNS takes in one `PublishBatch`.
+const PUBLISH_BATCH: usize = 10;
+
+pub struct SnsPublisher {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl SnsPublisher {
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: String) -> Self {
+        Self { client, topic_arn }
+    }
+
+    fn entry(index: usize, event: &Event) -> Result<PublishBatchRequestEntry, PipelineError> {
+        let attribute = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(pipeline_error)
+        };
+        PublishBatchRequestEntry::builder()
+            .id(index.to_string())
+            .message(serde_json::to_string(event).map_err(pipeline_error)?)
+            .message_attributes("merchant_id", attribute(event.merchant_id.as_str())?)
+            .message_attributes("event_type", attribute(event.kind.as_str())?)
+            .build()
+            .map_err(pipeline_error)
+    }
+
+    async fn publish_chunk(&self, offset: usize, events: &[Event]) -> Vec<Result<(), PipelineError>> {
+        let mut results: Vec<Result<(), PipelineError>> = Vec::with_capacity(events.len());
+        let mut entries = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            match Self::entry(offset + i, event) {
+                Ok(entry) => {
+                    entries.push(entry);
+                    results.push(Ok(()));
+                }
+                Err(err) => results.push(Err(err)),
+            }
+        }
+        if entries.is_empty() {
+            return results;
+        }
+        let response = self
+            .client
+            .publish_batch()
+            .topic_arn(&self.topic_arn)
+            .set_publish_batch_request_entries(Some(entries))
+            .send()
+            .await;
+        match response {
+            Ok(out) => {
+                for failed in out.failed() {
+                    if let Some(i) = failed.id().parse::<usize>().ok().and_then(|id| id.checked_sub(offset)) {
+                        let reason = failed.message().unwrap_or(failed.code());
+                        results[i] = Err(PipelineError(reason.to_owned()));
+                    }
+                }
+            }
+            Err(err) => {
+                let message = pipeline_error(err).0;
+                for result in results.iter_mut().filter(|r| r.is_ok()) {
+                    *result = Err(PipelineError(message.clone()));
+                }
+            }
+        }
+        results
+    }
+}
+
+#[async_trait]
+impl Publisher for SnsPublisher {
+    async fn publish(&self, events: &[Event]) -> Vec<Result<(), PipelineError>> {
+        let mut results = Vec::with_capacity(events.len());
+        for (n, chunk) in events.chunks(PUBLISH_BATCH).enumerate() {
+            results.extend(self.publish_chunk(n * PUBLISH_BATCH, chunk).await);
+        }
+        results
+    }
+}
+
+/// SQS limits: a send delay of at most 15 minutes, a visibility timeout of at most 12 hours,
+/// 10 messages and 20 seconds of waiting per receive.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+const MAX_RECEIVE: usize = 10;
+const MAX_WAIT: Duration = Duration::from_secs(20);
+
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: String) -> Self {
+        Self { client, url }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+fn secs(d: Duration, max: Duration) -> i32 {
+    i32::try_from(d.min(max).as_secs()).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl DeliveryQueue for SqsQueue {
+    async fn send(&self, body: &str, delay: Duration) -> Result<(), PipelineError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(secs(delay, MAX_DELAY))
+            .send()
+            .await
+            .map_err(pipeline_error)?;
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<QueuedMessage>, PipelineError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, MAX_RECEIVE) as i32)
+            .wait_time_seconds(secs(wait, MAX_WAIT))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(pipeline_error)?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let receive_count = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                let attributes = m
+                    .message_attributes()
+                    .map(|attrs| {
+                        attrs
+                            .iter()
+                            .filter_map(|(k, v)| v.string_value().map(|s| (k.clone(), s.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                QueuedMessage {
+                    message_id: m.message_id.unwrap_or_default(),
+                    receipt: m.receipt_handle.unwrap_or_default(),
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                    attributes,
+                }
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), PipelineError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(pipeline_error)?;
+        Ok(())
+    }
+
+    async fn set_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), PipelineError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .visibility_timeout(secs(timeout, MAX_VISIBILITY))
+            .send()
+            .await
+            .map_err(pipeline_error)?;
+        Ok(())
+    }
+}
+
+/// Where the pipeline's topic and queues are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineResources {
+    pub topic_arn: String,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+}
+
+/// Settings of the order-updates queue.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueSettings {
+    pub visibility_timeout: Duration,
+    pub max_receive_count: u32,
+}
+
+/// Creates (or finds: every call is idempotent) `{env}-checkout-events`, `{env}-order-updates`
+/// with its redrive policy, `{env}-order-updates-dlq`, and the raw-delivery subscription.
+pub async fn create_pipeline(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    env: &str,
+    settings: QueueSettings,
+) -> Result<PipelineResources, PipelineError> {
+    let topic_arn = sns
+        .create_topic()
+        .name(format!("{env}-checkout-events"))
+        .send()
+        .await
+        .map_err(pipeline_error)?
+        .topic_arn
+        .ok_or_else(|| PipelineError("no topic ARN".to_owned()))?;
+    let dead_letter_queue_url = create_queue(sqs, &format!("{env}-order-updates-dlq"), HashMap::new()).await?;
+    let dlq_arn = queue_arn(sqs, &dead_letter_queue_url).await?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": settings.max_receive_count.to_string(),
+    });
+    let queue_url = create_queue(
+        sqs,
+        &format!("{env}-order-updates"),
+        HashMap::from([
+            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+            (
+                QueueAttributeName::VisibilityTimeout,
+                settings.visibility_timeout.as_secs().to_string(),
+            ),
+        ]),
+    )
+    .await?;
+    let queue_arn = queue_arn(sqs, &queue_url).await?;
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .map_err(pipeline_error)?;
+    Ok(PipelineResources {
+        topic_arn,
+        queue_url,
+        dead_letter_queue_url,
+    })
+}
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: HashMap<QueueAttributeName, String>,
+) -> Result<String, PipelineError> {
+    sqs.create_queue()
+        .queue_name(name)
+        .set_attributes(Some(attributes))
+        .send()
+        .await
+        .map_err(pipeline_error)?
+        .queue_url
+        .ok_or_else(|| PipelineError(format!("no URL for queue {name}")))
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, PipelineError> {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(pipeline_error)?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| PipelineError(format!("no ARN for queue {url}")))
+}
