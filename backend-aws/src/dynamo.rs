@@ -373,7 +373,9 @@ fn doc<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> Result<T, Sto
 }
 
 fn to_doc<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
-    serde_json::to_string(value).map(AttributeValue::S).map_err(|e| corrupt(&e.to_string()))
+    serde_json::to_string(value)
+        .map(AttributeValue::S)
+        .map_err(|e| corrupt(&e.to_string()))
 }
 
 #[async_trait]
@@ -382,11 +384,19 @@ impl MerchantStore for DynamoStore {
         let table = &self.tables.merchants;
         let previous = self.merchant(&merchant.id).await?;
         let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = Put::builder().table_name(table).set_item(Some(item)).build().map_err(unavailable)?;
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .build()
+                .map_err(unavailable)?;
             Ok(TransactWriteItem::builder().put(put).build())
         };
         let profile = with(merchant_key(&merchant.id, PROFILE), "doc", to_doc(merchant)?);
-        let api_key = with(api_key_key(&merchant.api_key_hash), "merchant_id", s(merchant.id.as_str()));
+        let api_key = with(
+            api_key_key(&merchant.api_key_hash),
+            "merchant_id",
+            s(merchant.id.as_str()),
+        );
         let mut request = self
             .client
             .transact_write_items()
@@ -437,7 +447,9 @@ impl EndpointStore for DynamoStore {
     }
 
     async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
-        let item = self.get(&self.tables.merchants, merchant_key(merchant, &endpoint_sk(id))).await?;
+        let item = self
+            .get(&self.tables.merchants, merchant_key(merchant, &endpoint_sk(id)))
+            .await?;
         item.map(|item| doc(&item, "endpoint")).transpose()
     }
 

@@ -69,7 +69,9 @@ pub mod testkit {
             visibility_timeout: checkout::testkit::VISIBILITY,
             max_receive_count: checkout::testkit::MAX_RECEIVES,
         };
-        let resources = crate::create_pipeline(&sns, &sqs, &env, settings).await.expect("pipeline on moto");
+        let resources = crate::create_pipeline(&sns, &sqs, &env, settings)
+            .await
+            .expect("pipeline on moto");
         let pipeline = checkout::testkit::Pipeline {
             publisher: Arc::new(crate::SnsPublisher::new(sns, resources.topic_arn.clone())),
             queue: Arc::new(crate::SqsQueue::new(sqs.clone(), resources.queue_url.clone())),

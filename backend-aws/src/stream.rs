@@ -1,9 +1,9 @@
 //! Reads the event store's DynamoDB stream the way the Lambda event source does, for
 //! `acp-local --backend aws` and the tests: every shard from its start, polled in order.
 
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use checkout::event::StreamRecord;
 use checkout::ports::PipelineError;
-use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use std::collections::HashMap;
 
 fn stream_error<E: std::error::Error>(err: E) -> PipelineError {
@@ -51,7 +51,10 @@ impl StreamReader {
             .send()
             .await
             .map_err(stream_error)?;
-        let shards = description.stream_description.map(|d| d.shards.unwrap_or_default()).unwrap_or_default();
+        let shards = description
+            .stream_description
+            .map(|d| d.shards.unwrap_or_default())
+            .unwrap_or_default();
         for shard in shards {
             let Some(id) = shard.shard_id else { continue };
             if self.iterators.contains_key(&id) {

@@ -66,7 +66,11 @@ pub fn parse_webhook_url(raw: &str, policy: UrlPolicy) -> Result<WebhookUrl, Url
         Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
         Some(Host::Domain(_)) => None,
     };
-    let host = url.host_str().ok_or(UrlError::NoHost)?.trim_matches(['[', ']']).to_owned();
+    let host = url
+        .host_str()
+        .ok_or(UrlError::NoHost)?
+        .trim_matches(['[', ']'])
+        .to_owned();
     let port = url.port_or_known_default().ok_or(UrlError::NoHost)?;
     let checked = WebhookUrl {
         url,
@@ -212,9 +216,17 @@ mod tests {
 
     #[test]
     fn numeric_ipv4_spellings_are_normalized_then_refused() {
-        for raw in ["https://2130706433/", "https://0177.0.0.1/", "https://0x7f.0.0.1/", "https://127.1/"] {
+        for raw in [
+            "https://2130706433/",
+            "https://0177.0.0.1/",
+            "https://0x7f.0.0.1/",
+            "https://127.1/",
+        ] {
             let err = parse_webhook_url(raw, UrlPolicy::default()).unwrap_err();
-            assert!(matches!(err, UrlError::NotGlobal(ip) if ip.is_loopback()), "{raw}: {err:?}");
+            assert!(
+                matches!(err, UrlError::NotGlobal(ip) if ip.is_loopback()),
+                "{raw}: {err:?}"
+            );
         }
     }
 
@@ -242,6 +254,9 @@ mod tests {
             check_addresses(&url, &[public, private], UrlPolicy::default()),
             Err(UrlError::NotGlobal(private))
         );
-        assert!(matches!(check_addresses(&url, &[], UrlPolicy::default()), Err(UrlError::Unresolvable(_))));
+        assert!(matches!(
+            check_addresses(&url, &[], UrlPolicy::default()),
+            Err(UrlError::Unresolvable(_))
+        ));
     }
 }

@@ -110,7 +110,10 @@ impl WebhookEndpoint {
 pub fn generate_secret() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes)?;
-    Ok(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+    Ok(format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
 }
 
 mod optional_time {
@@ -160,7 +163,10 @@ mod tests {
         let now = clock::now();
         let new = e.rotate(now, Duration::hours(24)).unwrap().to_owned();
         assert_ne!(old, new);
-        assert_eq!(e.signing_secrets(now).collect::<Vec<_>>(), vec![new.as_str(), old.as_str()]);
+        assert_eq!(
+            e.signing_secrets(now).collect::<Vec<_>>(),
+            vec![new.as_str(), old.as_str()]
+        );
         let later = now + Duration::hours(25);
         assert_eq!(e.signing_secrets(later).collect::<Vec<_>>(), vec![new.as_str()]);
         let newest = e.rotate(later, Duration::zero()).unwrap().to_owned();

@@ -36,31 +36,60 @@ pub async fn published_events_arrive_once_each_with_attributes(p: &Pipeline) {
     }
     for message in &received {
         let body: Event = serde_json::from_str(&message.body).expect("raw delivery: the body is the event");
-        let attribute = |name: &str| message.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let attribute = |name: &str| {
+            message
+                .attributes
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(attribute("merchant_id").as_deref(), Some(m.id.as_str()));
         assert_eq!(attribute("event_type").as_deref(), Some(body.kind.as_str()));
         assert!(events.iter().any(|e| e.id == body.id));
         p.queue.delete(&message.receipt).await.unwrap();
     }
-    assert!(p.queue.receive(10, Duration::from_millis(1200)).await.unwrap().is_empty());
+    assert!(
+        p.queue
+            .receive(10, Duration::from_millis(1200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn unacknowledged_message_comes_back_after_its_visibility_timeout(p: &Pipeline) {
     p.queue.send("hello", Duration::ZERO).await.unwrap();
-    let first = receive_one(p.queue.as_ref(), Duration::from_secs(2)).await.expect("message");
+    let first = receive_one(p.queue.as_ref(), Duration::from_secs(2))
+        .await
+        .expect("message");
     assert_eq!((first.body.as_str(), first.receive_count), ("hello", 1));
-    assert!(receive_one(p.queue.as_ref(), Duration::ZERO).await.is_none(), "invisible while held");
-    let again = receive_one(p.queue.as_ref(), VISIBILITY * 3).await.expect("redelivered");
-    assert_eq!((again.message_id.as_str(), again.receive_count), (first.message_id.as_str(), 2));
+    assert!(
+        receive_one(p.queue.as_ref(), Duration::ZERO).await.is_none(),
+        "invisible while held"
+    );
+    let again = receive_one(p.queue.as_ref(), VISIBILITY * 3)
+        .await
+        .expect("redelivered");
+    assert_eq!(
+        (again.message_id.as_str(), again.receive_count),
+        (first.message_id.as_str(), 2)
+    );
     p.queue.delete(&again.receipt).await.unwrap();
 }
 
 pub async fn visibility_can_be_shortened_and_extended(p: &Pipeline) {
     p.queue.send("later", Duration::ZERO).await.unwrap();
-    let held = receive_one(p.queue.as_ref(), Duration::from_secs(2)).await.expect("message");
+    let held = receive_one(p.queue.as_ref(), Duration::from_secs(2))
+        .await
+        .expect("message");
     p.queue.set_visibility(&held.receipt, Duration::ZERO).await.unwrap();
-    let back = receive_one(p.queue.as_ref(), Duration::from_secs(2)).await.expect("visible at once");
-    p.queue.set_visibility(&back.receipt, Duration::from_secs(30)).await.unwrap();
+    let back = receive_one(p.queue.as_ref(), Duration::from_secs(2))
+        .await
+        .expect("visible at once");
+    p.queue
+        .set_visibility(&back.receipt, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert!(
         receive_one(p.queue.as_ref(), VISIBILITY * 2).await.is_none(),
         "extended past its default timeout"
@@ -70,7 +99,9 @@ pub async fn visibility_can_be_shortened_and_extended(p: &Pipeline) {
 pub async fn delayed_message_waits(p: &Pipeline) {
     p.queue.send("delayed", Duration::from_secs(1)).await.unwrap();
     assert!(receive_one(p.queue.as_ref(), Duration::ZERO).await.is_none());
-    let message = receive_one(p.queue.as_ref(), Duration::from_secs(4)).await.expect("after the delay");
+    let message = receive_one(p.queue.as_ref(), Duration::from_secs(4))
+        .await
+        .expect("after the delay");
     assert_eq!(message.body, "delayed");
 }
 
@@ -81,8 +112,13 @@ pub async fn too_many_receives_move_a_message_to_the_dead_letter_queue(p: &Pipel
         assert_eq!(message.receive_count, n);
         p.queue.set_visibility(&message.receipt, Duration::ZERO).await.unwrap();
     }
-    assert!(receive_one(p.queue.as_ref(), VISIBILITY).await.is_none(), "redriven, not redelivered");
-    let dead = receive_one(p.dead_letters.as_ref(), Duration::from_secs(2)).await.expect("in the DLQ");
+    assert!(
+        receive_one(p.queue.as_ref(), VISIBILITY).await.is_none(),
+        "redriven, not redelivered"
+    );
+    let dead = receive_one(p.dead_letters.as_ref(), Duration::from_secs(2))
+        .await
+        .expect("in the DLQ");
     assert_eq!(dead.body, "poison");
 }
 

@@ -1,0 +1,71 @@
+//! DynamoDB stream events in, partial batch failures out.
+
+use crate::Projector;
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use checkout::event::StreamRecord;
+
+/// The event envelope an item of the sessions table carries in its `event` attribute.
+pub fn records(event: &StreamEvent) -> Vec<StreamRecord> {
+    event
+        .records
+        .iter()
+        .map(|record| {
+            let sequence = record.change.sequence_number.clone().unwrap_or_default();
+            let json = match record.change.new_image.get("event") {
+                Some(serde_dynamo::AttributeValue::S(json)) => Some(json.as_str()),
+                _ => None,
+            };
+            StreamRecord::from_json(sequence, json)
+        })
+        .collect()
+}
+
+pub async fn handle(projector: &Projector, event: StreamEvent) -> DynamoDbEventResponse {
+    let projection = projector.project(&records(&event)).await;
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(sequence) = projection.retry_from {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence);
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkout::testkit::{event, merchant};
+
+    /// A stream event as Lambda delivers it (DynamoDB JSON), with one good and one bad record.
+    fn stream_event(envelope: &str) -> StreamEvent {
+        let record = |seq: &str, image: serde_json::Value| {
+            serde_json::json!({
+                "eventID": seq, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1764064800.0,
+                    "Keys": {"session_id": {"S": "cs_1"}, "version": {"N": "1"}},
+                    "NewImage": image,
+                    "SequenceNumber": seq, "SizeBytes": 100, "StreamViewType": "NEW_IMAGE"
+                },
+                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/dev-acp-sessions/stream/x"
+            })
+        };
+        serde_json::from_value(serde_json::json!({"Records": [
+            record("100", serde_json::json!({"session_id": {"S": "cs_1"}, "event": {"S": envelope}})),
+            record("200", serde_json::json!({"session_id": {"S": "cs_2"}})),
+        ]}))
+        .expect("a valid DynamoDB stream event")
+    }
+
+    #[test]
+    fn records_carry_the_stored_envelope_or_say_why_not() {
+        let e = event(&merchant(), None, 1);
+        let records = records(&stream_event(&serde_json::to_string(&e).unwrap()));
+        assert_eq!(records[0].sequence, "100");
+        assert_eq!(records[0].event.as_ref().unwrap(), &e);
+        assert_eq!(records[1].sequence, "200");
+        assert!(records[1].event.is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! The projector on both backends: embedded (the in-process feed) and AWS (a real DynamoDB
+//! stream, read from moto, published through SNS to SQS).
+
+use aws_backend::{DynamoStore, SnsPublisher, SqsQueue, StreamReader};
+use checkout::event::{Event, StreamRecord};
+use checkout::ports::{Backend, DeliveryQueue};
+use checkout::testkit::{event, merchant};
+use embedded_backend::{EmbeddedQueue, EmbeddedStore, EmbeddedTopic, QueueConfig};
+use projector::Projector;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+enum Source {
+    Feed(mpsc::UnboundedReceiver<Event>),
+    Stream(StreamReader, aws_backend::DynamoClient, String),
+}
+
+struct Harness {
+    backend: Backend,
+    projector: Projector,
+    queue: Arc<dyn DeliveryQueue>,
+    source: Source,
+}
+
+impl Harness {
+    async fn embedded() -> Self {
+        let (store, feed) = EmbeddedStore::with_feed();
+        let backend = Backend::from_one(Arc::new(store));
+        let config = QueueConfig {
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 5,
+        };
+        let queue = Arc::new(EmbeddedQueue::new(config, None));
+        let topic = Arc::new(EmbeddedTopic::new(vec![queue.clone()]));
+        Self {
+            projector: Projector::new(backend.views.clone(), topic),
+            backend,
+            queue,
+            source: Source::Feed(feed),
+        }
+    }
+
+    async fn aws() -> Self {
+        let (client, tables) = aws_backend::testkit::fresh_tables().await;
+        let (_, resources) = aws_backend::testkit::fresh_pipeline().await;
+        let sdk = aws_backend::local_sdk_config(&aws_backend::testkit::endpoint());
+        let reader = StreamReader::open(&client, aws_backend::StreamsClient::new(&sdk), &tables.sessions)
+            .await
+            .unwrap();
+        let sessions = tables.sessions.clone();
+        let backend = Backend::from_one(Arc::new(DynamoStore::new(client.clone(), tables)));
+        let publisher = Arc::new(SnsPublisher::new(
+            aws_backend::SnsClient::new(&sdk),
+            resources.topic_arn,
+        ));
+        Self {
+            projector: Projector::new(backend.views.clone(), publisher),
+            backend,
+            queue: Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), resources.queue_url)),
+            source: Source::Stream(reader, client, sessions),
+        }
+    }
+
+    /// Appends versions 1..=n of a new session.
+    async fn append_session(&self, n: u64) -> Vec<Event> {
+        let m = merchant();
+        let first = event(&m, None, 1);
+        let mut events = vec![first.clone()];
+        for version in 2..=n {
+            events.push(event(&m, Some(&first.session_id), version));
+        }
+        for e in &events {
+            self.backend.events.append(e, None).await.unwrap();
+        }
+        events
+    }
+
+    /// A record that cannot be read, at the next position of the stream.
+    async fn poison(&mut self) -> Option<StreamRecord> {
+        match &self.source {
+            Source::Feed(_) => Some(StreamRecord::from_json("poison#1".to_owned(), Some("{not json"))),
+            Source::Stream(_, client, table) => {
+                client
+                    .put_item()
+                    .table_name(table)
+                    .item(
+                        "session_id",
+                        aws_sdk_dynamodb::types::AttributeValue::S("cs_poison".into()),
+                    )
+                    .item("version", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
+                    .item("event", aws_sdk_dynamodb::types::AttributeValue::S("{not json".into()))
+                    .send()
+                    .await
+                    .unwrap();
+                None
+            }
+        }
+    }
+
+    /// The next `n` stream records, waiting for them.
+    async fn take(&mut self, n: usize) -> Vec<StreamRecord> {
+        let mut records = Vec::new();
+        for _ in 0..100 {
+            match &mut self.source {
+                Source::Feed(feed) => {
+                    while records.len() < n {
+                        let e = feed.recv().await.unwrap();
+                        records.push(StreamRecord {
+                            sequence: format!("{}#{}", e.session_id, e.version),
+                            event: Ok(e),
+                        });
+                    }
+                }
+                Source::Stream(reader, ..) => records.extend(reader.poll().await.unwrap()),
+            }
+            if records.len() >= n {
+                assert_eq!(records.len(), n, "no more records than written");
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("only {} of {n} stream records arrived", records.len());
+    }
+
+    async fn drain(&self) -> Vec<Event> {
+        let mut events = Vec::new();
+        loop {
+            let batch = self.queue.receive(10, Duration::from_millis(500)).await.unwrap();
+            if batch.is_empty() {
+                return events;
+            }
+            for message in batch {
+                events.push(serde_json::from_str(&message.body).unwrap());
+                self.queue.delete(&message.receipt).await.unwrap();
+            }
+        }
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),+ $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    super::$case(super::Harness::embedded().await).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn dynamodb() {
+                    super::$case(super::Harness::aws().await).await;
+                }
+            }
+        )+
+    };
+}
+
+on_both_backends!(
+    every_event_is_folded_and_published_once,
+    duplicates_and_late_records_never_move_a_view_back,
+    a_poison_record_is_reported_and_stops_the_batch,
+);
+
+async fn every_event_is_folded_and_published_once(mut h: Harness) {
+    let events = h.append_session(3).await;
+    let records = h.take(3).await;
+    let projection = h.projector.project(&records).await;
+    assert_eq!(projection.published, 3);
+    assert_eq!(projection.retry_from, None);
+    let view = h.backend.views.view(&events[0].session_id).await.unwrap().unwrap();
+    assert_eq!(view.version, 3);
+    assert_eq!(view.merchant_id, events[0].merchant_id);
+    let delivered = h.drain().await;
+    assert_eq!(
+        delivered, events,
+        "one message per event, in order, each the stored envelope"
+    );
+}
+
+async fn duplicates_and_late_records_never_move_a_view_back(mut h: Harness) {
+    let events = h.append_session(3).await;
+    let records = h.take(3).await;
+    let newest_first: Vec<StreamRecord> = records.iter().rev().cloned().collect();
+    assert_eq!(h.projector.project(&newest_first).await.retry_from, None);
+    let again: Vec<StreamRecord> = records.iter().chain(records.iter()).cloned().collect();
+    assert_eq!(h.projector.project(&again).await.retry_from, None);
+    let view = h.backend.views.view(&events[0].session_id).await.unwrap().unwrap();
+    assert_eq!(view.version, 3, "the newest version wins, whatever the arrival order");
+    assert_eq!(view, checkout::read_model::SessionView::of(&events[2]));
+}
+
+async fn a_poison_record_is_reported_and_stops_the_batch(mut h: Harness) {
+    let first = h.append_session(1).await;
+    let mut records = h.take(1).await;
+    let synthetic = h.poison().await;
+    match synthetic {
+        Some(poison) => records.push(poison),
+        None => records.extend(h.take(1).await),
+    }
+    let after = h.append_session(1).await;
+    records.extend(h.take(1).await);
+    assert!(records[1].event.is_err(), "the middle record is unreadable");
+
+    let projection = h.projector.project(&records).await;
+    assert_eq!(projection.retry_from.as_deref(), Some(records[1].sequence.as_str()));
+    assert_eq!(projection.published, 1);
+    assert!(h.backend.views.view(&first[0].session_id).await.unwrap().is_some());
+    assert!(
+        h.backend.views.view(&after[0].session_id).await.unwrap().is_none(),
+        "records after the poison wait for the retry"
+    );
+    assert_eq!(h.drain().await, first);
+}
