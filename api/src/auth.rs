@@ -48,6 +48,13 @@ impl MerchantCache {
     }
 }
 
+impl MerchantCache {
+    /// Drops a cached merchant after its configuration changed.
+    pub fn forget(&self, api_key_hash: &str) {
+        self.entries.write().remove(api_key_hash);
+    }
+}
+
 /// The key of an `Authorization: Bearer <key>` header.
 pub fn bearer_key(header: Option<&str>) -> Option<&str> {
     let value = header?.trim();

@@ -50,7 +50,9 @@ impl Echo {
         let mut response = Response::new(Body::from(reply.body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status != StatusCode::NO_CONTENT {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             headers.insert(headers::REQUEST_ID, id);
         }

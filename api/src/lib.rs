@@ -6,16 +6,20 @@
 
 mod auth;
 mod edge;
+mod endpoints;
 mod error;
 pub mod headers;
+mod resolver;
 mod routes;
 
 pub use auth::MerchantCache;
+pub use resolver::SystemResolver;
 pub use routes::router;
 
 use checkout::payment::PaymentProcessor;
-use checkout::ports::Backend;
+use checkout::ports::{Backend, Resolver};
 use checkout::service::CheckoutService;
+use checkout::url_safety::UrlPolicy;
 use std::sync::Arc;
 
 /// Largest request body accepted; larger ones get a 413.
@@ -26,13 +30,31 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     service: Arc<CheckoutService>,
     merchants: Arc<MerchantCache>,
+    backend: Backend,
+    url_policy: UrlPolicy,
+    resolver: Arc<dyn Resolver>,
 }
 
 impl AppState {
+    /// Webhook URLs are checked strictly and resolved by the operating system.
     pub fn new(backend: Backend, payments: Arc<dyn PaymentProcessor>) -> Self {
         Self {
             merchants: Arc::new(MerchantCache::new(backend.merchants.clone())),
-            service: Arc::new(CheckoutService::new(backend, payments)),
+            service: Arc::new(CheckoutService::new(backend.clone(), payments)),
+            backend,
+            url_policy: UrlPolicy::default(),
+            resolver: Arc::new(SystemResolver),
         }
+    }
+
+    /// Local mode may allow loopback webhook URLs (`ACP_ALLOW_LOOPBACK_WEBHOOKS=1`).
+    pub fn with_url_policy(mut self, policy: UrlPolicy) -> Self {
+        self.url_policy = policy;
+        self
+    }
+
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = resolver;
+        self
     }
 }

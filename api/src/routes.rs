@@ -2,11 +2,12 @@
 
 use crate::AppState;
 use crate::edge::{Echo, Edge};
+use crate::endpoints;
 use crate::error::EdgeError;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post, put};
 use checkout::acp::{AcpError, CancelSessionRequest, parse_body};
 use checkout::ids::SessionId;
 use checkout::service::Command;
@@ -19,6 +20,20 @@ pub fn router(state: AppState) -> Router {
         .route("/checkout_sessions/{id}", post(update).get(retrieve))
         .route("/checkout_sessions/{id}/complete", post(complete))
         .route("/checkout_sessions/{id}/cancel", post(cancel))
+        .route("/webhook_endpoints", post(endpoints::create).get(endpoints::list))
+        .route(
+            "/webhook_endpoints/{id}",
+            get(endpoints::retrieve)
+                .patch(endpoints::update)
+                .delete(endpoints::delete),
+        )
+        .route("/webhook_endpoints/{id}/rotate_secret", post(endpoints::rotate_secret))
+        .route(
+            "/order_webhook",
+            put(endpoints::set_order_webhook)
+                .get(endpoints::get_order_webhook)
+                .delete(endpoints::delete_order_webhook),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -19,6 +19,17 @@ pub struct Merchant {
     pub links: Vec<Link>,
     /// Orders are linked as `{order_url_base}/{order_id}`.
     pub order_url_base: String,
+    /// Where the agent platform wants ACP `order_create` / `order_update` webhooks.
+    #[serde(default)]
+    pub order_webhook: Option<OrderWebhook>,
+}
+
+/// The ACP order webhook of the agent platform: its URL and the secret its
+/// `Merchant-Signature` header is computed with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderWebhook {
+    pub url: String,
+    pub secret: String,
 }
 
 impl Merchant {
@@ -45,6 +56,7 @@ impl Merchant {
                 },
             ],
             order_url_base: "https://shop.example.com/orders".to_owned(),
+            order_webhook: None,
         }
     }
 }

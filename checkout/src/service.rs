@@ -64,6 +64,15 @@ impl Reply {
         }
     }
 
+    pub fn json_value(status: u16, value: &serde_json::Value) -> Self {
+        Self::json(status, value.to_string())
+    }
+
+    /// 204: nothing to say.
+    pub fn no_content() -> Self {
+        Self::json(204, String::new())
+    }
+
     pub fn error(status: u16, error: &AcpError) -> Self {
         Self::json(status, serde_json::to_string(error).unwrap_or_default())
     }

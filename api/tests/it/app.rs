@@ -2,9 +2,11 @@
 
 use checkout::merchant::{Merchant, generate_api_key};
 use checkout::payment::TestPaymentProcessor;
-use checkout::ports::Backend;
+use checkout::ports::{Backend, PipelineError, Resolver};
+use checkout::url_safety::UrlPolicy;
 use reqwest::{RequestBuilder, Response};
 use serde_json::{Value, json};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub struct TestApp {
@@ -23,9 +25,36 @@ pub async fn dynamodb() -> Backend {
     aws_backend::testkit::fresh_backend().await
 }
 
+/// Fixed answers for host names, so URL checks run without a network.
+pub struct StaticResolver;
+
+pub const PUBLIC_IP: &str = "93.184.216.34";
+
+#[async_trait::async_trait]
+impl Resolver for StaticResolver {
+    async fn resolve(&self, host: &str, _port: u16) -> Result<Vec<IpAddr>, PipelineError> {
+        let ips: &[&str] = match host {
+            "hooks.example.com" | "orders.example.com" => &[PUBLIC_IP],
+            "localhost" | "loopback.example.com" => &["127.0.0.1", "::1"],
+            "internal.example.com" => &["10.0.0.7"],
+            "metadata.example.com" => &["169.254.169.254"],
+            "mixed.example.com" => &[PUBLIC_IP, "192.168.1.20"],
+            "v6private.example.com" => &["fd12:3456::1"],
+            _ => return Err(PipelineError(format!("{host}: no such host"))),
+        };
+        Ok(ips.iter().map(|ip| ip.parse().expect("valid test address")).collect())
+    }
+}
+
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
-        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()));
+        Self::spawn_with(backend, UrlPolicy::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, policy: UrlPolicy) -> Self {
+        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
+            .with_resolver(Arc::new(StaticResolver))
+            .with_url_policy(policy);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, api::router(state)).await });

@@ -3,6 +3,7 @@
 mod app;
 mod bad_input;
 mod concurrency;
+mod endpoints;
 mod examples;
 mod flow;
 mod idempotency;

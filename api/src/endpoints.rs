@@ -1,0 +1,461 @@
+//! The merchant API for webhook endpoints and the ACP order webhook. Same bearer auth as the
+//! checkout API; a merchant only ever sees its own endpoints (anyone else's is a 404).
+
+use crate::AppState;
+use crate::edge::{Echo, Edge};
+use crate::error::EdgeError;
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use checkout::acp::{AcpError, parse_body};
+use checkout::clock;
+use checkout::event::EventType;
+use checkout::ids::EndpointId;
+use checkout::merchant::{Merchant, OrderWebhook};
+use checkout::service::Reply;
+use checkout::url_safety::{self, UrlError};
+use checkout::webhook_endpoint::{
+    DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_RATE_LIMIT, MAX_ROTATION_GRACE, WebhookEndpoint,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::info;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateEndpoint {
+    url: String,
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    rate_limit: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateEndpoint {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    /// `null` removes the endpoint's own limit.
+    #[serde(default, with = "double_option")]
+    rate_limit: Option<Option<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateSecret {
+    #[serde(default)]
+    grace_period_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetOrderWebhook {
+    url: String,
+    secret: String,
+}
+
+/// An endpoint as the API shows it; the secret only at creation and rotation.
+#[derive(Serialize)]
+struct EndpointBody<'a> {
+    id: &'a EndpointId,
+    url: &'a str,
+    event_types: Vec<&'static str>,
+    description: Option<&'a str>,
+    enabled: bool,
+    rate_limit: Option<u32>,
+    disabled_reason: Option<&'a str>,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+}
+
+fn body(endpoint: &WebhookEndpoint, with_secret: bool) -> serde_json::Value {
+    let view = EndpointBody {
+        id: &endpoint.id,
+        url: &endpoint.url,
+        event_types: endpoint.event_types.iter().map(|t| t.as_str()).collect(),
+        description: endpoint.description.as_deref(),
+        enabled: endpoint.enabled,
+        rate_limit: endpoint.rate_limit,
+        disabled_reason: endpoint.disabled_reason.as_deref(),
+        created_at: clock::rfc3339(&endpoint.created_at),
+        updated_at: clock::rfc3339(&endpoint.updated_at),
+        secret: with_secret.then(|| endpoint.current_secret()).flatten(),
+    };
+    serde_json::to_value(view).unwrap_or_default()
+}
+
+fn reply(status: u16, value: &serde_json::Value) -> Reply {
+    Reply::json_value(status, value)
+}
+
+fn invalid(code: &str, message: impl Into<String>, param: &str) -> Reply {
+    Reply::error(400, &AcpError::invalid(code, message).with_param(param))
+}
+
+fn unavailable(err: impl std::fmt::Display) -> Reply {
+    tracing::warn!(error = %err, "endpoint storage failed");
+    EdgeError::Unavailable.reply()
+}
+
+fn not_found() -> Reply {
+    EdgeError::NotFound.reply()
+}
+
+/// The URL rules of [`url_safety`], with the host resolved here.
+async fn check_url(state: &AppState, raw: &str) -> Result<(), Reply> {
+    let refuse = |err: UrlError| invalid("invalid_url", format!("The webhook URL is not allowed: {err}"), "$.url");
+    let url = url_safety::parse_webhook_url(raw, state.url_policy).map_err(refuse)?;
+    if url.literal.is_none() {
+        let addresses = state
+            .resolver
+            .resolve(&url.host, url.port)
+            .await
+            .map_err(|_| refuse(UrlError::Unresolvable(url.host.clone())))?;
+        url_safety::check_addresses(&url, &addresses, state.url_policy).map_err(refuse)?;
+    }
+    Ok(())
+}
+
+fn parse_event_types(raw: &[String]) -> Result<Vec<EventType>, Reply> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, name)| {
+            EventType::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                invalid(
+                    "invalid_event_type",
+                    format!("Unknown event type '{name}'; known: {}", known.join(", ")),
+                    &format!("$.event_types[{i}]"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn check_rate_limit(rate: Option<u32>) -> Result<(), Reply> {
+    match rate {
+        Some(r) if r == 0 || r > MAX_RATE_LIMIT => Err(invalid(
+            "invalid_rate_limit",
+            format!("rate_limit is deliveries per second, from 1 to {MAX_RATE_LIMIT}"),
+            "$.rate_limit",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_description(description: Option<&String>) -> Result<(), Reply> {
+    match description {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(invalid(
+            "invalid_description",
+            format!("description is at most {MAX_DESCRIPTION_LEN} characters"),
+            "$.description",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Edge checks and the merchant, then `run` with the parsed body.
+async fn handle<T, F, Fut>(
+    state: AppState,
+    request: Request,
+    parse: fn(&[u8]) -> Result<T, AcpError>,
+    run: F,
+) -> Response
+where
+    F: FnOnce(AppState, std::sync::Arc<Merchant>, T) -> Fut,
+    Fut: Future<Output = Reply>,
+{
+    let (edge, echo): (Edge, Echo) = match Edge::read(&state, request, false).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let parsed = match parse(&edge.body) {
+        Ok(parsed) => parsed,
+        Err(error) => return echo.refuse(EdgeError::InvalidBody(error)),
+    };
+    let merchant = edge.merchant.clone();
+    echo.respond(run(state, merchant, parsed).await)
+}
+
+fn no_body(_: &[u8]) -> Result<(), AcpError> {
+    Ok(())
+}
+
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AcpError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_body(body)
+    }
+}
+
+pub async fn create(State(state): State<AppState>, request: Request) -> Response {
+    handle(
+        state,
+        request,
+        parse_body::<CreateEndpoint>,
+        |state, merchant, req| async move {
+            if let Err(reply) = validate_create(&state, &req).await {
+                return reply;
+            }
+            let event_types = match req.event_types.as_deref().map(parse_event_types).transpose() {
+                Ok(types) => types.unwrap_or_default(),
+                Err(reply) => return reply,
+            };
+            let mut endpoint = match WebhookEndpoint::new(merchant.id.clone(), req.url, clock::now()) {
+                Ok(endpoint) => endpoint,
+                Err(err) => return unavailable(err),
+            };
+            endpoint.event_types = event_types;
+            endpoint.description = req.description;
+            endpoint.enabled = req.enabled.unwrap_or(true);
+            endpoint.rate_limit = req.rate_limit;
+            match state.backend.endpoints.put_endpoint(&endpoint).await {
+                Ok(()) => {
+                    info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, "webhook endpoint created");
+                    reply(201, &body(&endpoint, true))
+                }
+                Err(err) => unavailable(err),
+            }
+        },
+    )
+    .await
+}
+
+async fn validate_create(state: &AppState, req: &CreateEndpoint) -> Result<(), Reply> {
+    check_url(state, &req.url).await?;
+    check_rate_limit(req.rate_limit)?;
+    check_description(req.description.as_ref())
+}
+
+pub async fn list(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, request, no_body, |state, merchant, ()| async move {
+        match state.backend.endpoints.endpoints(&merchant.id).await {
+            Ok(endpoints) => {
+                let data: Vec<_> = endpoints.iter().map(|e| body(e, false)).collect();
+                reply(200, &json!({ "data": data }))
+            }
+            Err(err) => unavailable(err),
+        }
+    })
+    .await
+}
+
+/// Loads the merchant's endpoint named in the path, or answers 404.
+async fn load(state: &AppState, merchant: &Merchant, id: &str) -> Result<WebhookEndpoint, Reply> {
+    let id = EndpointId::parse(id).ok_or_else(not_found)?;
+    match state.backend.endpoints.endpoint(&merchant.id, &id).await {
+        Ok(Some(endpoint)) => Ok(endpoint),
+        Ok(None) => Err(not_found()),
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
+pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    handle(state, request, no_body, |state, merchant, ()| async move {
+        match load(&state, &merchant, &id).await {
+            Ok(endpoint) => reply(200, &body(&endpoint, false)),
+            Err(reply) => reply,
+        }
+    })
+    .await
+}
+
+pub async fn update(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    handle(
+        state,
+        request,
+        parse_body::<UpdateEndpoint>,
+        |state, merchant, req| async move {
+            let mut endpoint = match load(&state, &merchant, &id).await {
+                Ok(endpoint) => endpoint,
+                Err(reply) => return reply,
+            };
+            if let Err(reply) = apply_update(&state, &mut endpoint, req).await {
+                return reply;
+            }
+            endpoint.updated_at = clock::now();
+            match state.backend.endpoints.put_endpoint(&endpoint).await {
+                Ok(()) => reply(200, &body(&endpoint, false)),
+                Err(err) => unavailable(err),
+            }
+        },
+    )
+    .await
+}
+
+async fn apply_update(state: &AppState, endpoint: &mut WebhookEndpoint, req: UpdateEndpoint) -> Result<(), Reply> {
+    if let Some(url) = req.url {
+        check_url(state, &url).await?;
+        endpoint.url = url;
+    }
+    if let Some(types) = req.event_types {
+        endpoint.event_types = parse_event_types(&types)?;
+    }
+    if let Some(description) = req.description {
+        check_description(Some(&description))?;
+        endpoint.description = Some(description);
+    }
+    if let Some(rate) = req.rate_limit {
+        check_rate_limit(rate)?;
+        endpoint.rate_limit = rate;
+    }
+    if let Some(enabled) = req.enabled {
+        endpoint.enabled = enabled;
+        if enabled {
+            endpoint.disabled_reason = None;
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    handle(state, request, no_body, |state, merchant, ()| async move {
+        let Some(id) = EndpointId::parse(&id) else {
+            return not_found();
+        };
+        match state.backend.endpoints.delete_endpoint(&merchant.id, &id).await {
+            Ok(true) => Reply::no_content(),
+            Ok(false) => not_found(),
+            Err(err) => unavailable(err),
+        }
+    })
+    .await
+}
+
+pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    handle(
+        state,
+        request,
+        optional_body::<RotateSecret>,
+        |state, merchant, req| async move {
+            let grace = match req.grace_period_seconds {
+                None => DEFAULT_ROTATION_GRACE,
+                Some(secs) if (0..=MAX_ROTATION_GRACE.num_seconds()).contains(&secs) => chrono::Duration::seconds(secs),
+                Some(_) => {
+                    let max = MAX_ROTATION_GRACE.num_seconds();
+                    return invalid(
+                        "invalid_grace_period",
+                        format!("grace_period_seconds is from 0 to {max}"),
+                        "$.grace_period_seconds",
+                    );
+                }
+            };
+            let mut endpoint = match load(&state, &merchant, &id).await {
+                Ok(endpoint) => endpoint,
+                Err(reply) => return reply,
+            };
+            if let Err(err) = endpoint.rotate(clock::now(), grace) {
+                return unavailable(err);
+            }
+            match state.backend.endpoints.put_endpoint(&endpoint).await {
+                Ok(()) => {
+                    info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, "webhook secret rotated");
+                    reply(200, &body(&endpoint, true))
+                }
+                Err(err) => unavailable(err),
+            }
+        },
+    )
+    .await
+}
+
+pub async fn set_order_webhook(State(state): State<AppState>, request: Request) -> Response {
+    handle(
+        state,
+        request,
+        parse_body::<SetOrderWebhook>,
+        |state, merchant, req| async move {
+            if let Err(reply) = check_url(&state, &req.url).await {
+                return reply;
+            }
+            if req.secret.is_empty() || req.secret.len() > 512 {
+                return invalid("invalid_secret", "secret is 1 to 512 characters", "$.secret");
+            }
+            let mut updated = match fresh_merchant(&state, &merchant).await {
+                Ok(m) => m,
+                Err(reply) => return reply,
+            };
+            updated.order_webhook = Some(OrderWebhook {
+                url: req.url,
+                secret: req.secret,
+            });
+            store_merchant(&state, &updated).await
+        },
+    )
+    .await
+}
+
+pub async fn get_order_webhook(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, request, no_body, |state, merchant, ()| async move {
+        match fresh_merchant(&state, &merchant).await {
+            Ok(m) => match m.order_webhook {
+                Some(hook) => reply(200, &json!({ "url": hook.url })),
+                None => not_found(),
+            },
+            Err(reply) => reply,
+        }
+    })
+    .await
+}
+
+pub async fn delete_order_webhook(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, request, no_body, |state, merchant, ()| async move {
+        let mut updated = match fresh_merchant(&state, &merchant).await {
+            Ok(m) => m,
+            Err(reply) => return reply,
+        };
+        if updated.order_webhook.take().is_none() {
+            return not_found();
+        }
+        match state.backend.merchants.put_merchant(&updated).await {
+            Ok(()) => {
+                state.merchants.forget(&updated.api_key_hash);
+                Reply::no_content()
+            }
+            Err(err) => unavailable(err),
+        }
+    })
+    .await
+}
+
+/// The merchant as stored now (the auth cache may be a few seconds old).
+async fn fresh_merchant(state: &AppState, merchant: &Merchant) -> Result<Merchant, Reply> {
+    match state.backend.merchants.merchant(&merchant.id).await {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(not_found()),
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
+async fn store_merchant(state: &AppState, merchant: &Merchant) -> Reply {
+    match state.backend.merchants.put_merchant(merchant).await {
+        Ok(()) => {
+            state.merchants.forget(&merchant.api_key_hash);
+            let url = merchant.order_webhook.as_ref().map(|h| h.url.as_str());
+            reply(200, &json!({ "url": url }))
+        }
+        Err(err) => unavailable(err),
+    }
+}
+
+/// `Option<Option<T>>` from JSON: absent → `None`, `null` → `Some(None)`.
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}

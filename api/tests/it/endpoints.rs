@@ -1,0 +1,374 @@
+//! Webhook endpoints: CRUD, secret rotation, tenant isolation, and the URL rules (SSRF).
+
+use crate::app::{TestApp, add_merchant, expect};
+use crate::on_both_backends;
+use crate::schema::assert_error;
+use checkout::ids::EndpointId;
+use checkout::url_safety::UrlPolicy;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    endpoint_lifecycle,
+    rotation_keeps_the_old_secret_for_the_grace_period,
+    endpoints_are_private_to_their_merchant,
+    bad_endpoint_fields_are_refused,
+    dangerous_urls_are_refused,
+    order_webhook_is_configured_per_merchant,
+);
+
+impl TestApp {
+    fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path)).bearer_auth(&self.api_key);
+        match body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+    }
+
+    async fn create_endpoint(&self, body: Value) -> Value {
+        expect(
+            self.send(reqwest::Method::POST, "/webhook_endpoints", Some(body))
+                .send()
+                .await
+                .unwrap(),
+            201,
+        )
+        .await
+    }
+}
+
+async fn endpoint_lifecycle(app: TestApp) {
+    let created = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/acp", "description": "orders"}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("we_"));
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(created["event_types"], json!([]));
+    assert_eq!(created["enabled"], true);
+
+    let list = expect(
+        app.send(reqwest::Method::GET, "/webhook_endpoints", None)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert!(list["data"][0].get("secret").is_none(), "the secret is shown only once");
+
+    let path = format!("/webhook_endpoints/{id}");
+    let patch = json!({"event_types": ["checkout.session.completed"], "rate_limit": 25, "enabled": false});
+    let patched = expect(
+        app.send(reqwest::Method::PATCH, &path, Some(patch))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(patched["event_types"], json!(["checkout.session.completed"]));
+    assert_eq!(
+        (patched["rate_limit"].as_u64(), patched["enabled"].as_bool()),
+        (Some(25), Some(false))
+    );
+    assert_eq!(patched["description"], "orders", "fields not sent are kept");
+    let unlimited = json!({"rate_limit": null});
+    let patched = expect(
+        app.send(reqwest::Method::PATCH, &path, Some(unlimited))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(patched["rate_limit"], Value::Null);
+
+    let fetched = expect(app.send(reqwest::Method::GET, &path, None).send().await.unwrap(), 200).await;
+    assert_eq!(fetched, patched);
+    let deleted = app.send(reqwest::Method::DELETE, &path, None).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = app.send(reqwest::Method::GET, &path, None).send().await.unwrap();
+    assert_error(&expect(gone, 404).await, "not_found");
+    let again = app.send(reqwest::Method::DELETE, &path, None).send().await.unwrap();
+    assert_error(&expect(again, 404).await, "not_found");
+}
+
+async fn rotation_keeps_the_old_secret_for_the_grace_period(app: TestApp) {
+    let created = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/acp"}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let old = created["secret"].as_str().unwrap();
+    let path = format!("/webhook_endpoints/{id}/rotate_secret");
+    let rotated = expect(app.send(reqwest::Method::POST, &path, None).send().await.unwrap(), 200).await;
+    let new = rotated["secret"].as_str().unwrap();
+    assert_ne!(old, new);
+
+    let stored = app
+        .backend
+        .endpoints
+        .endpoint(&app.merchant.id, &EndpointId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let now = checkout::clock::now();
+    assert_eq!(stored.signing_secrets(now).collect::<Vec<_>>(), vec![new, old]);
+    let grace_end = stored.secrets[1].expires_at.unwrap();
+    let hours = (grace_end - now).num_minutes() as f64 / 60.0;
+    assert!((23.9..=24.0).contains(&hours), "default grace is 24 h, got {hours}");
+    let after = now + chrono::Duration::hours(25);
+    assert_eq!(stored.signing_secrets(after).collect::<Vec<_>>(), vec![new]);
+
+    let short = json!({"grace_period_seconds": 60});
+    let rotated = expect(
+        app.send(reqwest::Method::POST, &path, Some(short))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_ne!(rotated["secret"], new);
+    let too_long = json!({"grace_period_seconds": 8 * 86_400});
+    let refused = app
+        .send(reqwest::Method::POST, &path, Some(too_long))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(refused, 400).await, "invalid_grace_period");
+}
+
+async fn endpoints_are_private_to_their_merchant(app: TestApp) {
+    let created = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/acp"}))
+        .await;
+    let path = format!("/webhook_endpoints/{}", created["id"].as_str().unwrap());
+    let (_, other) = add_merchant(&app.backend).await;
+    let as_other = |method: reqwest::Method, path: &str| app.client.request(method, app.url(path)).bearer_auth(&other);
+
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        assert_error(
+            &expect(as_other(method, &path).send().await.unwrap(), 404).await,
+            "not_found",
+        );
+    }
+    let patch = as_other(reqwest::Method::PATCH, &path).json(&json!({"enabled": false}));
+    assert_error(&expect(patch.send().await.unwrap(), 404).await, "not_found");
+    let rotate = as_other(reqwest::Method::POST, &format!("{path}/rotate_secret"));
+    assert_error(&expect(rotate.send().await.unwrap(), 404).await, "not_found");
+    let list = expect(
+        as_other(reqwest::Method::GET, "/webhook_endpoints")
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(list["data"], json!([]));
+    let mine = expect(app.send(reqwest::Method::GET, &path, None).send().await.unwrap(), 200).await;
+    assert_eq!(mine["enabled"], true, "untouched");
+}
+
+async fn bad_endpoint_fields_are_refused(app: TestApp) {
+    let cases = [
+        (
+            json!({"url": "https://hooks.example.com/a", "event_types": ["order.shipped"]}),
+            "invalid_event_type",
+            "$.event_types[0]",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/a", "rate_limit": 0}),
+            "invalid_rate_limit",
+            "$.rate_limit",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/a", "rate_limit": 1_000_000}),
+            "invalid_rate_limit",
+            "$.rate_limit",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/a", "description": "x".repeat(501)}),
+            "invalid_description",
+            "$.description",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/a", "secret": "mine"}),
+            "invalid_request",
+            "",
+        ),
+        (json!({"url": 42}), "invalid_request", "$.url"),
+        (json!({}), "invalid_request", ""),
+    ];
+    for (body, code, param) in cases {
+        let response = app
+            .send(reqwest::Method::POST, "/webhook_endpoints", Some(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        let error = expect(response, 400).await;
+        assert_error(&error, code);
+        assert!(
+            error["param"].as_str().unwrap_or("").starts_with(param),
+            "{body}: {error}"
+        );
+    }
+    let list = expect(
+        app.send(reqwest::Method::GET, "/webhook_endpoints", None)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(list["data"], json!([]), "nothing was created");
+}
+
+/// At least 25 URLs an attacker could use to make us call ourselves or the cloud's internals.
+const REJECTED: [&str; 32] = [
+    "http://hooks.example.com/plain-http",
+    "https://127.0.0.1/hook",
+    "https://127.1.2.3/hook",
+    "https://[::1]/hook",
+    "https://10.0.0.1/hook",
+    "https://10.255.255.255/hook",
+    "https://172.16.0.1/hook",
+    "https://172.31.255.254/hook",
+    "https://192.168.0.1/hook",
+    "https://100.64.0.1/hook",
+    "https://100.127.255.254/hook",
+    "https://169.254.169.254/latest/meta-data/",
+    "https://[fd00:ec2::254]/latest/meta-data/",
+    "https://[::ffff:127.0.0.1]/hook",
+    "https://[::ffff:169.254.169.254]/hook",
+    "https://[64:ff9b::a9fe:a9fe]/hook",
+    "https://[fe80::1]/hook",
+    "https://0.0.0.0/hook",
+    "https://2130706433/hook",
+    "https://0177.0.0.1/hook",
+    "https://0x7f000001/hook",
+    "https://localhost/hook",
+    "https://loopback.example.com/hook",
+    "https://internal.example.com/hook",
+    "https://metadata.example.com/hook",
+    "https://mixed.example.com/hook",
+    "https://v6private.example.com/hook",
+    "https://good.com@127.0.0.1/hook",
+    "https://user:pass@hooks.example.com/hook",
+    "file:///etc/passwd",
+    "ftp://hooks.example.com/hook",
+    "https://no-such-host.invalid/hook",
+];
+
+async fn dangerous_urls_are_refused(app: TestApp) {
+    for url in REJECTED {
+        let response = app
+            .send(reqwest::Method::POST, "/webhook_endpoints", Some(json!({"url": url})))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(status, 400, "{url} was accepted: {error}");
+        assert_error(&error, "invalid_url");
+        assert_eq!(error["param"], "$.url");
+        assert!(
+            error["message"].as_str().unwrap().contains("not allowed"),
+            "{url}: {error}"
+        );
+    }
+    let list = expect(
+        app.send(reqwest::Method::GET, "/webhook_endpoints", None)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(list["data"], json!([]));
+
+    // An existing endpoint cannot be pointed inside either.
+    let created = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/ok"}))
+        .await;
+    let path = format!("/webhook_endpoints/{}", created["id"].as_str().unwrap());
+    let patch = json!({"url": "https://169.254.169.254/"});
+    let refused = app
+        .send(reqwest::Method::PATCH, &path, Some(patch))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(refused, 400).await, "invalid_url");
+}
+
+async fn order_webhook_is_configured_per_merchant(app: TestApp) {
+    let missing = app
+        .send(reqwest::Method::GET, "/order_webhook", None)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(missing, 404).await, "not_found");
+    let body = json!({"url": "https://orders.example.com/acp", "secret": "whsec_test_secret"});
+    let set = expect(
+        app.send(reqwest::Method::PUT, "/order_webhook", Some(body))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(set, json!({"url": "https://orders.example.com/acp"}));
+    let got = expect(
+        app.send(reqwest::Method::GET, "/order_webhook", None)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(
+        got,
+        json!({"url": "https://orders.example.com/acp"}),
+        "the secret is not shown back"
+    );
+    let stored = app.backend.merchants.merchant(&app.merchant.id).await.unwrap().unwrap();
+    assert_eq!(stored.order_webhook.unwrap().secret, "whsec_test_secret");
+    let unsafe_url = json!({"url": "https://10.1.1.1/acp", "secret": "s"});
+    let refused = app
+        .send(reqwest::Method::PUT, "/order_webhook", Some(unsafe_url))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(refused, 400).await, "invalid_url");
+    let deleted = app
+        .send(reqwest::Method::DELETE, "/order_webhook", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+}
+
+#[tokio::test]
+async fn loopback_urls_need_the_operator_flag() {
+    let strict = TestApp::spawn(crate::app::embedded().await).await;
+    let local = TestApp::spawn_with(crate::app::embedded().await, UrlPolicy { allow_loopback: true }).await;
+    let body = json!({"url": "http://127.0.0.1:9000/hook"});
+    let refused = strict
+        .send(reqwest::Method::POST, "/webhook_endpoints", Some(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(refused, 400).await, "invalid_url");
+    local.create_endpoint(body).await;
+    local
+        .create_endpoint(json!({"url": "http://localhost:9000/hook"}))
+        .await;
+    let private = json!({"url": "http://10.0.0.1/hook"});
+    let refused = local
+        .send(reqwest::Method::POST, "/webhook_endpoints", Some(private))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(refused, 400).await, "invalid_url");
+}
