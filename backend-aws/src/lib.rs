@@ -17,7 +17,16 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCrede
 /// Loads the SDK configuration the usual way (environment, profile, instance role), honouring
 /// `AWS_ENDPOINT_URL` for AWS-compatible endpoints.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    sdk_config_at(None).await
+}
+
+/// As [`sdk_config`], with an explicit endpoint (an AWS-compatible service) when given.
+pub async fn sdk_config_at(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let loader = aws_config::defaults(BehaviorVersion::latest());
+    match endpoint_url {
+        Some(url) => loader.endpoint_url(url).load().await,
+        None => loader.load().await,
+    }
 }
 
 /// SDK configuration for a local AWS-compatible endpoint (moto in the tests), with dummy keys.

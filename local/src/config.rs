@@ -40,6 +40,27 @@ pub struct Config {
     #[arg(long, env = "ACP_CREATE_RESOURCES")]
     pub create_resources: bool,
 
+    /// Accept webhook URLs on this machine (http://127.0.0.1, http://localhost), for local
+    /// receivers. Off by default; never available in the Lambda functions.
+    #[arg(long, env = "ACP_ALLOW_LOOPBACK_WEBHOOKS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub allow_loopback_webhooks: bool,
+
+    /// With the AWS backend: an AWS-compatible endpoint (moto) instead of AWS itself.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// With the AWS backend and no `--create-resources`: the checkout-events topic.
+    #[arg(long, env = "ACP_TOPIC_ARN")]
+    pub topic_arn: Option<String>,
+
+    /// With the AWS backend and no `--create-resources`: the order-updates queue.
+    #[arg(long, env = "ACP_QUEUE_URL")]
+    pub queue_url: Option<String>,
+
+    /// With the AWS backend and no `--create-resources`: the order-updates dead-letter queue.
+    #[arg(long, env = "ACP_DEAD_LETTER_QUEUE_URL")]
+    pub dead_letter_queue_url: Option<String>,
+
     /// Log lines as readable text or as JSON.
     #[arg(long, env = "ACP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -54,6 +75,11 @@ impl Config {
             backend: BackendKind::Embedded,
             environment: "local".to_owned(),
             create_resources: false,
+            allow_loopback_webhooks: true,
+            aws_endpoint_url: None,
+            topic_arn: None,
+            queue_url: None,
+            dead_letter_queue_url: None,
             log_format: LogFormat::Text,
         }
     }

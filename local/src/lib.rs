@@ -2,16 +2,18 @@
 //! tests and the load test share. [`Stack::start`] picks the adapters from the configuration,
 //! seeds the demo merchant and serves the API until [`Stack::shutdown`].
 
+pub mod adapters;
 pub mod config;
+mod projection;
 
 use anyhow::Context;
-use aws_backend::{DynamoStore, TableNames};
 use checkout::ids::MerchantId;
 use checkout::merchant::{Merchant, generate_api_key};
 use checkout::payment::TestPaymentProcessor;
-use checkout::ports::Backend;
-use config::{BackendKind, Config};
-use embedded_backend::EmbeddedStore;
+use checkout::ports::{Backend, DeliveryQueue};
+use checkout::url_safety::UrlPolicy;
+use config::Config;
+use projector::Projector;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -25,29 +27,18 @@ pub struct Stack {
     pub addr: SocketAddr,
     pub demo_api_key: String,
     pub backend: Backend,
+    /// The order-updates queue every event lands on, and its dead-letter queue.
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub dead_letters: Arc<dyn DeliveryQueue>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
-}
-
-async fn backend(config: &Config) -> anyhow::Result<Backend> {
-    Ok(match config.backend {
-        BackendKind::Embedded => EmbeddedStore::backend(),
-        BackendKind::Aws => {
-            let sdk = aws_backend::sdk_config().await;
-            let tables = TableNames::for_environment(&config.environment);
-            if config.create_resources {
-                aws_backend::create_tables(&aws_backend::DynamoClient::new(&sdk), &tables)
-                    .await
-                    .context("creating the DynamoDB tables")?;
-            }
-            Backend::from_one(Arc::new(DynamoStore::from_sdk_config(&sdk, tables)))
-        }
-    })
+    projection: JoinHandle<()>,
 }
 
 impl Stack {
     pub async fn start(config: &Config) -> anyhow::Result<Stack> {
-        let backend = backend(config).await?;
+        let adapters = adapters::build(config).await?;
+        let backend = adapters.backend.clone();
         let demo_api_key = match &config.demo_api_key {
             Some(key) => key.clone(),
             None => generate_api_key().context("generating the demo API key")?,
@@ -59,7 +50,13 @@ impl Stack {
             .await
             .context("storing the demo merchant")?;
 
-        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()));
+        let projector = Projector::new(backend.views.clone(), adapters.publisher.clone());
+        let projection = tokio::spawn(projection::run(projector, adapters.source));
+
+        let policy = UrlPolicy {
+            allow_loopback: config.allow_loopback_webhooks,
+        };
+        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new())).with_url_policy(policy);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -77,8 +74,11 @@ impl Stack {
             addr,
             demo_api_key,
             backend,
+            queue: adapters.queue,
+            dead_letters: adapters.dead_letters,
             stop,
             server,
+            projection,
         })
     }
 
@@ -90,6 +90,7 @@ impl Stack {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.server.await.context("server task")??;
+        self.projection.abort();
         Ok(())
     }
 }

@@ -1,0 +1,97 @@
+//! Picks every adapter from the configuration: the one factory of the local stack.
+
+use crate::config::{BackendKind, Config};
+use anyhow::Context;
+use aws_backend::{DynamoStore, QueueSettings, SnsPublisher, SqsQueue, StreamReader, TableNames};
+use checkout::event::Event;
+use checkout::ports::{Backend, DeliveryQueue, Publisher};
+use embedded_backend::{EmbeddedQueue, EmbeddedStore, EmbeddedTopic, QueueConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Order-updates queue settings: a message not acknowledged within the visibility timeout is
+/// delivered again; after `MAX_RECEIVES` receives it goes to the dead-letter queue.
+pub const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const MAX_RECEIVES: u32 = 50;
+
+/// Where the projector reads committed events from.
+pub enum EventSource {
+    /// The embedded store's in-process feed.
+    Feed(mpsc::UnboundedReceiver<Event>),
+    /// The sessions table's DynamoDB stream.
+    Stream(StreamReader),
+}
+
+pub struct Adapters {
+    pub backend: Backend,
+    pub publisher: Arc<dyn Publisher>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub dead_letters: Arc<dyn DeliveryQueue>,
+    pub source: EventSource,
+}
+
+pub async fn build(config: &Config) -> anyhow::Result<Adapters> {
+    match config.backend {
+        BackendKind::Embedded => Ok(embedded()),
+        BackendKind::Aws => aws(config).await,
+    }
+}
+
+fn embedded() -> Adapters {
+    let (store, feed) = EmbeddedStore::with_feed();
+    let settings = QueueConfig {
+        visibility_timeout: VISIBILITY_TIMEOUT,
+        max_receive_count: MAX_RECEIVES,
+    };
+    let dead_letters = Arc::new(EmbeddedQueue::new(settings, None));
+    let queue = Arc::new(EmbeddedQueue::new(settings, Some(dead_letters.clone())));
+    Adapters {
+        backend: Backend::from_one(Arc::new(store)),
+        publisher: Arc::new(EmbeddedTopic::new(vec![queue.clone()])),
+        queue,
+        dead_letters,
+        source: EventSource::Feed(feed),
+    }
+}
+
+async fn aws(config: &Config) -> anyhow::Result<Adapters> {
+    let sdk = aws_backend::sdk_config_at(config.aws_endpoint_url.as_deref()).await;
+    let dynamodb = aws_backend::DynamoClient::new(&sdk);
+    let (sns, sqs) = (aws_backend::SnsClient::new(&sdk), aws_backend::SqsClient::new(&sdk));
+    let tables = TableNames::for_environment(&config.environment);
+    let (topic_arn, queue_url, dead_letter_queue_url) = if config.create_resources {
+        aws_backend::create_tables(&dynamodb, &tables)
+            .await
+            .context("creating the DynamoDB tables")?;
+        let settings = QueueSettings {
+            visibility_timeout: VISIBILITY_TIMEOUT,
+            max_receive_count: MAX_RECEIVES,
+        };
+        let created = aws_backend::create_pipeline(&sns, &sqs, &config.environment, settings)
+            .await
+            .context("creating the topic and queues")?;
+        (created.topic_arn, created.queue_url, created.dead_letter_queue_url)
+    } else {
+        let need = |value: &Option<String>, name: &str| {
+            value
+                .clone()
+                .with_context(|| format!("{name} is required with --backend aws unless --create-resources is given"))
+        };
+        (
+            need(&config.topic_arn, "ACP_TOPIC_ARN")?,
+            need(&config.queue_url, "ACP_QUEUE_URL")?,
+            need(&config.dead_letter_queue_url, "ACP_DEAD_LETTER_QUEUE_URL")?,
+        )
+    };
+    let reader = StreamReader::open(&dynamodb, aws_backend::StreamsClient::new(&sdk), &tables.sessions)
+        .await
+        .context("opening the sessions table's stream")?;
+    Ok(Adapters {
+        backend: Backend::from_one(Arc::new(DynamoStore::new(dynamodb, tables))),
+        publisher: Arc::new(SnsPublisher::new(sns, topic_arn)),
+        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
+        dead_letters: Arc::new(SqsQueue::new(sqs, dead_letter_queue_url)),
+        source: EventSource::Stream(reader),
+    })
+}
