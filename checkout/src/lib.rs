@@ -7,11 +7,13 @@
 //! - [`idempotency`]: the ACP idempotency rules (request fingerprint, stored replies).
 //! - [`ports`]: the small traits the storage adapters implement.
 //! - [`webhook_endpoint`], [`url_safety`]: where merchants want events, and which URLs we refuse to call.
+//! - [`signature`], [`retry_schedule`]: how webhooks are signed and when a failed one is tried again.
 //! - [`service`]: runs one API command through the ports (idempotency claim, decide, append, retry on a race).
 
 pub mod acp;
 pub mod catalog;
 pub mod clock;
+pub mod delivery_outcome;
 pub mod event;
 pub mod idempotency;
 pub mod ids;
@@ -20,8 +22,10 @@ pub mod payment;
 pub mod ports;
 pub mod pricing;
 pub mod read_model;
+pub mod retry_schedule;
 pub mod service;
 pub mod session;
+pub mod signature;
 pub mod url_safety;
 pub mod webhook_endpoint;
 
