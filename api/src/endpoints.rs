@@ -222,13 +222,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Response
             endpoint.description = req.description;
             endpoint.enabled = req.enabled.unwrap_or(true);
             endpoint.rate_limit = req.rate_limit;
-            match state.backend.endpoints.put_endpoint(&endpoint).await {
-                Ok(()) => {
-                    info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, "webhook endpoint created");
-                    reply(201, &body(&endpoint, true))
-                }
-                Err(err) => unavailable(err),
-            }
+            save(&state, &endpoint, 201, true, "webhook endpoint created").await
         },
     )
     .await
@@ -251,6 +245,17 @@ pub async fn list(State(state): State<AppState>, request: Request) -> Response {
         }
     })
     .await
+}
+
+/// Stores the endpoint and answers with it (and its current secret when `with_secret`).
+async fn save(state: &AppState, endpoint: &WebhookEndpoint, status: u16, with_secret: bool, what: &str) -> Reply {
+    match state.backend.endpoints.put_endpoint(endpoint).await {
+        Ok(()) => {
+            info!(merchant_id = %endpoint.merchant_id, endpoint_id = %endpoint.id, "{what}");
+            reply(status, &body(endpoint, with_secret))
+        }
+        Err(err) => unavailable(err),
+    }
 }
 
 /// Loads the merchant's endpoint named in the path, or answers 404.
@@ -287,10 +292,7 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, reque
                 return reply;
             }
             endpoint.updated_at = clock::now();
-            match state.backend.endpoints.put_endpoint(&endpoint).await {
-                Ok(()) => reply(200, &body(&endpoint, false)),
-                Err(err) => unavailable(err),
-            }
+            save(&state, &endpoint, 200, false, "webhook endpoint updated").await
         },
     )
     .await
@@ -360,13 +362,7 @@ pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>
             if let Err(err) = endpoint.rotate(clock::now(), grace) {
                 return unavailable(err);
             }
-            match state.backend.endpoints.put_endpoint(&endpoint).await {
-                Ok(()) => {
-                    info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, "webhook secret rotated");
-                    reply(200, &body(&endpoint, true))
-                }
-                Err(err) => unavailable(err),
-            }
+            save(&state, &endpoint, 200, true, "webhook secret rotated").await
         },
     )
     .await

@@ -25,6 +25,17 @@ impl TestApp {
         }
     }
 
+    async fn list_endpoints(&self) -> Value {
+        expect(
+            self.send(reqwest::Method::GET, "/webhook_endpoints", None)
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await
+    }
+
     async fn create_endpoint(&self, body: Value) -> Value {
         expect(
             self.send(reqwest::Method::POST, "/webhook_endpoints", Some(body))
@@ -47,14 +58,7 @@ async fn endpoint_lifecycle(app: TestApp) {
     assert_eq!(created["event_types"], json!([]));
     assert_eq!(created["enabled"], true);
 
-    let list = expect(
-        app.send(reqwest::Method::GET, "/webhook_endpoints", None)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let list = app.list_endpoints().await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert!(list["data"][0].get("secret").is_none(), "the secret is shown only once");
 
@@ -214,14 +218,7 @@ async fn bad_endpoint_fields_are_refused(app: TestApp) {
             "{body}: {error}"
         );
     }
-    let list = expect(
-        app.send(reqwest::Method::GET, "/webhook_endpoints", None)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let list = app.list_endpoints().await;
     assert_eq!(list["data"], json!([]), "nothing was created");
 }
 
@@ -278,14 +275,7 @@ async fn dangerous_urls_are_refused(app: TestApp) {
             "{url}: {error}"
         );
     }
-    let list = expect(
-        app.send(reqwest::Method::GET, "/webhook_endpoints", None)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let list = app.list_endpoints().await;
     assert_eq!(list["data"], json!([]));
 
     // An existing endpoint cannot be pointed inside either.
