@@ -1,0 +1,108 @@
+//! The exact request of one delivery attempt. The body is serialized once and those bytes are
+//! both signed and sent.
+
+use crate::headers::*;
+use bytes::Bytes;
+use checkout::event::Event;
+use checkout::signature::{self, SignatureError};
+use checkout::webhook_endpoint::WebhookEndpoint;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookRequest {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+/// A Standard Webhooks delivery of `event` to `endpoint`, signed with every secret that signs
+/// at `now` (unix seconds).
+pub fn standard(
+    event: &Event,
+    body: Bytes,
+    endpoint: &WebhookEndpoint,
+    attempt: u32,
+    now: i64,
+) -> Result<WebhookRequest, SignatureError> {
+    let at = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
+    let signature = signature::signature_header(endpoint.signing_secrets(at), event.id.as_str(), now, &body)?;
+    Ok(WebhookRequest {
+        url: endpoint.url.clone(),
+        headers: vec![
+            ("content-type", "application/json".to_owned()),
+            (WEBHOOK_ID, event.id.to_string()),
+            (WEBHOOK_TIMESTAMP, now.to_string()),
+            (WEBHOOK_SIGNATURE, signature),
+            (WEBHOOK_SEQUENCE, event.version.to_string()),
+            (WEBHOOK_ATTEMPT, attempt.to_string()),
+        ],
+        body,
+    })
+}
+
+/// An ACP order webhook (`{type, data: Order}`) signed with `Merchant-Signature`.
+pub fn acp_order(url: &str, secret: &str, body: Bytes, now: i64) -> Result<WebhookRequest, SignatureError> {
+    let signature = signature::merchant_signature(secret.as_bytes(), now, &body)?;
+    Ok(WebhookRequest {
+        url: url.to_owned(),
+        headers: vec![
+            ("content-type", "application/json".to_owned()),
+            (MERCHANT_SIGNATURE, signature),
+        ],
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkout::testkit::{event, merchant};
+
+    #[test]
+    fn the_signed_bytes_are_the_sent_bytes_and_verify() {
+        let m = merchant();
+        let e = event(&m, None, 1);
+        let mut endpoint = WebhookEndpoint::new(
+            m.id.clone(),
+            "https://hooks.example.com/a".into(),
+            checkout::clock::now(),
+        )
+        .unwrap();
+        let old = endpoint.current_secret().unwrap().to_owned();
+        endpoint
+            .rotate(checkout::clock::now(), chrono::Duration::hours(1))
+            .unwrap();
+        let new = endpoint.current_secret().unwrap().to_owned();
+        let now = checkout::clock::now().timestamp();
+        let body = Bytes::from(serde_json::to_vec(&e).unwrap());
+        let request = standard(&e, body.clone(), &endpoint, 3, now).unwrap();
+        assert_eq!(request.body, body);
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(header(WEBHOOK_ID), e.id.to_string());
+        assert_eq!(header(WEBHOOK_SEQUENCE), "1");
+        assert_eq!(header(WEBHOOK_ATTEMPT), "3");
+        let signatures = header(WEBHOOK_SIGNATURE);
+        assert_eq!(
+            signatures.split(' ').count(),
+            2,
+            "both secrets sign during the rotation window"
+        );
+        for secret in [&old, &new] {
+            let verdict = signature::verify(
+                secret,
+                e.id.as_str(),
+                &header(WEBHOOK_TIMESTAMP),
+                &signatures,
+                &request.body,
+                now,
+            );
+            assert_eq!(verdict, Ok(()));
+        }
+    }
+}

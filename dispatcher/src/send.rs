@@ -1,0 +1,105 @@
+//! One delivery attempt: the URL checked again, the request sent, at most 64 KiB of the answer
+//! read, and the result classified for the attempt log and the retry decision.
+
+use crate::pinned_dns::Blocked;
+use crate::request::WebhookRequest;
+use checkout::delivery_outcome::{self, ErrorClass, Outcome};
+use checkout::url_safety::{self, UrlPolicy};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Most of a receiver's answer we read (and keep, as a snippet, at most 4 KiB of it).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub const MAX_SNIPPET_BYTES: usize = 4 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptResult {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub latency: Duration,
+    /// The address actually connected to.
+    pub remote_ip: Option<IpAddr>,
+    /// The start of the answer (or the error), for the attempt log.
+    pub snippet: String,
+}
+
+fn failed(class: ErrorClass, started: Instant, detail: String) -> AttemptResult {
+    AttemptResult {
+        outcome: delivery_outcome::of_error(class),
+        status: None,
+        latency: started.elapsed(),
+        remote_ip: None,
+        snippet: truncate(detail.into_bytes()),
+    }
+}
+
+fn truncate(mut bytes: Vec<u8>) -> String {
+    bytes.truncate(MAX_SNIPPET_BYTES);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn chain(err: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| e.source())
+}
+
+fn classify(err: &reqwest::Error) -> ErrorClass {
+    if chain(err).any(|e| e.is::<Blocked>()) {
+        return ErrorClass::Blocked;
+    }
+    let text: String = chain(err).map(|e| e.to_string().to_ascii_lowercase() + " | ").collect();
+    if text.contains("dns error") || text.contains("failed to lookup") {
+        ErrorClass::Dns
+    } else if text.contains("certificate") || text.contains("tls") {
+        ErrorClass::Tls
+    } else if err.is_timeout() {
+        ErrorClass::Timeout
+    } else if err.is_connect() {
+        ErrorClass::Connect
+    } else {
+        ErrorClass::Http
+    }
+}
+
+pub async fn attempt(client: &reqwest::Client, request: &WebhookRequest, policy: UrlPolicy, now: i64) -> AttemptResult {
+    let started = Instant::now();
+    if let Err(err) = url_safety::parse_webhook_url(&request.url, policy) {
+        return failed(ErrorClass::Blocked, started, err.to_string());
+    }
+    let mut builder = client.post(&request.url).body(request.body.clone());
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
+    }
+    let mut response = match builder.send().await {
+        Ok(response) => response,
+        Err(err) => return failed(classify(&err), started, err.to_string()),
+    };
+    let status = response.status().as_u16();
+    let remote_ip = response.remote_addr().map(|a| a.ip());
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| delivery_outcome::parse_retry_after(v, now));
+    let mut body = Vec::new();
+    let read = async {
+        while body.len() < MAX_RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    };
+    if let Err(err) = read.await {
+        // The status is in; a body cut short changes nothing about the outcome but the note.
+        body.extend_from_slice(format!(" [body unreadable: {err}]").as_bytes());
+    }
+    AttemptResult {
+        outcome: delivery_outcome::of_status(status, retry_after),
+        status: Some(status),
+        latency: started.elapsed(),
+        remote_ip,
+        snippet: truncate(body),
+    }
+}
