@@ -27,20 +27,17 @@ impl TableNames {
     }
 }
 
-fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .expect("name and type are set")
+type Built<T> = Result<T, aws_sdk_dynamodb::error::BuildError>;
+
+fn key(name: &str, kind: KeyType) -> Built<KeySchemaElement> {
+    KeySchemaElement::builder().attribute_name(name).key_type(kind).build()
 }
 
-fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+fn attribute(name: &str, kind: ScalarAttributeType) -> Built<AttributeDefinition> {
     AttributeDefinition::builder()
         .attribute_name(name)
         .attribute_type(kind)
         .build()
-        .expect("name and type are set")
 }
 
 /// Creates any table that does not exist yet.
@@ -51,10 +48,10 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aw
             .create_table()
             .table_name(&names.sessions)
             .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("session_id", KeyType::Hash))
-            .key_schema(key("version", KeyType::Range))
-            .attribute_definitions(attribute("session_id", ScalarAttributeType::S))
-            .attribute_definitions(attribute("version", ScalarAttributeType::N))
+            .key_schema(key("session_id", KeyType::Hash)?)
+            .key_schema(key("version", KeyType::Range)?)
+            .attribute_definitions(attribute("session_id", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("version", ScalarAttributeType::N)?)
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
@@ -77,12 +74,12 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aw
             .create_table()
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key(hash, KeyType::Hash))
-            .attribute_definitions(attribute(hash, ScalarAttributeType::S));
+            .key_schema(key(hash, KeyType::Hash)?)
+            .attribute_definitions(attribute(hash, ScalarAttributeType::S)?);
         if let Some(range) = range {
             create = create
-                .key_schema(key(range, KeyType::Range))
-                .attribute_definitions(attribute(range, ScalarAttributeType::S));
+                .key_schema(key(range, KeyType::Range)?)
+                .attribute_definitions(attribute(range, ScalarAttributeType::S)?);
         }
         create.send().await?;
         if let Some(attribute_name) = ttl {
