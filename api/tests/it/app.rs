@@ -125,6 +125,14 @@ impl TestApp {
         session
     }
 
+    /// `/complete` with a test payment token.
+    pub async fn complete(&self, session_id: &str, token: &str) -> Response {
+        self.post(&format!("/checkout_sessions/{session_id}/complete"), &payment(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn history_len(&self, session_id: &str) -> usize {
         let id = checkout::ids::SessionId::parse(session_id).unwrap();
         self.backend.events.history(&id).await.unwrap().len()

@@ -47,14 +47,7 @@ async fn create_update_complete_get(app: TestApp) {
     // 25.00 + 8.25 % tax (2.06) + standard shipping 5.00
     assert_eq!(total(&ready), 2500 + 206 + 500);
 
-    let response = app
-        .post(
-            &format!("/checkout_sessions/{id}/complete"),
-            &payment("spt_test_approve"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = app.complete(&id, "spt_test_approve").await;
     let completed = expect(response, 200).await;
     assert_session(&completed);
     assert_eq!(completed["status"], "completed");
@@ -123,28 +116,14 @@ async fn declined_payment_changes_nothing(app: TestApp) {
     let ready = app.ready().await;
     let id = ready["id"].as_str().unwrap();
     let before = app.history_len(id).await;
-    let response = app
-        .post(
-            &format!("/checkout_sessions/{id}/complete"),
-            &payment("spt_test_decline"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = app.complete(id, "spt_test_decline").await;
     let declined = expect(response, 200).await;
     assert_session(&declined);
     assert_eq!(declined["status"], "ready_for_payment");
     assert_eq!(declined["messages"][0]["code"], "payment_declined");
     assert_eq!(app.history_len(id).await, before, "a decline is not a session change");
 
-    let response = app
-        .post(
-            &format!("/checkout_sessions/{id}/complete"),
-            &payment("spt_test_approve"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = app.complete(id, "spt_test_approve").await;
     assert_eq!(expect(response, 200).await["status"], "completed");
 }
 
