@@ -81,7 +81,11 @@ if [ -n "$queue" ]; then
   command -v aws > /dev/null || { fail "the AWS CLI is needed to read the queue"; exit 1; }
   aws_args=(--queue-url "$queue" --max-number-of-messages 10 --wait-time-seconds 5 --message-attribute-names All)
   [ -n "$profile" ] && aws_args+=(--profile "$profile")
-  [[ "$queue" == http://127.0.0.1* || "$queue" == http://localhost* ]] && aws_args+=(--endpoint-url "${queue%%/[0-9]*}")
+  # A queue on this machine (moto, acp-local --backend aws) is reached at its own address.
+  if [[ "$queue" == http://127.0.0.1* || "$queue" == http://localhost* ]]; then
+    endpoint=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(p.scheme + "://" + p.netloc)' "$queue")
+    aws_args+=(--endpoint-url "$endpoint")
+  fi
   wanted="created updated completed"
   seen=""
   for _ in $(seq 1 12); do
@@ -91,10 +95,11 @@ if [ -n "$queue" ]; then
       seen="$seen ${kind##*.}"
       del=(--queue-url "$queue" --receipt-handle "$receipt")
       [ -n "$profile" ] && del+=(--profile "$profile")
+      [ -n "${endpoint:-}" ] && del+=(--endpoint-url "$endpoint")
       aws sqs delete-message "${del[@]}" > /dev/null || true
     done < <(python3 -c "
 import json,sys
-data = json.loads(sys.stdin.read() or '{}')
+data = json.loads(sys.stdin.read().strip() or '{}')
 for m in data.get('Messages', []):
     event = json.loads(m['Body'])
     if event.get('session_id') == '$session':
