@@ -1,8 +1,10 @@
 //! The webhook dispatcher's delivery core: the signed request for one (event, endpoint, attempt),
-//! an HTTP client that only ever connects to vetted public addresses, and one attempt's result.
+//! an HTTP client that only ever connects to vetted public addresses, one attempt's result, and
+//! the rate limits deliveries are deferred by.
 
 pub mod client;
 pub mod headers;
 pub mod pinned_dns;
+pub mod rate_limit;
 pub mod request;
 pub mod send;
