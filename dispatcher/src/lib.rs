@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod headers;
+pub mod in_flight;
 pub mod pinned_dns;
 pub mod rate_limit;
 pub mod request;
