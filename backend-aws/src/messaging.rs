@@ -42,7 +42,7 @@ impl SnsPublisher {
             .map_err(pipeline_error)
     }
 
-    async fn publish_chunk(&self, offset: usize, events: &[Event]) -> Vec<Result<(), PipelineError>> {
+    async fn publish_chunk(&self, offset: usize, events: &[&Event]) -> Vec<Result<(), PipelineError>> {
         let mut results: Vec<Result<(), PipelineError>> = Vec::with_capacity(events.len());
         let mut entries = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
@@ -86,7 +86,7 @@ impl SnsPublisher {
 
 #[async_trait]
 impl Publisher for SnsPublisher {
-    async fn publish(&self, events: &[Event]) -> Vec<Result<(), PipelineError>> {
+    async fn publish(&self, events: &[&Event]) -> Vec<Result<(), PipelineError>> {
         let mut results = Vec::with_capacity(events.len());
         for (n, chunk) in events.chunks(PUBLISH_BATCH).enumerate() {
             results.extend(self.publish_chunk(n * PUBLISH_BATCH, chunk).await);

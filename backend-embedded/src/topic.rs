@@ -20,7 +20,7 @@ impl EmbeddedTopic {
 
 #[async_trait]
 impl Publisher for EmbeddedTopic {
-    async fn publish(&self, events: &[Event]) -> Vec<Result<(), PipelineError>> {
+    async fn publish(&self, events: &[&Event]) -> Vec<Result<(), PipelineError>> {
         events
             .iter()
             .map(|event| {

@@ -98,7 +98,7 @@ pub struct PipelineError(pub String);
 #[async_trait]
 pub trait Publisher: Send + Sync {
     /// Publishes each event; the result at index i is event i's.
-    async fn publish(&self, events: &[Event]) -> Vec<Result<(), PipelineError>>;
+    async fn publish(&self, events: &[&Event]) -> Vec<Result<(), PipelineError>>;
 }
 
 /// A message taken from a queue; it comes back after its visibility timeout unless deleted.

@@ -93,15 +93,24 @@ pub fn check_addresses(url: &WebhookUrl, addresses: &[IpAddr], policy: UrlPolicy
         return Err(UrlError::Unresolvable(url.host.clone()));
     }
     for ip in addresses {
-        let loopback_allowed = policy.allow_loopback && canonical(*ip).is_loopback();
-        if !loopback_allowed && !is_global(*ip) {
+        if !address_allowed(*ip, policy) {
             return Err(UrlError::NotGlobal(*ip));
         }
-        if url.url.scheme() == "http" && !loopback_allowed {
+        if url.url.scheme() == "http" && !loopback_allowed(*ip, policy) {
             return Err(UrlError::PlainHttp);
         }
     }
     Ok(())
+}
+
+/// Whether a webhook may connect to `ip`: a public address, or loopback when the operator
+/// allows it.
+pub fn address_allowed(ip: IpAddr, policy: UrlPolicy) -> bool {
+    is_global(ip) || loopback_allowed(ip, policy)
+}
+
+fn loopback_allowed(ip: IpAddr, policy: UrlPolicy) -> bool {
+    policy.allow_loopback && canonical(ip).is_loopback()
 }
 
 /// An IPv6 address that only wraps an IPv4 one (mapped, compatible, NAT64, 6to4) as that IPv4

@@ -25,12 +25,12 @@ impl Resolve for VettingResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            for addr in &found {
-                let ip = addr.ip();
-                let loopback_allowed = policy.allow_loopback && url_safety::canonical(ip).is_loopback();
-                if !loopback_allowed && !url_safety::is_global(ip) {
-                    return Err(Box::new(Blocked { host, address: ip }) as Box<dyn std::error::Error + Send + Sync>);
-                }
+            if let Some(bad) = found.iter().find(|a| !url_safety::address_allowed(a.ip(), policy)) {
+                let blocked = Blocked {
+                    host,
+                    address: bad.ip(),
+                };
+                return Err(Box::new(blocked) as Box<dyn std::error::Error + Send + Sync>);
             }
             let addrs: Addrs = Box::new(found.into_iter());
             Ok(addrs)

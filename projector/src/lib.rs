@@ -5,8 +5,11 @@
 pub mod lambda;
 
 use checkout::event::{Event, StreamRecord};
+use checkout::ids::SessionId;
 use checkout::ports::{Publisher, ReadModel};
 use checkout::read_model::SessionView;
+use futures_util::future::join_all;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tracing::{error, warn};
 
@@ -32,38 +35,63 @@ impl Projector {
     /// Handles the records in stream order and stops at the first one that fails: the
     /// source redelivers from it, so nothing after it may be skipped.
     pub async fn project(&self, records: &[StreamRecord]) -> Projection {
-        let mut events: Vec<&Event> = Vec::with_capacity(records.len());
         let mut retry_from = None;
-        for record in records {
-            match &record.event {
-                Ok(event) => match self.views.apply(&SessionView::of(event)).await {
-                    Ok(_) => events.push(event),
-                    Err(err) => {
-                        warn!(sequence = %record.sequence, session_id = %event.session_id, error = %err, "read model not updated");
-                        retry_from = Some(record.sequence.clone());
-                        break;
-                    }
-                },
-                Err(reason) => {
-                    error!(sequence = %record.sequence, %reason, "poison record");
-                    retry_from = Some(record.sequence.clone());
-                    break;
-                }
-            }
+        let readable = records.iter().position(|r| r.event.is_err()).unwrap_or(records.len());
+        if let Some(poison) = records.get(readable) {
+            let reason = poison.event.as_ref().err().map_or("", String::as_str);
+            error!(sequence = %poison.sequence, %reason, "poison record");
+            retry_from = Some(poison.sequence.clone());
         }
-        let owned: Vec<Event> = events.iter().map(|e| (*e).clone()).collect();
-        let results = self.publisher.publish(&owned).await;
+        let events: Vec<&Event> = records[..readable]
+            .iter()
+            .filter_map(|r| r.event.as_ref().ok())
+            .collect();
+
+        let failed = self.fold_views(&events).await;
+        let done = events
+            .iter()
+            .position(|e| failed.contains(&e.session_id))
+            .unwrap_or(events.len());
+        if done < events.len() {
+            retry_from = Some(records[done].sequence.clone());
+        }
+        let events = &events[..done];
+
+        let results = self.publisher.publish(events).await;
         let mut published = 0;
         for (i, result) in results.iter().enumerate() {
-            match result {
-                Ok(()) => published += 1,
-                Err(err) => {
-                    warn!(event_id = %owned[i].id, session_id = %owned[i].session_id, error = %err, "publish failed");
-                    retry_from = Some(records[i].sequence.clone());
-                    break;
-                }
+            if let Err(err) = result {
+                warn!(event_id = %events[i].id, session_id = %events[i].session_id, error = %err, "publish failed");
+                retry_from = Some(records[i].sequence.clone());
+                break;
             }
+            published += 1;
         }
         Projection { published, retry_from }
+    }
+
+    /// Folds the newest event of each session into the read model, all sessions at once (the
+    /// writes are conditional on version, so order does not matter and older versions in the
+    /// batch would change nothing). Returns the sessions whose view could not be written.
+    async fn fold_views<'a>(&self, events: &[&'a Event]) -> HashSet<&'a SessionId> {
+        let mut newest: HashMap<&SessionId, &Event> = HashMap::new();
+        for event in events {
+            let slot = newest.entry(&event.session_id).or_insert(event);
+            if event.version > slot.version {
+                *slot = event;
+            }
+        }
+        let writes = newest.into_values().map(|event| async move {
+            let result = self.views.apply(&SessionView::of(event)).await;
+            (event, result)
+        });
+        let mut failed = HashSet::new();
+        for (event, result) in join_all(writes).await {
+            if let Err(err) = result {
+                warn!(session_id = %event.session_id, error = %err, "read model not updated");
+                failed.insert(&event.session_id);
+            }
+        }
+        failed
     }
 }

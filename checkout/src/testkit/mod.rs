@@ -80,8 +80,8 @@ macro_rules! backend_contract_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let backend = $factory.await;
-                $crate::testkit::$case(&backend).await;
+                let subject = $factory.await;
+                $crate::testkit::$case(&subject).await;
             }
         )+
     };
