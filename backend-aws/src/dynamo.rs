@@ -20,12 +20,12 @@ use checkout::webhook_endpoint::WebhookEndpoint;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: Client,
-    tables: TableNames,
+    pub(crate) client: Client,
+    pub(crate) tables: TableNames,
 }
 
 impl DynamoStore {
@@ -115,15 +115,15 @@ impl DynamoStore {
     }
 }
 
-fn s(value: &str) -> AttributeValue {
+pub(crate) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
-fn n(value: i64) -> AttributeValue {
+pub(crate) fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
@@ -203,7 +203,7 @@ fn parse_record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
     })
 }
 
-fn is_condition_failure(err: &SdkError<PutItemError, HttpResponse>) -> bool {
+pub(crate) fn is_condition_failure(err: &SdkError<PutItemError, HttpResponse>) -> bool {
     matches!(
         err.as_service_error(),
         Some(PutItemError::ConditionalCheckFailedException(_))
@@ -368,11 +368,11 @@ fn with(mut item: Item, name: &str, value: AttributeValue) -> Item {
     item
 }
 
-fn doc<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> Result<T, StoreError> {
+pub(crate) fn doc<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> Result<T, StoreError> {
     serde_json::from_str(get_s(item, "doc")?).map_err(|e| corrupt(&format!("{what}: {e}")))
 }
 
-fn to_doc<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+pub(crate) fn to_doc<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
     serde_json::to_string(value)
         .map(AttributeValue::S)
         .map_err(|e| corrupt(&e.to_string()))

@@ -13,16 +13,19 @@ pub struct TableNames {
     pub idempotency: String,
     pub merchants: String,
     pub views: String,
+    pub deliveries: String,
 }
 
 impl TableNames {
-    /// `{env}-acp-sessions`, `{env}-acp-idempotency`, `{env}-acp-merchants`, `{env}-acp-views`.
+    /// `{env}-acp-sessions`, `{env}-acp-idempotency`, `{env}-acp-merchants`, `{env}-acp-views`,
+    /// `{env}-acp-deliveries`.
     pub fn for_environment(env: &str) -> Self {
         Self {
             sessions: format!("{env}-acp-sessions"),
             idempotency: format!("{env}-acp-idempotency"),
             merchants: format!("{env}-acp-merchants"),
             views: format!("{env}-acp-views"),
+            deliveries: format!("{env}-acp-deliveries"),
         }
     }
 }
@@ -65,6 +68,7 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aw
         (&names.idempotency, "pk", None, Some("expires_at")),
         (&names.views, "session_id", None, None),
         (&names.merchants, "pk", Some("sk"), None),
+        (&names.deliveries, "target", Some("sk"), Some("expires_at")),
     ];
     for (name, hash, range, ttl) in keyed_tables {
         if existing.contains(name) {
@@ -106,7 +110,8 @@ pub struct MissingTableName {
 }
 
 impl TableNames {
-    /// `SESSIONS_TABLE`, `IDEMPOTENCY_TABLE`, `MERCHANTS_TABLE` and `VIEWS_TABLE`, each
+    /// `SESSIONS_TABLE`, `IDEMPOTENCY_TABLE`, `MERCHANTS_TABLE`, `VIEWS_TABLE` and
+    /// `DELIVERIES_TABLE`, each
     /// defaulting to the name derived from `ACP_ENVIRONMENT`.
     pub fn from_env() -> Result<Self, MissingTableName> {
         let derived = std::env::var("ACP_ENVIRONMENT")
@@ -123,6 +128,7 @@ impl TableNames {
             idempotency: pick("IDEMPOTENCY_TABLE", |t| &t.idempotency)?,
             merchants: pick("MERCHANTS_TABLE", |t| &t.merchants)?,
             views: pick("VIEWS_TABLE", |t| &t.views)?,
+            deliveries: pick("DELIVERIES_TABLE", |t| &t.deliveries)?,
         })
     }
 }

@@ -6,11 +6,15 @@ use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
 use checkout::ids::{EndpointId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
-use checkout::ports::{Backend, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError};
+use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
+use checkout::ids::EventId;
+use checkout::ports::{
+    Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError,
+};
 use checkout::read_model::SessionView;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -29,6 +33,9 @@ struct State {
 #[derive(Default)]
 pub struct EmbeddedStore {
     state: Mutex<State>,
+    /// The attempt log by (target, sort key); apart from `state` so deliveries and API calls do
+    /// not wait for each other.
+    deliveries: Mutex<BTreeMap<(String, String), AttemptRecord>>,
     /// Committed events, in commit order: the embedded stand-in for DynamoDB Streams.
     feed: Option<mpsc::UnboundedSender<Event>>,
 }
@@ -221,5 +228,44 @@ impl ReadModel for EmbeddedStore {
 
     async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError> {
         Ok(self.state.lock().views.get(session_id).cloned())
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for EmbeddedStore {
+    async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
+        let mut log = self.deliveries.lock();
+        let key = (record.target.clone(), record.sort_key());
+        if log.contains_key(&key) {
+            return Ok(false);
+        }
+        log.insert(key, record.clone());
+        Ok(true)
+    }
+
+    async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
+        Ok(self.attempts_of(target, event).await?.pop())
+    }
+
+    async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let prefix = attempt_log::event_prefix(event);
+        let log = self.deliveries.lock();
+        Ok(log
+            .range((target.to_owned(), prefix.clone())..)
+            .take_while(|((t, sk), _)| t == target && sk.starts_with(&prefix))
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
+        let log = self.deliveries.lock();
+        let low = (target.to_owned(), query.from.clone().unwrap_or_default());
+        let found = match &query.before {
+            // (`range` refuses a start above its end.)
+            Some(before) if *before <= low.1 => return Ok(Vec::new()),
+            Some(before) => log.range(low..(target.to_owned(), before.clone())),
+            None => log.range(low..(target.to_owned() + "\u{0}", String::new())),
+        };
+        Ok(found.rev().take(query.limit).map(|(_, r)| r.clone()).collect())
     }
 }

@@ -35,3 +35,26 @@ pub mod rfc3339_serde {
             .map_err(serde::de::Error::custom)
     }
 }
+
+/// Serde helper for `Option<Timestamp>` (millisecond precision, `null` when absent).
+pub mod optional_rfc3339_serde {
+    use crate::clock::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&crate::clock::rfc3339_millis(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|raw| {
+                chrono::DateTime::parse_from_rfc3339(&raw)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+    }
+}

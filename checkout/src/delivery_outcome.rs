@@ -6,7 +6,8 @@ use crate::retry_schedule::Pushback;
 use std::time::Duration;
 
 /// A stable code for what went wrong, stored with the attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ErrorClass {
     Dns,
     Connect,

@@ -7,13 +7,17 @@
 //! - [`idempotency`]: the ACP idempotency rules (request fingerprint, stored replies).
 //! - [`ports`]: the small traits the storage adapters implement.
 //! - [`webhook_endpoint`], [`url_safety`]: where merchants want events, and which URLs we refuse to call.
-//! - [`signature`], [`retry_schedule`]: how webhooks are signed and when a failed one is tried again.
+//! - [`signature`], [`retry_schedule`], [`delivery_outcome`]: how webhooks are signed, what an answer
+//!   means, and when a failed one is tried again.
+//! - [`delivery_task`], [`attempt_log`]: what travels on the delivery queue, and the record of each attempt.
 //! - [`service`]: runs one API command through the ports (idempotency claim, decide, append, retry on a race).
 
 pub mod acp;
+pub mod attempt_log;
 pub mod catalog;
 pub mod clock;
 pub mod delivery_outcome;
+pub mod delivery_task;
 pub mod event;
 pub mod idempotency;
 pub mod ids;

@@ -1,9 +1,10 @@
 //! The traits storage adapters implement. They speak domain types only; no SDK type leaks through.
 
+use crate::attempt_log::{AttemptQuery, AttemptRecord};
 use crate::clock::Timestamp;
 use crate::event::Event;
 use crate::idempotency::{Claim, Completion, IdempotencyKey};
-use crate::ids::{EndpointId, MerchantId, SessionId};
+use crate::ids::{EndpointId, EventId, MerchantId, SessionId};
 use crate::merchant::Merchant;
 use crate::read_model::SessionView;
 use crate::webhook_endpoint::WebhookEndpoint;
@@ -89,6 +90,20 @@ pub trait ReadModel: Send + Sync {
     async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError>;
 }
 
+/// The attempt log (see [`crate::attempt_log`]); a target is an endpoint id or the order webhook.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// Stores the record unless this attempt of this (event, target) is already recorded: then
+    /// `Ok(false)` and nothing changes (another copy of the message made that attempt).
+    async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError>;
+    /// The newest record of one event to one target: that delivery's state.
+    async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError>;
+    /// Every record of one event to one target, oldest first.
+    async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// A target's records, newest event first.
+    async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError>;
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PipelineError(pub String);
@@ -137,20 +152,22 @@ pub struct Backend {
     pub merchants: Arc<dyn MerchantStore>,
     pub endpoints: Arc<dyn EndpointStore>,
     pub views: Arc<dyn ReadModel>,
+    pub deliveries: Arc<dyn DeliveryLog>,
 }
 
 impl Backend {
     /// For adapters that implement every storage port on one type.
     pub fn from_one<T>(adapter: Arc<T>) -> Self
     where
-        T: EventStore + IdempotencyStore + MerchantStore + EndpointStore + ReadModel + 'static,
+        T: EventStore + IdempotencyStore + MerchantStore + EndpointStore + ReadModel + DeliveryLog + 'static,
     {
         Self {
             events: adapter.clone(),
             idempotency: adapter.clone(),
             merchants: adapter.clone(),
             endpoints: adapter.clone(),
-            views: adapter,
+            views: adapter.clone(),
+            deliveries: adapter,
         }
     }
 }

@@ -16,6 +16,8 @@ pub const DEFAULT_ROTATION_GRACE: Duration = Duration::hours(24);
 pub const MAX_ROTATION_GRACE: Duration = Duration::days(7);
 /// Bounds of `rate_limit` (deliveries per second).
 pub const MAX_RATE_LIMIT: u32 = 10_000;
+/// An endpoint that has failed without a single success for this long is disabled.
+pub const FAILING_DISABLE_AFTER: Duration = Duration::days(5);
 /// An endpoint's description, at most this many characters.
 pub const MAX_DESCRIPTION_LEN: usize = 500;
 
@@ -23,7 +25,7 @@ pub const MAX_DESCRIPTION_LEN: usize = 500;
 pub struct SigningSecret {
     pub secret: String,
     /// When a rotated-out secret stops signing; `None` for the current one.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::clock::optional_rfc3339_serde")]
     pub expires_at: Option<Timestamp>,
 }
 
@@ -47,6 +49,10 @@ pub struct WebhookEndpoint {
     /// Why the system disabled it (e.g. HTTP 410, failing for days); `None` when enabled by hand.
     #[serde(default)]
     pub disabled_reason: Option<String>,
+    /// Since when every delivery has failed (cleared by a success); after
+    /// [`FAILING_DISABLE_AFTER`] of that the endpoint is disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::clock::optional_rfc3339_serde")]
+    pub failing_since: Option<Timestamp>,
 }
 
 impl WebhookEndpoint {
@@ -66,7 +72,15 @@ impl WebhookEndpoint {
             created_at: now,
             updated_at: now,
             disabled_reason: None,
+            failing_since: None,
         })
+    }
+
+    /// Turned off by the system, saying why; the merchant turns it back on with `enabled: true`.
+    pub fn disable(&mut self, reason: String, now: Timestamp) {
+        self.enabled = false;
+        self.disabled_reason = Some(reason);
+        self.updated_at = now;
     }
 
     pub fn subscribes_to(&self, kind: EventType) -> bool {
@@ -114,28 +128,6 @@ pub fn generate_secret() -> Result<String, getrandom::Error> {
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     ))
-}
-
-mod optional_time {
-    use crate::clock::Timestamp;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&crate::clock::rfc3339_millis(t)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|raw| {
-                chrono::DateTime::parse_from_rfc3339(&raw)
-                    .map(|t| t.with_timezone(&chrono::Utc))
-                    .map_err(serde::de::Error::custom)
-            })
-            .transpose()
-    }
 }
 
 #[cfg(test)]

@@ -2,12 +2,14 @@
 //! [`crate::backend_contract_tests!`] with an async expression that builds a fresh, empty backend;
 //! each case below then becomes one test of that adapter.
 
+mod delivery_log;
 mod event_store;
 mod idempotency_store;
 mod merchant_store;
 mod pipeline;
 mod service;
 
+pub use delivery_log::*;
 pub use event_store::*;
 pub use idempotency_store::*;
 pub use merchant_store::*;
@@ -74,6 +76,8 @@ macro_rules! backend_contract_tests {
             replacing_a_merchant_key_retires_the_old_one,
             fifty_concurrent_api_updates_lose_nothing,
             idempotent_create_through_the_service,
+            attempts_are_recorded_once_and_the_newest_is_the_state,
+            a_targets_attempts_page_newest_first,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {

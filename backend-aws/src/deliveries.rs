@@ -1,0 +1,124 @@
+//! The attempt log in DynamoDB: partition key the target (an endpoint id or the order
+//! webhook), sort key `{event_id}#{attempt}` — event ids are ULIDs, so a target's attempts sort
+//! by event time, and one event's attempts are a key prefix. One item per attempt, under 1 KB
+//! (one write unit), expiring after the log's retention.
+
+use crate::dynamo::{DynamoStore, Item, doc, is_condition_failure, n, s, to_doc};
+use crate::error::unavailable;
+use async_trait::async_trait;
+use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
+use checkout::ids::EventId;
+use checkout::ports::{DeliveryLog, StoreError};
+use std::collections::HashMap;
+
+fn record_item(record: &AttemptRecord) -> Result<Item, StoreError> {
+    let expires = record.at + attempt_log::RETENTION;
+    Ok(HashMap::from([
+        ("target".to_owned(), s(&record.target)),
+        ("sk".to_owned(), s(&record.sort_key())),
+        ("doc".to_owned(), to_doc(record)?),
+        ("expires_at".to_owned(), n(expires.timestamp())),
+    ]))
+}
+
+impl DynamoStore {
+    async fn query_attempts(
+        &self,
+        target: &str,
+        condition: &str,
+        values: &[(&str, String)],
+        newest_first: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.tables.deliveries)
+                .key_condition_expression(condition)
+                .expression_attribute_values(":t", s(target))
+                .consistent_read(true)
+                .scan_index_forward(!newest_first)
+                .set_exclusive_start_key(start);
+            for (name, value) in values {
+                query = query.expression_attribute_values(*name, s(value));
+            }
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(records.len()).max(1);
+                query = query.limit(i32::try_from(left).unwrap_or(i32::MAX));
+            }
+            let out = query.send().await.map_err(unavailable)?;
+            for item in out.items() {
+                records.push(doc(item, "attempt")?);
+            }
+            start = out.last_evaluated_key;
+            let full = limit.is_some_and(|l| records.len() >= l);
+            if full || start.is_none() {
+                return Ok(records);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for DynamoStore {
+    async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.deliveries)
+            .set_item(Some(record_item(record)?))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
+        let prefix = [(":p", attempt_log::event_prefix(event))];
+        let found = self
+            .query_attempts(target, "target = :t AND begins_with(sk, :p)", &prefix, true, Some(1))
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let prefix = [(":p", attempt_log::event_prefix(event))];
+        self.query_attempts(target, "target = :t AND begins_with(sk, :p)", &prefix, false, None)
+            .await
+    }
+
+    async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
+        let from = query.from.clone().unwrap_or_default();
+        let limit = Some(query.limit);
+        match &query.before {
+            Some(before) if *before <= from => Ok(Vec::new()),
+            Some(before) if from.is_empty() => {
+                let bound = [(":before", before.clone())];
+                self.query_attempts(target, "target = :t AND sk < :before", &bound, true, limit)
+                    .await
+            }
+            Some(before) => {
+                // BETWEEN is inclusive; the cursor's own record was on the previous page.
+                let bounds = [(":from", from), (":before", before.clone())];
+                let mut page = self
+                    .query_attempts(target, "target = :t AND sk BETWEEN :from AND :before", &bounds, true, limit.map(|l| l + 1))
+                    .await?;
+                page.retain(|r| r.sort_key() < *before);
+                page.truncate(query.limit);
+                Ok(page)
+            }
+            None if from.is_empty() => self.query_attempts(target, "target = :t", &[], true, limit).await,
+            None => {
+                self.query_attempts(target, "target = :t AND sk >= :from", &[(":from", from)], true, limit)
+                    .await
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The attempt log: one compact record per delivery attempt of an event to a target (a webhook
+//! endpoint, or the merchant's ACP order webhook). The newest record of a pair is also the
+//! pair's delivery state — how many attempts were made, whether it arrived, when the next one is
+//! due — so a delivery costs one write, not an attempt plus a state update.
+
+use crate::clock::Timestamp;
+use crate::delivery_outcome::ErrorClass;
+use crate::event::EventType;
+use crate::ids::{EventId, MerchantId, SessionId};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The target name of the merchant's ACP order webhook (endpoints are named by their id).
+pub const ORDER_WEBHOOK_TARGET: &str = "order_webhook";
+
+/// How long attempt records are kept.
+pub const RETENTION: chrono::Duration = chrono::Duration::days(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Succeeded,
+    Failed,
+    /// Not sent: the endpoint was disabled. Kept so a later replay finds the event.
+    Skipped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// An endpoint id, or [`ORDER_WEBHOOK_TARGET`].
+    pub target: String,
+    pub event_id: EventId,
+    /// 1, 2, 3… per (event, target), counted across retries, replays and redrives.
+    pub attempt: u32,
+    pub merchant_id: MerchantId,
+    pub session_id: SessionId,
+    pub version: u64,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    #[serde(with = "crate::clock::rfc3339_serde")]
+    pub at: Timestamp,
+    pub status: AttemptStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    pub latency_ms: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip: Option<IpAddr>,
+    /// The start of the receiver's answer or of the error, at most 4 KiB.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub snippet: String,
+    /// When the next attempt is due; `None` when there will be none (delivered, exhausted,
+    /// endpoint gone or disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::clock::optional_rfc3339_serde")]
+    pub next_attempt_at: Option<Timestamp>,
+    /// Why there will be no further attempt after a failure (e.g. exhausted, HTTP 410).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_reason: Option<String>,
+    /// Sent by a replay or a dead-letter redrive.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
+}
+
+impl AttemptRecord {
+    pub fn delivered(&self) -> bool {
+        self.status == AttemptStatus::Succeeded
+    }
+
+    /// Failed and no further attempt will follow: exhausted, gone, or skipped.
+    pub fn abandoned(&self) -> bool {
+        !self.delivered() && self.next_attempt_at.is_none()
+    }
+
+    /// The sort key within a target: event ids are ULIDs, so this orders by event time, then
+    /// attempt number.
+    pub fn sort_key(&self) -> String {
+        sort_key(&self.event_id, self.attempt)
+    }
+}
+
+pub fn sort_key(event_id: &EventId, attempt: u32) -> String {
+    format!("{event_id}#{attempt:04}")
+}
+
+/// The sort-key prefix of every attempt of one event.
+pub fn event_prefix(event_id: &EventId) -> String {
+    format!("{event_id}#")
+}
+
+/// A page of a target's attempts, newest event first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttemptQuery {
+    /// Only sort keys below this one (exclusive): the cursor of the previous page.
+    pub before: Option<String>,
+    /// Only sort keys at or above this one: the start of a time window.
+    pub from: Option<String>,
+    pub limit: usize,
+}
+
+/// The sort key that every event created at or after `t` sorts at or above (ULIDs start with
+/// their millisecond timestamp).
+pub fn time_bound(t: Timestamp) -> String {
+    let millis = u64::try_from(t.timestamp_millis()).unwrap_or(0);
+    format!("evt_{}", ulid::Ulid::from_parts(millis, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_order_by_event_time_then_attempt() {
+        let early = EventId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let late = EventId::generate();
+        assert!(sort_key(&early, 10) < sort_key(&late, 1));
+        assert!(sort_key(&late, 2) < sort_key(&late, 10));
+        assert!(sort_key(&late, 1).starts_with(&event_prefix(&late)));
+    }
+
+    #[test]
+    fn time_bounds_split_events_by_creation_time() {
+        let before = crate::clock::now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let id = EventId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = crate::clock::now();
+        let key = sort_key(&id, 1);
+        assert!(time_bound(before) <= key);
+        assert!(key < time_bound(after));
+    }
+}

@@ -1,0 +1,107 @@
+use super::{event, merchant};
+use crate::attempt_log::{AttemptQuery, AttemptRecord, AttemptStatus, time_bound};
+use crate::clock;
+use crate::event::Event;
+use crate::ports::Backend;
+
+/// A failed attempt of `event` to `target`.
+pub fn attempt_record(target: &str, event: &Event, attempt: u32) -> AttemptRecord {
+    AttemptRecord {
+        target: target.to_owned(),
+        event_id: event.id.clone(),
+        attempt,
+        merchant_id: event.merchant_id.clone(),
+        session_id: event.session_id.clone(),
+        version: event.version,
+        event_type: event.kind,
+        at: clock::now(),
+        status: AttemptStatus::Failed,
+        http_status: Some(500),
+        latency_ms: 12,
+        error_class: Some(crate::delivery_outcome::ErrorClass::Http),
+        remote_ip: Some("203.0.113.7".parse().unwrap()),
+        snippet: "oops".to_owned(),
+        next_attempt_at: Some(clock::now() + chrono::Duration::seconds(5)),
+        final_reason: None,
+        replay: false,
+    }
+}
+
+pub async fn attempts_are_recorded_once_and_the_newest_is_the_state(backend: &Backend) {
+    let log = &backend.deliveries;
+    let e = event(&merchant(), None, 1);
+    let target = format!("we_{}", e.id.as_str().trim_start_matches("evt_"));
+    assert_eq!(log.latest(&target, &e.id).await.unwrap(), None);
+    for n in 1..=3 {
+        assert!(log.record(&attempt_record(&target, &e, n)).await.unwrap());
+    }
+    let mut again = attempt_record(&target, &e, 2);
+    again.status = AttemptStatus::Succeeded;
+    assert!(
+        !log.record(&again).await.unwrap(),
+        "a second record of attempt 2 is refused"
+    );
+    let all = log.attempts_of(&target, &e.id).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(all.iter().all(|r| r.status == AttemptStatus::Failed), "attempt 2 unchanged");
+    assert_eq!(all[0], attempt_record(&target, &e, 1).with_time_of(&all[0]));
+    let latest = log.latest(&target, &e.id).await.unwrap().unwrap();
+    assert_eq!(latest.attempt, 3);
+    assert_eq!(log.latest("we_other", &e.id).await.unwrap(), None);
+}
+
+pub async fn a_targets_attempts_page_newest_first(backend: &Backend) {
+    let log = &backend.deliveries;
+    let m = merchant();
+    let target = format!("we_{}", m.id.as_str().trim_start_matches("mer_"));
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        let e = event(&m, None, 1);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        log.record(&attempt_record(&target, &e, 1)).await.unwrap();
+        events.push(e);
+    }
+    log.record(&attempt_record(&target, &events[4], 2)).await.unwrap();
+    log.record(&attempt_record("we_someone_else", &events[4], 1)).await.unwrap();
+
+    let page = |before: Option<String>, from: Option<String>, limit| AttemptQuery { before, from, limit };
+    let first = log.attempts(&target, &page(None, None, 3)).await.unwrap();
+    let keys: Vec<_> = first.iter().map(|r| (r.event_id.clone(), r.attempt)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            (events[4].id.clone(), 2),
+            (events[4].id.clone(), 1),
+            (events[3].id.clone(), 1)
+        ]
+    );
+    let cursor = first.last().map(|r| r.sort_key());
+    let second = log.attempts(&target, &page(cursor, None, 10)).await.unwrap();
+    let ids: Vec<_> = second.iter().map(|r| r.event_id.clone()).collect();
+    assert_eq!(ids, vec![events[2].id.clone(), events[1].id.clone(), events[0].id.clone()]);
+
+    let window_start = time_bound(events[3].created_at);
+    let window_end = time_bound(events[4].created_at);
+    let window = log
+        .attempts(&target, &page(Some(window_end.clone()), Some(window_start.clone()), 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        window.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(),
+        vec![events[3].id.clone()]
+    );
+    let empty = log
+        .attempts(&target, &page(Some(window_start), Some(window_end), 10))
+        .await
+        .unwrap();
+    assert!(empty.is_empty(), "an upside-down window is empty, not an error");
+}
+
+impl AttemptRecord {
+    /// The same record with `other`'s time (records are built a moment apart).
+    fn with_time_of(mut self, other: &AttemptRecord) -> Self {
+        self.at = other.at;
+        self.next_attempt_at = other.next_attempt_at;
+        self
+    }
+}
