@@ -117,8 +117,11 @@ impl SqsQueue {
     }
 }
 
+/// Whole seconds, rounded up: a message must not come back before it was asked to.
 fn secs(d: Duration, max: Duration) -> i32 {
-    i32::try_from(d.min(max).as_secs()).unwrap_or(i32::MAX)
+    let d = d.min(max);
+    let whole = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i32::try_from(whole.min(max.as_secs())).unwrap_or(i32::MAX)
 }
 
 #[async_trait]

@@ -57,6 +57,9 @@ pub struct AttemptRecord {
     /// Why there will be no further attempt after a failure (e.g. exhausted, HTTP 410).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_reason: Option<String>,
+    /// This was the last attempt and the delivery went to the dead-letter queue.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dead_lettered: bool,
     /// Sent by a replay or a dead-letter redrive.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,

@@ -28,6 +28,19 @@ pub struct EventHead {
     pub version: u64,
 }
 
+impl From<&crate::event::Event> for EventHead {
+    fn from(e: &crate::event::Event) -> Self {
+        Self {
+            id: e.id.clone(),
+            kind: e.kind,
+            created_at: e.created_at,
+            merchant_id: e.merchant_id.clone(),
+            session_id: e.session_id.clone(),
+            version: e.version,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryTask {
     /// An endpoint id, or [`crate::attempt_log::ORDER_WEBHOOK_TARGET`].

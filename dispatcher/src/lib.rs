@@ -3,9 +3,19 @@
 //! the rate limits deliveries are deferred by.
 
 pub mod client;
+pub mod config;
+pub mod deferral;
+pub mod handler;
 pub mod headers;
 pub mod in_flight;
+pub mod lambda;
+mod pair;
 pub mod pinned_dns;
 pub mod rate_limit;
 pub mod request;
 pub mod send;
+pub mod targets;
+pub mod worker;
+
+pub use config::DispatcherConfig;
+pub use handler::{Dispatcher, Disposition, Incoming};

@@ -40,10 +40,15 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> RateLimits<K, C> {
         }
     }
 
+    /// How far apart this instance's deliveries for one key are at `rate_per_sec`.
+    pub fn spacing(&self, rate_per_sec: NonZeroU32) -> Duration {
+        Duration::from_secs_f64(f64::from(self.instances.get()) / f64::from(rate_per_sec.get()))
+    }
+
     /// This instance's share of `rate_per_sec`: one delivery every `instances / rate` seconds,
     /// with bursts of up to a second's worth (at least one).
     fn quota(&self, rate_per_sec: NonZeroU32) -> Quota {
-        let period = Duration::from_secs_f64(f64::from(self.instances.get()) / f64::from(rate_per_sec.get()));
+        let period = self.spacing(rate_per_sec);
         let burst = NonZeroU32::new(rate_per_sec.get() / self.instances.get()).unwrap_or(NonZeroU32::MIN);
         Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(rate_per_sec))

@@ -3,7 +3,7 @@
 
 use crate::headers::*;
 use bytes::Bytes;
-use checkout::event::Event;
+use checkout::delivery_task::EventHead;
 use checkout::signature::{self, SignatureError};
 use checkout::webhook_endpoint::WebhookEndpoint;
 
@@ -14,10 +14,10 @@ pub struct WebhookRequest {
     pub body: Bytes,
 }
 
-/// A Standard Webhooks delivery of `event` to `endpoint`, signed with every secret that signs
-/// at `now` (unix seconds).
+/// A Standard Webhooks delivery of an event (its id, version and exact bytes) to `endpoint`,
+/// signed with every secret that signs at `now` (unix seconds).
 pub fn standard(
-    event: &Event,
+    event: &EventHead,
     body: Bytes,
     endpoint: &WebhookEndpoint,
     attempt: u32,
@@ -74,7 +74,7 @@ mod tests {
         let new = endpoint.current_secret().unwrap().to_owned();
         let now = checkout::clock::now().timestamp();
         let body = Bytes::from(serde_json::to_vec(&e).unwrap());
-        let request = standard(&e, body.clone(), &endpoint, 3, now).unwrap();
+        let request = standard(&EventHead::from(&e), body.clone(), &endpoint, 3, now).unwrap();
         assert_eq!(request.body, body);
         let header = |name: &str| {
             request

@@ -1,0 +1,87 @@
+//! The dispatcher's settings, read once from the environment (see the README's configuration
+//! table).
+
+use crate::client::ClientSettings;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct DispatcherConfig {
+    /// Deliveries per second per merchant, over all instances (`DISPATCHER_MERCHANT_RATE_LIMIT`).
+    pub merchant_rate_limit: NonZeroU32,
+    /// How many instances share each limit: on AWS the SQS event source's maximum concurrency
+    /// (`DISPATCHER_INSTANCES`).
+    pub instances: NonZeroU32,
+    /// Requests in flight per endpoint from one instance (`DISPATCHER_MAX_IN_FLIGHT_PER_ENDPOINT`).
+    pub max_in_flight_per_endpoint: usize,
+    /// Attempts before a delivery is exhausted (`DISPATCHER_MAX_ATTEMPTS`, at most 10).
+    pub max_attempts: u32,
+    /// An endpoint failing without a success this long is disabled (`DISPATCHER_DISABLE_AFTER_HOURS`).
+    pub disable_after: chrono::Duration,
+    /// How long merchants' endpoints are cached (`DISPATCHER_ENDPOINT_CACHE_SECONDS`).
+    pub endpoint_cache_ttl: Duration,
+    /// Waits on the retry schedule are multiplied by this; 1 in production. Tests shrink the
+    /// schedule with it instead of waiting minutes.
+    pub time_scale: f64,
+    pub client: ClientSettings,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            merchant_rate_limit: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
+            instances: NonZeroU32::MIN,
+            max_in_flight_per_endpoint: 64,
+            max_attempts: checkout::retry_schedule::MAX_ATTEMPTS,
+            disable_after: checkout::webhook_endpoint::FAILING_DISABLE_AFTER,
+            endpoint_cache_ttl: Duration::from_secs(10),
+            time_scale: 1.0,
+            client: ClientSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is not valid: {expected}")]
+pub struct InvalidSetting {
+    name: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+fn read<T: std::str::FromStr>(name: &'static str, expected: &'static str) -> Result<Option<T>, InvalidSetting> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(value) => value.trim().parse().map(Some).map_err(|_| InvalidSetting {
+            name,
+            value,
+            expected,
+        }),
+    }
+}
+
+impl DispatcherConfig {
+    /// Defaults, overridden by whichever `DISPATCHER_*` variables are set.
+    pub fn from_env() -> Result<Self, InvalidSetting> {
+        let mut config = Self::default();
+        if let Some(rate) = read("DISPATCHER_MERCHANT_RATE_LIMIT", "deliveries per second, at least 1")? {
+            config.merchant_rate_limit = rate;
+        }
+        if let Some(instances) = read("DISPATCHER_INSTANCES", "a count, at least 1")? {
+            config.instances = instances;
+        }
+        if let Some(cap) = read("DISPATCHER_MAX_IN_FLIGHT_PER_ENDPOINT", "a count")? {
+            config.max_in_flight_per_endpoint = cap;
+        }
+        if let Some(attempts) = read::<u32>("DISPATCHER_MAX_ATTEMPTS", "1 to 10")? {
+            config.max_attempts = attempts.clamp(1, checkout::retry_schedule::MAX_ATTEMPTS);
+        }
+        if let Some(hours) = read::<u32>("DISPATCHER_DISABLE_AFTER_HOURS", "hours")? {
+            config.disable_after = chrono::Duration::hours(i64::from(hours));
+        }
+        if let Some(secs) = read("DISPATCHER_ENDPOINT_CACHE_SECONDS", "seconds")? {
+            config.endpoint_cache_ttl = Duration::from_secs(secs);
+        }
+        Ok(config)
+    }
+}
