@@ -108,7 +108,13 @@ impl DeliveryLog for DynamoStore {
                 // BETWEEN is inclusive; the cursor's own record was on the previous page.
                 let bounds = [(":from", from), (":before", before.clone())];
                 let mut page = self
-                    .query_attempts(target, "target = :t AND sk BETWEEN :from AND :before", &bounds, true, limit.map(|l| l + 1))
+                    .query_attempts(
+                        target,
+                        "target = :t AND sk BETWEEN :from AND :before",
+                        &bounds,
+                        true,
+                        limit.map(|l| l + 1),
+                    )
                     .await?;
                 page.retain(|r| r.sort_key() < *before);
                 page.truncate(query.limit);

@@ -72,13 +72,19 @@ pub mod testkit {
 
     /// A fresh topic → queue → dead-letter queue on moto, with the contract suite's settings.
     pub async fn fresh_pipeline() -> (checkout::testkit::Pipeline, crate::PipelineResources) {
+        fresh_pipeline_with(crate::QueueSettings {
+            visibility_timeout: checkout::testkit::VISIBILITY,
+            max_receive_count: checkout::testkit::MAX_RECEIVES,
+        })
+        .await
+    }
+
+    pub async fn fresh_pipeline_with(
+        settings: crate::QueueSettings,
+    ) -> (checkout::testkit::Pipeline, crate::PipelineResources) {
         let sdk = crate::local_sdk_config(&endpoint());
         let (sns, sqs) = (crate::SnsClient::new(&sdk), crate::SqsClient::new(&sdk));
         let env = format!("t{}", ulid::Ulid::new()).to_lowercase();
-        let settings = crate::QueueSettings {
-            visibility_timeout: checkout::testkit::VISIBILITY,
-            max_receive_count: checkout::testkit::MAX_RECEIVES,
-        };
         let resources = crate::create_pipeline(&sns, &sqs, &env, settings)
             .await
             .expect("pipeline on moto");

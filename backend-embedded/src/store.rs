@@ -1,13 +1,13 @@
 //! Storage ports in memory, behind one lock, with the semantics of the DynamoDB adapters.
 
 use async_trait::async_trait;
+use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
 use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
+use checkout::ids::EventId;
 use checkout::ids::{EndpointId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
-use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
-use checkout::ids::EventId;
 use checkout::ports::{
     Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError,
 };

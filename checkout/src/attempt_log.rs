@@ -52,7 +52,11 @@ pub struct AttemptRecord {
     pub snippet: String,
     /// When the next attempt is due; `None` when there will be none (delivered, exhausted,
     /// endpoint gone or disabled).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::clock::optional_rfc3339_serde")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::clock::optional_rfc3339_serde"
+    )]
     pub next_attempt_at: Option<Timestamp>,
     /// Why there will be no further attempt after a failure (e.g. exhausted, HTTP 410).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -85,8 +85,9 @@ impl<'a> QueueMessage<'a> {
         match serde_json::from_str::<EventHead>(body) {
             Ok(head) => Ok(Self::Event { head, raw }),
             Err(event_err) => {
-                let message: TaskMessage = serde_json::from_str(body)
-                    .map_err(|task_err| UnreadableMessage(format!("as an event: {event_err}; as a task: {task_err}")))?;
+                let message: TaskMessage = serde_json::from_str(body).map_err(|task_err| {
+                    UnreadableMessage(format!("as an event: {event_err}; as a task: {task_err}"))
+                })?;
                 let head = serde_json::from_str(message.event.get()).map_err(|e| UnreadableMessage(e.to_string()))?;
                 Ok(Self::Task { head, message })
             }

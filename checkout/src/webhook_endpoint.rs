@@ -25,7 +25,11 @@ pub const MAX_DESCRIPTION_LEN: usize = 500;
 pub struct SigningSecret {
     pub secret: String,
     /// When a rotated-out secret stops signing; `None` for the current one.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::clock::optional_rfc3339_serde")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::clock::optional_rfc3339_serde"
+    )]
     pub expires_at: Option<Timestamp>,
 }
 
@@ -51,7 +55,11 @@ pub struct WebhookEndpoint {
     pub disabled_reason: Option<String>,
     /// Since when every delivery has failed (cleared by a success); after
     /// [`FAILING_DISABLE_AFTER`] of that the endpoint is disabled.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::clock::optional_rfc3339_serde")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::clock::optional_rfc3339_serde"
+    )]
     pub failing_since: Option<Timestamp>,
 }
 

@@ -52,11 +52,11 @@ pub struct InvalidSetting {
 fn read<T: std::str::FromStr>(name: &'static str, expected: &'static str) -> Result<Option<T>, InvalidSetting> {
     match std::env::var(name) {
         Err(_) => Ok(None),
-        Ok(value) => value.trim().parse().map(Some).map_err(|_| InvalidSetting {
-            name,
-            value,
-            expected,
-        }),
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| InvalidSetting { name, value, expected }),
     }
 }
 

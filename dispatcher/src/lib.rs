@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod dead_letters;
 pub mod deferral;
 pub mod handler;
 pub mod headers;

@@ -139,7 +139,11 @@ impl Dispatcher {
         let now = clock::now();
         let request = match build_request(head, raw, target, attempt, now) {
             Ok(request) => request,
-            Err(reason) => return self.give_up(head, raw, target, attempt, series, now, None, reason).await,
+            Err(reason) => {
+                return self
+                    .give_up(head, raw, target, attempt, series, now, None, reason)
+                    .await;
+            }
         };
         let result = send::attempt(&self.client, &request, self.config.client.policy, now.timestamp()).await;
         drop(_permit);
@@ -212,7 +216,9 @@ impl Dispatcher {
                 let made = attempt + 1 - series.first_attempt;
                 let Some(wait) = self.retry_delay(made, pushback) else {
                     let reason = format!("exhausted after {made} attempts");
-                    return self.give_up(head, raw, target, attempt, series, now, Some(result), reason).await;
+                    return self
+                        .give_up(head, raw, target, attempt, series, now, Some(result), reason)
+                        .await;
                 };
                 if let Some(reason) = self.note_failure(target, now).await {
                     record.final_reason = Some(reason);
@@ -358,7 +364,8 @@ impl Dispatcher {
             operational_event = "endpoint.disabled",
             "webhook endpoint disabled"
         );
-        self.change_endpoint(e, |fresh| fresh.disable(reason.to_owned(), now)).await;
+        self.change_endpoint(e, |fresh| fresh.disable(reason.to_owned(), now))
+            .await;
     }
 
     /// Changes the stored endpoint (re-read, so a merchant's edit made meanwhile is kept).
@@ -456,19 +463,30 @@ mod tests {
 
         let mut failed = record("we_1", &e, 2);
         failed.next_attempt_at = Some(now + chrono::Duration::seconds(30));
-        assert_eq!(next_step(Some(&failed), first, now), Next::NotYet(Duration::from_secs(30)));
+        assert_eq!(
+            next_step(Some(&failed), first, now),
+            Next::NotYet(Duration::from_secs(30))
+        );
         failed.next_attempt_at = Some(now - chrono::Duration::seconds(1));
         assert_eq!(next_step(Some(&failed), first, now), Next::Attempt(3));
 
         let mut delivered = record("we_1", &e, 3);
         delivered.status = AttemptStatus::Succeeded;
         delivered.next_attempt_at = None;
-        assert_eq!(next_step(Some(&delivered), first, now), Next::Nothing, "never sent twice");
+        assert_eq!(
+            next_step(Some(&delivered), first, now),
+            Next::Nothing,
+            "never sent twice"
+        );
         let replay = Series {
             first_attempt: 4,
             replay: true,
         };
-        assert_eq!(next_step(Some(&delivered), replay, now), Next::Attempt(4), "except by a replay");
+        assert_eq!(
+            next_step(Some(&delivered), replay, now),
+            Next::Attempt(4),
+            "except by a replay"
+        );
 
         let mut exhausted = record("we_1", &e, 10);
         exhausted.next_attempt_at = None;

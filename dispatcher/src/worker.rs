@@ -63,7 +63,12 @@ async fn settle(queue: &dyn DeliveryQueue, messages: &[QueuedMessage], dispositi
 }
 
 /// `pollers` loops of [`run_once`] until `stop` turns true; a batch in hand is finished first.
-pub async fn run(dispatcher: Arc<Dispatcher>, queue: Arc<dyn DeliveryQueue>, pollers: usize, stop: watch::Receiver<bool>) {
+pub async fn run(
+    dispatcher: Arc<Dispatcher>,
+    queue: Arc<dyn DeliveryQueue>,
+    pollers: usize,
+    stop: watch::Receiver<bool>,
+) {
     let loops = (0..pollers.max(1)).map(|_| {
         let (dispatcher, queue, mut stop) = (dispatcher.clone(), queue.clone(), stop.clone());
         tokio::spawn(async move {

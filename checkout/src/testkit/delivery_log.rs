@@ -44,7 +44,10 @@ pub async fn attempts_are_recorded_once_and_the_newest_is_the_state(backend: &Ba
     );
     let all = log.attempts_of(&target, &e.id).await.unwrap();
     assert_eq!(all.iter().map(|r| r.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert!(all.iter().all(|r| r.status == AttemptStatus::Failed), "attempt 2 unchanged");
+    assert!(
+        all.iter().all(|r| r.status == AttemptStatus::Failed),
+        "attempt 2 unchanged"
+    );
     assert_eq!(all[0], attempt_record(&target, &e, 1).with_time_of(&all[0]));
     let latest = log.latest(&target, &e.id).await.unwrap().unwrap();
     assert_eq!(latest.attempt, 3);
@@ -63,7 +66,9 @@ pub async fn a_targets_attempts_page_newest_first(backend: &Backend) {
         events.push(e);
     }
     log.record(&attempt_record(&target, &events[4], 2)).await.unwrap();
-    log.record(&attempt_record("we_someone_else", &events[4], 1)).await.unwrap();
+    log.record(&attempt_record("we_someone_else", &events[4], 1))
+        .await
+        .unwrap();
 
     let page = |before: Option<String>, from: Option<String>, limit| AttemptQuery { before, from, limit };
     let first = log.attempts(&target, &page(None, None, 3)).await.unwrap();
@@ -79,7 +84,10 @@ pub async fn a_targets_attempts_page_newest_first(backend: &Backend) {
     let cursor = first.last().map(|r| r.sort_key());
     let second = log.attempts(&target, &page(cursor, None, 10)).await.unwrap();
     let ids: Vec<_> = second.iter().map(|r| r.event_id.clone()).collect();
-    assert_eq!(ids, vec![events[2].id.clone(), events[1].id.clone(), events[0].id.clone()]);
+    assert_eq!(
+        ids,
+        vec![events[2].id.clone(), events[1].id.clone(), events[0].id.clone()]
+    );
 
     let window_start = time_bound(events[3].created_at);
     let window_end = time_bound(events[4].created_at);

@@ -90,3 +90,25 @@ macro_rules! backend_contract_tests {
         )+
     };
 }
+
+/// The `completed` event of a fresh session of `merchant`, with its order.
+pub fn completed_event(merchant: &Merchant) -> Event {
+    use crate::acp::{Order, OrderConfirmation, SessionStatus};
+    let mut e = event(merchant, None, 2);
+    e.kind = EventType::Completed;
+    e.data.status = SessionStatus::Completed;
+    let id = crate::ids::OrderId::generate();
+    e.data.order = Some(Order {
+        kind: "order".to_owned(),
+        permalink_url: format!("{}/{id}", merchant.order_url_base),
+        checkout_session_id: e.session_id.clone(),
+        status: "created".to_owned(),
+        confirmation: OrderConfirmation {
+            confirmation_number: "TEST0001".to_owned(),
+            order_notes: None,
+        },
+        totals: e.data.totals.clone(),
+        id,
+    });
+    e
+}

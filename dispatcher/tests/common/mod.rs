@@ -1,0 +1,298 @@
+//! A dispatcher wired to a real queue (in-process, or SQS on moto), real storage, and a local
+//! receiver that answers from a script.
+
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use checkout::attempt_log::{AttemptQuery, AttemptRecord};
+use checkout::event::Event;
+use checkout::ids::EventId;
+use checkout::merchant::Merchant;
+use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, StoreError};
+use checkout::signature;
+use checkout::testkit::{event, merchant};
+use checkout::url_safety::UrlPolicy;
+use checkout::webhook_endpoint::WebhookEndpoint;
+use dispatcher::client::ClientSettings;
+use dispatcher::{Dispatcher, DispatcherConfig};
+use embedded_backend::{EmbeddedQueue, EmbeddedStore, QueueConfig};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the receiver answers one request.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    Status(u16),
+    /// A status with `Retry-After: <seconds>`.
+    RetryAfter(u16, u64),
+    /// 200 after this long.
+    Slow(Duration),
+    /// 302 to another path of the receiver.
+    Redirect,
+}
+
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The request verifies with `secret` (the library's Standard Webhooks check).
+    pub fn verifies_with(&self, secret: &str) -> bool {
+        signature::verify(
+            secret,
+            &self.header("webhook-id"),
+            &self.header("webhook-timestamp"),
+            &self.header("webhook-signature"),
+            &self.body,
+            checkout::clock::now().timestamp(),
+        )
+        .is_ok()
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Receiver {
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn receive(State(receiver): State<Receiver>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
+    receiver.seen.lock().unwrap().push(Seen {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    let answer = receiver
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Answer::Status(200));
+    match answer {
+        Answer::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+        Answer::RetryAfter(code, secs) => {
+            (StatusCode::from_u16(code).unwrap(), [("retry-after", secs.to_string())]).into_response()
+        }
+        Answer::Slow(pause) => {
+            tokio::time::sleep(pause).await;
+            StatusCode::OK.into_response()
+        }
+        Answer::Redirect => (StatusCode::FOUND, [("location", "/elsewhere")]).into_response(),
+    }
+}
+
+impl Receiver {
+    /// Serves on a free local port; returns its base URL.
+    pub async fn start(&self) -> String {
+        let app = Router::new().fallback(post(receive)).with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub fn script(&self, answers: &[Answer]) {
+        self.script.lock().unwrap().extend(answers.iter().cloned());
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn seen_at(&self, path: &str) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.path == path).collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Embedded,
+    Moto,
+}
+
+/// The attempt log, with a switch that makes the next `record` calls fail (storage down).
+pub struct FlakyLog {
+    inner: Arc<dyn DeliveryLog>,
+    pub fail_records: AtomicUsize,
+}
+
+#[async_trait]
+impl DeliveryLog for FlakyLog {
+    async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
+        let left = self.fail_records.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_records.store(left - 1, Ordering::SeqCst);
+            return Err(StoreError::Corrupt("storage is down (test)".into()));
+        }
+        self.inner.record(record).await
+    }
+    async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
+        self.inner.latest(target, event).await
+    }
+    async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.inner.attempts_of(target, event).await
+    }
+    async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.inner.attempts(target, query).await
+    }
+}
+
+/// Queues come back after this long when a handler never settles a message (a crash).
+pub const VISIBILITY: Duration = Duration::from_secs(2);
+
+pub struct Rig {
+    pub backend: Backend,
+    pub log: Arc<FlakyLog>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub dead_letters: Arc<dyn DeliveryQueue>,
+    pub dispatcher: Dispatcher,
+    pub merchant: Merchant,
+    pub endpoint: WebhookEndpoint,
+    pub receiver: Receiver,
+    pub base_url: String,
+}
+
+/// Test settings: the retry schedule shrunk 100 times, a 1 s request timeout, loopback allowed,
+/// no endpoint caching (the tests change endpoints between steps).
+pub fn test_config() -> DispatcherConfig {
+    DispatcherConfig {
+        time_scale: 0.01,
+        endpoint_cache_ttl: Duration::ZERO,
+        client: ClientSettings {
+            total_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            policy: UrlPolicy { allow_loopback: true },
+        },
+        ..DispatcherConfig::default()
+    }
+}
+
+async fn storage_and_queues(kind: Kind) -> (Backend, Arc<dyn DeliveryQueue>, Arc<dyn DeliveryQueue>) {
+    match kind {
+        Kind::Embedded => {
+            let dead_letters = Arc::new(EmbeddedQueue::new(
+                QueueConfig {
+                    visibility_timeout: VISIBILITY,
+                    max_receive_count: 1000,
+                },
+                None,
+            ));
+            let queue = Arc::new(EmbeddedQueue::new(
+                QueueConfig {
+                    visibility_timeout: VISIBILITY,
+                    max_receive_count: 50,
+                },
+                Some(dead_letters.clone()),
+            ));
+            (EmbeddedStore::backend(), queue, dead_letters)
+        }
+        Kind::Moto => {
+            let backend = aws_backend::testkit::fresh_backend().await;
+            let (pipeline, _) = aws_backend::testkit::fresh_pipeline_with(aws_backend::QueueSettings {
+                visibility_timeout: VISIBILITY,
+                max_receive_count: 50,
+            })
+            .await;
+            (backend, pipeline.queue, pipeline.dead_letters)
+        }
+    }
+}
+
+impl Rig {
+    pub async fn new(kind: Kind, config: DispatcherConfig) -> Self {
+        let (mut backend, queue, dead_letters) = storage_and_queues(kind).await;
+        let log = Arc::new(FlakyLog {
+            inner: backend.deliveries.clone(),
+            fail_records: AtomicUsize::new(0),
+        });
+        backend.deliveries = log.clone();
+        let merchant = merchant();
+        backend.merchants.put_merchant(&merchant).await.unwrap();
+        let receiver = Receiver::default();
+        let base_url = receiver.start().await;
+        let endpoint =
+            WebhookEndpoint::new(merchant.id.clone(), format!("{base_url}/hook"), checkout::clock::now()).unwrap();
+        backend.endpoints.put_endpoint(&endpoint).await.unwrap();
+        let dispatcher = Dispatcher::new(&backend, queue.clone(), dead_letters.clone(), config).unwrap();
+        Self {
+            backend,
+            log,
+            queue,
+            dead_letters,
+            dispatcher,
+            merchant,
+            endpoint,
+            receiver,
+            base_url,
+        }
+    }
+
+    /// An event of a fresh session, on the queue as the topic would put it there.
+    pub async fn publish(&self) -> Event {
+        let e = event(&self.merchant, None, 1);
+        self.publish_event(&e).await;
+        e
+    }
+
+    pub async fn publish_event(&self, e: &Event) {
+        self.queue
+            .send(&serde_json::to_string(e).unwrap(), Duration::ZERO)
+            .await
+            .unwrap();
+    }
+
+    /// Runs the dispatcher on the queue until `done` holds; fails after `limit`.
+    pub async fn run_until(&self, limit: Duration, what: &str, done: impl Fn(&Rig) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+            dispatcher::worker::run_once(&self.dispatcher, self.queue.as_ref(), Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs the dispatcher for `period`, whatever happens.
+    pub async fn run_for(&self, period: Duration) {
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            dispatcher::worker::run_once(&self.dispatcher, self.queue.as_ref(), Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn attempts(&self, target: &str, e: &Event) -> Vec<AttemptRecord> {
+        self.backend.deliveries.attempts_of(target, &e.id).await.unwrap()
+    }
+
+    pub fn secret(&self) -> String {
+        self.endpoint.current_secret().unwrap().to_owned()
+    }
+
+    pub async fn stored_endpoint(&self) -> WebhookEndpoint {
+        self.backend
+            .endpoints
+            .endpoint(&self.merchant.id, &self.endpoint.id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}

@@ -1,0 +1,446 @@
+//! The dispatcher end to end, on the in-process queue and on SQS (moto): a real queue, real
+//! storage, a real HTTP receiver. Retry waits are shrunk 100 times (`time_scale`), so "5 s"
+//! is 50 ms and "at least 60 s after a 429" is 600 ms.
+
+mod common;
+
+use checkout::attempt_log::AttemptStatus;
+use checkout::delivery_outcome::ErrorClass;
+use checkout::delivery_task::DeadLetter;
+use common::{Answer, Kind, Rig, test_config};
+use dispatcher::{Disposition, Incoming};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn success(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "one delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    let seen = &rig.receiver.seen()[0];
+    assert_eq!(seen.header("webhook-id"), e.id.as_str());
+    assert_eq!(seen.header("webhook-attempt"), "1");
+    assert_eq!(seen.header("webhook-sequence"), "1");
+    assert_eq!(
+        seen.body,
+        serde_json::to_vec(&e).unwrap(),
+        "the event's bytes, as published"
+    );
+    assert!(seen.verifies_with(&rig.secret()));
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, AttemptStatus::Succeeded);
+    assert_eq!(log[0].http_status, Some(200));
+    assert_eq!(log[0].remote_ip, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(log[0].next_attempt_at, None);
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "delivered once");
+}
+
+async fn server_error_then_success(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Status(500)]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the retry", |r| r.receiver.seen().len() == 2)
+        .await;
+    let seen = rig.receiver.seen();
+    assert_eq!(seen[0].header("webhook-id"), seen[1].header("webhook-id"));
+    assert_eq!(seen[0].body, seen[1].body, "every attempt sends the same bytes");
+    assert_eq!(seen[1].header("webhook-attempt"), "2");
+    assert!(seen[1].verifies_with(&rig.secret()));
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    let summary: Vec<_> = log.iter().map(|r| (r.attempt, r.status, r.http_status)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, AttemptStatus::Failed, Some(500)),
+            (2, AttemptStatus::Succeeded, Some(200))
+        ]
+    );
+    assert_eq!(log[0].error_class, Some(ErrorClass::Http));
+    assert!(log[0].next_attempt_at.is_some_and(|t| t > log[0].at));
+}
+
+async fn too_many_requests_honours_retry_after(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    // 120 s (1.2 s at this scale) is more than the 60 s floor and the 5 s schedule step.
+    rig.receiver.script(&[Answer::RetryAfter(429, 120)]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the retry", |r| r.receiver.seen().len() == 2)
+        .await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log[0].http_status, Some(429));
+    let wait = log[0].next_attempt_at.unwrap() - log[0].at;
+    assert!(wait >= chrono::Duration::milliseconds(1200), "waited {wait}");
+    let seen = rig.receiver.seen();
+    assert!(
+        seen[1].at - seen[0].at >= Duration::from_millis(1200),
+        "not sent before Retry-After"
+    );
+    assert_eq!(log[1].status, AttemptStatus::Succeeded);
+}
+
+async fn timeout_waits_at_least_a_minute(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Slow(Duration::from_secs(3))]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the retry", |r| r.receiver.seen().len() == 2)
+        .await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log[0].error_class, Some(ErrorClass::Timeout));
+    assert_eq!(log[0].http_status, None);
+    let wait = log[0].next_attempt_at.unwrap() - log[0].at;
+    assert!(wait >= chrono::Duration::milliseconds(600), "waited {wait}");
+    assert_eq!(log[1].status, AttemptStatus::Succeeded);
+}
+
+async fn gone_disables_the_endpoint(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Status(410)]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the 410", |r| r.receiver.seen().len() == 1)
+        .await;
+    rig.run_for(Duration::from_millis(300)).await;
+    let endpoint = rig.stored_endpoint().await;
+    assert!(!endpoint.enabled);
+    assert!(endpoint.disabled_reason.unwrap().contains("410"));
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].next_attempt_at, None);
+    assert!(log[0].final_reason.as_deref().unwrap().contains("410"));
+
+    let later = rig.publish().await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "nothing goes to a disabled endpoint");
+    let skipped = rig.attempts(rig.endpoint.id.as_str(), &later).await;
+    assert_eq!(skipped.len(), 1, "but the log says it was skipped");
+    assert_eq!(skipped[0].status, AttemptStatus::Skipped);
+}
+
+async fn redirects_are_failures_and_not_followed(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Redirect]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the retry", |r| r.receiver.seen().len() == 2)
+        .await;
+    assert!(
+        rig.receiver.seen_at("/elsewhere").is_empty(),
+        "the redirect was not followed"
+    );
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log[0].http_status, Some(302));
+    assert_eq!(log[0].status, AttemptStatus::Failed);
+    assert_eq!(log[1].status, AttemptStatus::Succeeded);
+}
+
+async fn a_slow_endpoint_within_the_timeout_is_delivered(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Slow(Duration::from_millis(300))]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    rig.run_for(Duration::from_millis(300)).await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, AttemptStatus::Succeeded);
+    assert!(log[0].latency_ms >= 300, "latency {} ms", log[0].latency_ms);
+}
+
+async fn rate_limited_deliveries_are_deferred_without_spending_attempts(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let mut endpoint = rig.stored_endpoint().await;
+    endpoint.rate_limit = Some(1);
+    rig.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(rig.publish().await);
+    }
+    rig.run_until(PATIENCE, "three deliveries", |r| r.receiver.seen().len() == 3)
+        .await;
+    let seen = rig.receiver.seen();
+    assert!(
+        seen.iter().all(|s| s.header("webhook-attempt") == "1"),
+        "no attempt spent"
+    );
+    let mut times: Vec<_> = seen.iter().map(|s| s.at).collect();
+    times.sort();
+    assert!(
+        times[2] - times[0] >= Duration::from_millis(1900),
+        "one per second: {:?}",
+        times[2] - times[0]
+    );
+    for e in &events {
+        let log = rig.attempts(rig.endpoint.id.as_str(), e).await;
+        let summary: Vec<_> = log.iter().map(|r| (r.attempt, r.status)).collect();
+        assert_eq!(summary, vec![(1, AttemptStatus::Succeeded)]);
+    }
+}
+
+async fn exhausted_goes_to_the_dead_letter_queue_and_redrive_delivers(kind: Kind) {
+    let mut config = test_config();
+    config.max_attempts = 3;
+    let rig = Rig::new(kind, config).await;
+    rig.receiver
+        .script(&[Answer::Status(500), Answer::Status(503), Answer::Status(500)]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "three attempts", |r| r.receiver.seen().len() == 3)
+        .await;
+    rig.run_for(Duration::from_millis(500)).await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 3);
+    assert!(log[2].dead_lettered);
+    assert_eq!(log[2].next_attempt_at, None);
+    assert!(
+        log[2]
+            .final_reason
+            .as_deref()
+            .unwrap()
+            .contains("exhausted after 3 attempts")
+    );
+
+    let letters = dispatcher::dead_letters::list(rig.dead_letters.as_ref(), 10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter: &DeadLetter = &letters[0];
+    assert_eq!(letter.attempts, 3);
+    assert_eq!(letter.event_id.as_ref(), Some(&e.id));
+    assert_eq!(letter.target.as_deref(), Some(rig.endpoint.id.as_str()));
+
+    let moved = dispatcher::dead_letters::redrive(rig.dead_letters.as_ref(), rig.queue.as_ref(), 10)
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    rig.run_until(PATIENCE, "the redriven delivery", |r| r.receiver.seen().len() == 4)
+        .await;
+    let fourth = &rig.receiver.seen()[3];
+    assert_eq!(fourth.header("webhook-id"), e.id.as_str());
+    assert_eq!(fourth.header("webhook-attempt"), "4");
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[3].status, AttemptStatus::Succeeded);
+    assert!(log[3].replay);
+    assert!(
+        dispatcher::dead_letters::list(rig.dead_letters.as_ref(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_crash_before_the_acknowledgement_redelivers_with_the_same_id(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let e = rig.publish().await;
+    // The POST goes out, then the process dies before anything is written or acknowledged.
+    rig.log.fail_records.store(1, Ordering::SeqCst);
+    let batch = rig.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    let incoming: Vec<Incoming> = batch
+        .iter()
+        .map(|m| Incoming {
+            message_id: m.message_id.clone(),
+            body: m.body.clone(),
+            receive_count: m.receive_count,
+        })
+        .collect();
+    let dispositions = rig.dispatcher.handle(&incoming).await;
+    assert!(
+        matches!(dispositions[..], [Disposition::RetryIn(_)]),
+        "{dispositions:?}"
+    );
+    assert_eq!(rig.receiver.seen().len(), 1);
+    // (Nothing settled: the message comes back after its visibility timeout.)
+    rig.run_until(PATIENCE, "the redelivery", |r| r.receiver.seen().len() == 2)
+        .await;
+    let seen = rig.receiver.seen();
+    assert_eq!(seen[0].header("webhook-id"), seen[1].header("webhook-id"));
+    assert_eq!(seen[1].header("webhook-id"), e.id.as_str());
+    assert_eq!(seen[0].body, seen[1].body);
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, AttemptStatus::Succeeded);
+
+    // A crash after the attempt is recorded: the message comes back, nothing is sent again.
+    let again = rig.publish().await;
+    let batch = rig.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    let incoming: Vec<Incoming> = batch
+        .iter()
+        .map(|m| Incoming {
+            message_id: m.message_id.clone(),
+            body: m.body.clone(),
+            receive_count: m.receive_count,
+        })
+        .collect();
+    assert_eq!(rig.dispatcher.handle(&incoming).await, vec![Disposition::Done]);
+    rig.run_for(common::VISIBILITY + Duration::from_secs(1)).await;
+    let for_again = rig
+        .receiver
+        .seen()
+        .iter()
+        .filter(|s| s.header("webhook-id") == again.id.as_str())
+        .count();
+    assert_eq!(for_again, 1, "a recorded delivery is not repeated");
+}
+
+async fn a_rotation_window_signs_with_both_secrets(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let mut endpoint = rig.stored_endpoint().await;
+    let old = endpoint.current_secret().unwrap().to_owned();
+    endpoint
+        .rotate(checkout::clock::now(), chrono::Duration::hours(1))
+        .unwrap();
+    let new = endpoint.current_secret().unwrap().to_owned();
+    rig.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
+    rig.publish().await;
+    rig.run_until(PATIENCE, "the delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    let seen = &rig.receiver.seen()[0];
+    assert_eq!(seen.header("webhook-signature").split(' ').count(), 2);
+    assert!(seen.verifies_with(&old), "receivers still on the old secret verify");
+    assert!(seen.verifies_with(&new), "receivers on the new secret verify");
+}
+
+async fn each_endpoint_is_retried_on_its_own(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let second = checkout::webhook_endpoint::WebhookEndpoint::new(
+        rig.merchant.id.clone(),
+        format!("{}/second", rig.base_url),
+        checkout::clock::now(),
+    )
+    .unwrap();
+    rig.backend.endpoints.put_endpoint(&second).await.unwrap();
+    rig.receiver.script(&[Answer::Status(500)]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "both endpoints delivered", |r| r.receiver.seen().len() == 3)
+        .await;
+    rig.run_for(Duration::from_millis(500)).await;
+    let delivered = |path: &str| {
+        rig.receiver
+            .seen_at(path)
+            .iter()
+            .filter(|s| s.header("webhook-id") == e.id.as_str())
+            .count()
+    };
+    // Whichever endpoint got the 500 was tried again; the other got the event exactly once.
+    assert_eq!(delivered("/hook") + delivered("/second"), 3);
+    assert!(delivered("/hook") >= 1 && delivered("/second") >= 1);
+    let first_log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    let second_log = rig.attempts(second.id.as_str(), &e).await;
+    assert_eq!(first_log.len() + second_log.len(), 3);
+    assert!(first_log.last().unwrap().delivered() && second_log.last().unwrap().delivered());
+}
+
+async fn completed_checkouts_reach_the_order_webhook(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let mut merchant = rig.merchant.clone();
+    merchant.order_webhook = Some(checkout::merchant::OrderWebhook {
+        url: format!("{}/orders", rig.base_url),
+        secret: "whsec_test_secret".into(),
+    });
+    rig.backend.merchants.put_merchant(&merchant).await.unwrap();
+    let e = checkout::testkit::completed_event(&merchant);
+    rig.publish_event(&e).await;
+    rig.run_until(PATIENCE, "the order webhook", |r| {
+        !r.receiver.seen_at("/orders").is_empty()
+    })
+    .await;
+    let seen = &rig.receiver.seen_at("/orders")[0];
+    let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(body["type"], "order_create");
+    assert_eq!(body["data"]["type"], "order");
+    assert_eq!(body["data"]["checkout_session_id"], e.session_id.as_str());
+    let verdict = checkout::signature::verify_merchant_signature(
+        b"whsec_test_secret",
+        &seen.header("merchant-signature"),
+        &seen.body,
+        checkout::clock::now().timestamp(),
+    );
+    assert_eq!(verdict, Ok(()));
+}
+
+macro_rules! on_both_queues {
+    ($($case:ident),+ $(,)?) => {
+        mod embedded {
+            use crate::common;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(common::Kind::Embedded).await;
+                }
+            )+
+        }
+        mod moto {
+            use crate::common;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(common::Kind::Moto).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_queues!(
+    success,
+    server_error_then_success,
+    too_many_requests_honours_retry_after,
+    timeout_waits_at_least_a_minute,
+    gone_disables_the_endpoint,
+    redirects_are_failures_and_not_followed,
+    a_slow_endpoint_within_the_timeout_is_delivered,
+    rate_limited_deliveries_are_deferred_without_spending_attempts,
+    exhausted_goes_to_the_dead_letter_queue_and_redrive_delivers,
+    a_crash_before_the_acknowledgement_redelivers_with_the_same_id,
+    a_rotation_window_signs_with_both_secrets,
+    each_endpoint_is_retried_on_its_own,
+    completed_checkouts_reach_the_order_webhook,
+);
+
+async fn an_endpoint_failing_without_success_is_disabled(kind: Kind) {
+    let mut config = test_config();
+    // Disable on the first failure after the endpoint started failing (5 days in production).
+    config.disable_after = chrono::Duration::zero();
+    let rig = Rig::new(kind, config).await;
+    rig.receiver.script(&[Answer::Status(500), Answer::Status(500)]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "two failures", |r| r.receiver.seen().len() == 2)
+        .await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(
+        rig.receiver.seen().len(),
+        2,
+        "no attempt after the endpoint was disabled"
+    );
+    let endpoint = rig.stored_endpoint().await;
+    assert!(!endpoint.enabled);
+    assert!(endpoint.disabled_reason.unwrap().contains("failing without a success"));
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].next_attempt_at, None);
+    assert!(log[1].final_reason.as_deref().unwrap().contains("disabled"));
+}
+
+async fn a_success_clears_the_failing_streak(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Status(500)]);
+    rig.publish().await;
+    rig.run_until(PATIENCE, "the first failure", |r| r.receiver.seen().len() == 1)
+        .await;
+    assert!(rig.stored_endpoint().await.failing_since.is_some());
+    rig.run_until(PATIENCE, "the retry", |r| r.receiver.seen().len() == 2)
+        .await;
+    rig.run_for(Duration::from_millis(200)).await;
+    let endpoint = rig.stored_endpoint().await;
+    assert_eq!(endpoint.failing_since, None);
+    assert!(endpoint.enabled);
+}
+
+mod health {
+    use super::*;
+    on_both_queues!(
+        an_endpoint_failing_without_success_is_disabled,
+        a_success_clears_the_failing_streak
+    );
+}
