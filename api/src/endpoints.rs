@@ -96,20 +96,20 @@ fn body(endpoint: &WebhookEndpoint, with_secret: bool) -> serde_json::Value {
     serde_json::to_value(view).unwrap_or_default()
 }
 
-fn reply(status: u16, value: &serde_json::Value) -> Reply {
+pub(crate) fn reply(status: u16, value: &serde_json::Value) -> Reply {
     Reply::json_value(status, value)
 }
 
-fn invalid(code: &str, message: impl Into<String>, param: &str) -> Reply {
+pub(crate) fn invalid(code: &str, message: impl Into<String>, param: &str) -> Reply {
     Reply::error(400, &AcpError::invalid(code, message).with_param(param))
 }
 
-fn unavailable(err: impl std::fmt::Display) -> Reply {
+pub(crate) fn unavailable(err: impl std::fmt::Display) -> Reply {
     tracing::warn!(error = %err, "endpoint storage failed");
     EdgeError::Unavailable.reply()
 }
 
-fn not_found() -> Reply {
+pub(crate) fn not_found() -> Reply {
     EdgeError::NotFound.reply()
 }
 
@@ -167,7 +167,7 @@ fn check_description(description: Option<&String>) -> Result<(), Reply> {
 }
 
 /// Edge checks and the merchant, then `run` with the parsed body.
-async fn handle<T, F, Fut>(
+pub(crate) async fn handle<T, F, Fut>(
     state: AppState,
     request: Request,
     parse: fn(&[u8]) -> Result<T, AcpError>,
@@ -189,11 +189,11 @@ where
     echo.respond(run(state, merchant, parsed).await)
 }
 
-fn no_body(_: &[u8]) -> Result<(), AcpError> {
+pub(crate) fn no_body(_: &[u8]) -> Result<(), AcpError> {
     Ok(())
 }
 
-fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AcpError> {
+pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AcpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         Ok(T::default())
     } else {
@@ -259,7 +259,7 @@ async fn save(state: &AppState, endpoint: &WebhookEndpoint, status: u16, with_se
 }
 
 /// Loads the merchant's endpoint named in the path, or answers 404.
-async fn load(state: &AppState, merchant: &Merchant, id: &str) -> Result<WebhookEndpoint, Reply> {
+pub(crate) async fn load(state: &AppState, merchant: &Merchant, id: &str) -> Result<WebhookEndpoint, Reply> {
     let id = EndpointId::parse(id).ok_or_else(not_found)?;
     match state.backend.endpoints.endpoint(&merchant.id, &id).await {
         Ok(Some(endpoint)) => Ok(endpoint),

@@ -5,6 +5,7 @@
 //! command means is decided in the `checkout` crate.
 
 mod auth;
+mod deliveries;
 mod edge;
 mod endpoints;
 mod error;
@@ -17,7 +18,7 @@ pub use resolver::SystemResolver;
 pub use routes::router;
 
 use checkout::payment::PaymentProcessor;
-use checkout::ports::{Backend, Resolver};
+use checkout::ports::{Backend, DeliveryQueue, Resolver};
 use checkout::service::CheckoutService;
 use checkout::url_safety::UrlPolicy;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct AppState {
     backend: Backend,
     url_policy: UrlPolicy,
     resolver: Arc<dyn Resolver>,
+    /// Where replays are queued; without it, replay answers 503.
+    delivery_queue: Option<Arc<dyn DeliveryQueue>>,
 }
 
 impl AppState {
@@ -44,12 +47,19 @@ impl AppState {
             backend,
             url_policy: UrlPolicy::default(),
             resolver: Arc::new(SystemResolver),
+            delivery_queue: None,
         }
     }
 
     /// Local mode may allow loopback webhook URLs (`ACP_ALLOW_LOOPBACK_WEBHOOKS=1`).
     pub fn with_url_policy(mut self, policy: UrlPolicy) -> Self {
         self.url_policy = policy;
+        self
+    }
+
+    /// The order-updates queue, for replays.
+    pub fn with_delivery_queue(mut self, queue: Arc<dyn DeliveryQueue>) -> Self {
+        self.delivery_queue = Some(queue);
         self
     }
 

@@ -2,8 +2,8 @@
 
 use crate::AppState;
 use crate::edge::{Echo, Edge};
-use crate::endpoints;
 use crate::error::EdgeError;
+use crate::{deliveries, endpoints};
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
@@ -28,6 +28,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(endpoints::delete),
         )
         .route("/webhook_endpoints/{id}/rotate_secret", post(endpoints::rotate_secret))
+        .route("/webhook_endpoints/{id}/attempts", get(deliveries::by_endpoint))
+        .route("/webhook_endpoints/{id}/replay", post(deliveries::replay))
+        .route("/events/{id}/attempts", get(deliveries::by_event))
         .route(
             "/order_webhook",
             put(endpoints::set_order_webhook)

@@ -15,6 +15,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub api_key: String,
     pub merchant: Merchant,
+    /// Where replays are queued.
+    pub queue: Arc<embedded_backend::EmbeddedQueue>,
 }
 
 pub async fn embedded() -> Backend {
@@ -52,9 +54,17 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, policy: UrlPolicy) -> Self {
+        let queue = Arc::new(embedded_backend::EmbeddedQueue::new(
+            embedded_backend::QueueConfig {
+                visibility_timeout: std::time::Duration::from_secs(30),
+                max_receive_count: 10,
+            },
+            None,
+        ));
         let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
             .with_resolver(Arc::new(StaticResolver))
-            .with_url_policy(policy);
+            .with_url_policy(policy)
+            .with_delivery_queue(queue.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
@@ -65,6 +75,7 @@ impl TestApp {
             backend,
             api_key,
             merchant,
+            queue,
         }
     }
 

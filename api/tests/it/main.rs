@@ -3,6 +3,7 @@
 mod app;
 mod bad_input;
 mod concurrency;
+mod deliveries;
 mod endpoints;
 mod examples;
 mod flow;

@@ -1,0 +1,224 @@
+//! What merchants see of webhook deliveries: the attempt log (per endpoint, per event) and the
+//! replay of what an endpoint missed.
+
+use crate::AppState;
+use crate::endpoints::{handle, invalid, load, no_body, not_found, reply, unavailable};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::Uri;
+use axum::response::Response;
+use checkout::acp::parse_body;
+use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, ORDER_WEBHOOK_TARGET};
+use checkout::clock::{self, Timestamp};
+use checkout::delivery_task::{DeliveryTask, TaskMessage};
+use checkout::ids::EventId;
+use checkout::service::Reply;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tracing::info;
+
+const DEFAULT_PAGE: usize = 20;
+const MAX_PAGE: usize = 100;
+/// Most events one replay sends; a larger window is replayed in several calls.
+pub const MAX_REPLAY: usize = 10_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn read_page(uri: &Uri) -> Result<AttemptQuery, Reply> {
+    let Query(page) = Query::<Page>::try_from_uri(uri)
+        .map_err(|e| invalid("invalid_query", format!("Query parameters: {e}"), "$.limit"))?;
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid(
+            "invalid_limit",
+            format!("limit is from 1 to {MAX_PAGE}"),
+            "$.limit",
+        ));
+    }
+    Ok(AttemptQuery {
+        before: page.cursor,
+        from: None,
+        limit,
+    })
+}
+
+fn page_body(records: &[AttemptRecord], limit: usize) -> serde_json::Value {
+    let has_more = records.len() == limit;
+    let next_cursor = has_more.then(|| records.last().map(AttemptRecord::sort_key)).flatten();
+    json!({ "data": records, "has_more": has_more, "next_cursor": next_cursor })
+}
+
+/// `GET /webhook_endpoints/{id}/attempts`: newest event first.
+pub async fn by_endpoint(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    request: Request,
+) -> Response {
+    handle(state, request, no_body, |state, merchant, ()| async move {
+        let query = match read_page(&uri) {
+            Ok(query) => query,
+            Err(reply) => return reply,
+        };
+        let endpoint = match load(&state, &merchant, &id).await {
+            Ok(endpoint) => endpoint,
+            Err(reply) => return reply,
+        };
+        match state.backend.deliveries.attempts(endpoint.id.as_str(), &query).await {
+            Ok(records) => reply(200, &page_body(&records, query.limit)),
+            Err(err) => unavailable(err),
+        }
+    })
+    .await
+}
+
+/// `GET /events/{id}/attempts`: every attempt of the event, to each of the merchant's targets.
+pub async fn by_event(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    handle(state, request, no_body, |state, merchant, ()| async move {
+        let Some(event_id) = EventId::parse(&id) else {
+            return not_found();
+        };
+        let endpoints = match state.backend.endpoints.endpoints(&merchant.id).await {
+            Ok(endpoints) => endpoints,
+            Err(err) => return unavailable(err),
+        };
+        let targets = endpoints
+            .iter()
+            .map(|e| e.id.to_string())
+            .chain(std::iter::once(ORDER_WEBHOOK_TARGET.to_owned()));
+        let mut records = Vec::new();
+        for target in targets {
+            match state.backend.deliveries.attempts_of(&target, &event_id).await {
+                // The order webhook's target name is shared; keep only this merchant's records.
+                Ok(found) => records.extend(found.into_iter().filter(|r| r.merchant_id == merchant.id)),
+                Err(err) => return unavailable(err),
+            }
+        }
+        records.sort_by(|a, b| a.at.cmp(&b.at).then(a.attempt.cmp(&b.attempt)));
+        reply(200, &json!({ "data": records }))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    #[serde(with = "clock::rfc3339_serde")]
+    since: Timestamp,
+    #[serde(default, with = "clock::optional_rfc3339_serde")]
+    until: Option<Timestamp>,
+    /// Also send events the endpoint already received (default: only those it missed).
+    #[serde(default)]
+    include_delivered: bool,
+}
+
+/// `POST /webhook_endpoints/{id}/replay`: every event of the window that the endpoint did not
+/// receive (failed, exhausted, skipped while disabled) goes out again, through the same rate
+/// limits, with the same `webhook-id`.
+pub async fn replay(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    handle(state, request, parse_body::<ReplayRequest>, |state, merchant, req| async move {
+        let until = req.until.unwrap_or_else(clock::now);
+        if req.since >= until {
+            return invalid("invalid_window", "since must be before until", "$.since");
+        }
+        if until - req.since > attempt_log::RETENTION {
+            let days = attempt_log::RETENTION.num_days();
+            return invalid("invalid_window", format!("the window is at most {days} days (the attempt log's retention)"), "$.since");
+        }
+        let Some(queue) = state.delivery_queue.clone() else {
+            return Reply::error(503, &checkout::acp::AcpError::unavailable("replay_unavailable", "Replay is not configured on this deployment."));
+        };
+        let endpoint = match load(&state, &merchant, &id).await {
+            Ok(endpoint) => endpoint,
+            Err(reply) => return reply,
+        };
+        let newest = match newest_per_event(&state, endpoint.id.as_str(), req.since, until).await {
+            Ok(newest) => newest,
+            Err(reply) => return reply,
+        };
+        let chosen: Vec<&AttemptRecord> = newest.values().filter(|r| req.include_delivered || !r.delivered()).collect();
+        let mut replayed = 0;
+        for record in &chosen {
+            match enqueue(&state, queue.as_ref(), record).await {
+                Ok(true) => replayed += 1,
+                Ok(false) => {}
+                Err(reply) => return reply,
+            }
+        }
+        info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, replayed, "replay queued");
+        let truncated = newest.len() >= MAX_REPLAY;
+        reply(202, &json!({ "replayed": replayed, "truncated": truncated, "since": clock::rfc3339(&req.since), "until": clock::rfc3339(&until) }))
+    })
+    .await
+}
+
+/// The newest record of each event in the window (at most [`MAX_REPLAY`] events).
+async fn newest_per_event(
+    state: &AppState,
+    target: &str,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<BTreeMap<EventId, AttemptRecord>, Reply> {
+    let mut newest: BTreeMap<EventId, AttemptRecord> = BTreeMap::new();
+    let mut query = AttemptQuery {
+        before: Some(attempt_log::time_bound(until)),
+        from: Some(attempt_log::time_bound(since)),
+        limit: MAX_PAGE,
+    };
+    loop {
+        let page = state
+            .backend
+            .deliveries
+            .attempts(target, &query)
+            .await
+            .map_err(unavailable)?;
+        let full = page.len() == query.limit;
+        query.before = page.last().map(AttemptRecord::sort_key);
+        for record in page {
+            // Pages run newest first, so the first record seen of an event is its newest.
+            if newest.len() >= MAX_REPLAY && !newest.contains_key(&record.event_id) {
+                return Ok(newest);
+            }
+            newest.entry(record.event_id.clone()).or_insert(record);
+        }
+        if !full {
+            return Ok(newest);
+        }
+    }
+}
+
+/// Queues one replay; `false` when the event is no longer in the store.
+async fn enqueue(
+    state: &AppState,
+    queue: &dyn checkout::ports::DeliveryQueue,
+    record: &AttemptRecord,
+) -> Result<bool, Reply> {
+    let history = state
+        .backend
+        .events
+        .history(&record.session_id)
+        .await
+        .map_err(unavailable)?;
+    let Some(event) = history.into_iter().find(|e| e.id == record.event_id) else {
+        return Ok(false);
+    };
+    let json = serde_json::to_string(&event).map_err(unavailable)?;
+    let raw = serde_json::value::RawValue::from_string(json).map_err(unavailable)?;
+    let task = TaskMessage {
+        delivery: DeliveryTask {
+            target: record.target.clone(),
+            first_attempt: record.attempt + 1,
+            replay: true,
+        },
+        event: &raw,
+    };
+    queue.send(&task.to_body(), Duration::ZERO).await.map_err(unavailable)?;
+    Ok(true)
+}

@@ -1,0 +1,180 @@
+//! The attempt log and replay, as merchants see them.
+
+use crate::app::{TestApp, add_merchant, expect};
+use crate::on_both_backends;
+use crate::schema::assert_error;
+use checkout::attempt_log::AttemptStatus;
+use checkout::delivery_task::QueueMessage;
+use checkout::event::Event;
+use checkout::ids::SessionId;
+use checkout::ports::DeliveryQueue;
+use checkout::testkit::attempt_record;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+on_both_backends!(
+    attempts_are_listed_per_endpoint_and_per_event,
+    replay_queues_what_the_endpoint_missed,
+);
+
+/// An endpoint and three events: the first delivered on its second attempt, the second
+/// exhausted, the third delivered at once.
+async fn delivered_history(app: &TestApp) -> (String, Vec<Event>) {
+    let created = expect(
+        app.client
+            .post(app.url("/webhook_endpoints"))
+            .bearer_auth(&app.api_key)
+            .json(&json!({"url": "https://hooks.example.com/acp"}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let endpoint = created["id"].as_str().unwrap().to_owned();
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        let session = app.create().await;
+        let id = SessionId::parse(session["id"].as_str().unwrap()).unwrap();
+        events.push(app.backend.events.history(&id).await.unwrap().remove(0));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let log = &app.backend.deliveries;
+    let mut plan = vec![
+        (0, 1, AttemptStatus::Failed, true),
+        (0, 2, AttemptStatus::Succeeded, false),
+        (1, 1, AttemptStatus::Failed, false),
+        (2, 1, AttemptStatus::Succeeded, false),
+    ];
+    for (i, attempt, status, retries) in plan.drain(..) {
+        let mut record = attempt_record(&endpoint, &events[i], attempt);
+        record.status = status;
+        if !retries {
+            record.next_attempt_at = None;
+        }
+        assert!(log.record(&record).await.unwrap());
+    }
+    (endpoint, events)
+}
+
+fn summary(page: &Value) -> Vec<(String, u64)> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["event_id"].as_str().unwrap().to_owned(),
+                r["attempt"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn attempts_are_listed_per_endpoint_and_per_event(app: TestApp) {
+    let (endpoint, events) = delivered_history(&app).await;
+    let id = |i: usize| events[i].id.to_string();
+    let first = expect(
+        app.get(&format!("/webhook_endpoints/{endpoint}/attempts?limit=2"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(summary(&first), vec![(id(2), 1), (id(1), 1)]);
+    assert_eq!(first["has_more"], true);
+    assert_eq!(first["data"][0]["status"], "succeeded");
+    assert_eq!(first["data"][0]["latency_ms"], 12);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = expect(
+        app.get(&format!(
+            "/webhook_endpoints/{endpoint}/attempts?limit=10&cursor={cursor}"
+        ))
+        .send()
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(summary(&second), vec![(id(0), 2), (id(0), 1)]);
+    assert_eq!(second["has_more"], false);
+
+    let of_event = expect(
+        app.get(&format!("/events/{}/attempts", id(0))).send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(summary(&of_event), vec![(id(0), 1), (id(0), 2)]);
+    assert_eq!(of_event["data"][0]["target"], endpoint.as_str());
+    assert!(of_event["data"][0]["next_attempt_at"].is_string());
+
+    let bad = app
+        .get(&format!("/webhook_endpoints/{endpoint}/attempts?limit=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(bad, 400).await, "invalid_limit");
+
+    let (_, other_key) = add_merchant(&app.backend).await;
+    let theirs = app
+        .client
+        .get(app.url(&format!("/webhook_endpoints/{endpoint}/attempts")))
+        .bearer_auth(&other_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs.status(),
+        404,
+        "another merchant's endpoint does not exist for them"
+    );
+    let their_view = app
+        .client
+        .get(app.url(&format!("/events/{}/attempts", id(0))))
+        .bearer_auth(&other_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect(their_view, 200).await["data"], json!([]));
+}
+
+async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
+    let (endpoint, events) = delivered_history(&app).await;
+    let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
+    let path = format!("/webhook_endpoints/{endpoint}/replay");
+    let answer = expect(app.post(&path, &json!({ "since": since })).send().await.unwrap(), 202).await;
+    assert_eq!(answer["replayed"], 1, "{answer}");
+    let queued = app.queue.receive(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    match QueueMessage::parse(&queued[0].body).unwrap() {
+        QueueMessage::Task { head, message } => {
+            assert_eq!(head.id, events[1].id, "the exhausted one");
+            assert_eq!(message.delivery.target, endpoint);
+            assert_eq!(message.delivery.first_attempt, 2);
+            assert!(message.delivery.replay);
+        }
+        other => panic!("not a task: {other:?}"),
+    }
+
+    let all = json!({ "since": since, "include_delivered": true });
+    let answer = expect(app.post(&path, &all).send().await.unwrap(), 202).await;
+    assert_eq!(answer["replayed"], 3);
+
+    let future = checkout::clock::rfc3339(&(checkout::clock::now() + chrono::Duration::hours(1)));
+    let upside_down = json!({ "since": future, "until": since });
+    let refused = app.post(&path, &upside_down).send().await.unwrap();
+    assert_error(&expect(refused, 400).await, "invalid_window");
+    let unknown_field = app
+        .post(&path, &json!({"since": since, "from": since}))
+        .send()
+        .await
+        .unwrap();
+    expect(unknown_field, 400).await;
+    let missing = app
+        .post("/webhook_endpoints/we_nope/replay", &json!({ "since": since }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
