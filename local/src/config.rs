@@ -61,6 +61,11 @@ pub struct Config {
     #[arg(long, env = "ACP_DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
 
+    /// Concurrent receivers of the order-updates queue in the built-in webhook dispatcher; 0
+    /// turns the dispatcher off (when another process, e.g. the Lambda function, delivers).
+    #[arg(long, env = "ACP_DISPATCHER_POLLERS", default_value = "4")]
+    pub dispatcher_pollers: usize,
+
     /// Log lines as readable text or as JSON.
     #[arg(long, env = "ACP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -80,6 +85,7 @@ impl Config {
             topic_arn: None,
             queue_url: None,
             dead_letter_queue_url: None,
+            dispatcher_pollers: 4,
             log_format: LogFormat::Text,
         }
     }

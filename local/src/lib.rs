@@ -14,9 +14,10 @@ use checkout::ports::{Backend, DeliveryQueue};
 use checkout::url_safety::UrlPolicy;
 use config::Config;
 use projector::Projector;
+use dispatcher::{Dispatcher, DispatcherConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
@@ -33,6 +34,8 @@ pub struct Stack {
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     projection: JoinHandle<()>,
+    stop_dispatcher: watch::Sender<bool>,
+    dispatcher: JoinHandle<()>,
 }
 
 impl Stack {
@@ -56,7 +59,10 @@ impl Stack {
         let policy = UrlPolicy {
             allow_loopback: config.allow_loopback_webhooks,
         };
-        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new())).with_url_policy(policy);
+        let (stop_dispatcher, dispatcher) = start_dispatcher(config, &backend, &adapters.queue, &adapters.dead_letters, policy)?;
+        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
+            .with_url_policy(policy)
+            .with_delivery_queue(adapters.queue.clone());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -79,6 +85,8 @@ impl Stack {
             stop,
             server,
             projection,
+            stop_dispatcher,
+            dispatcher,
         })
     }
 
@@ -86,11 +94,37 @@ impl Stack {
         format!("http://{}", self.addr)
     }
 
-    /// Stops taking requests, lets the ones in flight finish, and returns.
+    /// Stops taking requests, lets the ones in flight finish, finishes the deliveries in hand,
+    /// and returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.server.await.context("server task")??;
         self.projection.abort();
+        let _ = self.stop_dispatcher.send(true);
+        self.dispatcher.await.context("dispatcher task")?;
         Ok(())
     }
+}
+
+/// The webhook dispatcher on the order-updates queue, unless `--dispatcher-pollers 0`.
+fn start_dispatcher(
+    config: &Config,
+    backend: &Backend,
+    queue: &Arc<dyn DeliveryQueue>,
+    dead_letters: &Arc<dyn DeliveryQueue>,
+    policy: UrlPolicy,
+) -> anyhow::Result<(watch::Sender<bool>, JoinHandle<()>)> {
+    let (stop, stopped) = watch::channel(false);
+    if config.dispatcher_pollers == 0 {
+        return Ok((stop, tokio::spawn(async {})));
+    }
+    let mut settings = DispatcherConfig::from_env().context("dispatcher settings")?;
+    settings.client.policy = policy;
+    let dispatcher = Dispatcher::new(backend, queue.clone(), dead_letters.clone(), settings)
+        .context("building the webhook client")?;
+    let queue = queue.clone();
+    let pollers = config.dispatcher_pollers;
+    info!(pollers, "webhook dispatcher running");
+    let task = tokio::spawn(dispatcher::worker::run(Arc::new(dispatcher), queue, pollers, stopped));
+    Ok((stop, task))
 }

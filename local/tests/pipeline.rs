@@ -1,12 +1,16 @@
-//! The local stack end to end: an API call becomes an event on the order-updates queue.
+//! The local stack end to end: an API call becomes an event on the order-updates queue, and a
+//! signed webhook at the merchant's endpoint.
 
 use checkout::event::{Event, EventType};
 use local::Stack;
 use local::config::{BackendKind, Config};
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-async fn created_session_reaches_the_queue(config: Config) {
+async fn created_session_reaches_the_queue(mut config: Config) {
+    // The built-in dispatcher would take the message off the queue before the test sees it.
+    config.dispatcher_pollers = 0;
     let stack = Stack::start(&config).await.unwrap();
     let response = reqwest::Client::new()
         .post(format!("{}/checkout_sessions", stack.base_url()))
@@ -70,4 +74,88 @@ async fn aws_stack_on_moto_delivers_events_to_the_queue() {
     config.environment = format!("t{}", ulid::Ulid::new()).to_lowercase();
     config.aws_endpoint_url = Some(aws_backend::testkit::endpoint());
     created_session_reaches_the_queue(config).await;
+}
+
+type Seen = Arc<Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>;
+
+async fn receiver() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push((headers, body));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{port}/hook"), seen)
+}
+
+async fn created_session_reaches_the_merchants_endpoint(config: Config) {
+    let stack = Stack::start(&config).await.unwrap();
+    let client = reqwest::Client::new();
+    let (url, seen) = receiver().await;
+    let endpoint: serde_json::Value = client
+        .post(format!("{}/webhook_endpoints", stack.base_url()))
+        .bearer_auth(&stack.demo_api_key)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+    let session: serde_json::Value = client
+        .post(format!("{}/checkout_sessions", stack.base_url()))
+        .bearer_auth(&stack.demo_api_key)
+        .header("Idempotency-Key", "pipeline-webhook")
+        .json(&json!({"currency": "usd", "line_items": [{"id": "test_1"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no webhook arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (headers, body) = seen.lock().unwrap()[0].clone();
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+    let verdict = checkout::signature::verify(
+        &secret,
+        &header("webhook-id"),
+        &header("webhook-timestamp"),
+        &header("webhook-signature"),
+        &body,
+        checkout::clock::now().timestamp(),
+    );
+    assert_eq!(verdict, Ok(()));
+    let event: Event = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event.session_id.as_str(), session["id"].as_str().unwrap());
+    assert_eq!(header("webhook-id"), event.id.as_str());
+    stack.shutdown().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1, "delivered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_stack_delivers_signed_webhooks() {
+    created_session_reaches_the_merchants_endpoint(Config::ephemeral("sk_webhook")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_stack_on_moto_delivers_signed_webhooks() {
+    let mut config = Config::ephemeral("sk_webhook_aws");
+    config.backend = BackendKind::Aws;
+    config.create_resources = true;
+    config.environment = format!("t{}", ulid::Ulid::new()).to_lowercase();
+    config.aws_endpoint_url = Some(aws_backend::testkit::endpoint());
+    created_session_reaches_the_merchants_endpoint(config).await;
 }
