@@ -13,8 +13,8 @@ use checkout::payment::TestPaymentProcessor;
 use checkout::ports::{Backend, DeliveryQueue};
 use checkout::url_safety::UrlPolicy;
 use config::Config;
-use projector::Projector;
 use dispatcher::{Dispatcher, DispatcherConfig};
+use projector::Projector;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
@@ -59,7 +59,8 @@ impl Stack {
         let policy = UrlPolicy {
             allow_loopback: config.allow_loopback_webhooks,
         };
-        let (stop_dispatcher, dispatcher) = start_dispatcher(config, &backend, &adapters.queue, &adapters.dead_letters, policy)?;
+        let (stop_dispatcher, dispatcher) =
+            start_dispatcher(config, &backend, &adapters.queue, &adapters.dead_letters, policy)?;
         let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
             .with_url_policy(policy)
             .with_delivery_queue(adapters.queue.clone());

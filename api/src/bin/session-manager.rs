@@ -1,7 +1,7 @@
 //! SessionManagerFunction: the checkout API behind API Gateway (HTTP API).
 
 use api::AppState;
-use aws_backend::{DynamoStore, TableNames};
+use aws_backend::{DynamoStore, SqsQueue, TableNames};
 use checkout::payment::TestPaymentProcessor;
 use checkout::ports::Backend;
 use std::sync::Arc;
@@ -9,11 +9,16 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
+    let sdk = aws_backend::sdk_config().await;
     let tables = TableNames::from_env()?;
-    let store = DynamoStore::from_sdk_config(&aws_backend::sdk_config().await, tables);
-    let state = AppState::new(
+    let store = DynamoStore::from_sdk_config(&sdk, tables);
+    let mut state = AppState::new(
         Backend::from_one(Arc::new(store)),
         Arc::new(TestPaymentProcessor::new()),
     );
+    // Replays are queued on the order-updates queue.
+    if let Ok(url) = std::env::var("ORDER_UPDATES_QUEUE_URL") {
+        state = state.with_delivery_queue(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));
+    }
     lambda_http::run(api::router(state)).await
 }

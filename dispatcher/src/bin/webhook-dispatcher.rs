@@ -1,0 +1,28 @@
+//! WebhookDispatcherFunction: the order-updates queue → signed webhooks to merchants' endpoints.
+
+use aws_backend::{DynamoStore, SqsQueue, TableNames};
+use aws_lambda_events::event::sqs::SqsEvent;
+use checkout::ports::{Backend, DeliveryQueue};
+use dispatcher::{Dispatcher, DispatcherConfig};
+use lambda_runtime::{LambdaEvent, service_fn};
+use std::sync::Arc;
+
+fn required(name: &str) -> Result<String, lambda_runtime::Error> {
+    std::env::var(name).map_err(|_| format!("{name} is not set").into())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = aws_backend::sdk_config().await;
+    let backend = Backend::from_one(Arc::new(DynamoStore::from_sdk_config(&sdk, TableNames::from_env()?)));
+    let sqs = aws_backend::SqsClient::new(&sdk);
+    let queue: Arc<dyn DeliveryQueue> = Arc::new(SqsQueue::new(sqs.clone(), required("ORDER_UPDATES_QUEUE_URL")?));
+    let dead_letters = Arc::new(SqsQueue::new(sqs, required("ORDER_UPDATES_DLQ_URL")?));
+    let dispatcher = Dispatcher::new(&backend, queue.clone(), dead_letters, DispatcherConfig::from_env()?)?;
+    let (dispatcher, queue) = (&dispatcher, queue.as_ref());
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(dispatcher::lambda::handle(dispatcher, queue, event.payload).await)
+    }))
+    .await
+}
