@@ -3,7 +3,7 @@
 //! by event time, and one event's attempts are a key prefix. One item per attempt, under 1 KB
 //! (one write unit), expiring after the log's retention.
 
-use crate::dynamo::{DynamoStore, Item, doc, is_condition_failure, n, s, to_doc};
+use crate::dynamo::{DynamoStore, Item, conditional_put, doc, n, s, to_doc};
 use crate::error::unavailable;
 use async_trait::async_trait;
 use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
@@ -73,11 +73,7 @@ impl DeliveryLog for DynamoStore {
             .condition_expression("attribute_not_exists(sk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional_put(result)
     }
 
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {

@@ -203,6 +203,15 @@ fn parse_record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
     })
 }
 
+/// A conditional put's result: `Ok(false)` when the condition kept it from writing.
+pub(crate) fn conditional_put<T>(result: Result<T, SdkError<PutItemError, HttpResponse>>) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if is_condition_failure(&err) => Ok(false),
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
 pub(crate) fn is_condition_failure(err: &SdkError<PutItemError, HttpResponse>) -> bool {
     matches!(
         err.as_service_error(),
@@ -513,11 +522,7 @@ impl ReadModel for DynamoStore {
             .expression_attribute_values(":v", n(view.version as i64))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional_put(result)
     }
 
     async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError> {

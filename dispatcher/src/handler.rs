@@ -9,7 +9,7 @@
 use crate::config::DispatcherConfig;
 use crate::deferral::DeferralSlots;
 use crate::in_flight::InFlightLimits;
-use crate::pair::{PairResult, Series, WaitReason};
+use crate::pair::{Pair, PairResult, Series, WaitReason};
 use crate::rate_limit::RateLimits;
 use crate::targets::{Target, TargetCache};
 use checkout::clock;
@@ -123,7 +123,13 @@ impl Dispatcher {
         };
         let series = Series::FIRST;
         let deliveries = targets.for_event(head.kind).into_iter().map(|target| async move {
-            let result = self.deliver(head, raw, &target, series, seen_before).await;
+            let pair = Pair {
+                head,
+                raw,
+                target: &target,
+                series,
+            };
+            let result = self.deliver(pair, seen_before).await;
             (target, result)
         });
         let mut disposition = Disposition::Done;
@@ -174,8 +180,13 @@ impl Dispatcher {
             tracing::info!(endpoint_id = %task.delivery.target, "the endpoint was deleted; nothing to deliver");
             return Disposition::Done;
         };
-        let series = Series::of(&task.delivery);
-        match self.deliver(head, task.event, &target, series, true).await {
+        let pair = Pair {
+            head,
+            raw: task.event,
+            target: &target,
+            series: Series::of(&task.delivery),
+        };
+        match self.deliver(pair, true).await {
             PairResult::Done => Disposition::Done,
             PairResult::Failed => Disposition::RetryIn(TRANSIENT_RETRY),
             PairResult::Wait(wait, WaitReason::Retry) => Disposition::RetryIn(wait.min(MAX_VISIBILITY)),

@@ -66,6 +66,16 @@ impl Series {
     }
 }
 
+/// One event to one target, in one series of attempts.
+#[derive(Clone, Copy)]
+pub(crate) struct Pair<'a> {
+    pub head: &'a EventHead,
+    /// The event's exact bytes.
+    pub raw: &'a RawValue,
+    pub target: &'a Target,
+    pub series: Series,
+}
+
 /// What the attempt log says to do next.
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
@@ -99,14 +109,10 @@ fn next_step(latest: Option<&AttemptRecord>, series: Series, now: Timestamp) -> 
 }
 
 impl Dispatcher {
-    pub(crate) async fn deliver(
-        &self,
-        head: &EventHead,
-        raw: &RawValue,
-        target: &Target,
-        series: Series,
-        seen_before: bool,
-    ) -> PairResult {
+    pub(crate) async fn deliver(&self, pair: Pair<'_>, seen_before: bool) -> PairResult {
+        let Pair {
+            head, target, series, ..
+        } = pair;
         let latest = if seen_before {
             match self.log.latest(target.name(), &head.id).await {
                 Ok(latest) => latest,
@@ -121,13 +127,13 @@ impl Dispatcher {
         let attempt = match next_step(latest.as_ref(), series, clock::now()) {
             Next::Attempt(n) => n,
             Next::NotYet(wait) => return PairResult::Wait(wait, WaitReason::Retry),
-            Next::DeadLetter(attempt) => return self.send_dead_letter(head, raw, target, attempt, "exhausted").await,
+            Next::DeadLetter(attempt) => return self.send_dead_letter(pair, attempt, "exhausted").await,
             Next::Nothing => return PairResult::Done,
         };
         if let Target::Endpoint(endpoint) = target
             && !endpoint.enabled
         {
-            return self.skip(head, target, attempt, series).await;
+            return self.skip(pair, attempt).await;
         }
         let _permit = match self.admit(head, target).await {
             Ok(permit) => permit,
@@ -137,17 +143,15 @@ impl Dispatcher {
             }
         };
         let now = clock::now();
-        let request = match build_request(head, raw, target, attempt, now) {
+        let request = match build_request(pair, attempt, now) {
             Ok(request) => request,
             Err(reason) => {
-                return self
-                    .give_up(head, raw, target, attempt, series, now, None, reason)
-                    .await;
+                return self.give_up(pair, attempt, now, None, reason).await;
             }
         };
         let result = send::attempt(&self.client, &request, self.config.client.policy, now.timestamp()).await;
         drop(_permit);
-        self.conclude(head, raw, target, attempt, series, now, result).await
+        self.conclude(pair, attempt, now, result).await
     }
 
     /// Waits out short rate-limit waits in place; longer ones become a deferral with a reserved
@@ -185,18 +189,9 @@ impl Dispatcher {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn conclude(
-        &self,
-        head: &EventHead,
-        raw: &RawValue,
-        target: &Target,
-        attempt: u32,
-        series: Series,
-        now: Timestamp,
-        result: AttemptResult,
-    ) -> PairResult {
-        let mut record = attempt_record(head, target, attempt, series, now, Some(&result));
+    async fn conclude(&self, pair: Pair<'_>, attempt: u32, now: Timestamp, result: AttemptResult) -> PairResult {
+        let target = pair.target;
+        let mut record = attempt_record(pair, attempt, now, Some(&result));
         match result.outcome {
             Outcome::Delivered => {
                 record.status = AttemptStatus::Succeeded;
@@ -213,12 +208,10 @@ impl Dispatcher {
                 stored
             }
             Outcome::Retry { pushback, .. } => {
-                let made = attempt + 1 - series.first_attempt;
+                let made = attempt + 1 - pair.series.first_attempt;
                 let Some(wait) = self.retry_delay(made, pushback) else {
                     let reason = format!("exhausted after {made} attempts");
-                    return self
-                        .give_up(head, raw, target, attempt, series, now, Some(result), reason)
-                        .await;
+                    return self.give_up(pair, attempt, now, Some(result), reason).await;
                 };
                 if let Some(reason) = self.note_failure(target, now).await {
                     record.final_reason = Some(reason);
@@ -244,36 +237,26 @@ impl Dispatcher {
 
     /// The last attempt of a series: recorded as such, then the delivery goes to the dead-letter
     /// queue.
-    #[allow(clippy::too_many_arguments)]
     async fn give_up(
         &self,
-        head: &EventHead,
-        raw: &RawValue,
-        target: &Target,
+        pair: Pair<'_>,
         attempt: u32,
-        series: Series,
         now: Timestamp,
         result: Option<AttemptResult>,
         reason: String,
     ) -> PairResult {
-        let mut record = attempt_record(head, target, attempt, series, now, result.as_ref());
+        let mut record = attempt_record(pair, attempt, now, result.as_ref());
         record.final_reason = Some(reason.clone());
         record.dead_lettered = true;
-        warn!(endpoint_id = target.name(), attempt, reason, "delivery exhausted");
+        warn!(endpoint_id = pair.target.name(), attempt, reason, "delivery exhausted");
         match self.store(&record).await {
-            PairResult::Done => self.send_dead_letter(head, raw, target, attempt, &reason).await,
+            PairResult::Done => self.send_dead_letter(pair, attempt, &reason).await,
             other => other,
         }
     }
 
-    async fn send_dead_letter(
-        &self,
-        head: &EventHead,
-        raw: &RawValue,
-        target: &Target,
-        attempts: u32,
-        reason: &str,
-    ) -> PairResult {
+    async fn send_dead_letter(&self, pair: Pair<'_>, attempts: u32, reason: &str) -> PairResult {
+        let Pair { head, raw, target, .. } = pair;
         let redrive = TaskMessage {
             delivery: DeliveryTask {
                 target: target.name().to_owned(),
@@ -301,8 +284,8 @@ impl Dispatcher {
     }
 
     /// The endpoint is disabled: nothing is sent, but the log says so, so a replay finds it.
-    async fn skip(&self, head: &EventHead, target: &Target, attempt: u32, series: Series) -> PairResult {
-        let mut record = attempt_record(head, target, attempt, series, clock::now(), None);
+    async fn skip(&self, pair: Pair<'_>, attempt: u32) -> PairResult {
+        let mut record = attempt_record(pair, attempt, clock::now(), None);
         record.status = AttemptStatus::Skipped;
         record.final_reason = Some("the endpoint is disabled".to_owned());
         self.store(&record).await
@@ -389,13 +372,8 @@ impl Dispatcher {
 }
 
 /// The exact request of this attempt, or why none can be built.
-fn build_request(
-    head: &EventHead,
-    raw: &RawValue,
-    target: &Target,
-    attempt: u32,
-    now: Timestamp,
-) -> Result<WebhookRequest, String> {
+fn build_request(pair: Pair<'_>, attempt: u32, now: Timestamp) -> Result<WebhookRequest, String> {
+    let Pair { head, raw, target, .. } = pair;
     match target {
         Target::Endpoint(endpoint) => {
             let body = Bytes::copy_from_slice(raw.get().as_bytes());
@@ -416,14 +394,10 @@ fn order_body(raw: &RawValue) -> Result<Bytes, String> {
     serde_json::to_vec(&body).map(Bytes::from).map_err(|e| e.to_string())
 }
 
-fn attempt_record(
-    head: &EventHead,
-    target: &Target,
-    attempt: u32,
-    series: Series,
-    now: Timestamp,
-    result: Option<&AttemptResult>,
-) -> AttemptRecord {
+fn attempt_record(pair: Pair<'_>, attempt: u32, now: Timestamp, result: Option<&AttemptResult>) -> AttemptRecord {
+    let Pair {
+        head, target, series, ..
+    } = pair;
     AttemptRecord {
         target: target.name().to_owned(),
         event_id: head.id.clone(),

@@ -40,7 +40,8 @@ async fn handle_received(
     messages.len()
 }
 
-fn incoming(message: &QueuedMessage) -> Incoming {
+/// A received message as the handler takes it.
+pub fn incoming(message: &QueuedMessage) -> Incoming {
     Incoming {
         message_id: message.message_id.clone(),
         body: message.body.clone(),

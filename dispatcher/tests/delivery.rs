@@ -8,7 +8,7 @@ use checkout::attempt_log::AttemptStatus;
 use checkout::delivery_outcome::ErrorClass;
 use checkout::delivery_task::DeadLetter;
 use common::{Answer, Kind, Rig, test_config};
-use dispatcher::{Disposition, Incoming};
+use dispatcher::Disposition;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -235,16 +235,7 @@ async fn a_crash_before_the_acknowledgement_redelivers_with_the_same_id(kind: Ki
     let e = rig.publish().await;
     // The POST goes out, then the process dies before anything is written or acknowledged.
     rig.log.fail_records.store(1, Ordering::SeqCst);
-    let batch = rig.queue.receive(10, Duration::from_secs(1)).await.unwrap();
-    let incoming: Vec<Incoming> = batch
-        .iter()
-        .map(|m| Incoming {
-            message_id: m.message_id.clone(),
-            body: m.body.clone(),
-            receive_count: m.receive_count,
-        })
-        .collect();
-    let dispositions = rig.dispatcher.handle(&incoming).await;
+    let dispositions = rig.handle_without_settling().await;
     assert!(
         matches!(dispositions[..], [Disposition::RetryIn(_)]),
         "{dispositions:?}"
@@ -263,16 +254,7 @@ async fn a_crash_before_the_acknowledgement_redelivers_with_the_same_id(kind: Ki
 
     // A crash after the attempt is recorded: the message comes back, nothing is sent again.
     let again = rig.publish().await;
-    let batch = rig.queue.receive(10, Duration::from_secs(1)).await.unwrap();
-    let incoming: Vec<Incoming> = batch
-        .iter()
-        .map(|m| Incoming {
-            message_id: m.message_id.clone(),
-            body: m.body.clone(),
-            receive_count: m.receive_count,
-        })
-        .collect();
-    assert_eq!(rig.dispatcher.handle(&incoming).await, vec![Disposition::Done]);
+    assert_eq!(rig.handle_without_settling().await, vec![Disposition::Done]);
     rig.run_for(common::VISIBILITY + Duration::from_secs(1)).await;
     let for_again = rig
         .receiver

@@ -68,12 +68,7 @@ async fn embedded_stack_delivers_events_to_the_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_stack_on_moto_delivers_events_to_the_queue() {
-    let mut config = Config::ephemeral("sk_pipeline_aws");
-    config.backend = BackendKind::Aws;
-    config.create_resources = true;
-    config.environment = format!("t{}", ulid::Ulid::new()).to_lowercase();
-    config.aws_endpoint_url = Some(aws_backend::testkit::endpoint());
-    created_session_reaches_the_queue(config).await;
+    created_session_reaches_the_queue(on_moto("sk_pipeline_aws")).await;
 }
 
 type Seen = Arc<Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>;
@@ -152,10 +147,15 @@ async fn embedded_stack_delivers_signed_webhooks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_stack_on_moto_delivers_signed_webhooks() {
-    let mut config = Config::ephemeral("sk_webhook_aws");
+    created_session_reaches_the_merchants_endpoint(on_moto("sk_webhook_aws")).await;
+}
+
+/// The AWS backend on moto, with fresh resources.
+fn on_moto(demo_api_key: &str) -> Config {
+    let mut config = Config::ephemeral(demo_api_key);
     config.backend = BackendKind::Aws;
     config.create_resources = true;
     config.environment = format!("t{}", ulid::Ulid::new()).to_lowercase();
     config.aws_endpoint_url = Some(aws_backend::testkit::endpoint());
-    created_session_reaches_the_merchants_endpoint(config).await;
+    config
 }

@@ -279,6 +279,14 @@ impl Rig {
         }
     }
 
+    /// One batch through the handler, with nothing deleted or hidden afterwards: what a
+    /// process that dies right after the handler returns leaves behind.
+    pub async fn handle_without_settling(&self) -> Vec<dispatcher::Disposition> {
+        let batch = self.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+        let incoming: Vec<_> = batch.iter().map(dispatcher::worker::incoming).collect();
+        self.dispatcher.handle(&incoming).await
+    }
+
     pub async fn attempts(&self, target: &str, e: &Event) -> Vec<AttemptRecord> {
         self.backend.deliveries.attempts_of(target, &e.id).await.unwrap()
     }
