@@ -14,6 +14,7 @@ use crate::rate_limit::RateLimits;
 use crate::targets::{Target, TargetCache};
 use checkout::clock;
 use checkout::delivery_task::{DeadLetter, DeliveryTask, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
+use checkout::ids::{EndpointId, MerchantId};
 use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, EndpointStore};
 use futures_util::future::join_all;
 use serde_json::value::RawValue;
@@ -53,8 +54,9 @@ pub struct Dispatcher {
     pub(crate) targets: TargetCache,
     pub(crate) queue: Arc<dyn DeliveryQueue>,
     pub(crate) dead_letters: Arc<dyn DeliveryQueue>,
-    pub(crate) limits: RateLimits<String>,
-    pub(crate) in_flight: InFlightLimits<String>,
+    pub(crate) merchant_limits: RateLimits<MerchantId>,
+    pub(crate) endpoint_limits: RateLimits<EndpointId>,
+    pub(crate) in_flight: InFlightLimits<EndpointId>,
     pub(crate) slots: DeferralSlots,
     pub(crate) config: DispatcherConfig,
 }
@@ -78,7 +80,8 @@ impl Dispatcher {
             ),
             queue,
             dead_letters,
-            limits: RateLimits::new(config.instances),
+            merchant_limits: RateLimits::new(config.instances),
+            endpoint_limits: RateLimits::new(config.instances),
             in_flight: InFlightLimits::new(config.max_in_flight_per_endpoint),
             slots: DeferralSlots::default(),
             config,

@@ -1,14 +1,16 @@
 //! Header names of a webhook delivery.
 
+use http::HeaderName;
+
 /// Standard Webhooks: the event id, stable across retries and replays.
-pub const WEBHOOK_ID: &str = "webhook-id";
+pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 /// Standard Webhooks: unix seconds of this attempt.
-pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 /// Standard Webhooks: `v1,<base64>`, space-separated during a secret rotation.
-pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+pub const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 /// The session's aggregate version, so receivers can order and deduplicate.
-pub const WEBHOOK_SEQUENCE: &str = "webhook-sequence";
+pub const WEBHOOK_SEQUENCE: HeaderName = HeaderName::from_static("webhook-sequence");
 /// 1 for the first attempt, then 2, 3…
-pub const WEBHOOK_ATTEMPT: &str = "webhook-attempt";
+pub const WEBHOOK_ATTEMPT: HeaderName = HeaderName::from_static("webhook-attempt");
 /// ACP order webhooks: `t=<unix>,v1=<hex>`.
-pub const MERCHANT_SIGNATURE: &str = "merchant-signature";
+pub const MERCHANT_SIGNATURE: HeaderName = HeaderName::from_static("merchant-signature");

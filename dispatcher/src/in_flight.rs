@@ -31,10 +31,13 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
             if slots.len() > PRUNE_ABOVE {
                 slots.retain(|_, s| s.available_permits() < self.cap);
             }
-            slots
-                .entry(key.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.cap)))
-                .clone()
+            match slots.get(key) {
+                Some(semaphore) => semaphore.clone(),
+                None => slots
+                    .entry(key.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.cap)))
+                    .clone(),
+            }
         };
         semaphore.try_acquire_owned().ok()
     }

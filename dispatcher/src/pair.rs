@@ -149,7 +149,7 @@ impl Dispatcher {
                 return self.give_up(pair, attempt, now, None, reason).await;
             }
         };
-        let result = send::attempt(&self.client, &request, self.config.client.policy, now.timestamp()).await;
+        let result = send::attempt(&self.client, request, self.config.client.policy, now.timestamp()).await;
         drop(_permit);
         self.conclude(pair, attempt, now, result).await
     }
@@ -157,32 +157,33 @@ impl Dispatcher {
     /// Waits out short rate-limit waits in place; longer ones become a deferral with a reserved
     /// slot. The permit holds one of the endpoint's in-flight places until the attempt ends.
     async fn admit(&self, head: &EventHead, target: &Target) -> Result<Option<OwnedSemaphorePermit>, Duration> {
-        let merchant_key = format!("m:{}", head.merchant_id);
         let endpoint = match target {
             Target::Endpoint(e) => Some(e),
             Target::Order(_) => None,
         };
-        let endpoint_limit = endpoint.and_then(|e| Some((format!("e:{}", e.id), NonZeroU32::new(e.rate_limit?)?)));
+        let endpoint_rate = endpoint.and_then(|e| NonZeroU32::new(e.rate_limit?));
         for round in 0.. {
-            let over = self
-                .limits
-                .check(&merchant_key, self.config.merchant_rate_limit)
-                .err()
-                .map(|wait| (wait, &merchant_key, self.config.merchant_rate_limit))
-                .or_else(|| {
-                    let (key, rate) = endpoint_limit.as_ref()?;
-                    let wait = self.limits.check(key, *rate).err()?;
-                    Some((wait, key, *rate))
-                });
-            let Some((wait, key, rate)) = over else { break };
+            let merchant_rate = self.config.merchant_rate_limit;
+            let over = match self.merchant_limits.check(&head.merchant_id, merchant_rate) {
+                Err(wait) => Some((
+                    wait,
+                    head.merchant_id.as_str(),
+                    self.merchant_limits.spacing(merchant_rate),
+                )),
+                Ok(()) => endpoint.zip(endpoint_rate).and_then(|(e, rate)| {
+                    let wait = self.endpoint_limits.check(&e.id, rate).err()?;
+                    Some((wait, e.id.as_str(), self.endpoint_limits.spacing(rate)))
+                }),
+            };
+            let Some((wait, key, spacing)) = over else { break };
             if wait > WAIT_IN_PLACE || round >= WAITS_IN_PLACE {
-                return Err(self.slots.reserve(key, wait, self.limits.spacing(rate)));
+                return Err(self.slots.reserve(key, wait, spacing));
             }
             tokio::time::sleep(wait).await;
         }
         match endpoint {
             None => Ok(None),
-            Some(e) => match self.in_flight.try_acquire(&e.id.to_string()) {
+            Some(e) => match self.in_flight.try_acquire(&e.id) {
                 Some(permit) => Ok(Some(permit)),
                 None => Err(IN_FLIGHT_DEFERRAL),
             },

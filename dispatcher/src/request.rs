@@ -6,13 +6,22 @@ use bytes::Bytes;
 use checkout::delivery_task::EventHead;
 use checkout::signature::{self, SignatureError};
 use checkout::webhook_endpoint::WebhookEndpoint;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct WebhookRequest {
     pub url: String,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
+
+/// A header value from text we made ourselves (ids, numbers, signatures: visible ASCII).
+fn text(value: &str) -> Result<HeaderValue, SignatureError> {
+    HeaderValue::from_str(value).map_err(|_| SignatureError::Malformed)
+}
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A Standard Webhooks delivery of an event (its id, version and exact bytes) to `endpoint`,
 /// signed with every secret that signs at `now` (unix seconds).
@@ -25,16 +34,16 @@ pub fn standard(
 ) -> Result<WebhookRequest, SignatureError> {
     let at = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
     let signature = signature::signature_header(endpoint.signing_secrets(at), event.id.as_str(), now, &body)?;
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(WEBHOOK_ID, text(event.id.as_str())?);
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(now));
+    headers.insert(WEBHOOK_SIGNATURE, text(&signature)?);
+    headers.insert(WEBHOOK_SEQUENCE, HeaderValue::from(event.version));
+    headers.insert(WEBHOOK_ATTEMPT, HeaderValue::from(attempt));
     Ok(WebhookRequest {
         url: endpoint.url.clone(),
-        headers: vec![
-            ("content-type", "application/json".to_owned()),
-            (WEBHOOK_ID, event.id.to_string()),
-            (WEBHOOK_TIMESTAMP, now.to_string()),
-            (WEBHOOK_SIGNATURE, signature),
-            (WEBHOOK_SEQUENCE, event.version.to_string()),
-            (WEBHOOK_ATTEMPT, attempt.to_string()),
-        ],
+        headers,
         body,
     })
 }
@@ -42,12 +51,12 @@ pub fn standard(
 /// An ACP order webhook (`{type, data: Order}`) signed with `Merchant-Signature`.
 pub fn acp_order(url: &str, secret: &str, body: Bytes, now: i64) -> Result<WebhookRequest, SignatureError> {
     let signature = signature::merchant_signature(secret.as_bytes(), now, &body)?;
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(MERCHANT_SIGNATURE, text(&signature)?);
     Ok(WebhookRequest {
         url: url.to_owned(),
-        headers: vec![
-            ("content-type", "application/json".to_owned()),
-            (MERCHANT_SIGNATURE, signature),
-        ],
+        headers,
         body,
     })
 }
@@ -76,14 +85,7 @@ mod tests {
         let body = Bytes::from(serde_json::to_vec(&e).unwrap());
         let request = standard(&EventHead::from(&e), body.clone(), &endpoint, 3, now).unwrap();
         assert_eq!(request.body, body);
-        let header = |name: &str| {
-            request
-                .headers
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
+        let header = |name: http::HeaderName| request.headers[name].to_str().unwrap().to_owned();
         assert_eq!(header(WEBHOOK_ID), e.id.to_string());
         assert_eq!(header(WEBHOOK_SEQUENCE), "1");
         assert_eq!(header(WEBHOOK_ATTEMPT), "3");

@@ -60,15 +60,13 @@ fn classify(err: &reqwest::Error) -> ErrorClass {
     }
 }
 
-pub async fn attempt(client: &reqwest::Client, request: &WebhookRequest, policy: UrlPolicy, now: i64) -> AttemptResult {
+pub async fn attempt(client: &reqwest::Client, request: WebhookRequest, policy: UrlPolicy, now: i64) -> AttemptResult {
     let started = Instant::now();
-    if let Err(err) = url_safety::parse_webhook_url(&request.url, policy) {
-        return failed(ErrorClass::Blocked, started, err.to_string());
-    }
-    let mut builder = client.post(&request.url).body(request.body.clone());
-    for (name, value) in &request.headers {
-        builder = builder.header(*name, value);
-    }
+    let checked = match url_safety::parse_webhook_url(&request.url, policy) {
+        Ok(checked) => checked,
+        Err(err) => return failed(ErrorClass::Blocked, started, err.to_string()),
+    };
+    let builder = client.post(checked.url).headers(request.headers).body(request.body);
     let mut response = match builder.send().await {
         Ok(response) => response,
         Err(err) => return failed(classify(&err), started, err.to_string()),

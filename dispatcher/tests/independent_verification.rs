@@ -18,7 +18,7 @@ fn header_map(request: &dispatcher::request::WebhookRequest) -> serde_json::Map<
     request
         .headers
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap().to_owned())))
         .collect()
 }
 

@@ -74,7 +74,7 @@ async fn deliver_to(url: &str, policy: UrlPolicy, total_timeout: Duration) -> (A
         ..ClientSettings::default()
     })
     .unwrap();
-    (send::attempt(&client, &request, policy, now).await, endpoint)
+    (send::attempt(&client, request, policy, now).await, endpoint)
 }
 
 #[tokio::test]

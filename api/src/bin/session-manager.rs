@@ -6,6 +6,10 @@ use checkout::payment::TestPaymentProcessor;
 use checkout::ports::Backend;
 use std::sync::Arc;
 
+// mimalloc: glibc malloc slows a busy async service down with frees across worker threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();

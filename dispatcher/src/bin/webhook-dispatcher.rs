@@ -7,6 +7,10 @@ use dispatcher::{Dispatcher, DispatcherConfig};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
 
+// mimalloc: glibc malloc slows a busy async service down with frees across worker threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn required(name: &str) -> Result<String, lambda_runtime::Error> {
     std::env::var(name).map_err(|_| format!("{name} is not set").into())
 }

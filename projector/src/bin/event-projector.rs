@@ -5,6 +5,10 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use projector::Projector;
 use std::sync::Arc;
 
+// mimalloc: glibc malloc slows a busy async service down with frees across worker threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
