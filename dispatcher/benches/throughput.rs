@@ -2,7 +2,8 @@
 //! both against the same local sink answering 200, at the same concurrency, with 1 KiB events.
 //!
 //! `cargo bench -p dispatcher --bench throughput` (settings: BENCH_CONCURRENCY, default 64;
-//! BENCH_SECONDS per measurement, default 5).
+//! BENCH_SECONDS per run, default 5; BENCH_ROUNDS, default 5; BENCH_BATCH, default 10;
+//! BENCH_ONLY=bare|handler|steps).
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -235,20 +236,33 @@ fn main() {
         return;
     }
     runtime.block_on(async {
-        // Alternating, twice each, best of two: both paths see the same machine.
-        let mut bare: f64 = 0.0;
-        let mut handler: f64 = 0.0;
-        for _ in 0..2 {
-            if only != "handler" {
-                bare = bare.max(bare_loop(&url, concurrency, period).await);
-            }
-            if only != "bare" {
-                handler = handler.max(dispatcher_handler(&url, concurrency, period).await);
-            }
+        // Back-to-back pairs, several rounds: this machine's speed drifts, so each round's ratio
+        // compares runs a few seconds apart, and the median round is the figure.
+        let rounds = setting("BENCH_ROUNDS", 5) as usize;
+        let mut results = Vec::new();
+        println!("concurrency {concurrency}, {EVENT_BYTES}-byte events, {period:?} per run");
+        for round in 1..=rounds {
+            let bare = if only != "handler" {
+                bare_loop(&url, concurrency, period).await
+            } else {
+                0.0
+            };
+            let handler = if only != "bare" {
+                dispatcher_handler(&url, concurrency, period).await
+            } else {
+                0.0
+            };
+            println!(
+                "round {round}: bare reqwest loop {bare:>7.0}/s, dispatcher handler {handler:>7.0}/s, ratio {:>5.1} %",
+                100.0 * handler / bare
+            );
+            results.push((handler / bare, bare, handler));
         }
-        println!("concurrency {concurrency}, {EVENT_BYTES}-byte events, {period:?} each");
-        println!("bare reqwest POST loop : {bare:>9.0} requests/s");
-        println!("dispatcher handler     : {handler:>9.0} deliveries/s");
-        println!("ratio                  : {:>9.1} %", 100.0 * handler / bare);
+        results.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (ratio, bare, handler) = results[results.len() / 2];
+        println!(
+            "median round: bare {bare:.0}/s, handler {handler:.0}/s, ratio {:.1} %",
+            100.0 * ratio
+        );
     });
 }
