@@ -9,6 +9,7 @@
 use crate::config::DispatcherConfig;
 use crate::deferral::DeferralSlots;
 use crate::in_flight::InFlightLimits;
+use crate::metrics::{DeliveryCounts, Metrics};
 use crate::pair::{Pair, PairResult, Series, WaitReason};
 use crate::rate_limit::RateLimits;
 use crate::targets::{Target, TargetCache};
@@ -59,6 +60,8 @@ pub struct Dispatcher {
     pub(crate) in_flight: InFlightLimits<EndpointId>,
     pub(crate) slots: DeferralSlots,
     pub(crate) config: DispatcherConfig,
+    /// Outcomes since the last [`Dispatcher::take_metrics`].
+    pub(crate) metrics: Metrics,
 }
 
 impl Dispatcher {
@@ -85,7 +88,13 @@ impl Dispatcher {
             in_flight: InFlightLimits::new(config.max_in_flight_per_endpoint),
             slots: DeferralSlots::default(),
             config,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// What happened to deliveries since the last call (for the batch's metrics line).
+    pub fn take_metrics(&self) -> DeliveryCounts {
+        self.metrics.take()
     }
 
     /// Delivers a batch, all messages at once; the result at index i is message i's.

@@ -22,6 +22,7 @@ pub async fn handle(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, event: S
         })
         .collect();
     let dispositions = dispatcher.handle(&incoming).await;
+    emit_metrics(dispatcher);
     let mut response = SqsBatchResponse::default();
     for (record, disposition) in event.records.iter().zip(dispositions) {
         let Disposition::RetryIn(wait) = disposition else {
@@ -36,4 +37,17 @@ pub async fn handle(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, event: S
         response.add_failure(record.message_id.clone().unwrap_or_default());
     }
     response
+}
+
+/// One EMF line per batch on stdout, where Lambda's log capture hands it to CloudWatch.
+fn emit_metrics(dispatcher: &Dispatcher) {
+    let counts = dispatcher.take_metrics();
+    if counts.is_empty() {
+        return;
+    }
+    let environment = std::env::var("ACP_ENVIRONMENT").unwrap_or_else(|_| "default".to_owned());
+    println!(
+        "{}",
+        counts.emf_line(&environment, checkout::clock::now().timestamp_millis())
+    );
 }

@@ -10,6 +10,7 @@ pub mod handler;
 pub mod headers;
 pub mod in_flight;
 pub mod lambda;
+pub mod metrics;
 mod pair;
 pub mod pinned_dns;
 pub mod rate_limit;

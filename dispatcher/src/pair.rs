@@ -138,6 +138,7 @@ impl Dispatcher {
         let _permit = match self.admit(head, target).await {
             Ok(permit) => permit,
             Err(wait) => {
+                self.metrics.deferred();
                 debug!(endpoint_id = target.name(), ?wait, "deferred by the rate limits");
                 return PairResult::Wait(wait, WaitReason::Defer);
             }
@@ -195,6 +196,8 @@ impl Dispatcher {
         let mut record = attempt_record(pair, attempt, now, Some(&result));
         match result.outcome {
             Outcome::Delivered => {
+                let lag = (now - pair.head.created_at).to_std().unwrap_or_default();
+                self.metrics.delivered(result.latency, lag);
                 record.status = AttemptStatus::Succeeded;
                 let stored = self.store(&record).await;
                 if stored == PairResult::Done {
@@ -203,12 +206,14 @@ impl Dispatcher {
                 stored
             }
             Outcome::Gone => {
+                self.metrics.failed();
                 record.final_reason = Some("the endpoint answered 410 Gone and was disabled".to_owned());
                 let stored = self.store(&record).await;
                 self.disable(target, "the endpoint answered 410 Gone", now).await;
                 stored
             }
             Outcome::Retry { pushback, .. } => {
+                self.metrics.failed();
                 let made = attempt + 1 - pair.series.first_attempt;
                 let Some(wait) = self.retry_delay(made, pushback) else {
                     let reason = format!("exhausted after {made} attempts");
@@ -249,6 +254,7 @@ impl Dispatcher {
         let mut record = attempt_record(pair, attempt, now, result.as_ref());
         record.final_reason = Some(reason.clone());
         record.dead_lettered = true;
+        self.metrics.exhausted();
         warn!(endpoint_id = pair.target.name(), attempt, reason, "delivery exhausted");
         match self.store(&record).await {
             PairResult::Done => self.send_dead_letter(pair, attempt, &reason).await,

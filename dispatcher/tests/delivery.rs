@@ -426,3 +426,52 @@ mod health {
         a_success_clears_the_failing_streak
     );
 }
+
+/// The Lambda adapter: a delivered item is not reported; a failed one is, after its visibility
+/// was set to the retry wait; the batch's counts are taken for its metrics line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_handler_reports_only_what_must_come_back() {
+    let rig = Rig::new(Kind::Embedded, test_config()).await;
+    rig.receiver.script(&[Answer::Status(200), Answer::Status(500)]);
+    let first = checkout::testkit::event(&rig.merchant, None, 1);
+    let second = checkout::testkit::event(&rig.merchant, None, 1);
+    let record = |id: &str, e: &checkout::event::Event| {
+        serde_json::json!({
+            "messageId": id,
+            "receiptHandle": format!("receipt-{id}"),
+            "body": serde_json::to_string(e).unwrap(),
+            "attributes": { "ApproximateReceiveCount": "1" },
+            "messageAttributes": {},
+        })
+    };
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(serde_json::json!({ "Records": [record("m1", &first)] })).unwrap();
+    let response = dispatcher::lambda::handle(&rig.dispatcher, rig.queue.as_ref(), event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(serde_json::json!({ "Records": [record("m2", &second)] })).unwrap();
+    let response = dispatcher::lambda::handle(&rig.dispatcher, rig.queue.as_ref(), event).await;
+    // The first attempt failed, and its retry went on as a task of its own: the event itself is done.
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(rig.receiver.seen().len(), 2);
+    assert!(
+        rig.dispatcher.take_metrics().is_empty(),
+        "each batch's counts were taken"
+    );
+    let queued = rig.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(queued.len(), 1, "the retry task");
+    assert!(queued[0].body.contains(rig.endpoint.id.as_str()));
+
+    // Storage down while recording: the item must come back, so it is reported.
+    rig.log.fail_records.store(1, Ordering::SeqCst);
+    let third = checkout::testkit::event(&rig.merchant, None, 1);
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(serde_json::json!({ "Records": [record("m3", &third)] })).unwrap();
+    let response = dispatcher::lambda::handle(&rig.dispatcher, rig.queue.as_ref(), event).await;
+    let reported: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(reported, vec!["m3"]);
+}
