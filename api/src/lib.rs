@@ -10,6 +10,7 @@ mod edge;
 mod endpoints;
 mod error;
 pub mod headers;
+pub mod onboarding;
 mod resolver;
 mod routes;
 

@@ -39,15 +39,14 @@ pub async fn handle(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, event: S
     response
 }
 
-/// One EMF line per batch on stdout, where Lambda's log capture hands it to CloudWatch.
+/// The batch's EMF lines on stdout, where Lambda's log capture hands it to CloudWatch.
 fn emit_metrics(dispatcher: &Dispatcher) {
     let counts = dispatcher.take_metrics();
     if counts.is_empty() {
         return;
     }
     let environment = std::env::var("ACP_ENVIRONMENT").unwrap_or_else(|_| "default".to_owned());
-    println!(
-        "{}",
-        counts.emf_line(&environment, checkout::clock::now().timestamp_millis())
-    );
+    for line in counts.emf_lines(&environment, checkout::clock::now().timestamp_millis()) {
+        println!("{line}");
+    }
 }

@@ -1,8 +1,10 @@
 //! Delivery metrics as CloudWatch Embedded Metric Format: the Lambda function prints one JSON
 //! line per batch and CloudWatch turns it into metrics, with no API call and no agent.
 
+use checkout::ids::MerchantId;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// EMF takes at most 100 values per metric in one line.
@@ -19,6 +21,16 @@ pub struct DeliveryCounts {
     pub latency_ms: Vec<f64>,
     /// From the event's creation to its delivery, in milliseconds.
     pub lag_ms: Vec<f64>,
+    /// Failed and exhausted deliveries per merchant. Only failures get a merchant dimension:
+    /// they are what an operator looks for by merchant, and each merchant that appears costs a
+    /// custom metric, so healthy merchants should not.
+    pub failing: BTreeMap<MerchantId, MerchantFailures>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MerchantFailures {
+    pub failed: u32,
+    pub exhausted: u32,
 }
 
 impl DeliveryCounts {
@@ -26,9 +38,36 @@ impl DeliveryCounts {
         self.succeeded + self.failed + self.deferred + self.exhausted == 0
     }
 
+    /// The EMF lines for these counts: one under the dimension `Environment`, then one per
+    /// merchant with failures under (`Environment`, `MerchantId`).
+    pub fn emf_lines(&self, environment: &str, timestamp_ms: i64) -> Vec<String> {
+        let mut lines = vec![self.emf_line(environment, timestamp_ms)];
+        for (merchant, failures) in &self.failing {
+            let mut line = json!({
+                "Environment": environment,
+                "MerchantId": merchant.as_str(),
+                "DeliveriesFailed": failures.failed,
+                "DeliveriesExhausted": failures.exhausted,
+            });
+            line["_aws"] = json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Environment", "MerchantId"]],
+                    "Metrics": [
+                        { "Name": "DeliveriesFailed", "Unit": "Count" },
+                        { "Name": "DeliveriesExhausted", "Unit": "Count" },
+                    ],
+                }],
+            });
+            lines.push(line.to_string());
+        }
+        lines
+    }
+
     /// One EMF line for these counts, under the dimension `Environment`. Only metrics with a
     /// value are declared (a declared metric without one would make the line invalid).
-    pub fn emf_line(&self, environment: &str, timestamp_ms: i64) -> String {
+    fn emf_line(&self, environment: &str, timestamp_ms: i64) -> String {
         let counts = [
             ("DeliveriesSucceeded", self.succeeded),
             ("DeliveriesFailed", self.failed),
@@ -79,16 +118,20 @@ impl Metrics {
         }
     }
 
-    pub fn failed(&self) {
-        self.counts.lock().failed += 1;
+    pub fn failed(&self, merchant: &MerchantId) {
+        let mut counts = self.counts.lock();
+        counts.failed += 1;
+        counts.failing.entry(merchant.clone()).or_default().failed += 1;
     }
 
     pub fn deferred(&self) {
         self.counts.lock().deferred += 1;
     }
 
-    pub fn exhausted(&self) {
-        self.counts.lock().exhausted += 1;
+    pub fn exhausted(&self, merchant: &MerchantId) {
+        let mut counts = self.counts.lock();
+        counts.exhausted += 1;
+        counts.failing.entry(merchant.clone()).or_default().exhausted += 1;
     }
 
     pub fn take(&self) -> DeliveryCounts {
@@ -104,12 +147,15 @@ mod tests {
     fn a_batch_becomes_one_emf_line() {
         let metrics = Metrics::default();
         metrics.delivered(Duration::from_millis(12), Duration::from_millis(340));
-        metrics.failed();
+        let merchant = MerchantId::parse("mer_a").unwrap();
+        metrics.failed(&merchant);
         metrics.deferred();
-        metrics.exhausted();
+        metrics.exhausted(&merchant);
         let counts = metrics.take();
         assert!(metrics.take().is_empty(), "taking resets");
-        let line: Value = serde_json::from_str(&counts.emf_line("prod", 1_700_000_000_000)).unwrap();
+        let lines = counts.emf_lines("prod", 1_700_000_000_000);
+        assert_eq!(lines.len(), 2, "the batch line and one for the failing merchant");
+        let line: Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
         assert_eq!(line["Environment"], "prod");
@@ -128,6 +174,22 @@ mod tests {
         for name in declared {
             assert!(line.get(name).is_some(), "{name} has a value");
         }
+        let per_merchant: Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(per_merchant["MerchantId"], "mer_a");
+        assert_eq!(per_merchant["DeliveriesFailed"], 1);
+        assert_eq!(per_merchant["DeliveriesExhausted"], 1);
+        assert_eq!(
+            per_merchant["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Environment", "MerchantId"]])
+        );
+    }
+
+    #[test]
+    fn healthy_merchants_get_no_line_of_their_own() {
+        let metrics = Metrics::default();
+        metrics.delivered(Duration::from_millis(5), Duration::from_millis(9));
+        metrics.deferred();
+        assert_eq!(metrics.take().emf_lines("prod", 0).len(), 1);
     }
 
     #[test]
@@ -136,7 +198,7 @@ mod tests {
             failed: 2,
             ..DeliveryCounts::default()
         };
-        let line: Value = serde_json::from_str(&counts.emf_line("dev", 0)).unwrap();
+        let line: Value = serde_json::from_str(&counts.emf_lines("dev", 0)[0]).unwrap();
         assert!(line.get("DeliveryLatency").is_none());
         let declared = line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
         assert!(declared.iter().all(|m| m["Name"] != "DeliveryLatency"));

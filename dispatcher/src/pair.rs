@@ -206,14 +206,14 @@ impl Dispatcher {
                 stored
             }
             Outcome::Gone => {
-                self.metrics.failed();
+                self.metrics.failed(&pair.head.merchant_id);
                 record.final_reason = Some("the endpoint answered 410 Gone and was disabled".to_owned());
                 let stored = self.store(&record).await;
                 self.disable(target, "the endpoint answered 410 Gone", now).await;
                 stored
             }
             Outcome::Retry { pushback, .. } => {
-                self.metrics.failed();
+                self.metrics.failed(&pair.head.merchant_id);
                 let made = attempt + 1 - pair.series.first_attempt;
                 let Some(wait) = self.retry_delay(made, pushback) else {
                     let reason = format!("exhausted after {made} attempts");
@@ -254,7 +254,7 @@ impl Dispatcher {
         let mut record = attempt_record(pair, attempt, now, result.as_ref());
         record.final_reason = Some(reason.clone());
         record.dead_lettered = true;
-        self.metrics.exhausted();
+        self.metrics.exhausted(&pair.head.merchant_id);
         warn!(endpoint_id = pair.target.name(), attempt, reason, "delivery exhausted");
         match self.store(&record).await {
             PairResult::Done => self.send_dead_letter(pair, attempt, &reason).await,

@@ -8,5 +8,6 @@ mod endpoints;
 mod examples;
 mod flow;
 mod idempotency;
+mod onboarding;
 mod schema;
 mod tenancy;

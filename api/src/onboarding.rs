@@ -1,0 +1,58 @@
+//! Adding a merchant to a deployment and rotating its API key: what `acp-admin` does. The key
+//! is shown once, here; only its hash is stored.
+
+use checkout::catalog::Catalog;
+use checkout::ids::MerchantId;
+use checkout::merchant::{Merchant, generate_api_key, hash_api_key};
+use checkout::ports::{MerchantStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnboardingError {
+    #[error("merchant {0} already exists (rotate its key instead)")]
+    AlreadyExists(MerchantId),
+    #[error("merchant {0} does not exist")]
+    NotFound(MerchantId),
+    #[error("could not make an API key: {0}")]
+    Key(#[from] getrandom::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct NewMerchant {
+    pub id: MerchantId,
+    pub name: String,
+    pub catalog: Catalog,
+    /// Orders are linked as `{order_url_base}/{order_id}`.
+    pub order_url_base: String,
+}
+
+/// Stores a new merchant; returns it with its API key.
+pub async fn create_merchant(
+    store: &dyn MerchantStore,
+    new: NewMerchant,
+) -> Result<(Merchant, String), OnboardingError> {
+    if store.merchant(&new.id).await?.is_some() {
+        return Err(OnboardingError::AlreadyExists(new.id));
+    }
+    let api_key = generate_api_key()?;
+    let merchant = Merchant {
+        name: new.name,
+        catalog: new.catalog,
+        order_url_base: new.order_url_base,
+        ..Merchant::demo(new.id, &api_key)
+    };
+    store.put_merchant(&merchant).await?;
+    Ok((merchant, api_key))
+}
+
+/// Gives the merchant a new API key. The old one stops working once running API instances'
+/// merchant caches expire (30 s).
+pub async fn rotate_api_key(store: &dyn MerchantStore, id: &MerchantId) -> Result<String, OnboardingError> {
+    let Some(mut merchant) = store.merchant(id).await? else {
+        return Err(OnboardingError::NotFound(id.clone()));
+    };
+    let api_key = generate_api_key()?;
+    merchant.api_key_hash = hash_api_key(&api_key);
+    store.put_merchant(&merchant).await?;
+    Ok(api_key)
+}
