@@ -1,11 +1,15 @@
 //! The embedded backend: every port in one process, with the semantics of the AWS services it
 //! stands in for — conditional appends and atomic event + idempotency commits (DynamoDB), a
 //! topic fanning out to queues with visibility timeouts and a dead-letter redrive (SNS, SQS).
+//! In memory ([`EmbeddedStore`], queues from [`EmbeddedQueue::new`]) or on disk
+//! ([`DurableStore`], queues from [`EmbeddedQueue::durable`]), fsynced on every commit.
 
+mod durable;
 mod queue;
 mod store;
 mod topic;
 
+pub use durable::{Committed, Database, DurableStore};
 pub use queue::{EmbeddedQueue, QueueConfig};
 pub use store::EmbeddedStore;
 pub use topic::EmbeddedTopic;

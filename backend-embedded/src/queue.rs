@@ -1,12 +1,16 @@
 //! An in-process queue with SQS semantics: at-least-once delivery, visibility timeouts, delays,
-//! receive counts, and a redrive to a dead-letter queue after too many receives.
+//! receive counts, and a redrive to a dead-letter queue after too many receives. Optionally
+//! durable: messages are then also kept in the database, written before a send returns, so a
+//! restart finds every message not yet deleted (visible again at once, unless delayed).
 
+use crate::durable::Database;
 use async_trait::async_trait;
-use checkout::ports::{DeliveryQueue, PipelineError, QueuedMessage};
+use checkout::ports::{DeliveryQueue, PipelineError, QueuedMessage, StoreError};
 use parking_lot::Mutex;
+use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -34,11 +38,33 @@ struct Messages {
     next_seq: u64,
 }
 
+/// Where a durable queue keeps its messages: rows of the `messages` table named for it.
+struct QueueLog {
+    db: Arc<Database>,
+    name: String,
+}
+
 pub struct EmbeddedQueue {
     config: QueueConfig,
     messages: Mutex<Messages>,
     arrived: Notify,
     dead_letters: Option<Arc<EmbeddedQueue>>,
+    log: Option<QueueLog>,
+}
+
+fn failed(err: StoreError) -> PipelineError {
+    PipelineError(err.to_string())
+}
+
+fn wall_clock_ms(after: Duration) -> i64 {
+    let at = SystemTime::now() + after;
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The monotonic instant of a stored wall-clock time (now, if it has passed).
+fn instant_of(wall_clock_ms: i64) -> Instant {
+    let wait = wall_clock_ms.saturating_sub(self::wall_clock_ms(Duration::ZERO));
+    Instant::now() + Duration::from_millis(u64::try_from(wait).unwrap_or(0))
 }
 
 impl EmbeddedQueue {
@@ -48,7 +74,52 @@ impl EmbeddedQueue {
             messages: Mutex::new(Messages::default()),
             arrived: Notify::new(),
             dead_letters,
+            log: None,
         }
+    }
+
+    /// A queue kept in `db` under `name`, with the messages stored there.
+    pub fn durable(
+        config: QueueConfig,
+        dead_letters: Option<Arc<EmbeddedQueue>>,
+        db: Arc<Database>,
+        name: &str,
+    ) -> Result<Self, StoreError> {
+        type Row = (i64, String, String, String, i64, i64);
+        let rows: Vec<Row> = db.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT seq, id, body, attributes, visible_at_ms, receive_count FROM messages \
+                 WHERE queue = ?1 ORDER BY seq",
+            )?;
+            let rows = statement.query_map([name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?;
+            rows.collect()
+        })?;
+        let mut messages = Messages::default();
+        for (seq, id, body, attributes, visible_at_ms, receive_count) in rows {
+            let attributes = serde_json::from_str(&attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            messages.by_seq.insert(
+                seq as u64,
+                Message {
+                    id,
+                    body,
+                    attributes,
+                    visible_at: instant_of(visible_at_ms),
+                    receive_count: receive_count as u32,
+                    receipt: None,
+                },
+            );
+            messages.next_seq = seq as u64 + 1;
+        }
+        Ok(Self {
+            log: Some(QueueLog {
+                db,
+                name: name.to_owned(),
+            }),
+            messages: Mutex::new(messages),
+            ..Self::new(config, dead_letters)
+        })
     }
 
     /// Messages held, visible or not.
@@ -60,28 +131,63 @@ impl EmbeddedQueue {
         self.len() == 0
     }
 
-    pub fn send_with_attributes(&self, body: String, attributes: Vec<(String, String)>, delay: Duration) {
+    fn reserve_seq(&self) -> u64 {
         let mut messages = self.messages.lock();
-        let seq = messages.next_seq;
         messages.next_seq += 1;
-        messages.by_seq.insert(
-            seq,
-            Message {
-                id: ulid::Ulid::new().to_string(),
-                body,
-                attributes,
-                visible_at: Instant::now() + delay,
-                receive_count: 0,
-                receipt: None,
-            },
-        );
-        drop(messages);
+        messages.next_seq - 1
+    }
+
+    fn insert(&self, seq: u64, message: Message) {
+        self.messages.lock().by_seq.insert(seq, message);
         self.arrived.notify_waiters();
     }
 
-    /// Takes up to `max` visible messages now; redrives those received too often. Returns them
-    /// and, when none were visible, when the next one becomes visible.
-    fn take(&self, max: usize) -> (Vec<QueuedMessage>, Option<Instant>) {
+    /// Adds a message (stored first, when durable).
+    pub async fn push(
+        &self,
+        body: String,
+        attributes: Vec<(String, String)>,
+        delay: Duration,
+    ) -> Result<(), PipelineError> {
+        let seq = self.reserve_seq();
+        let id = ulid::Ulid::new().to_string();
+        if let Some(log) = &self.log {
+            let (name, id, body, attributes) = (
+                log.name.clone(),
+                id.clone(),
+                body.clone(),
+                serde_json::to_string(&attributes).map_err(|e| PipelineError(e.to_string()))?,
+            );
+            let visible_at_ms = wall_clock_ms(delay);
+            log.db
+                .write(move |conn| {
+                    conn.prepare_cached(
+                        "INSERT INTO messages (queue, seq, id, body, attributes, visible_at_ms, receive_count) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                    )
+                    .and_then(|mut s| s.execute(params![name, seq as i64, id, body, attributes, visible_at_ms]))
+                    .map_err(StoreError::unavailable)?;
+                    Ok(())
+                })
+                .await
+                .map_err(failed)?;
+        }
+        let message = Message {
+            id,
+            body,
+            attributes,
+            visible_at: Instant::now() + delay,
+            receive_count: 0,
+            receipt: None,
+        };
+        self.insert(seq, message);
+        Ok(())
+    }
+
+    /// Takes up to `max` visible messages now, and those received too often (for the
+    /// dead-letter queue). Returns both and, when none were visible, when the next one becomes
+    /// visible.
+    fn take(&self, max: usize) -> (Vec<QueuedMessage>, Vec<(u64, Message)>, Option<Instant>) {
         let now = Instant::now();
         let mut guard = self.messages.lock();
         let messages = &mut *guard;
@@ -116,29 +222,82 @@ impl EmbeddedQueue {
                 attributes: message.attributes.clone(),
             });
         }
-        let moved: Vec<Message> = dead.iter().filter_map(|seq| messages.by_seq.remove(seq)).collect();
-        drop(guard);
-        if let Some(dlq) = &self.dead_letters {
-            for message in moved {
-                dlq.send_with_attributes(message.body, message.attributes, Duration::ZERO);
+        let mut moved = Vec::new();
+        for seq in dead {
+            if let Some(mut message) = messages.by_seq.remove(&seq) {
+                if let Some(receipt) = message.receipt.take() {
+                    messages.by_receipt.remove(&receipt);
+                }
+                moved.push((seq, message));
             }
         }
-        (taken, next_visible)
+        (taken, moved, next_visible)
+    }
+
+    /// Moves messages to the dead-letter queue (in one transaction per message, when durable).
+    async fn redrive(&self, moved: Vec<(u64, Message)>) -> Result<(), PipelineError> {
+        let Some(dlq) = &self.dead_letters else {
+            return Ok(());
+        };
+        for (seq, mut message) in moved {
+            let new_seq = dlq.reserve_seq();
+            if let (Some(log), Some(dlq_log)) = (&self.log, &dlq.log) {
+                let (from, to) = (log.name.clone(), dlq_log.name.clone());
+                log.db
+                    .write(move |conn| {
+                        conn.prepare_cached(
+                            "UPDATE messages SET queue = ?1, seq = ?2, receive_count = 0, visible_at_ms = 0 \
+                             WHERE queue = ?3 AND seq = ?4",
+                        )
+                        .and_then(|mut s| s.execute(params![to, new_seq as i64, from, seq as i64]))
+                        .map_err(StoreError::unavailable)?;
+                        Ok(())
+                    })
+                    .await
+                    .map_err(failed)?;
+            }
+            message.receive_count = 0;
+            message.visible_at = Instant::now();
+            dlq.insert(new_seq, message);
+        }
+        Ok(())
+    }
+
+    /// Stores a message's new visibility and receive count, when durable.
+    async fn store_visibility(&self, seq: u64, visible_in: Duration, receive_count: u32) -> Result<(), PipelineError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let name = log.name.clone();
+        let visible_at_ms = wall_clock_ms(visible_in);
+        log.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE messages SET visible_at_ms = ?1, receive_count = ?2 WHERE queue = ?3 AND seq = ?4",
+                )
+                .and_then(|mut s| s.execute(params![visible_at_ms, receive_count, name, seq as i64]))
+                .map_err(StoreError::unavailable)?;
+                Ok(())
+            })
+            .await
+            .map_err(failed)
     }
 }
 
 #[async_trait]
 impl DeliveryQueue for EmbeddedQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<(), PipelineError> {
-        self.send_with_attributes(body.to_owned(), Vec::new(), delay);
-        Ok(())
+        self.push(body.to_owned(), Vec::new(), delay).await
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<QueuedMessage>, PipelineError> {
         let deadline = Instant::now() + wait;
         loop {
             let arrived = self.arrived.notified();
-            let (taken, next_visible) = self.take(max.max(1));
+            let (taken, moved, next_visible) = self.take(max.max(1));
+            if !moved.is_empty() {
+                self.redrive(moved).await?;
+            }
             if !taken.is_empty() || Instant::now() >= deadline {
                 return Ok(taken);
             }
@@ -151,23 +310,41 @@ impl DeliveryQueue for EmbeddedQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), PipelineError> {
-        let mut messages = self.messages.lock();
-        if let Some(seq) = messages.by_receipt.remove(receipt) {
-            messages.by_seq.remove(&seq);
-        }
-        Ok(())
+        let seq = {
+            let mut messages = self.messages.lock();
+            let seq = messages.by_receipt.remove(receipt);
+            if let Some(seq) = seq {
+                messages.by_seq.remove(&seq);
+            }
+            seq
+        };
+        let (Some(seq), Some(log)) = (seq, &self.log) else {
+            return Ok(());
+        };
+        let name = log.name.clone();
+        log.db
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND seq = ?2")
+                    .and_then(|mut s| s.execute(params![name, seq as i64]))
+                    .map_err(StoreError::unavailable)?;
+                Ok(())
+            })
+            .await
+            .map_err(failed)
     }
 
     async fn set_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), PipelineError> {
-        let mut messages = self.messages.lock();
-        let seq = messages.by_receipt.get(receipt).copied();
-        let message = seq.and_then(|seq| messages.by_seq.get_mut(&seq));
-        let Some(message) = message else {
-            return Err(PipelineError("receipt is not current".to_owned()));
+        let (seq, receive_count) = {
+            let mut messages = self.messages.lock();
+            let seq = messages.by_receipt.get(receipt).copied();
+            let message = seq.and_then(|seq| messages.by_seq.get_mut(&seq).map(|m| (seq, m)));
+            let Some((seq, message)) = message else {
+                return Err(PipelineError("receipt is not current".to_owned()));
+            };
+            message.visible_at = Instant::now() + timeout;
+            (seq, message.receive_count)
         };
-        message.visible_at = Instant::now() + timeout;
-        drop(messages);
         self.arrived.notify_waiters();
-        Ok(())
+        self.store_visibility(seq, timeout, receive_count).await
     }
 }

@@ -18,22 +18,27 @@ impl EmbeddedTopic {
     }
 }
 
+impl EmbeddedTopic {
+    async fn publish_one(&self, event: &Event) -> Result<(), PipelineError> {
+        let body = serde_json::to_string(event).map_err(|e| PipelineError(e.to_string()))?;
+        let attributes = vec![
+            ("merchant_id".to_owned(), event.merchant_id.to_string()),
+            ("event_type".to_owned(), event.kind.to_string()),
+        ];
+        for queue in &self.subscribers {
+            queue.push(body.clone(), attributes.clone(), Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Publisher for EmbeddedTopic {
     async fn publish(&self, events: &[&Event]) -> Vec<Result<(), PipelineError>> {
-        events
-            .iter()
-            .map(|event| {
-                let body = serde_json::to_string(event).map_err(|e| PipelineError(e.to_string()))?;
-                let attributes = vec![
-                    ("merchant_id".to_owned(), event.merchant_id.to_string()),
-                    ("event_type".to_owned(), event.kind.to_string()),
-                ];
-                for queue in &self.subscribers {
-                    queue.send_with_attributes(body.clone(), attributes.clone(), Duration::ZERO);
-                }
-                Ok(())
-            })
-            .collect()
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            results.push(self.publish_one(event).await);
+        }
+        results
     }
 }

@@ -1,0 +1,198 @@
+//! One SQLite database with group commit. Every write runs on a single writer thread: the
+//! writes that arrive while a commit is under way are run together in the next transaction and
+//! share its fsync, and each caller hears back only once its write is on disk. Reads run on a
+//! small pool of connections and see committed data only (WAL mode).
+
+use checkout::ports::StoreError;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+use tracing::error;
+
+/// Most writes in one transaction; bounds the wait of the first one in a burst.
+const MAX_BATCH: usize = 1024;
+const READERS: usize = 4;
+
+/// Runs inside the batch's transaction; the returned callback runs after the commit (with
+/// whether it succeeded), on the writer thread, in commit order.
+/// Given no connection, the job fails without running (its batch could not begin).
+type Job = Box<dyn FnOnce(Option<&Connection>) -> AfterCommit + Send>;
+type AfterCommit = Box<dyn FnOnce(bool) + Send>;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (session_id, version)
+);
+CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS merchants (
+    id TEXT PRIMARY KEY,
+    api_key_hash TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    merchant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (merchant_id, id)
+);
+CREATE TABLE IF NOT EXISTS views (session_id TEXT PRIMARY KEY, version INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    target TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (target, sk)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    queue TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL,
+    PRIMARY KEY (queue, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+pub struct Database {
+    writer: mpsc::Sender<Job>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+pub(crate) fn corrupt(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(err.to_string())
+}
+
+fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    // WAL: readers never block the writer; synchronous=FULL: every commit is fsynced.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;",
+    )?;
+    Ok(conn)
+}
+
+impl Database {
+    /// Opens (or creates) the database file at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
+        writer.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
+        let readers = (0..READERS)
+            .map(|_| connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::unavailable)?;
+        let (sender, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || write_loop(writer, jobs))
+            .map_err(StoreError::unavailable)?;
+        Ok(Self {
+            writer: sender,
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `op` in a transaction of its own (a savepoint inside the batch's), returns its
+    /// result once the batch is committed. An `op` error rolls back only that op.
+    pub async fn write<R, F>(&self, op: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.write_then(op, |_| {}).await
+    }
+
+    /// [`Database::write`], and `after` with the result once it is committed, on the writer
+    /// thread: so `after`s run in commit order.
+    pub async fn write_then<R, F, A>(&self, op: F, after: A) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        A: FnOnce(&R) + Send + 'static,
+    {
+        let (reply, replied) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => in_savepoint(conn, op),
+                None => Err(StoreError::Unavailable("could not begin a transaction".into())),
+            };
+            Box::new(move |committed| {
+                let result = match result {
+                    Ok(value) if committed => {
+                        after(&value);
+                        Ok(value)
+                    }
+                    Ok(_) => Err(StoreError::Unavailable("the commit failed".into())),
+                    Err(err) => Err(err),
+                };
+                let _ = reply.send(result);
+            })
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        replied
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+
+    /// Runs `read` on one of the read connections (committed data only).
+    pub fn read<R>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let conn = (0..READERS)
+            .find_map(|i| self.readers[(start + i) % READERS].try_lock())
+            .unwrap_or_else(|| self.readers[start % READERS].lock());
+        read(&conn).map_err(StoreError::unavailable)
+    }
+}
+
+fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    conn.execute_batch("SAVEPOINT op").map_err(StoreError::unavailable)?;
+    let result = op(conn);
+    let end = if result.is_ok() {
+        "RELEASE op"
+    } else {
+        "ROLLBACK TO op; RELEASE op"
+    };
+    conn.execute_batch(end).map_err(StoreError::unavailable)?;
+    result
+}
+
+fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+            error!(error = %err, "could not begin a transaction");
+            batch.into_iter().for_each(|job| job(None)(false));
+            continue;
+        }
+        let finish: Vec<AfterCommit> = batch.into_iter().map(|job| job(Some(&conn))).collect();
+        let committed = match conn.execute_batch("COMMIT") {
+            Ok(()) => true,
+            Err(err) => {
+                error!(error = %err, "commit failed; the batch is rolled back");
+                let _ = conn.execute_batch("ROLLBACK");
+                false
+            }
+        };
+        for after in finish {
+            after(committed);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The embedded backend on disk: SQLite with group commit.
+
+mod database;
+mod store;
+
+pub use database::Database;
+pub use store::{Committed, DurableStore};

@@ -1,0 +1,394 @@
+//! Every storage port on one SQLite database, with the semantics of the DynamoDB adapters:
+//! conditional appends, event + idempotency reply in one transaction, conditional attempt
+//! records. The events table doubles as the stream: each event has a position in commit order,
+//! and the projector's checkpoint says how far it got, so a restart re-feeds what it had not
+//! finished.
+
+use super::database::{Database, corrupt};
+use async_trait::async_trait;
+use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
+use checkout::clock::Timestamp;
+use checkout::event::Event;
+use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
+use checkout::ids::{EndpointId, EventId, MerchantId, SessionId};
+use checkout::merchant::Merchant;
+use checkout::ports::{DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError};
+use checkout::read_model::SessionView;
+use checkout::webhook_endpoint::WebhookEndpoint;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The projector's checkpoint in the `cursors` table.
+const PROJECTOR: &str = "projector";
+
+/// A committed event and its position in the stream.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub position: u64,
+    pub event: Event,
+}
+
+pub struct DurableStore {
+    db: Arc<Database>,
+    feed: mpsc::UnboundedSender<Committed>,
+}
+
+fn to_json(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(corrupt)
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(corrupt)
+}
+
+fn sql(err: rusqlite::Error) -> StoreError {
+    StoreError::unavailable(err)
+}
+
+impl DurableStore {
+    /// The store on `db`, and its stream: first every event the projector had not checkpointed
+    /// (in commit order), then each event as it commits.
+    pub fn open(db: Arc<Database>) -> Result<(Self, mpsc::UnboundedReceiver<Committed>), StoreError> {
+        let (feed, stream) = mpsc::unbounded_channel();
+        let pending = db.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT position, body FROM events WHERE position > \
+                 COALESCE((SELECT position FROM cursors WHERE name = ?1), 0) ORDER BY position",
+            )?;
+            let rows = statement.query_map([PROJECTOR], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        for (position, body) in pending {
+            let _ = feed.send(Committed {
+                position: position as u64,
+                event: from_json(&body)?,
+            });
+        }
+        Ok((Self { db, feed }, stream))
+    }
+
+    /// The projector has finished every event up to `position`.
+    pub async fn checkpoint(&self, position: u64) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO cursors (name, position) VALUES (?1, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)",
+                )
+                .and_then(|mut s| s.execute(params![PROJECTOR, position as i64]))
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    fn read_one<T: DeserializeOwned>(
+        &self,
+        query: &'static str,
+        key: &[&dyn rusqlite::ToSql],
+    ) -> Result<Option<T>, StoreError> {
+        let body: Option<String> = self
+            .db
+            .read(|conn| conn.prepare_cached(query)?.query_row(key, |row| row.get(0)).optional())?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    fn read_all<T: DeserializeOwned>(
+        &self,
+        query: &'static str,
+        key: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<T>, StoreError> {
+        let bodies: Vec<String> = self.db.read(|conn| {
+            let mut statement = conn.prepare_cached(query)?;
+            let rows = statement.query_map(key, |row| row.get(0))?;
+            rows.collect()
+        })?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+}
+
+fn idempotency_record(conn: &Connection, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT record FROM idempotency WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |row| row.get(0)).optional())
+        .map_err(sql)?;
+    body.map(|b| from_json(&b)).transpose()
+}
+
+fn put_idempotency_record(conn: &Connection, key: &str, record: &IdempotencyRecord) -> Result<(), StoreError> {
+    let record = to_json(record)?;
+    conn.prepare_cached("INSERT OR REPLACE INTO idempotency (key, record) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![key, record]))
+        .map_err(sql)?;
+    Ok(())
+}
+
+/// The claim `token` still holds `key` (it may have been taken over after its lease).
+fn holds_claim(conn: &Connection, key: &str, token: &str) -> Result<bool, StoreError> {
+    Ok(matches!(
+        idempotency_record(conn, key)?,
+        Some(IdempotencyRecord { state: RecordState::InFlight { token: held, .. }, .. }) if held == token
+    ))
+}
+
+/// Stores the reply of a claim still held by its token.
+fn finish_claim(conn: &Connection, done: &Completion) -> Result<(), StoreError> {
+    let key = done.key.storage_key();
+    if !holds_claim(conn, &key, &done.token)? {
+        return Err(StoreError::ClaimLost);
+    }
+    put_idempotency_record(conn, &key, &done.record())
+}
+
+#[async_trait]
+impl EventStore for DurableStore {
+    async fn append(&self, event: &Event, completes: Option<&Completion>) -> Result<(), StoreError> {
+        let body = to_json(event)?;
+        let (session, version) = (event.session_id.clone(), event.version);
+        let completes = completes.cloned();
+        let feed = self.feed.clone();
+        let committed = event.clone();
+        self.db
+            .write_then(
+                move |conn| {
+                    let latest: Option<i64> = conn
+                        .prepare_cached("SELECT max(version) FROM events WHERE session_id = ?1")
+                        .and_then(|mut s| s.query_row([session.as_str()], |row| row.get(0)))
+                        .map_err(sql)?;
+                    if version != latest.unwrap_or(0) as u64 + 1 {
+                        return Err(StoreError::VersionConflict {
+                            session_id: session,
+                            version,
+                        });
+                    }
+                    if let Some(done) = &completes {
+                        finish_claim(conn, done)?;
+                    }
+                    conn.prepare_cached("INSERT INTO events (session_id, version, body) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut s| s.execute(params![session.as_str(), version as i64, body]))
+                        .map_err(sql)?;
+                    Ok(conn.last_insert_rowid() as u64)
+                },
+                // On the writer thread, after the commit: the stream's order is the commit order.
+                // A closed stream means the process is stopping; the event is stored.
+                move |position| {
+                    let _ = feed.send(Committed {
+                        position: *position,
+                        event: committed,
+                    });
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn latest(&self, session_id: &SessionId) -> Result<Option<Event>, StoreError> {
+        self.read_one(
+            "SELECT body FROM events WHERE session_id = ?1 ORDER BY version DESC LIMIT 1",
+            &[&session_id.as_str()],
+        )
+    }
+
+    async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError> {
+        self.read_all(
+            "SELECT body FROM events WHERE session_id = ?1 ORDER BY version",
+            &[&session_id.as_str()],
+        )
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DurableStore {
+    async fn claim(&self, key: &IdempotencyKey, fingerprint: &str, now: Timestamp) -> Result<Claim, StoreError> {
+        let (key, fingerprint) = (key.storage_key(), fingerprint.to_owned());
+        self.db
+            .write(move |conn| {
+                if let Some(verdict) = idempotency_record(conn, &key)?
+                    .and_then(|existing| idempotency::judge(&existing, &fingerprint, now))
+                {
+                    return Ok(verdict);
+                }
+                let (token, record) = idempotency::new_claim(&fingerprint, now);
+                put_idempotency_record(conn, &key, &record)?;
+                Ok(Claim::Acquired { token })
+            })
+            .await
+    }
+
+    async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {
+        let completion = completion.clone();
+        self.db.write(move |conn| finish_claim(conn, &completion)).await
+    }
+
+    async fn release(&self, key: &IdempotencyKey, token: &str) -> Result<(), StoreError> {
+        let (key, token) = (key.storage_key(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                if holds_claim(conn, &key, &token)? {
+                    conn.prepare_cached("DELETE FROM idempotency WHERE key = ?1")
+                        .and_then(|mut s| s.execute([key]))
+                        .map_err(sql)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl MerchantStore for DurableStore {
+    async fn put_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
+        let (id, hash, body) = (
+            merchant.id.to_string(),
+            merchant.api_key_hash.clone(),
+            to_json(merchant)?,
+        );
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO merchants (id, api_key_hash, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (id) DO UPDATE SET api_key_hash = excluded.api_key_hash, body = excluded.body",
+                )
+                .and_then(|mut s| s.execute(params![id, hash, body]))
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
+        self.read_one("SELECT body FROM merchants WHERE id = ?1", &[&id.as_str()])
+    }
+
+    async fn merchant_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Merchant>, StoreError> {
+        self.read_one("SELECT body FROM merchants WHERE api_key_hash = ?1", &[&api_key_hash])
+    }
+}
+
+#[async_trait]
+impl EndpointStore for DurableStore {
+    async fn put_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let (merchant, id, body) = (
+            endpoint.merchant_id.to_string(),
+            endpoint.id.to_string(),
+            to_json(endpoint)?,
+        );
+        self.db
+            .write(move |conn| {
+                // An update keeps the row (and so its place in the merchant's list).
+                conn.prepare_cached(
+                    "INSERT INTO endpoints (merchant_id, id, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (merchant_id, id) DO UPDATE SET body = excluded.body",
+                )
+                .and_then(|mut s| s.execute(params![merchant, id, body]))
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        self.read_one(
+            "SELECT body FROM endpoints WHERE merchant_id = ?1 AND id = ?2",
+            &[&merchant.as_str(), &id.as_str()],
+        )
+    }
+
+    async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        self.read_all(
+            "SELECT body FROM endpoints WHERE merchant_id = ?1 ORDER BY rowid",
+            &[&merchant.as_str()],
+        )
+    }
+
+    async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError> {
+        let (merchant, id) = (merchant.to_string(), id.to_string());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM endpoints WHERE merchant_id = ?1 AND id = ?2")
+                    .and_then(|mut s| s.execute(params![merchant, id]))
+                    .map(|deleted| deleted > 0)
+                    .map_err(sql)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ReadModel for DurableStore {
+    async fn apply(&self, view: &SessionView) -> Result<bool, StoreError> {
+        let (session, version, body) = (view.session_id.to_string(), view.version as i64, to_json(view)?);
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO views (session_id, version, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (session_id) DO UPDATE SET version = excluded.version, body = excluded.body \
+                     WHERE excluded.version > views.version",
+                )
+                .and_then(|mut s| s.execute(params![session, version, body]))
+                .map(|changed| changed > 0)
+                .map_err(sql)
+            })
+            .await
+    }
+
+    async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError> {
+        self.read_one("SELECT body FROM views WHERE session_id = ?1", &[&session_id.as_str()])
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for DurableStore {
+    async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
+        let (target, sk, body) = (record.target.clone(), record.sort_key(), to_json(record)?);
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached("INSERT OR IGNORE INTO deliveries (target, sk, body) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(params![target, sk, body]))
+                    .map(|inserted| inserted > 0)
+                    .map_err(sql)
+            })
+            .await
+    }
+
+    async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
+        let (low, high) = event_range(event);
+        self.read_one(
+            "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk DESC LIMIT 1",
+            &[&target, &low, &high],
+        )
+    }
+
+    async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let (low, high) = event_range(event);
+        self.read_all(
+            "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk",
+            &[&target, &low, &high],
+        )
+    }
+
+    async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
+        let from = query.from.clone().unwrap_or_default();
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        match &query.before {
+            Some(before) => self.read_all(
+                "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk DESC LIMIT ?4",
+                &[&target, &from, before, &limit],
+            ),
+            None => self.read_all(
+                "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 ORDER BY sk DESC LIMIT ?3",
+                &[&target, &from, &limit],
+            ),
+        }
+    }
+}
+
+/// The sort keys of one event's attempts: `[event#, event$)` (`$` follows `#`).
+fn event_range(event: &EventId) -> (String, String) {
+    let prefix = attempt_log::event_prefix(event);
+    let high = format!("{}$", prefix.trim_end_matches('#'));
+    (prefix, high)
+}

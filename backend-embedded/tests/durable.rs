@@ -1,0 +1,155 @@
+//! The durable embedded backend: the same contract suites as every backend, and what a restart
+//! must keep.
+
+use checkout::ports::{Backend, DeliveryQueue, EventStore, IdempotencyStore};
+use checkout::testkit::{MAX_RECEIVES, Pipeline, VISIBILITY};
+use embedded_backend::{Database, DurableStore, EmbeddedQueue, EmbeddedTopic, QueueConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CONFIG: QueueConfig = QueueConfig {
+    visibility_timeout: VISIBILITY,
+    max_receive_count: MAX_RECEIVES,
+};
+
+/// A database file in a fresh folder that outlives the test (the suites' factories return only
+/// the adapters); the folder is under the system's temporary directory.
+fn fresh_path() -> PathBuf {
+    tempfile::tempdir().unwrap().keep().join("acp.db")
+}
+
+fn open(path: &Path) -> Arc<Database> {
+    Arc::new(Database::open(path).unwrap())
+}
+
+fn queues(db: &Arc<Database>) -> (Arc<EmbeddedQueue>, Arc<EmbeddedQueue>) {
+    let dead_letters = Arc::new(EmbeddedQueue::durable(CONFIG, None, db.clone(), "dlq").unwrap());
+    let queue = Arc::new(EmbeddedQueue::durable(CONFIG, Some(dead_letters.clone()), db.clone(), "queue").unwrap());
+    (queue, dead_letters)
+}
+
+mod contract {
+    use super::*;
+
+    checkout::backend_contract_tests!(async {
+        let (store, _stream) = DurableStore::open(open(&fresh_path())).unwrap();
+        Backend::from_one(Arc::new(store))
+    });
+}
+
+mod pipeline {
+    use super::*;
+
+    async fn fresh() -> Pipeline {
+        let (queue, dead_letters) = queues(&open(&fresh_path()));
+        Pipeline {
+            publisher: Arc::new(EmbeddedTopic::new(vec![queue.clone()])),
+            queue,
+            dead_letters,
+        }
+    }
+
+    checkout::pipeline_contract_tests!(fresh());
+}
+
+mod restart {
+    use super::*;
+    use checkout::idempotency::{Claim, Completion, IdempotencyKey, StoredReply};
+    use checkout::testkit::{event, merchant};
+
+    #[tokio::test]
+    async fn events_and_idempotency_replies_survive_a_restart_and_unprojected_events_are_fed_again() {
+        let path = fresh_path();
+        let now = checkout::clock::now();
+        let merchant = merchant();
+        let first = event(&merchant, None, 1);
+        let second = event(&merchant, Some(&first.session_id), 2);
+        let key = IdempotencyKey {
+            merchant_id: first.merchant_id.clone(),
+            method: "POST".to_owned(),
+            path: "/checkout_sessions".to_owned(),
+            key: "k1".to_owned(),
+        };
+        {
+            let (store, mut stream) = DurableStore::open(open(&path)).unwrap();
+            let Claim::Acquired { token } = store.claim(&key, "fp", now).await.unwrap() else {
+                panic!("a fresh key is acquired");
+            };
+            let completion = Completion {
+                key: key.clone(),
+                token,
+                fingerprint: "fp".to_owned(),
+                reply: StoredReply {
+                    status: 201,
+                    body: "{}".to_owned(),
+                },
+                expires_at: now + chrono::Duration::hours(24),
+            };
+            store.append(&first, Some(&completion)).await.unwrap();
+            store.append(&second, None).await.unwrap();
+            let fed = stream.recv().await.unwrap();
+            assert_eq!(fed.event, first);
+            store.checkpoint(fed.position).await.unwrap();
+        }
+        let (store, mut stream) = DurableStore::open(open(&path)).unwrap();
+        assert_eq!(
+            store.history(&first.session_id).await.unwrap(),
+            vec![first.clone(), second.clone()]
+        );
+        assert!(matches!(store.claim(&key, "fp", now).await.unwrap(), Claim::Replay(reply) if reply.status == 201));
+        let again = stream.recv().await.unwrap();
+        assert_eq!(again.event, second, "only the event after the checkpoint is fed again");
+        assert!(stream.try_recv().is_err());
+        assert!(
+            store.append(&second, None).await.is_err(),
+            "the stored version is still taken after the restart"
+        );
+    }
+
+    #[tokio::test]
+    async fn queued_messages_survive_a_restart_with_their_delays_and_deletions() {
+        let path = fresh_path();
+        {
+            let db = open(&path);
+            let (queue, _) = queues(&db);
+            queue.send("kept", Duration::ZERO).await.unwrap();
+            queue.send("deleted", Duration::ZERO).await.unwrap();
+            queue.send("delayed", Duration::from_secs(3600)).await.unwrap();
+            let received = queue.receive(10, Duration::ZERO).await.unwrap();
+            assert_eq!(received.len(), 2, "the delayed one is not visible");
+            let deleted = received.iter().find(|m| m.body == "deleted").unwrap();
+            queue.delete(&deleted.receipt).await.unwrap();
+            // "kept" was received and not deleted: after a restart it comes back at once.
+        }
+        let db = open(&path);
+        let (queue, _) = queues(&db);
+        assert_eq!(queue.len(), 2);
+        let received = queue.receive(10, Duration::from_millis(100)).await.unwrap();
+        let bodies: Vec<&str> = received.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, vec!["kept"], "the delayed message still waits");
+    }
+
+    #[tokio::test]
+    async fn a_message_moved_to_the_dead_letter_queue_stays_there_after_a_restart() {
+        let path = fresh_path();
+        {
+            let db = open(&path);
+            let (queue, dead_letters) = queues(&db);
+            queue.send("poison", Duration::ZERO).await.unwrap();
+            for _ in 0..MAX_RECEIVES {
+                let got = queue.receive(1, VISIBILITY * 3).await.unwrap();
+                assert_eq!(got.len(), 1);
+                queue.set_visibility(&got[0].receipt, Duration::ZERO).await.unwrap();
+            }
+            assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
+            assert_eq!(dead_letters.len(), 1);
+        }
+        let db = open(&path);
+        let (queue, dead_letters) = queues(&db);
+        assert!(queue.is_empty());
+        let letters = dead_letters.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].body, "poison");
+    }
+}
