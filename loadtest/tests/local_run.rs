@@ -6,7 +6,9 @@ use local::config::Config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flow_completes_without_errors() {
-    let stack = Stack::start(&Config::ephemeral("sk_load")).await.unwrap();
+    let stack = Stack::start(&Config::ephemeral("sk_load", tempfile::tempdir().unwrap().keep()))
+        .await
+        .unwrap();
     let report = loadtest::run(FlowConfig {
         target: stack.base_url(),
         api_key: stack.demo_api_key.clone(),

@@ -5,7 +5,7 @@ use anyhow::Context;
 use aws_backend::{DynamoStore, QueueSettings, SnsPublisher, SqsQueue, StreamReader, TableNames};
 use checkout::event::Event;
 use checkout::ports::{Backend, DeliveryQueue, Publisher};
-use embedded_backend::{EmbeddedQueue, EmbeddedStore, EmbeddedTopic, QueueConfig};
+use embedded_backend::{Committed, Database, DurableStore, EmbeddedQueue, EmbeddedStore, EmbeddedTopic, QueueConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -17,8 +17,13 @@ pub const MAX_RECEIVES: u32 = 50;
 
 /// Where the projector reads committed events from.
 pub enum EventSource {
-    /// The embedded store's in-process feed.
+    /// The in-memory store's in-process feed.
     Feed(mpsc::UnboundedReceiver<Event>),
+    /// The durable store's stream, checkpointed in the store as the projector finishes.
+    Durable {
+        stream: mpsc::UnboundedReceiver<Committed>,
+        store: Arc<DurableStore>,
+    },
     /// The sessions table's DynamoDB stream.
     Stream(StreamReader),
 }
@@ -33,17 +38,46 @@ pub struct Adapters {
 
 pub async fn build(config: &Config) -> anyhow::Result<Adapters> {
     match config.backend {
-        BackendKind::Embedded => Ok(embedded()),
+        BackendKind::Embedded => durable(config),
+        BackendKind::Memory => Ok(in_memory()),
         BackendKind::Aws => aws(config).await,
     }
 }
 
-fn embedded() -> Adapters {
+const QUEUE: QueueConfig = QueueConfig {
+    visibility_timeout: VISIBILITY_TIMEOUT,
+    max_receive_count: MAX_RECEIVES,
+};
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "acp.db";
+
+fn durable(config: &Config) -> anyhow::Result<Adapters> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join(DATABASE_FILE);
+    let db = Arc::new(Database::open(&path).with_context(|| format!("opening {}", path.display()))?);
+    let (store, stream) = DurableStore::open(db.clone()).context("reading the event stream")?;
+    let store = Arc::new(store);
+    let dead_letters = Arc::new(EmbeddedQueue::durable(QUEUE, None, db.clone(), "order-updates-dlq")?);
+    let queue = Arc::new(EmbeddedQueue::durable(
+        QUEUE,
+        Some(dead_letters.clone()),
+        db,
+        "order-updates",
+    )?);
+    Ok(Adapters {
+        backend: Backend::from_one(store.clone()),
+        publisher: Arc::new(EmbeddedTopic::new(vec![queue.clone()])),
+        queue,
+        dead_letters,
+        source: EventSource::Durable { stream, store },
+    })
+}
+
+fn in_memory() -> Adapters {
     let (store, feed) = EmbeddedStore::with_feed();
-    let settings = QueueConfig {
-        visibility_timeout: VISIBILITY_TIMEOUT,
-        max_receive_count: MAX_RECEIVES,
-    };
+    let settings = QUEUE;
     let dead_letters = Arc::new(EmbeddedQueue::new(settings, None));
     let queue = Arc::new(EmbeddedQueue::new(settings, Some(dead_letters.clone())));
     Adapters {

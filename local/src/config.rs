@@ -2,11 +2,15 @@
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
-    /// In-process storage: no AWS account, no emulator, no network.
+    /// In-process, on disk under `--data-dir` (SQLite, fsync on every commit): a restart loses
+    /// nothing. No AWS account, no emulator, no network.
     Embedded,
+    /// In-process and in memory only: everything is gone when the process ends.
+    Memory,
     /// DynamoDB through the AWS SDK (honours AWS_ENDPOINT_URL, AWS_PROFILE, AWS_REGION…).
     Aws,
 }
@@ -31,6 +35,10 @@ pub struct Config {
     /// Where sessions, events and idempotency records are kept.
     #[arg(long, env = "ACP_BACKEND", value_enum, default_value = "embedded")]
     pub backend: BackendKind,
+
+    /// With the embedded backend: the folder its database lives in (created if missing).
+    #[arg(long, env = "ACP_DATA_DIR", default_value = "acp-data")]
+    pub data_dir: PathBuf,
 
     /// With the AWS backend: the prefix of every table name (`{env}-acp-sessions`, …).
     #[arg(long, env = "ACP_ENVIRONMENT", default_value = "local")]
@@ -72,12 +80,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for an in-process stack on a free port (tests, `loadtest --local`).
-    pub fn ephemeral(demo_api_key: &str) -> Self {
+    /// Defaults for an in-process stack on a free port, storing under `data_dir` (tests,
+    /// `loadtest --local`).
+    pub fn ephemeral(demo_api_key: &str, data_dir: PathBuf) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             demo_api_key: Some(demo_api_key.to_owned()),
             backend: BackendKind::Embedded,
+            data_dir,
             environment: "local".to_owned(),
             create_resources: false,
             allow_loopback_webhooks: true,

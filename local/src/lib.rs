@@ -33,6 +33,7 @@ pub struct Stack {
     pub dead_letters: Arc<dyn DeliveryQueue>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
+    stop_projection: watch::Sender<bool>,
     projection: JoinHandle<()>,
     stop_dispatcher: watch::Sender<bool>,
     dispatcher: JoinHandle<()>,
@@ -54,7 +55,8 @@ impl Stack {
             .context("storing the demo merchant")?;
 
         let projector = Projector::new(backend.views.clone(), adapters.publisher.clone());
-        let projection = tokio::spawn(projection::run(projector, adapters.source));
+        let (stop_projection, projection_stopped) = watch::channel(false);
+        let projection = tokio::spawn(projection::run(projector, adapters.source, projection_stopped));
 
         let policy = UrlPolicy {
             allow_loopback: config.allow_loopback_webhooks,
@@ -85,6 +87,7 @@ impl Stack {
             dead_letters: adapters.dead_letters,
             stop,
             server,
+            stop_projection,
             projection,
             stop_dispatcher,
             dispatcher,
@@ -95,12 +98,14 @@ impl Stack {
         format!("http://{}", self.addr)
     }
 
-    /// Stops taking requests, lets the ones in flight finish, finishes the deliveries in hand,
-    /// and returns.
+    /// Stops taking requests, lets the ones in flight finish, projects every committed event,
+    /// finishes the deliveries in hand, and returns. What is still queued is delivered after
+    /// the next start (durable backend) or by another dispatcher (AWS).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.server.await.context("server task")??;
-        self.projection.abort();
+        let _ = self.stop_projection.send(true);
+        self.projection.await.context("projection task")?;
         let _ = self.stop_dispatcher.send(true);
         self.dispatcher.await.context("dispatcher task")?;
         Ok(())

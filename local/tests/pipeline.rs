@@ -63,7 +63,8 @@ async fn created_session_reaches_the_queue(mut config: Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_stack_delivers_events_to_the_queue() {
-    created_session_reaches_the_queue(Config::ephemeral("sk_pipeline")).await;
+    let dir = tempfile::tempdir().unwrap();
+    created_session_reaches_the_queue(Config::ephemeral("sk_pipeline", dir.path().to_owned())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +143,15 @@ async fn created_session_reaches_the_merchants_endpoint(config: Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_stack_delivers_signed_webhooks() {
-    created_session_reaches_the_merchants_endpoint(Config::ephemeral("sk_webhook")).await;
+    let dir = tempfile::tempdir().unwrap();
+    created_session_reaches_the_merchants_endpoint(Config::ephemeral("sk_webhook", dir.path().to_owned())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_stack_delivers_signed_webhooks() {
+    let mut config = Config::ephemeral("sk_webhook_memory", std::env::temp_dir());
+    config.backend = BackendKind::Memory;
+    created_session_reaches_the_merchants_endpoint(config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +161,7 @@ async fn aws_stack_on_moto_delivers_signed_webhooks() {
 
 /// The AWS backend on moto, with fresh resources.
 fn on_moto(demo_api_key: &str) -> Config {
-    let mut config = Config::ephemeral(demo_api_key);
+    let mut config = Config::ephemeral(demo_api_key, std::env::temp_dir());
     config.backend = BackendKind::Aws;
     config.create_resources = true;
     config.environment = format!("t{}", ulid::Ulid::new()).to_lowercase();

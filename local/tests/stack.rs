@@ -3,10 +3,18 @@
 use local::Stack;
 use local::config::Config;
 use serde_json::json;
+use tempfile::TempDir;
+
+/// A stack configuration storing in a fresh folder (removed when the folder handle drops).
+fn ephemeral(demo_api_key: &str) -> (Config, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Config::ephemeral(demo_api_key, dir.path().to_owned()), dir)
+}
 
 #[tokio::test]
 async fn demo_merchant_can_check_out_and_the_stack_stops_cleanly() {
-    let stack = Stack::start(&Config::ephemeral("sk_demo_test")).await.unwrap();
+    let (config, _dir) = ephemeral("sk_demo_test");
+    let stack = Stack::start(&config).await.unwrap();
     let client = reqwest::Client::new();
     let response = client
         .post(format!("{}/checkout_sessions", stack.base_url()))
@@ -30,10 +38,12 @@ async fn demo_merchant_can_check_out_and_the_stack_stops_cleanly() {
 
 #[tokio::test]
 async fn without_a_configured_key_a_random_one_is_made() {
-    let mut config = Config::ephemeral("unused");
+    let (mut config, _dir) = ephemeral("unused");
     config.demo_api_key = None;
     let a = Stack::start(&config).await.unwrap();
-    let b = Stack::start(&config).await.unwrap();
+    let (mut other, _other_dir) = ephemeral("unused");
+    other.demo_api_key = None;
+    let b = Stack::start(&other).await.unwrap();
     assert!(a.demo_api_key.starts_with("sk_acp_"));
     assert_ne!(a.demo_api_key, b.demo_api_key);
 }

@@ -6,6 +6,7 @@
 use checkout::ports::StoreError;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
+use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT 
 ";
 
 pub struct Database {
+    /// Held for the database's lifetime: one process per database (its queues live in memory).
+    _lock: File,
     writer: mpsc::Sender<Job>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -84,6 +87,15 @@ fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
 impl Database {
     /// Opens (or creates) the database file at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = File::create(path.with_extension("lock")).map_err(StoreError::unavailable)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let message = format!("{} is in use by another process", path.display());
+                return Err(StoreError::Unavailable(message.into()));
+            }
+            Err(TryLockError::Error(err)) => return Err(StoreError::unavailable(err)),
+        }
         let writer = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
         writer.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
         let readers = (0..READERS)
@@ -96,6 +108,7 @@ impl Database {
             .spawn(move || write_loop(writer, jobs))
             .map_err(StoreError::unavailable)?;
         Ok(Self {
+            _lock: lock,
             writer: sender,
             readers,
             next_reader: AtomicUsize::new(0),
