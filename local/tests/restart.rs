@@ -1,0 +1,183 @@
+//! `acp-local` killed with SIGKILL in the middle of a run: after a restart on the same data
+//! directory every accepted event is still delivered, and idempotency replies are still there.
+//! A SIGTERM then stops it cleanly with exit status 0.
+
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "sk_restart";
+
+fn start(data_dir: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_acp-local"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--demo-api-key", KEY])
+        .env("ACP_ALLOW_LOOPBACK_WEBHOOKS", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_until_listening(client: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    while client
+        .get(format!("{base}/checkout_sessions/cs_none"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(started.elapsed() < Duration::from_secs(20), "acp-local did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A webhook receiver that takes its time (so deliveries are still queued when the process
+/// dies) and remembers the session of every event it got.
+async fn slow_receiver() -> (String, Arc<Mutex<HashSet<String>>>) {
+    let delivered: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let record = delivered.clone();
+    let app = axum::Router::new().fallback(axum::routing::post(move |body: axum::body::Bytes| {
+        let record = record.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if let Some(session) = event["session_id"].as_str() {
+                record.lock().unwrap().insert(session.to_owned());
+            }
+            axum::http::StatusCode::NO_CONTENT
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{port}/hook"), delivered)
+}
+
+async fn create(client: &reqwest::Client, base: &str, idempotency_key: &str) -> Option<String> {
+    let response = client
+        .post(format!("{base}/checkout_sessions"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", idempotency_key)
+        .json(&json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": 1}]}))
+        .send()
+        .await
+        .ok()?;
+    if response.status() != 201 {
+        return None;
+    }
+    let session: Value = response.json().await.ok()?;
+    session["id"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_event_is_delivered_after_a_kill_9_and_a_restart() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut first = start(data_dir.path(), port);
+    wait_until_listening(&client, &base).await;
+    let (hook, delivered) = slow_receiver().await;
+    let registered = client
+        .post(format!("{base}/webhook_endpoints"))
+        .bearer_auth(KEY)
+        .json(&json!({ "url": hook }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+
+    // Buyers create sessions until the process dies under them.
+    let accepted: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let buyers: Vec<_> = (0..8)
+        .map(|buyer| {
+            let (client, base, accepted) = (client.clone(), base.clone(), accepted.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let key = format!("restart-{buyer}-{n}");
+                    match create(&client, &base, &key).await {
+                        Some(session) => accepted.lock().unwrap().push((key, session)),
+                        None => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for buyer in buyers {
+        buyer.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let delivered_before = delivered.lock().unwrap().len();
+    eprintln!(
+        "killed with {} events accepted, {delivered_before} delivered",
+        accepted.len()
+    );
+    assert!(!accepted.is_empty());
+    assert!(
+        delivered_before < accepted.len(),
+        "some accepted events were still waiting when the process died ({delivered_before} of {})",
+        accepted.len()
+    );
+
+    let mut second = start(data_dir.path(), port);
+    wait_until_listening(&client, &base).await;
+    let started = Instant::now();
+    loop {
+        let missing: Vec<&String> = {
+            let got = delivered.lock().unwrap();
+            accepted.iter().map(|(_, s)| s).filter(|s| !got.contains(*s)).collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} accepted events never delivered, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (key, session) = &accepted[0];
+    let replay = client
+        .post(format!("{base}/checkout_sessions"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", key)
+        .json(&json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replayed: Value = replay.json().await.unwrap();
+    assert_eq!(
+        replayed["id"].as_str(),
+        Some(session.as_str()),
+        "the stored reply survived"
+    );
+
+    let stopped = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = second.wait().unwrap();
+    assert!(status.success(), "SIGTERM stops acp-local cleanly: {status}");
+}
