@@ -1,8 +1,12 @@
-//! One buyer's checkout flow and the concurrent driver.
+//! One buyer's checkout flow and the concurrent driver: `concurrency` buyers, each running
+//! flows back to back, optionally paced to a total rate of API calls, for a number of flows or
+//! a duration.
 
-use crate::report::{Operation, Recorder, Report};
+use crate::report::{Operation, Recorder};
+use governor::{Quota, RateLimiter};
 use reqwest::Client;
 use serde_json::{Value, json};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +16,7 @@ pub struct FlowConfig {
     /// Base URL of the checkout API, without a trailing slash.
     pub target: String,
     pub api_key: String,
-    /// How many checkout flows to run in all.
+    /// How many checkout flows to run in all (unless `duration` ends the run first).
     pub sessions: u64,
     /// Flows running at once.
     pub concurrency: usize,
@@ -20,16 +24,34 @@ pub struct FlowConfig {
     pub cancel_every: u64,
     /// The catalog item to buy.
     pub item_id: String,
+    /// API calls per second over all buyers (each call is one event); as fast as they go when
+    /// absent.
+    pub rate: Option<f64>,
+    /// Start no flow after this long.
+    pub duration: Option<Duration>,
 }
+
+type Pacer = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::DefaultClock,
+    governor::middleware::NoOpMiddleware,
+>;
 
 struct Buyer {
     client: Client,
-    config: FlowConfig,
+    config: Arc<FlowConfig>,
     recorder: Arc<Recorder>,
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl Buyer {
-    async fn call(&self, op: Operation, path: &str, body: &Value) -> Option<Value> {
+    /// One API call; on success, the event it made is expected at the sink as (session,
+    /// `version`).
+    async fn call(&self, op: Operation, path: &str, body: &Value, version: u64) -> Option<Value> {
+        if let Some(pacer) = &self.pacer {
+            pacer.until_ready().await;
+        }
         let started = Instant::now();
         let response = self
             .client
@@ -40,7 +62,7 @@ impl Buyer {
             .json(body)
             .send()
             .await;
-        let ok = match response {
+        let session = match response {
             Ok(response) if response.status().is_success() => response.json::<Value>().await.ok(),
             Ok(response) => {
                 self.recorder.error(op, format!("HTTP {}", response.status()));
@@ -50,16 +72,16 @@ impl Buyer {
                 self.recorder.error(op, err.to_string());
                 None
             }
-        };
-        if ok.is_some() {
-            self.recorder.latency(op, started.elapsed());
-        }
-        ok
+        }?;
+        self.recorder.latency(op, started.elapsed());
+        let id = session["id"].as_str()?;
+        self.recorder.accepted(id, version, started);
+        Some(session)
     }
 
     async fn checkout(&self, n: u64) -> Option<()> {
         let create = json!({"currency": "usd", "line_items": [{"id": self.config.item_id, "quantity": 1}]});
-        let session = self.call(Operation::Create, "/checkout_sessions", &create).await?;
+        let session = self.call(Operation::Create, "/checkout_sessions", &create, 1).await?;
         let id = session["id"].as_str()?.to_owned();
         let update = json!({
             "fulfillment_details": {"name": "Load Test", "email": "load@example.com", "address": {
@@ -67,17 +89,27 @@ impl Buyer {
                 "state": "IL", "country": "US", "postal_code": "62701"}},
             "selected_fulfillment_options": [{"type": "shipping", "option_id": first_option(&session)?, "item_ids": []}]
         });
-        self.call(Operation::Update, &format!("/checkout_sessions/{id}"), &update)
+        self.call(Operation::Update, &format!("/checkout_sessions/{id}"), &update, 2)
             .await?;
         if self.config.cancel_every > 0 && n.is_multiple_of(self.config.cancel_every) {
             let cancel = json!({"intent_trace": {"reason_code": "timing_deferred"}});
-            self.call(Operation::Cancel, &format!("/checkout_sessions/{id}/cancel"), &cancel)
-                .await?;
+            self.call(
+                Operation::Cancel,
+                &format!("/checkout_sessions/{id}/cancel"),
+                &cancel,
+                3,
+            )
+            .await?;
         } else {
             let pay = json!({"payment_data": {"handler_id": "card_tokenized",
                 "instrument": {"type": "card", "credential": {"type": "spt", "token": "spt_test_approve"}}}});
-            self.call(Operation::Complete, &format!("/checkout_sessions/{id}/complete"), &pay)
-                .await?;
+            self.call(
+                Operation::Complete,
+                &format!("/checkout_sessions/{id}/complete"),
+                &pay,
+                3,
+            )
+            .await?;
         }
         Some(())
     }
@@ -87,27 +119,31 @@ fn first_option(session: &Value) -> Option<String> {
     session["fulfillment_options"][0]["id"].as_str().map(str::to_owned)
 }
 
-/// Runs `config.sessions` flows, `config.concurrency` at a time, and reports.
-pub async fn run(config: FlowConfig) -> anyhow::Result<Report> {
-    let client = Client::builder()
-        .pool_max_idle_per_host(config.concurrency)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let recorder = Arc::new(Recorder::new()?);
+fn pacer(rate: Option<f64>) -> Option<Arc<Pacer>> {
+    let rate = rate.filter(|r| *r > 0.0)?;
+    let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))?.allow_burst(NonZeroU32::MIN);
+    Some(Arc::new(RateLimiter::direct(quota)))
+}
+
+/// Runs the flows into `recorder`; returns when the last one has finished.
+pub async fn drive(client: &Client, config: FlowConfig, recorder: Arc<Recorder>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let pacer = pacer(config.rate);
     let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
+    let stop_at = config.duration.map(|d| Instant::now() + d);
     let mut workers = Vec::with_capacity(config.concurrency);
     for _ in 0..config.concurrency.max(1) {
         let buyer = Buyer {
             client: client.clone(),
             config: config.clone(),
             recorder: recorder.clone(),
+            pacer: pacer.clone(),
         };
         let next = next.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= buyer.config.sessions {
+                if n >= buyer.config.sessions || stop_at.is_some_and(|t| Instant::now() >= t) {
                     return;
                 }
                 if buyer.checkout(n).await.is_some() {
@@ -119,5 +155,5 @@ pub async fn run(config: FlowConfig) -> anyhow::Result<Report> {
     for worker in workers {
         worker.await?;
     }
-    Ok(recorder.report(started.elapsed()))
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -74,6 +75,16 @@ pub struct Config {
     #[arg(long, env = "ACP_DISPATCHER_POLLERS", default_value = "4")]
     pub dispatcher_pollers: usize,
 
+    /// Replaces `DISPATCHER_MERCHANT_RATE_LIMIT` (the load test lifts the limit to measure the
+    /// system rather than the limit).
+    #[arg(skip)]
+    pub merchant_rate_limit: Option<NonZeroU32>,
+
+    /// Shrinks every retry wait by this factor (the load test's fault injection shows retries
+    /// in seconds instead of minutes). Not for real traffic.
+    #[arg(skip)]
+    pub retry_time_scale: Option<f64>,
+
     /// Log lines as readable text or as JSON.
     #[arg(long, env = "ACP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -96,6 +107,8 @@ impl Config {
             queue_url: None,
             dead_letter_queue_url: None,
             dispatcher_pollers: 4,
+            merchant_rate_limit: None,
+            retry_time_scale: None,
             log_format: LogFormat::Text,
         }
     }

@@ -126,6 +126,12 @@ fn start_dispatcher(
     }
     let mut settings = DispatcherConfig::from_env().context("dispatcher settings")?;
     settings.client.policy = policy;
+    if let Some(limit) = config.merchant_rate_limit {
+        settings.merchant_rate_limit = limit;
+    }
+    if let Some(scale) = config.retry_time_scale {
+        settings.time_scale = scale;
+    }
     let dispatcher = Dispatcher::new(backend, queue.clone(), dead_letters.clone(), settings)
         .context("building the webhook client")?;
     let queue = queue.clone();
