@@ -3,8 +3,10 @@
 #
 #   ACP_API_KEY=<merchant key> infra/test/e2e-test.sh API_ENDPOINT [QUEUE_URL [PROFILE]]
 #
-# Exercises every checkout endpoint (create, update, complete, get, cancel) and the error
-# rules (auth, idempotency, bad input). Given the order-updates queue URL (and optionally an
+# Exercises every checkout endpoint (create, update, complete, get, cancel), the error rules
+# (auth, idempotency, bad input) and the webhook endpoint API: it registers E2E_WEBHOOK_URL
+# (default https://example.com/acp-e2e-hook; it need not accept anything), waits until the
+# dispatcher has attempted a delivery to it, replays, rotates the secret, and deletes it. Given the order-updates queue URL (and optionally an
 # AWS profile), it also checks that the session's events reach the queue; that part needs the
 # AWS CLI. Note: it receives (and deletes) the messages it recognises from that queue, so point
 # it at a test deployment, or at a queue no dispatcher is draining.
@@ -36,6 +38,14 @@ expect_status() { if [ "$status" = "$1" ]; then pass "$2 ($status)"; else fail "
 trap 'rm -f /tmp/e2e-body.$$ /tmp/e2e-headers.$$' EXIT
 
 echo "Checkout API at $api"
+hook_url=${E2E_WEBHOOK_URL:-https://example.com/acp-e2e-hook}
+call POST /webhook_endpoints "{\"url\":\"$hook_url\",\"description\":\"e2e $run_id\"}"
+expect_status 201 "register a webhook endpoint"
+endpoint_id=$(field 'd.get("id", "")')
+[[ "$(field 'd.get("secret", "")')" == whsec_* ]] && pass "the endpoint has a signing secret" || fail "secret: $body"
+call POST /webhook_endpoints '{"url":"http://169.254.169.254/latest/meta-data"}'
+expect_status 400 "a webhook URL inside the cloud network is refused"
+
 create='{"currency":"usd","line_items":[{"id":"test_1","quantity":2}]}'
 call POST /checkout_sessions "$create" "e2e-create-$run_id"
 expect_status 201 "create a session"
@@ -75,6 +85,37 @@ call POST /checkout_sessions "$create"
 expect_status 400 "missing Idempotency-Key is refused"
 status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$api/checkout_sessions" -H "Idempotency-Key: e2e-anon-$run_id" -d "$create")
 expect_status 401 "no API key is refused"
+
+if [ -n "$endpoint_id" ]; then
+echo "Webhook endpoint $endpoint_id"
+call GET /webhook_endpoints
+[ "$status" = 200 ] && grep -q "$endpoint_id" <<< "$body" && pass "the endpoint is listed" || fail "list: $status $body"
+call PATCH "/webhook_endpoints/$endpoint_id" '{"description":"e2e renamed"}'
+expect_status 200 "update the endpoint"
+attempts=0
+for _ in $(seq 1 30); do
+  call GET "/webhook_endpoints/$endpoint_id/attempts?limit=10"
+  attempts=$(field 'len(d["data"])' 2>/dev/null || echo 0)
+  [ "$attempts" -gt 0 ] && break
+  sleep 1
+done
+[ "$attempts" -gt 0 ] && pass "the dispatcher attempted deliveries to the endpoint ($attempts in the log)" \
+  || fail "no delivery attempt logged for the endpoint after 30 s"
+if [ "$attempts" -gt 0 ]; then
+  event_id=$(field 'd["data"][0]["event_id"]')
+  call GET "/events/$event_id/attempts"
+  expect_status 200 "attempts of one event"
+fi
+since=$(python3 -c 'import datetime; print((datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
+call POST "/webhook_endpoints/$endpoint_id/replay" "{\"since\":\"$since\"}"
+expect_status 202 "replay the last hour"
+call POST "/webhook_endpoints/$endpoint_id/rotate_secret" '{}'
+expect_status 200 "rotate the signing secret"
+call DELETE "/webhook_endpoints/$endpoint_id"
+expect_status 204 "delete the endpoint"
+call GET "/webhook_endpoints/$endpoint_id"
+expect_status 404 "a deleted endpoint is gone"
+fi
 
 if [ -n "$queue" ]; then
   echo "Events on $queue"

@@ -3,6 +3,7 @@
 use clap::Parser;
 use local::Stack;
 use local::config::{Config, LogFormat};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 // mimalloc: glibc malloc slows a busy async service down with frees across worker threads.
@@ -14,7 +15,10 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init(),
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
     }
     let stack = Stack::start(&config).await?;

@@ -1,0 +1,36 @@
+//! `infra/test/e2e-test.sh`, the check an operator runs against a deployment, passes against
+//! acp-local (without the queue part, which needs the AWS CLI).
+
+use local::Stack;
+use local::config::Config;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_to_end_script_passes_against_acp_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::start(&Config::ephemeral("sk_e2e", dir.path().to_owned()))
+        .await
+        .unwrap();
+    // Nothing listens on port 9: deliveries fail, and are logged as attempts all the same.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/test/e2e-test.sh");
+    let base_url = stack.base_url();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .arg(script)
+            .arg(base_url)
+            .env("ACP_API_KEY", "sk_e2e")
+            .env("E2E_WEBHOOK_URL", "http://127.0.0.1:9/hook")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    stack.shutdown().await.unwrap();
+}
