@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use checkout::ports::{DeliveryQueue, PipelineError, QueuedMessage, StoreError};
 use parking_lot::Mutex;
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -32,10 +32,36 @@ struct Message {
 
 #[derive(Default)]
 struct Messages {
-    /// By arrival, so receives are roughly first-in first-out.
-    by_seq: BTreeMap<u64, Message>,
+    by_seq: HashMap<u64, Message>,
+    /// Every message by when it becomes visible, then arrival: a receive takes from the front
+    /// and never walks past messages in flight or delayed.
+    by_visibility: BTreeSet<(Instant, u64)>,
     by_receipt: HashMap<String, u64>,
     next_seq: u64,
+}
+
+impl Messages {
+    fn insert(&mut self, seq: u64, message: Message) {
+        self.by_visibility.insert((message.visible_at, seq));
+        self.by_seq.insert(seq, message);
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Message> {
+        let mut message = self.by_seq.remove(&seq)?;
+        self.by_visibility.remove(&(message.visible_at, seq));
+        if let Some(receipt) = message.receipt.take() {
+            self.by_receipt.remove(&receipt);
+        }
+        Some(message)
+    }
+
+    fn make_visible_at(&mut self, seq: u64, at: Instant) {
+        if let Some(message) = self.by_seq.get_mut(&seq) {
+            self.by_visibility.remove(&(message.visible_at, seq));
+            message.visible_at = at;
+            self.by_visibility.insert((at, seq));
+        }
+    }
 }
 
 /// Where a durable queue keeps its messages: rows of the `messages` table named for it.
@@ -99,7 +125,7 @@ impl EmbeddedQueue {
         let mut messages = Messages::default();
         for (seq, id, body, attributes, visible_at_ms, receive_count) in rows {
             let attributes = serde_json::from_str(&attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            messages.by_seq.insert(
+            messages.insert(
                 seq as u64,
                 Message {
                     id,
@@ -138,7 +164,7 @@ impl EmbeddedQueue {
     }
 
     fn insert(&self, seq: u64, message: Message) {
-        self.messages.lock().by_seq.insert(seq, message);
+        self.messages.lock().insert(seq, message);
         self.arrived.notify_waiters();
     }
 
@@ -149,38 +175,62 @@ impl EmbeddedQueue {
         attributes: Vec<(String, String)>,
         delay: Duration,
     ) -> Result<(), PipelineError> {
-        let seq = self.reserve_seq();
-        let id = ulid::Ulid::new().to_string();
+        self.push_all(vec![(body, attributes)], delay).await
+    }
+
+    /// Adds messages in one commit (stored first, when durable), in order.
+    pub async fn push_all(
+        &self,
+        messages: Vec<(String, Vec<(String, String)>)>,
+        delay: Duration,
+    ) -> Result<(), PipelineError> {
+        let new: Vec<(u64, Message)> = messages
+            .into_iter()
+            .map(|(body, attributes)| {
+                let message = Message {
+                    id: ulid::Ulid::new().to_string(),
+                    body,
+                    attributes,
+                    visible_at: Instant::now() + delay,
+                    receive_count: 0,
+                    receipt: None,
+                };
+                (self.reserve_seq(), message)
+            })
+            .collect();
         if let Some(log) = &self.log {
-            let (name, id, body, attributes) = (
-                log.name.clone(),
-                id.clone(),
-                body.clone(),
-                serde_json::to_string(&attributes).map_err(|e| PipelineError(e.to_string()))?,
-            );
-            let visible_at_ms = wall_clock_ms(delay);
+            let rows = new
+                .iter()
+                .map(|(seq, m)| {
+                    let attributes = serde_json::to_string(&m.attributes).map_err(|e| PipelineError(e.to_string()))?;
+                    Ok((*seq as i64, m.id.clone(), m.body.clone(), attributes))
+                })
+                .collect::<Result<Vec<_>, PipelineError>>()?;
+            let (name, visible_at_ms) = (log.name.clone(), wall_clock_ms(delay));
             log.db
                 .write(move |conn| {
-                    conn.prepare_cached(
-                        "INSERT INTO messages (queue, seq, id, body, attributes, visible_at_ms, receive_count) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-                    )
-                    .and_then(|mut s| s.execute(params![name, seq as i64, id, body, attributes, visible_at_ms]))
-                    .map_err(StoreError::unavailable)?;
+                    let mut insert = conn
+                        .prepare_cached(
+                            "INSERT INTO messages (queue, seq, id, body, attributes, visible_at_ms, receive_count) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                        )
+                        .map_err(StoreError::unavailable)?;
+                    for (seq, id, body, attributes) in rows {
+                        insert
+                            .execute(params![name, seq, id, body, attributes, visible_at_ms])
+                            .map_err(StoreError::unavailable)?;
+                    }
                     Ok(())
                 })
                 .await
                 .map_err(failed)?;
         }
-        let message = Message {
-            id,
-            body,
-            attributes,
-            visible_at: Instant::now() + delay,
-            receive_count: 0,
-            receipt: None,
-        };
-        self.insert(seq, message);
+        let mut messages = self.messages.lock();
+        for (seq, message) in new {
+            messages.insert(seq, message);
+        }
+        drop(messages);
+        self.arrived.notify_waiters();
         Ok(())
     }
 
@@ -189,48 +239,44 @@ impl EmbeddedQueue {
     /// visible.
     fn take(&self, max: usize) -> (Vec<QueuedMessage>, Vec<(u64, Message)>, Option<Instant>) {
         let now = Instant::now();
-        let mut guard = self.messages.lock();
-        let messages = &mut *guard;
+        let mut messages = self.messages.lock();
         let mut taken = Vec::new();
-        let mut dead = Vec::new();
-        let mut next_visible: Option<Instant> = None;
-        for (seq, message) in messages.by_seq.iter_mut() {
-            if taken.len() >= max {
+        let mut moved = Vec::new();
+        while taken.len() < max {
+            let Some(&(visible_at, seq)) = messages.by_visibility.first() else {
+                break;
+            };
+            if visible_at > now {
                 break;
             }
-            if message.visible_at > now {
-                next_visible = Some(next_visible.map_or(message.visible_at, |t| t.min(message.visible_at)));
+            let Some(receive_count) = messages.by_seq.get(&seq).map(|m| m.receive_count) else {
+                messages.by_visibility.pop_first();
+                continue;
+            };
+            if self.dead_letters.is_some() && receive_count >= self.config.max_receive_count {
+                moved.extend(messages.remove(seq).map(|m| (seq, m)));
                 continue;
             }
-            if self.dead_letters.is_some() && message.receive_count >= self.config.max_receive_count {
-                dead.push(*seq);
-                continue;
-            }
-            if let Some(old) = message.receipt.take() {
-                messages.by_receipt.remove(&old);
-            }
+            messages.make_visible_at(seq, now + self.config.visibility_timeout);
             let receipt = ulid::Ulid::new().to_string();
+            let Some(message) = messages.by_seq.get_mut(&seq) else {
+                continue;
+            };
+            let old_receipt = message.receipt.replace(receipt.clone());
             message.receive_count += 1;
-            message.visible_at = now + self.config.visibility_timeout;
-            message.receipt = Some(receipt.clone());
-            messages.by_receipt.insert(receipt.clone(), *seq);
             taken.push(QueuedMessage {
                 message_id: message.id.clone(),
-                receipt,
+                receipt: receipt.clone(),
                 body: message.body.clone(),
                 receive_count: message.receive_count,
                 attributes: message.attributes.clone(),
             });
-        }
-        let mut moved = Vec::new();
-        for seq in dead {
-            if let Some(mut message) = messages.by_seq.remove(&seq) {
-                if let Some(receipt) = message.receipt.take() {
-                    messages.by_receipt.remove(&receipt);
-                }
-                moved.push((seq, message));
+            if let Some(old) = old_receipt {
+                messages.by_receipt.remove(&old);
             }
+            messages.by_receipt.insert(receipt, seq);
         }
+        let next_visible = messages.by_visibility.first().map(|(at, _)| *at);
         (taken, moved, next_visible)
     }
 
@@ -312,11 +358,8 @@ impl DeliveryQueue for EmbeddedQueue {
     async fn delete(&self, receipt: &str) -> Result<(), PipelineError> {
         let seq = {
             let mut messages = self.messages.lock();
-            let seq = messages.by_receipt.remove(receipt);
-            if let Some(seq) = seq {
-                messages.by_seq.remove(&seq);
-            }
-            seq
+            let seq = messages.by_receipt.get(receipt).copied();
+            seq.and_then(|seq| messages.remove(seq).map(|_| seq))
         };
         let (Some(seq), Some(log)) = (seq, &self.log) else {
             return Ok(());
@@ -336,13 +379,14 @@ impl DeliveryQueue for EmbeddedQueue {
     async fn set_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), PipelineError> {
         let (seq, receive_count) = {
             let mut messages = self.messages.lock();
-            let seq = messages.by_receipt.get(receipt).copied();
-            let message = seq.and_then(|seq| messages.by_seq.get_mut(&seq).map(|m| (seq, m)));
-            let Some((seq, message)) = message else {
+            let found = messages.by_receipt.get(receipt).copied();
+            let Some((seq, receive_count)) =
+                found.and_then(|seq| messages.by_seq.get(&seq).map(|m| (seq, m.receive_count)))
+            else {
                 return Err(PipelineError("receipt is not current".to_owned()));
             };
-            message.visible_at = Instant::now() + timeout;
-            (seq, message.receive_count)
+            messages.make_visible_at(seq, Instant::now() + timeout);
+            (seq, receive_count)
         };
         self.arrived.notify_waiters();
         self.store_visibility(seq, timeout, receive_count).await

@@ -8,6 +8,16 @@ use checkout::ports::{PipelineError, Publisher};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// An event as a queue message: raw JSON with its filter attributes.
+fn message(event: &Event) -> Result<(String, Vec<(String, String)>), PipelineError> {
+    let body = serde_json::to_string(event).map_err(|e| PipelineError(e.to_string()))?;
+    let attributes = vec![
+        ("merchant_id".to_owned(), event.merchant_id.to_string()),
+        ("event_type".to_owned(), event.kind.to_string()),
+    ];
+    Ok((body, attributes))
+}
+
 pub struct EmbeddedTopic {
     subscribers: Vec<Arc<EmbeddedQueue>>,
 }
@@ -18,27 +28,19 @@ impl EmbeddedTopic {
     }
 }
 
-impl EmbeddedTopic {
-    async fn publish_one(&self, event: &Event) -> Result<(), PipelineError> {
-        let body = serde_json::to_string(event).map_err(|e| PipelineError(e.to_string()))?;
-        let attributes = vec![
-            ("merchant_id".to_owned(), event.merchant_id.to_string()),
-            ("event_type".to_owned(), event.kind.to_string()),
-        ];
-        for queue in &self.subscribers {
-            queue.push(body.clone(), attributes.clone(), Duration::ZERO).await?;
-        }
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl Publisher for EmbeddedTopic {
     async fn publish(&self, events: &[&Event]) -> Vec<Result<(), PipelineError>> {
-        let mut results = Vec::with_capacity(events.len());
-        for event in events {
-            results.push(self.publish_one(event).await);
+        // One commit per subscriber for the whole batch: all of it is queued or none of it.
+        let messages = match events.iter().map(|e| message(e)).collect::<Result<Vec<_>, _>>() {
+            Ok(messages) => messages,
+            Err(err) => return events.iter().map(|_| Err(err.clone())).collect(),
+        };
+        for queue in &self.subscribers {
+            if let Err(err) = queue.push_all(messages.clone(), Duration::ZERO).await {
+                return events.iter().map(|_| Err(err.clone())).collect();
+            }
         }
-        results
+        events.iter().map(|_| Ok(())).collect()
     }
 }

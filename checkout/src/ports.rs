@@ -104,7 +104,7 @@ pub trait DeliveryLog: Send + Sync {
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError>;
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PipelineError(pub String);
 

@@ -49,8 +49,9 @@ pub fn incoming(message: &QueuedMessage) -> Incoming {
     }
 }
 
+/// Deletes or hides each message, all at once (a durable queue commits them together).
 async fn settle(queue: &dyn DeliveryQueue, messages: &[QueuedMessage], dispositions: &[Disposition]) {
-    for (message, disposition) in messages.iter().zip(dispositions) {
+    let settled = messages.iter().zip(dispositions).map(|(message, disposition)| async move {
         let result = match disposition {
             Disposition::Done => queue.delete(&message.receipt).await,
             Disposition::RetryIn(wait) => queue.set_visibility(&message.receipt, *wait).await,
@@ -60,7 +61,8 @@ async fn settle(queue: &dyn DeliveryQueue, messages: &[QueuedMessage], dispositi
             // log keeps it from being sent twice.
             warn!(message_id = %message.message_id, error = %err, "could not settle the message");
         }
-    }
+    });
+    futures_util::future::join_all(settled).await;
 }
 
 /// `pollers` loops of [`run_once`] until `stop` turns true; a batch in hand is finished first.
