@@ -51,17 +51,20 @@ pub fn incoming(message: &QueuedMessage) -> Incoming {
 
 /// Deletes or hides each message, all at once (a durable queue commits them together).
 async fn settle(queue: &dyn DeliveryQueue, messages: &[QueuedMessage], dispositions: &[Disposition]) {
-    let settled = messages.iter().zip(dispositions).map(|(message, disposition)| async move {
-        let result = match disposition {
-            Disposition::Done => queue.delete(&message.receipt).await,
-            Disposition::RetryIn(wait) => queue.set_visibility(&message.receipt, *wait).await,
-        };
-        if let Err(err) = result {
-            // Either way the message comes back after its visibility timeout, and the attempt
-            // log keeps it from being sent twice.
-            warn!(message_id = %message.message_id, error = %err, "could not settle the message");
-        }
-    });
+    let settled = messages
+        .iter()
+        .zip(dispositions)
+        .map(|(message, disposition)| async move {
+            let result = match disposition {
+                Disposition::Done => queue.delete(&message.receipt).await,
+                Disposition::RetryIn(wait) => queue.set_visibility(&message.receipt, *wait).await,
+            };
+            if let Err(err) = result {
+                // Either way the message comes back after its visibility timeout, and the attempt
+                // log keeps it from being sent twice.
+                warn!(message_id = %message.message_id, error = %err, "could not settle the message");
+            }
+        });
     futures_util::future::join_all(settled).await;
 }
 

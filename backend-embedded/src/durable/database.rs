@@ -10,6 +10,7 @@ use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::error;
 
@@ -67,6 +68,8 @@ pub struct Database {
     /// Held for the database's lifetime: one process per database (its queues live in memory).
     _lock: File,
     writer: mpsc::Sender<Job>,
+    /// Dropped with the database, which stops the checkpointer.
+    _checkpointer: mpsc::Sender<()>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -77,9 +80,11 @@ pub(crate) fn corrupt(err: impl std::fmt::Display) -> StoreError {
 
 fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
+    // Room for every statement the store runs, so none is parsed twice.
+    conn.set_prepared_statement_cache_capacity(64);
     // WAL: readers never block the writer; synchronous=FULL: every commit is fsynced.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536;",
     )?;
     Ok(conn)
 }
@@ -98,6 +103,17 @@ impl Database {
         }
         let writer = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
         writer.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
+        // Checkpoints (copying the WAL into the database file) run on a thread of their own,
+        // so commits never wait for one.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(StoreError::unavailable)?;
+        let checkpoints = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
+        let (checkpointer, stop) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || checkpoint_loop(checkpoints, stop))
+            .map_err(StoreError::unavailable)?;
         let readers = (0..READERS)
             .map(|_| {
                 let reader = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -115,6 +131,7 @@ impl Database {
         Ok(Self {
             _lock: lock,
             writer: sender,
+            _checkpointer: checkpointer,
             readers,
             next_reader: AtomicUsize::new(0),
         })
@@ -183,6 +200,19 @@ fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R, 
     }
     run("RELEASE op").map_err(StoreError::unavailable)?;
     result
+}
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        // PASSIVE: copies what no reader still needs, never blocks the writer or readers.
+        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            error!(error = %err, "checkpoint failed");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {

@@ -18,6 +18,7 @@ use checkout::webhook_endpoint::WebhookEndpoint;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -34,7 +35,14 @@ pub struct Committed {
 pub struct DurableStore {
     db: Arc<Database>,
     feed: mpsc::UnboundedSender<Committed>,
+    /// Claims of requests in progress, by key. Only finished requests' replies are stored:
+    /// the database belongs to this one process, and a claim that dies with the process was
+    /// never finished (its event and reply commit together), so a retry after a restart may
+    /// simply run again. This spares every API call one commit.
+    claims: Arc<Claims>,
 }
+
+type Claims = parking_lot::Mutex<HashMap<String, IdempotencyRecord>>;
 
 fn to_json(value: &impl Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(corrupt)
@@ -67,7 +75,14 @@ impl DurableStore {
                 event: from_json(&body)?,
             });
         }
-        Ok((Self { db, feed }, stream))
+        Ok((
+            Self {
+                db,
+                feed,
+                claims: Arc::default(),
+            },
+            stream,
+        ))
     }
 
     /// The projector has finished every event up to `position`.
@@ -110,14 +125,6 @@ impl DurableStore {
     }
 }
 
-fn idempotency_record(conn: &Connection, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-    let body: Option<String> = conn
-        .prepare_cached("SELECT record FROM idempotency WHERE key = ?1")
-        .and_then(|mut s| s.query_row([key], |row| row.get(0)).optional())
-        .map_err(sql)?;
-    body.map(|b| from_json(&b)).transpose()
-}
-
 fn put_idempotency_record(conn: &Connection, key: &str, record: &IdempotencyRecord) -> Result<(), StoreError> {
     let record = to_json(record)?;
     conn.prepare_cached("INSERT OR REPLACE INTO idempotency (key, record) VALUES (?1, ?2)")
@@ -127,20 +134,31 @@ fn put_idempotency_record(conn: &Connection, key: &str, record: &IdempotencyReco
 }
 
 /// The claim `token` still holds `key` (it may have been taken over after its lease).
-fn holds_claim(conn: &Connection, key: &str, token: &str) -> Result<bool, StoreError> {
-    Ok(matches!(
-        idempotency_record(conn, key)?,
+fn holds_claim(claims: &HashMap<String, IdempotencyRecord>, key: &str, token: &str) -> bool {
+    matches!(
+        claims.get(key),
         Some(IdempotencyRecord { state: RecordState::InFlight { token: held, .. }, .. }) if held == token
-    ))
+    )
 }
 
-/// Stores the reply of a claim still held by its token.
-fn finish_claim(conn: &Connection, done: &Completion) -> Result<(), StoreError> {
+/// Stores the reply of a claim still held by its token (on the writer thread, so no other
+/// completion of that key can come between the check and the write).
+fn finish_claim(conn: &Connection, claims: &Claims, done: &Completion) -> Result<(), StoreError> {
     let key = done.key.storage_key();
-    if !holds_claim(conn, &key, &done.token)? {
+    if !holds_claim(&claims.lock(), &key, &done.token) {
         return Err(StoreError::ClaimLost);
     }
     put_idempotency_record(conn, &key, &done.record())
+}
+
+/// After the reply is on disk, the claim is no longer needed: a new request with the key now
+/// finds the reply.
+fn forget_claim(claims: &Claims, done: &Completion) {
+    let key = done.key.storage_key();
+    let mut claims = claims.lock();
+    if holds_claim(&claims, &key, &done.token) {
+        claims.remove(&key);
+    }
 }
 
 #[async_trait]
@@ -149,6 +167,8 @@ impl EventStore for DurableStore {
         let body = to_json(event)?;
         let (session, version) = (event.session_id.clone(), event.version);
         let completes = completes.cloned();
+        let finished = completes.clone();
+        let (claims, finishing) = (self.claims.clone(), self.claims.clone());
         let feed = self.feed.clone();
         let committed = event.clone();
         self.db
@@ -165,7 +185,7 @@ impl EventStore for DurableStore {
                         });
                     }
                     if let Some(done) = &completes {
-                        finish_claim(conn, done)?;
+                        finish_claim(conn, &claims, done)?;
                     }
                     conn.prepare_cached("INSERT INTO events (session_id, version, body) VALUES (?1, ?2, ?3)")
                         .and_then(|mut s| s.execute(params![session.as_str(), version as i64, body]))
@@ -175,6 +195,9 @@ impl EventStore for DurableStore {
                 // On the writer thread, after the commit: the stream's order is the commit order.
                 // A closed stream means the process is stopping; the event is stored.
                 move |position| {
+                    if let Some(done) = &finished {
+                        forget_claim(&finishing, done);
+                    }
                     let _ = feed.send(Committed {
                         position: *position,
                         event: committed,
@@ -203,38 +226,50 @@ impl EventStore for DurableStore {
 #[async_trait]
 impl IdempotencyStore for DurableStore {
     async fn claim(&self, key: &IdempotencyKey, fingerprint: &str, now: Timestamp) -> Result<Claim, StoreError> {
-        let (key, fingerprint) = (key.storage_key(), fingerprint.to_owned());
-        self.db
-            .write(move |conn| {
-                if let Some(verdict) = idempotency_record(conn, &key)?
-                    .and_then(|existing| idempotency::judge(&existing, &fingerprint, now))
-                {
-                    return Ok(verdict);
-                }
-                let (token, record) = idempotency::new_claim(&fingerprint, now);
-                put_idempotency_record(conn, &key, &record)?;
-                Ok(Claim::Acquired { token })
-            })
-            .await
+        let key = key.storage_key();
+        // The claim is taken before the stored reply is read: a request finishing meanwhile
+        // stores its reply before it lets go of its claim, so one of the two is always seen.
+        let token = {
+            let mut claims = self.claims.lock();
+            if let Some(verdict) = claims
+                .get(&key)
+                .and_then(|existing| idempotency::judge(existing, fingerprint, now))
+            {
+                return Ok(verdict);
+            }
+            let (token, record) = idempotency::new_claim(fingerprint, now);
+            claims.insert(key.clone(), record);
+            token
+        };
+        let stored: Option<IdempotencyRecord> =
+            self.read_one("SELECT record FROM idempotency WHERE key = ?1", &[&key])?;
+        match stored.and_then(|done| idempotency::judge(&done, fingerprint, now)) {
+            Some(verdict) => {
+                self.claims.lock().remove(&key);
+                Ok(verdict)
+            }
+            None => Ok(Claim::Acquired { token }),
+        }
     }
 
     async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {
-        let completion = completion.clone();
-        self.db.write(move |conn| finish_claim(conn, &completion)).await
+        let (done, finished) = (completion.clone(), completion.clone());
+        let (claims, finishing) = (self.claims.clone(), self.claims.clone());
+        self.db
+            .write_then(
+                move |conn| finish_claim(conn, &claims, &done),
+                move |_| forget_claim(&finishing, &finished),
+            )
+            .await
     }
 
     async fn release(&self, key: &IdempotencyKey, token: &str) -> Result<(), StoreError> {
-        let (key, token) = (key.storage_key(), token.to_owned());
-        self.db
-            .write(move |conn| {
-                if holds_claim(conn, &key, &token)? {
-                    conn.prepare_cached("DELETE FROM idempotency WHERE key = ?1")
-                        .and_then(|mut s| s.execute([key]))
-                        .map_err(sql)?;
-                }
-                Ok(())
-            })
-            .await
+        let key = key.storage_key();
+        let mut claims = self.claims.lock();
+        if holds_claim(&claims, &key, token) {
+            claims.remove(&key);
+        }
+        Ok(())
     }
 }
 
