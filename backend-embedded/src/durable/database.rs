@@ -10,7 +10,6 @@ use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::error;
 
@@ -68,8 +67,6 @@ pub struct Database {
     /// Held for the database's lifetime: one process per database (its queues live in memory).
     _lock: File,
     writer: mpsc::Sender<Job>,
-    /// Dropped with the database, which stops the checkpointer.
-    _checkpointer: mpsc::Sender<()>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -103,17 +100,6 @@ impl Database {
         }
         let writer = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
         writer.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
-        // Checkpoints (copying the WAL into the database file) run on a thread of their own,
-        // so commits never wait for one.
-        writer
-            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
-            .map_err(StoreError::unavailable)?;
-        let checkpoints = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
-        let (checkpointer, stop) = mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_loop(checkpoints, stop))
-            .map_err(StoreError::unavailable)?;
         let readers = (0..READERS)
             .map(|_| {
                 let reader = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -131,7 +117,6 @@ impl Database {
         Ok(Self {
             _lock: lock,
             writer: sender,
-            _checkpointer: checkpointer,
             readers,
             next_reader: AtomicUsize::new(0),
         })
@@ -200,19 +185,6 @@ fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R, 
     }
     run("RELEASE op").map_err(StoreError::unavailable)?;
     result
-}
-
-/// How often the WAL is copied into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
-fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        // PASSIVE: copies what no reader still needs, never blocks the writer or readers.
-        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            error!(error = %err, "checkpoint failed");
-        }
-    }
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
