@@ -40,7 +40,16 @@ pub struct DurableStore {
     /// never finished (its event and reply commit together), so a retry after a restart may
     /// simply run again. This spares every API call one commit.
     claims: Arc<Claims>,
+    /// The newest event of recently changed sessions, kept as each append commits (in commit
+    /// order, on the writer thread), so a change to a session does not read its last event back
+    /// from disk.
+    recent: Arc<Recent>,
 }
+
+type Recent = parking_lot::Mutex<HashMap<SessionId, Event>>;
+
+/// Sessions in [`DurableStore::recent`]; when full, it starts over.
+const RECENT_SESSIONS: usize = 16_384;
 
 type Claims = parking_lot::Mutex<HashMap<String, IdempotencyRecord>>;
 
@@ -80,6 +89,7 @@ impl DurableStore {
                 db,
                 feed,
                 claims: Arc::default(),
+                recent: Arc::default(),
             },
             stream,
         ))
@@ -169,7 +179,7 @@ impl EventStore for DurableStore {
         let completes = completes.cloned();
         let finished = completes.clone();
         let (claims, finishing) = (self.claims.clone(), self.claims.clone());
-        let feed = self.feed.clone();
+        let (feed, recent) = (self.feed.clone(), self.recent.clone());
         let committed = event.clone();
         self.db
             .write_then(
@@ -198,6 +208,12 @@ impl EventStore for DurableStore {
                     if let Some(done) = &finished {
                         forget_claim(&finishing, done);
                     }
+                    let mut recent = recent.lock();
+                    if recent.len() >= RECENT_SESSIONS {
+                        recent.clear();
+                    }
+                    recent.insert(committed.session_id.clone(), committed.clone());
+                    drop(recent);
                     let _ = feed.send(Committed {
                         position: *position,
                         event: committed,
@@ -209,6 +225,9 @@ impl EventStore for DurableStore {
     }
 
     async fn latest(&self, session_id: &SessionId) -> Result<Option<Event>, StoreError> {
+        if let Some(event) = self.recent.lock().get(session_id) {
+            return Ok(Some(event.clone()));
+        }
         self.read_one(
             "SELECT body FROM events WHERE session_id = ?1 ORDER BY version DESC LIMIT 1",
             &[&session_id.as_str()],
