@@ -1,7 +1,7 @@
 //! The run as one self-contained HTML page: the figures, a throughput-over-time chart and the
 //! event → webhook latency histogram, drawn as inline SVG (no script, nothing fetched).
 
-use crate::report::{LatencyStats, Report};
+use crate::report::{LatencyStats, Report, WebhookStats};
 use std::fmt::Write;
 
 const WIDTH: f64 = 760.0;
@@ -103,6 +103,21 @@ fn latency_row(name: &str, s: &LatencyStats) -> String {
     )
 }
 
+fn webhook_rows(w: &WebhookStats) -> String {
+    [
+        ("expected (events accepted)", w.expected),
+        ("delivered, signature verified", w.delivered),
+        ("lost", w.lost),
+        ("duplicates", w.duplicates),
+        ("invalid signatures", w.invalid_signatures),
+        ("injected failures (retried)", w.injected_failures),
+        ("requests at the sink", w.sink_requests),
+    ]
+    .iter()
+    .map(|(what, n)| format!("<tr><td>{what}</td><td>{n}</td></tr>"))
+    .collect()
+}
+
 pub fn render(report: &Report) -> String {
     let mut rows: Vec<String> = report
         .operations
@@ -112,7 +127,6 @@ pub fn render(report: &Report) -> String {
     if let Some(s) = &report.webhooks.latency {
         rows.push(latency_row("API call → webhook", s));
     }
-    let w = &report.webhooks;
     let verdict = if report.failed() {
         r#"<p class="bad">FAILED: events lost or signatures invalid</p>"#
     } else {
@@ -136,15 +150,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}td:first-child,
 <h2>Latency (ms)</h2>
 <table><tr><th>operation</th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>{rows}</table>
 <h2>Webhooks</h2>
-<table>
-<tr><td>expected (events accepted)</td><td>{expected}</td></tr>
-<tr><td>delivered, signature verified</td><td>{delivered}</td></tr>
-<tr><td>lost</td><td>{lost}</td></tr>
-<tr><td>duplicates</td><td>{duplicates}</td></tr>
-<tr><td>invalid signatures</td><td>{invalid}</td></tr>
-<tr><td>injected failures (retried)</td><td>{injected}</td></tr>
-<tr><td>requests at the sink</td><td>{sink_requests}</td></tr>
-</table>
+<table>{webhooks}</table>
 <h2>Throughput over time</h2>
 {throughput}
 <h2>API call → webhook latency</h2>
@@ -160,13 +166,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}td:first-child,
         eps = report.events_per_s,
         total = report.total_s,
         rows = rows.join(""),
-        expected = w.expected,
-        delivered = w.delivered,
-        lost = w.lost,
-        duplicates = w.duplicates,
-        invalid = w.invalid_signatures,
-        injected = w.injected_failures,
-        sink_requests = w.sink_requests,
+        webhooks = webhook_rows(&report.webhooks),
         throughput = throughput_chart(report),
         latency = latency_chart(report),
         errors_section = if errors.is_empty() {

@@ -67,15 +67,23 @@ async fn slow_receiver() -> (String, Arc<Mutex<HashSet<String>>>) {
     (format!("http://127.0.0.1:{port}/hook"), delivered)
 }
 
-async fn create(client: &reqwest::Client, base: &str, idempotency_key: &str) -> Option<String> {
-    let response = client
+async fn post_create(
+    client: &reqwest::Client,
+    base: &str,
+    idempotency_key: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
         .post(format!("{base}/checkout_sessions"))
         .bearer_auth(KEY)
         .header("Idempotency-Key", idempotency_key)
         .json(&json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": 1}]}))
         .send()
         .await
-        .ok()?;
+}
+
+/// The new session's id, or `None` when the call failed.
+async fn create(client: &reqwest::Client, base: &str, idempotency_key: &str) -> Option<String> {
+    let response = post_create(client, base, idempotency_key).await.ok()?;
     if response.status() != 201 {
         return None;
     }
@@ -157,14 +165,7 @@ async fn every_accepted_event_is_delivered_after_a_kill_9_and_a_restart() {
     }
 
     let (key, session) = &accepted[0];
-    let replay = client
-        .post(format!("{base}/checkout_sessions"))
-        .bearer_auth(KEY)
-        .header("Idempotency-Key", key)
-        .json(&json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap();
+    let replay = post_create(&client, &base, key).await.unwrap();
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     let replayed: Value = replay.json().await.unwrap();
     assert_eq!(
