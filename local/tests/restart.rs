@@ -53,7 +53,7 @@ async fn slow_receiver() -> (String, Arc<Mutex<HashSet<String>>>) {
     let app = axum::Router::new().fallback(axum::routing::post(move |body: axum::body::Bytes| {
         let record = record.clone();
         async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
             let event: Value = serde_json::from_slice(&body).unwrap_or_default();
             if let Some(session) = event["session_id"].as_str() {
                 record.lock().unwrap().insert(session.to_owned());
