@@ -163,12 +163,16 @@ fn finish_claim(conn: &Connection, claims: &Claims, done: &Completion) -> Result
 
 /// After the reply is on disk, the claim is no longer needed: a new request with the key now
 /// finds the reply.
-fn forget_claim(claims: &Claims, done: &Completion) {
-    let key = done.key.storage_key();
+fn forget_claim(claims: &Claims, (key, token): &(String, String)) {
     let mut claims = claims.lock();
-    if holds_claim(&claims, &key, &done.token) {
-        claims.remove(&key);
+    if holds_claim(&claims, key, token) {
+        claims.remove(key);
     }
+}
+
+/// What [`forget_claim`] needs of a completion (not its reply).
+fn claim_of(done: &Completion) -> (String, String) {
+    (done.key.storage_key(), done.token.clone())
 }
 
 #[async_trait]
@@ -176,8 +180,8 @@ impl EventStore for DurableStore {
     async fn append(&self, event: &Event, completes: Option<&Completion>) -> Result<(), StoreError> {
         let body = to_json(event)?;
         let (session, version) = (event.session_id.clone(), event.version);
+        let finished = completes.map(claim_of);
         let completes = completes.cloned();
-        let finished = completes.clone();
         let (claims, finishing) = (self.claims.clone(), self.claims.clone());
         let (feed, recent) = (self.feed.clone(), self.recent.clone());
         let committed = event.clone();
@@ -272,7 +276,7 @@ impl IdempotencyStore for DurableStore {
     }
 
     async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {
-        let (done, finished) = (completion.clone(), completion.clone());
+        let (done, finished) = (completion.clone(), claim_of(completion));
         let (claims, finishing) = (self.claims.clone(), self.claims.clone());
         self.db
             .write_then(
