@@ -9,7 +9,7 @@ use axum::response::Response;
 use checkout::acp::parse_body;
 use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, ORDER_WEBHOOK_TARGET};
 use checkout::clock::{self, Timestamp};
-use checkout::delivery_task::{DeliveryTask, TaskMessage};
+use checkout::delivery_task::TaskMessage;
 use checkout::ids::EventId;
 use checkout::service::Reply;
 use serde::Deserialize;
@@ -211,14 +211,7 @@ async fn enqueue(
     };
     let json = serde_json::to_string(&event).map_err(unavailable)?;
     let raw = serde_json::value::RawValue::from_string(json).map_err(unavailable)?;
-    let task = TaskMessage {
-        delivery: DeliveryTask {
-            target: record.target.clone(),
-            first_attempt: record.attempt + 1,
-            replay: true,
-        },
-        event: &raw,
-    };
+    let task = TaskMessage::new(&record.target, record.attempt + 1, true, &raw);
     queue.send(&task.to_body(), Duration::ZERO).await.map_err(unavailable)?;
     Ok(true)
 }

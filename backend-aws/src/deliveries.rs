@@ -3,13 +3,14 @@
 //! by event time, and one event's attempts are a key prefix. One item per attempt, under 1 KB
 //! (one write unit), expiring after the log's retention.
 
-use crate::dynamo::{DynamoStore, Item, conditional_put, doc, n, s, to_doc};
+use crate::dynamo::{DynamoStore, Item, conditional_put, doc, get_s, n, s, to_doc};
 use crate::error::unavailable;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
 use checkout::ids::EventId;
 use checkout::ports::{DeliveryLog, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 fn record_item(record: &AttemptRecord) -> Result<Item, StoreError> {
     let expires = record.at + attempt_log::RETENTION;
@@ -21,7 +22,52 @@ fn record_item(record: &AttemptRecord) -> Result<Item, StoreError> {
     ]))
 }
 
+/// Keys per `BatchGetItem` (the DynamoDB limit).
+const BATCH_GET_MAX: usize = 100;
+
 impl DynamoStore {
+    /// Which of these (target, sk) keys exist, by `BatchGetItem` (consistent, keys only),
+    /// asking again for keys DynamoDB leaves unprocessed.
+    async fn existing_keys(&self, keys: Vec<Item>) -> Result<Vec<(String, String)>, StoreError> {
+        let mut found = Vec::new();
+        let mut pending = Some(keys);
+        let mut round = 0u32;
+        while let Some(keys) = pending.take().filter(|k| !k.is_empty()) {
+            if round > 0 {
+                // Unprocessed keys mean the table is throttling us: back off a little.
+                tokio::time::sleep(std::time::Duration::from_millis(20 << round.min(5))).await;
+            }
+            round += 1;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .projection_expression("#t, sk")
+                .expression_attribute_names("#t", "target")
+                .build()
+                .map_err(unavailable)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.tables.deliveries, request)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.tables.deliveries)
+                .unwrap_or_default()
+            {
+                found.push((get_s(&item, "target")?.to_owned(), get_s(&item, "sk")?.to_owned()));
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut left| left.remove(&self.tables.deliveries))
+                .map(|left| left.keys);
+        }
+        Ok(found)
+    }
+
     async fn query_attempts(
         &self,
         target: &str,
@@ -74,6 +120,26 @@ impl DeliveryLog for DynamoStore {
             .send()
             .await;
         conditional_put(result)
+    }
+
+    async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
+        let mut found = HashSet::new();
+        for chunk in pairs.chunks(BATCH_GET_MAX) {
+            let keys = chunk
+                .iter()
+                .map(|(target, event)| {
+                    HashMap::from([
+                        ("target".to_owned(), s(target)),
+                        ("sk".to_owned(), s(&attempt_log::sort_key(event, 1))),
+                    ])
+                })
+                .collect();
+            found.extend(self.existing_keys(keys).await?);
+        }
+        Ok(pairs
+            .iter()
+            .map(|(target, event)| found.contains(&((*target).to_owned(), attempt_log::sort_key(event, 1))))
+            .collect())
     }
 
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {

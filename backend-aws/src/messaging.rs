@@ -209,6 +209,8 @@ impl DeliveryQueue for SqsQueue {
 pub struct PipelineResources {
     pub topic_arn: String,
     pub queue_url: String,
+    /// The slow lane: deliveries to failing endpoints, so they never share a batch with healthy ones.
+    pub slow_queue_url: String,
     pub dead_letter_queue_url: String,
 }
 
@@ -220,7 +222,8 @@ pub struct QueueSettings {
 }
 
 /// Creates (or finds: every call is idempotent) `{env}-checkout-events`, `{env}-order-updates`
-/// with its redrive policy, `{env}-order-updates-dlq`, and the raw-delivery subscription.
+/// and `{env}-slow-deliveries` with their redrive policy, `{env}-order-updates-dlq`, and the
+/// raw-delivery subscription.
 pub async fn create_pipeline(
     sns: &aws_sdk_sns::Client,
     sqs: &aws_sdk_sqs::Client,
@@ -241,18 +244,15 @@ pub async fn create_pipeline(
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": settings.max_receive_count.to_string(),
     });
-    let queue_url = create_queue(
-        sqs,
-        &format!("{env}-order-updates"),
-        HashMap::from([
-            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-            (
-                QueueAttributeName::VisibilityTimeout,
-                settings.visibility_timeout.as_secs().to_string(),
-            ),
-        ]),
-    )
-    .await?;
+    let attributes = HashMap::from([
+        (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+        (
+            QueueAttributeName::VisibilityTimeout,
+            settings.visibility_timeout.as_secs().to_string(),
+        ),
+    ]);
+    let queue_url = create_queue(sqs, &format!("{env}-order-updates"), attributes.clone()).await?;
+    let slow_queue_url = create_queue(sqs, &format!("{env}-slow-deliveries"), attributes).await?;
     let queue_arn = queue_arn(sqs, &queue_url).await?;
     sns.subscribe()
         .topic_arn(&topic_arn)
@@ -265,6 +265,7 @@ pub async fn create_pipeline(
     Ok(PipelineResources {
         topic_arn,
         queue_url,
+        slow_queue_url,
         dead_letter_queue_url,
     })
 }

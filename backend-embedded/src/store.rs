@@ -243,6 +243,14 @@ impl DeliveryLog for EmbeddedStore {
         Ok(true)
     }
 
+    async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
+        let log = self.deliveries.lock();
+        Ok(pairs
+            .iter()
+            .map(|(target, event)| log.contains_key(&((*target).to_owned(), attempt_log::sort_key(event, 1))))
+            .collect())
+    }
+
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
         Ok(self.attempts_of(target, event).await?.pop())
     }

@@ -60,7 +60,19 @@ pub struct TaskMessage<'a> {
     pub event: &'a RawValue,
 }
 
-impl TaskMessage<'_> {
+impl<'a> TaskMessage<'a> {
+    /// The delivery of `event` to `target`, its series starting at attempt `first_attempt`.
+    pub fn new(target: &str, first_attempt: u32, replay: bool, event: &'a RawValue) -> Self {
+        Self {
+            delivery: DeliveryTask {
+                target: target.to_owned(),
+                first_attempt,
+                replay,
+            },
+            event,
+        }
+    }
+
     pub fn to_body(&self) -> String {
         // Serializing a task (a struct of strings and numbers around raw JSON) cannot fail.
         serde_json::to_string(self).unwrap_or_default()
@@ -161,15 +173,7 @@ mod tests {
         assert_eq!(parsed.head().id, e.id);
         assert_eq!(parsed.event_json(), body);
 
-        let task = TaskMessage {
-            delivery: DeliveryTask {
-                target: "we_1".into(),
-                first_attempt: 4,
-                replay: true,
-            },
-            event: serde_json::from_str(&body).unwrap(),
-        }
-        .to_body();
+        let task = TaskMessage::new("we_1", 4, true, serde_json::from_str(&body).unwrap()).to_body();
         match QueueMessage::parse(&task).unwrap() {
             QueueMessage::Task { head, message } => {
                 assert_eq!(head.version, 1);

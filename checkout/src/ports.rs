@@ -96,6 +96,10 @@ pub trait DeliveryLog: Send + Sync {
     /// Stores the record unless this attempt of this (event, target) is already recorded: then
     /// `Ok(false)` and nothing changes (another copy of the message made that attempt).
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError>;
+    /// For each (target, event) pair: whether its delivery has begun (its first attempt is
+    /// recorded), read strongly consistent and batched — one request for a whole queue batch on
+    /// DynamoDB. A copy of an event message whose pair has begun is a duplicate.
+    async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError>;
     /// The newest record of one event to one target: that delivery's state.
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError>;
     /// Every record of one event to one target, oldest first.

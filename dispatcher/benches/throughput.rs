@@ -13,7 +13,7 @@ use checkout::ids::{EventId, MerchantId, SessionId};
 use checkout::url_safety::UrlPolicy;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use dispatcher::client::ClientSettings;
-use dispatcher::{Dispatcher, DispatcherConfig, Disposition, Incoming};
+use dispatcher::{Dispatcher, DispatcherConfig, Disposition, Incoming, Lane};
 use embedded_backend::{EmbeddedQueue, EmbeddedStore, QueueConfig};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -165,6 +165,7 @@ async fn dispatcher_handler(url: &str, concurrency: usize, period: Duration) -> 
                     message_id: i.to_string(),
                     body: event_body(&merchant_id, &session),
                     receive_count: 1,
+                    lane: Lane::Main,
                 })
                 .collect();
             let dispositions = dispatcher.handle(&messages).await;

@@ -3,7 +3,6 @@
 
 use crate::client::ClientSettings;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct DispatcherConfig {
@@ -18,8 +17,6 @@ pub struct DispatcherConfig {
     pub max_attempts: u32,
     /// An endpoint failing without a success this long is disabled (`DISPATCHER_DISABLE_AFTER_HOURS`).
     pub disable_after: chrono::Duration,
-    /// How long merchants' endpoints are cached (`DISPATCHER_ENDPOINT_CACHE_SECONDS`).
-    pub endpoint_cache_ttl: Duration,
     /// Waits on the retry schedule are multiplied by this; 1 in production. Tests shrink the
     /// schedule with it instead of waiting minutes.
     pub time_scale: f64,
@@ -34,7 +31,6 @@ impl Default for DispatcherConfig {
             max_in_flight_per_endpoint: 64,
             max_attempts: checkout::retry_schedule::MAX_ATTEMPTS,
             disable_after: checkout::webhook_endpoint::FAILING_DISABLE_AFTER,
-            endpoint_cache_ttl: Duration::from_secs(10),
             time_scale: 1.0,
             client: ClientSettings::default(),
         }
@@ -78,9 +74,6 @@ impl DispatcherConfig {
         }
         if let Some(hours) = read::<u32>("DISPATCHER_DISABLE_AFTER_HOURS", "hours")? {
             config.disable_after = chrono::Duration::hours(i64::from(hours));
-        }
-        if let Some(secs) = read("DISPATCHER_ENDPOINT_CACHE_SECONDS", "seconds")? {
-            config.endpoint_cache_ttl = Duration::from_secs(secs);
         }
         Ok(config)
     }

@@ -3,8 +3,9 @@
 //! ones already made, through the same rate limits, with the same `webhook-id`.
 
 use checkout::clock;
-use checkout::delivery_task::DeadLetter;
+use checkout::delivery_task::{DeadLetter, EventHead, TaskMessage};
 use checkout::ports::{DeliveryQueue, PipelineError};
+use serde_json::value::RawValue;
 use std::time::Duration;
 
 /// How long a receive waits for more dead letters before taking the queue as empty.
@@ -52,4 +53,26 @@ pub async fn redrive(
         }
     }
     Ok(moved)
+}
+
+/// Puts an exhausted delivery on the dead-letter queue: why, after how many attempts, and the
+/// task a redrive sends to start a new series after those attempts.
+pub async fn bury(
+    dead_letters: &dyn DeliveryQueue,
+    head: &EventHead,
+    raw: &RawValue,
+    target: &str,
+    attempts: u32,
+    reason: &str,
+) -> Result<(), PipelineError> {
+    let letter = DeadLetter {
+        reason: reason.to_owned(),
+        attempts,
+        at: clock::now(),
+        target: Some(target.to_owned()),
+        event_id: Some(head.id.clone()),
+        event_type: Some(head.kind),
+        message: TaskMessage::new(target, attempts + 1, false, raw).to_body(),
+    };
+    dead_letters.send(&letter.to_body(), Duration::ZERO).await
 }

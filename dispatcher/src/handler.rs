@@ -1,35 +1,54 @@
 //! The dispatcher handler: a batch of queue messages in, what to do with each message out.
-//! The Lambda function and `acp-local`'s worker both call [`Dispatcher::handle`]; they differ
-//! only in how they receive messages and carry out the [`Disposition`]s.
+//! The Lambda function and `acp-local`'s worker both call it; they differ only in how they
+//! receive messages and carry out the [`Disposition`]s.
+//!
+//! A batch goes in three steps: each message is read and its targets looked up (fresh, see
+//! [`crate::targets`]); one batched read of the attempt log drops the pairs a copy of the same
+//! event already began (SNS, the stream and a restarted projector may each deliver an event
+//! more than once); then every pair is delivered, each message finishing on its own.
 //!
 //! An event straight from the topic fans out to every target of its merchant. A target that
 //! needs another try (a failure, or a deferral by the rate limits) continues as its own task
-//! message, so each (event, target) pair keeps its own schedule.
+//! message, so each (event, target) pair keeps its own schedule. Pairs of failing or slow
+//! endpoints continue on the slow lane, a queue of their own, so they never share a batch — and
+//! its wait — with healthy deliveries.
 
+use crate::admission::Admission;
 use crate::config::DispatcherConfig;
-use crate::deferral::DeferralSlots;
-use crate::in_flight::InFlightLimits;
+use crate::delivery::{Deliverer, DelivererSettings, Known, Pair, PairResult, Series, WaitReason};
+use crate::endpoint_health::EndpointHealth;
 use crate::metrics::{DeliveryCounts, Metrics};
-use crate::pair::{Pair, PairResult, Series, WaitReason};
-use crate::rate_limit::RateLimits;
-use crate::targets::{Target, TargetCache};
+use crate::targets::{Target, TargetReader};
 use checkout::clock;
-use checkout::delivery_task::{DeadLetter, DeliveryTask, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
-use checkout::ids::{EndpointId, MerchantId};
-use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, EndpointStore};
+use checkout::delivery_task::{DeadLetter, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
+use checkout::event::EventType;
+use checkout::ids::EventId;
+use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, PipelineError};
 use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, Stream};
 use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
-use tracing::{Instrument, info_span, warn};
+use std::time::{Duration, Instant};
+use tracing::{Instrument, info, info_span, warn};
 
-/// The longest a message can be hidden at once (the SQS visibility timeout limit); longer
-/// waits hide it again when it comes back early.
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// The longest a message is hidden at once. SQS refuses a visibility timeout that reaches 12 h
+/// after the message was received; longer waits hide it again when it comes back early.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(11 * 3600);
 /// The longest a new message can be delayed (SQS `DelaySeconds`).
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 /// How soon a message comes back after a failure on our side (storage or queue unavailable).
 pub const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
+
+/// Which queue a message came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lane {
+    /// New events and the deliveries of healthy endpoints.
+    #[default]
+    Main,
+    /// Deliveries to endpoints that fail or time out.
+    Slow,
+}
 
 /// One received message.
 #[derive(Clone, Debug)]
@@ -38,6 +57,7 @@ pub struct Incoming {
     pub body: String,
     /// How many times it has been received, this time included.
     pub receive_count: u32,
+    pub lane: Lane,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,19 +69,32 @@ pub enum Disposition {
 }
 
 pub struct Dispatcher {
-    pub(crate) client: reqwest::Client,
-    pub(crate) log: Arc<dyn DeliveryLog>,
-    pub(crate) endpoints: Arc<dyn EndpointStore>,
-    pub(crate) targets: TargetCache,
-    pub(crate) queue: Arc<dyn DeliveryQueue>,
-    pub(crate) dead_letters: Arc<dyn DeliveryQueue>,
-    pub(crate) merchant_limits: RateLimits<MerchantId>,
-    pub(crate) endpoint_limits: RateLimits<EndpointId>,
-    pub(crate) in_flight: InFlightLimits<EndpointId>,
-    pub(crate) slots: DeferralSlots,
-    pub(crate) config: DispatcherConfig,
+    deliverer: Deliverer,
+    health: Arc<EndpointHealth>,
+    targets: TargetReader,
+    log: Arc<dyn DeliveryLog>,
+    queue: Arc<dyn DeliveryQueue>,
+    slow_queue: Option<Arc<dyn DeliveryQueue>>,
+    dead_letters: Arc<dyn DeliveryQueue>,
     /// Outcomes since the last [`Dispatcher::take_metrics`].
-    pub(crate) metrics: Metrics,
+    metrics: Arc<Metrics>,
+}
+
+/// What a message asks for, once read and routed.
+enum Plan<'a> {
+    /// Nothing to deliver: settle it so.
+    Settled(Disposition),
+    Unreadable(UnreadableMessage),
+    Deliver(Deliveries<'a>),
+}
+
+struct Deliveries<'a> {
+    head: EventHead,
+    raw: &'a RawValue,
+    series: Series,
+    /// The message itself when it is a task (re-sent as it is on a deferral).
+    task_body: Option<&'a str>,
+    pairs: Vec<(Target, Known)>,
 }
 
 impl Dispatcher {
@@ -72,24 +105,43 @@ impl Dispatcher {
         dead_letters: Arc<dyn DeliveryQueue>,
         config: DispatcherConfig,
     ) -> reqwest::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(EndpointHealth::new(backend.endpoints.clone(), config.disable_after));
+        let admission = Admission::new(
+            config.merchant_rate_limit,
+            config.instances,
+            config.max_in_flight_per_endpoint,
+        );
+        let settings = DelivererSettings {
+            policy: config.client.policy,
+            max_attempts: config.max_attempts,
+            time_scale: config.time_scale,
+        };
+        let deliverer = Deliverer::new(
+            crate::client::build(config.client)?,
+            backend.deliveries.clone(),
+            admission,
+            health.clone(),
+            dead_letters.clone(),
+            settings,
+            metrics.clone(),
+        );
         Ok(Self {
-            client: crate::client::build(config.client)?,
+            deliverer,
+            health,
+            targets: TargetReader::new(backend.merchants.clone(), backend.endpoints.clone()),
             log: backend.deliveries.clone(),
-            endpoints: backend.endpoints.clone(),
-            targets: TargetCache::new(
-                backend.merchants.clone(),
-                backend.endpoints.clone(),
-                config.endpoint_cache_ttl,
-            ),
             queue,
+            slow_queue: None,
             dead_letters,
-            merchant_limits: RateLimits::new(config.instances),
-            endpoint_limits: RateLimits::new(config.instances),
-            in_flight: InFlightLimits::new(config.max_in_flight_per_endpoint),
-            slots: DeferralSlots::default(),
-            config,
-            metrics: Metrics::default(),
+            metrics,
         })
+    }
+
+    /// Deliveries to failing or slow endpoints continue on this queue instead of the main one.
+    pub fn with_slow_lane(mut self, slow_queue: Arc<dyn DeliveryQueue>) -> Self {
+        self.slow_queue = Some(slow_queue);
+        self
     }
 
     /// What happened to deliveries since the last call (for the batch's metrics line).
@@ -97,64 +149,228 @@ impl Dispatcher {
         self.metrics.take()
     }
 
-    /// Delivers a batch, all messages at once; the result at index i is message i's.
+    /// Delivers a batch; the result at index i is message i's.
     pub async fn handle(&self, batch: &[Incoming]) -> Vec<Disposition> {
-        join_all(batch.iter().map(|m| self.handle_one(m))).await
+        use futures_util::StreamExt;
+        let mut dispositions = vec![Disposition::Done; batch.len()];
+        let mut running = std::pin::pin!(self.start(batch).await);
+        while let Some((index, disposition)) = running.next().await {
+            dispositions[index] = disposition;
+        }
+        dispositions
     }
 
-    async fn handle_one(&self, incoming: &Incoming) -> Disposition {
-        let message = match QueueMessage::parse(&incoming.body) {
+    /// Reads and routes the batch, then delivers it: each message's disposition comes out as
+    /// soon as that message is finished, as `(index, disposition)`.
+    pub async fn start<'a>(&'a self, batch: &'a [Incoming]) -> impl Stream<Item = (usize, Disposition)> + 'a {
+        let received = Instant::now();
+        let parsed: Vec<_> = batch.iter().map(|m| QueueMessage::parse(&m.body)).collect();
+        let mut plans = join_all(
+            parsed
+                .into_iter()
+                .zip(batch)
+                .map(|(message, incoming)| self.plan(message, incoming, received)),
+        )
+        .await;
+        self.drop_duplicates(&mut plans).await;
+        plans
+            .into_iter()
+            .zip(batch)
+            .enumerate()
+            .map(|(index, (plan, incoming))| async move { (index, self.execute(plan, incoming).await) })
+            .collect::<FuturesUnordered<_>>()
+    }
+
+    async fn plan<'a>(
+        &self,
+        message: Result<QueueMessage<'a>, UnreadableMessage>,
+        incoming: &'a Incoming,
+        received: Instant,
+    ) -> Plan<'a> {
+        let message = match message {
             Ok(message) => message,
-            Err(err) => return self.bury_unreadable(incoming, err).await,
+            Err(err) => return Plan::Unreadable(err),
         };
         let head = message.head();
-        let span = info_span!(
-            "delivery",
-            event_id = %head.id,
-            merchant_id = %head.merchant_id,
-            session_id = %head.session_id,
-            message_id = %incoming.message_id,
-        );
-        match &message {
-            QueueMessage::Event { head, raw } => {
-                // On a first receive no attempt can have been made yet, so the log is not read.
-                let seen_before = incoming.receive_count > 1;
-                self.fan_out(head, raw, seen_before).instrument(span).await
+        let order_webhook = match &message {
+            QueueMessage::Event { head, .. } => head.kind == EventType::Completed,
+            QueueMessage::Task { message, .. } => {
+                message.delivery.target == checkout::attempt_log::ORDER_WEBHOOK_TARGET
             }
-            QueueMessage::Task { head, message } => self.run_task(head, message, &incoming.body).instrument(span).await,
+        };
+        let targets = match self.targets.read(&head.merchant_id, received, order_webhook).await {
+            Ok(targets) => targets,
+            Err(err) => {
+                warn!(merchant_id = %head.merchant_id, error = %err, "could not read the merchant's endpoints");
+                return Plan::Settled(Disposition::RetryIn(TRANSIENT_RETRY));
+            }
+        };
+        match message {
+            QueueMessage::Event { head, raw } => {
+                // On a first receive nothing of this copy can be recorded yet: one batched read
+                // tells whether another copy began the pair. Later receives read each pair's state.
+                let known = if incoming.receive_count > 1 {
+                    Known::ReadLog
+                } else {
+                    Known::Unstarted
+                };
+                let pairs = targets
+                    .for_event(head.kind, head.created_at)
+                    .into_iter()
+                    .map(|t| (t, known))
+                    .collect();
+                Plan::Deliver(Deliveries {
+                    head,
+                    raw,
+                    series: Series::FIRST,
+                    task_body: None,
+                    pairs,
+                })
+            }
+            QueueMessage::Task { head, message } => {
+                let Some(target) = targets.named(&message.delivery.target) else {
+                    info!(event_id = %head.id, endpoint_id = %message.delivery.target, "the endpoint was deleted; nothing to deliver");
+                    return Plan::Settled(Disposition::Done);
+                };
+                Plan::Deliver(Deliveries {
+                    head,
+                    raw: message.event,
+                    series: Series::of(&message.delivery),
+                    task_body: Some(&incoming.body),
+                    pairs: vec![(target, Known::ReadLog)],
+                })
+            }
         }
     }
 
-    async fn fan_out(&self, head: &EventHead, raw: &RawValue, seen_before: bool) -> Disposition {
-        let targets = match self.targets.get(&head.merchant_id).await {
-            Ok(targets) => targets,
+    /// Drops the pairs of first-received events that a copy of the same event already began —
+    /// one batched read for the whole batch.
+    async fn drop_duplicates(&self, plans: &mut [Plan<'_>]) {
+        // Copies of one event in the same batch: one carries it — one received before, if any,
+        // since its deliveries may have begun.
+        let mut carrier: HashMap<EventId, usize> = HashMap::new();
+        for (i, plan) in plans.iter().enumerate() {
+            if let Plan::Deliver(d) = plan
+                && d.task_body.is_none()
+            {
+                let seen_before = d.pairs.iter().any(|(_, known)| *known == Known::ReadLog);
+                let chosen = carrier.entry(d.head.id.clone()).or_insert(i);
+                if seen_before {
+                    *chosen = i;
+                }
+            }
+        }
+        for (i, plan) in plans.iter_mut().enumerate() {
+            if let Plan::Deliver(d) = plan
+                && d.task_body.is_none()
+                && carrier.get(&d.head.id) != Some(&i)
+            {
+                info!(event_id = %d.head.id, "another copy of this event in the batch carries it");
+                *plan = Plan::Settled(Disposition::Done);
+            }
+        }
+        let unstarted: Vec<(usize, &str, &EventId)> = plans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, plan)| match plan {
+                Plan::Deliver(d) => Some((i, d)),
+                _ => None,
+            })
+            .flat_map(|(i, d)| {
+                d.pairs
+                    .iter()
+                    .filter(|(_, known)| *known == Known::Unstarted)
+                    .map(move |(t, _)| (i, t.name(), &d.head.id))
+            })
+            .collect();
+        if unstarted.is_empty() {
+            return;
+        }
+        let keys: Vec<(&str, &EventId)> = unstarted.iter().map(|(_, t, e)| (*t, *e)).collect();
+        let started = match self.log.started(&keys).await {
+            Ok(started) => started,
             Err(err) => {
-                warn!(error = %err, "could not load the merchant's endpoints");
-                return Disposition::RetryIn(TRANSIENT_RETRY);
+                warn!(error = %err, "could not read the attempt log");
+                let failed: Vec<usize> = unstarted.iter().map(|(i, ..)| *i).collect();
+                for i in failed {
+                    plans[i] = Plan::Settled(Disposition::RetryIn(TRANSIENT_RETRY));
+                }
+                return;
             }
         };
-        let series = Series::FIRST;
-        let deliveries = targets.for_event(head.kind).into_iter().map(|target| async move {
+        let begun: HashSet<(usize, String)> = unstarted
+            .iter()
+            .zip(started)
+            .filter(|(_, started)| *started)
+            .map(|((i, target, _), _)| (*i, (*target).to_owned()))
+            .collect();
+        if begun.is_empty() {
+            return;
+        }
+        for (i, plan) in plans.iter_mut().enumerate() {
+            if let Plan::Deliver(d) = plan {
+                d.pairs.retain(|(target, _)| {
+                    let duplicate = begun.contains(&(i, target.name().to_owned()));
+                    if duplicate {
+                        info!(event_id = %d.head.id, endpoint_id = target.name(), "a copy of this event already began this delivery");
+                    }
+                    !duplicate
+                });
+            }
+        }
+    }
+
+    async fn execute(&self, plan: Plan<'_>, incoming: &Incoming) -> Disposition {
+        let deliveries = match plan {
+            Plan::Settled(disposition) => return disposition,
+            Plan::Unreadable(err) => return self.bury_unreadable(incoming, err).await,
+            Plan::Deliver(deliveries) => deliveries,
+        };
+        let span = info_span!(
+            "delivery",
+            event_id = %deliveries.head.id,
+            merchant_id = %deliveries.head.merchant_id,
+            session_id = %deliveries.head.session_id,
+            message_id = %incoming.message_id,
+        );
+        match deliveries.task_body {
+            None => self.fan_out(&deliveries).instrument(span).await,
+            Some(body) => self.run_task(&deliveries, body, incoming.lane).instrument(span).await,
+        }
+    }
+
+    async fn fan_out(&self, d: &Deliveries<'_>) -> Disposition {
+        let results = join_all(d.pairs.iter().map(|(target, known)| async move {
+            if self.slow_queue.is_some() && self.health.is_slow(target) {
+                // Not attempted here: a failing endpoint would hold this message, and the batch
+                // it came in, for as long as its attempt takes.
+                return (target, PairResult::Wait(Duration::ZERO, WaitReason::Defer));
+            }
             let pair = Pair {
-                head,
-                raw,
-                target: &target,
-                series,
+                head: &d.head,
+                raw: d.raw,
+                target,
+                series: d.series,
             };
-            let result = self.deliver(pair, seen_before).await;
-            (target, result)
-        });
+            (target, self.deliverer.deliver(pair, *known).await)
+        }))
+        .await;
         let mut disposition = Disposition::Done;
-        for (target, result) in join_all(deliveries).await {
-            let wait = match result {
+        for (target, result) in results {
+            let (wait, reason) = match result {
                 PairResult::Done => continue,
-                PairResult::Failed => {
+                PairResult::StorageFailed => {
                     disposition = Disposition::RetryIn(TRANSIENT_RETRY);
                     continue;
                 }
-                PairResult::Wait(wait, _) => wait,
+                PairResult::Wait(wait, reason) => (wait, reason),
             };
-            if let Err(err) = self.continue_as_task(&target, raw, wait).await {
+            let lane = match reason {
+                WaitReason::Retry => Lane::Slow,
+                WaitReason::Defer => self.lane_of(target),
+            };
+            let task = TaskMessage::new(target.name(), d.series.first_attempt, d.series.replay, d.raw);
+            if let Err(err) = self.send(lane, &task.to_body(), wait).await {
                 warn!(endpoint_id = target.name(), error = %err, "could not queue the next try; the event comes back");
                 disposition = Disposition::RetryIn(TRANSIENT_RETRY);
             }
@@ -162,53 +378,49 @@ impl Dispatcher {
         disposition
     }
 
-    /// The next try of one target, as its own message.
-    async fn continue_as_task(
-        &self,
-        target: &Target,
-        raw: &RawValue,
-        wait: Duration,
-    ) -> Result<(), checkout::ports::PipelineError> {
-        let task = TaskMessage {
-            delivery: DeliveryTask {
-                target: target.name().to_owned(),
-                first_attempt: Series::FIRST.first_attempt,
-                replay: false,
-            },
-            event: raw,
-        };
-        self.queue.send(&task.to_body(), wait.min(MAX_DELAY)).await
-    }
-
-    async fn run_task(&self, head: &EventHead, task: &TaskMessage<'_>, body: &str) -> Disposition {
-        let targets = match self.targets.get(&head.merchant_id).await {
-            Ok(targets) => targets,
-            Err(err) => {
-                warn!(error = %err, "could not load the merchant's endpoints");
-                return Disposition::RetryIn(TRANSIENT_RETRY);
-            }
-        };
-        let Some(target) = targets.named(&task.delivery.target) else {
-            tracing::info!(endpoint_id = %task.delivery.target, "the endpoint was deleted; nothing to deliver");
+    async fn run_task(&self, d: &Deliveries<'_>, body: &str, lane: Lane) -> Disposition {
+        let Some((target, known)) = d.pairs.first() else {
             return Disposition::Done;
         };
+        if lane == Lane::Main && self.lane_of(target) == Lane::Slow {
+            return match self.send(Lane::Slow, body, Duration::ZERO).await {
+                Ok(()) => Disposition::Done,
+                Err(_) => Disposition::RetryIn(TRANSIENT_RETRY),
+            };
+        }
         let pair = Pair {
-            head,
-            raw: task.event,
-            target: &target,
-            series: Series::of(&task.delivery),
+            head: &d.head,
+            raw: d.raw,
+            target,
+            series: d.series,
         };
-        match self.deliver(pair, true).await {
+        match self.deliverer.deliver(pair, *known).await {
             PairResult::Done => Disposition::Done,
-            PairResult::Failed => Disposition::RetryIn(TRANSIENT_RETRY),
+            PairResult::StorageFailed => Disposition::RetryIn(TRANSIENT_RETRY),
             PairResult::Wait(wait, WaitReason::Retry) => Disposition::RetryIn(wait.min(MAX_VISIBILITY)),
             // A deferral goes back as a new message: it spends no attempt, and no receive either
             // (the queue's redrive counts receives).
-            PairResult::Wait(wait, WaitReason::Defer) => match self.queue.send(body, wait.min(MAX_DELAY)).await {
+            PairResult::Wait(wait, WaitReason::Defer) => match self.send(lane, body, wait).await {
                 Ok(()) => Disposition::Done,
                 Err(_) => Disposition::RetryIn(wait.min(MAX_VISIBILITY)),
             },
         }
+    }
+
+    fn lane_of(&self, target: &Target) -> Lane {
+        if self.slow_queue.is_some() && self.health.is_slow(target) {
+            Lane::Slow
+        } else {
+            Lane::Main
+        }
+    }
+
+    async fn send(&self, lane: Lane, body: &str, delay: Duration) -> Result<(), PipelineError> {
+        let queue = match (lane, &self.slow_queue) {
+            (Lane::Slow, Some(slow)) => slow,
+            _ => &self.queue,
+        };
+        queue.send(body, delay.min(MAX_DELAY)).await
     }
 
     async fn bury_unreadable(&self, incoming: &Incoming, err: UnreadableMessage) -> Disposition {

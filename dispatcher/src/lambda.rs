@@ -2,12 +2,41 @@
 //! (`ReportBatchItemFailures`). A message that waits for its next attempt gets its visibility
 //! timeout set to that wait first, so Lambda's retry of it comes exactly then.
 
-use crate::handler::{Dispatcher, Disposition, Incoming};
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use crate::handler::{Dispatcher, Disposition, Incoming, Lane};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use checkout::ports::DeliveryQueue;
 use tracing::warn;
 
-pub async fn handle(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, event: SqsEvent) -> SqsBatchResponse {
+/// The queues the function's event source mappings read: the main one and, when deployed, the
+/// slow lane (told apart by the record's queue ARN, which ends with the queue's name).
+pub struct Queues<'a> {
+    pub main: &'a dyn DeliveryQueue,
+    pub slow: Option<SlowLane<'a>>,
+}
+
+pub struct SlowLane<'a> {
+    pub queue: &'a dyn DeliveryQueue,
+    pub name: &'a str,
+}
+
+impl Queues<'_> {
+    fn lane_of(&self, record: &SqsMessage) -> Lane {
+        let arn = record.event_source_arn.as_deref().unwrap_or_default();
+        match &self.slow {
+            Some(slow) if arn.rsplit(':').next() == Some(slow.name) => Lane::Slow,
+            _ => Lane::Main,
+        }
+    }
+
+    fn of(&self, lane: Lane) -> &dyn DeliveryQueue {
+        match (lane, &self.slow) {
+            (Lane::Slow, Some(slow)) => slow.queue,
+            _ => self.main,
+        }
+    }
+}
+
+pub async fn handle(dispatcher: &Dispatcher, queues: &Queues<'_>, event: SqsEvent) -> SqsBatchResponse {
     let incoming: Vec<Incoming> = event
         .records
         .iter()
@@ -19,17 +48,18 @@ pub async fn handle(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, event: S
                 .get("ApproximateReceiveCount")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1),
+            lane: queues.lane_of(record),
         })
         .collect();
     let dispositions = dispatcher.handle(&incoming).await;
     emit_metrics(dispatcher);
     let mut response = SqsBatchResponse::default();
-    for (record, disposition) in event.records.iter().zip(dispositions) {
+    for ((record, disposition), incoming) in event.records.iter().zip(dispositions).zip(&incoming) {
         let Disposition::RetryIn(wait) = disposition else {
             continue;
         };
         if let Some(receipt) = &record.receipt_handle
-            && let Err(err) = queue.set_visibility(receipt, wait).await
+            && let Err(err) = queues.of(incoming.lane).set_visibility(receipt, wait).await
         {
             // The message still comes back, after the queue's own visibility timeout.
             warn!(error = %err, "could not set the message's visibility");

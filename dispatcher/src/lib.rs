@@ -2,16 +2,18 @@
 //! an HTTP client that only ever connects to vetted public addresses, one attempt's result, and
 //! the rate limits deliveries are deferred by.
 
+mod admission;
 pub mod client;
 pub mod config;
 pub mod dead_letters;
 pub mod deferral;
+mod delivery;
+mod endpoint_health;
 pub mod handler;
 pub mod headers;
 pub mod in_flight;
 pub mod lambda;
 pub mod metrics;
-mod pair;
 pub mod pinned_dns;
 pub mod rate_limit;
 pub mod request;
@@ -20,4 +22,4 @@ pub mod targets;
 pub mod worker;
 
 pub use config::DispatcherConfig;
-pub use handler::{Dispatcher, Disposition, Incoming};
+pub use handler::{Dispatcher, Disposition, Incoming, Lane};

@@ -1,96 +1,131 @@
 //! The dispatcher outside Lambda (`acp-local`, tests): pollers that receive batches from a
-//! queue, hand them to [`Dispatcher::handle`], and delete or hide each message as it says.
+//! queue, hand them to the [`Dispatcher`], and delete or hide each message as soon as it is
+//! finished.
+//!
+//! A poller does not wait for its batch: the batch runs as its own task and the poller receives
+//! the next one, up to [`MAX_IN_HAND`] messages in hand per queue. So a message that waits on a
+//! slow receiver holds one place, not a poller — healthy deliveries keep flowing past it.
 
-use crate::handler::{Dispatcher, Disposition, Incoming};
-use checkout::ports::{DeliveryQueue, QueuedMessage};
+use crate::handler::{Dispatcher, Disposition, Incoming, Lane};
+use checkout::ports::{DeliveryQueue, PipelineError, QueuedMessage};
+use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use tracing::warn;
 
 /// Messages per receive (the SQS maximum).
 pub const BATCH: usize = 10;
+/// Messages being delivered at once from one queue, over all its pollers.
+pub const MAX_IN_HAND: usize = 512;
 
 /// Receives one batch (waiting up to `wait` for it) and carries it through; returns how many
 /// messages it handled.
-pub async fn run_once(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, wait: Duration) -> usize {
+pub async fn run_once(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, lane: Lane, wait: Duration) -> usize {
     let received = queue.receive(BATCH, wait).await;
-    handle_received(dispatcher, queue, received).await
-}
-
-async fn handle_received(
-    dispatcher: &Dispatcher,
-    queue: &dyn DeliveryQueue,
-    received: Result<Vec<QueuedMessage>, checkout::ports::PipelineError>,
-) -> usize {
-    let messages = match received {
-        Ok(messages) => messages,
-        Err(err) => {
-            warn!(error = %err, "could not receive from the queue");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return 0;
-        }
-    };
-    if messages.is_empty() {
+    let Some(messages) = received_or_pause(received).await else {
         return 0;
+    };
+    let incoming: Vec<Incoming> = messages.iter().map(|m| incoming(m, lane)).collect();
+    let mut running = std::pin::pin!(dispatcher.start(&incoming).await);
+    while let Some((index, disposition)) = running.next().await {
+        settle(queue, &messages[index], disposition).await;
     }
-    let incoming: Vec<Incoming> = messages.iter().map(incoming).collect();
-    let dispositions = dispatcher.handle(&incoming).await;
-    settle(queue, &messages, &dispositions).await;
     messages.len()
 }
 
+async fn received_or_pause(received: Result<Vec<QueuedMessage>, PipelineError>) -> Option<Vec<QueuedMessage>> {
+    match received {
+        Ok(messages) if messages.is_empty() => None,
+        Ok(messages) => Some(messages),
+        Err(err) => {
+            warn!(error = %err, "could not receive from the queue");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
+    }
+}
+
 /// A received message as the handler takes it.
-pub fn incoming(message: &QueuedMessage) -> Incoming {
+pub fn incoming(message: &QueuedMessage, lane: Lane) -> Incoming {
     Incoming {
         message_id: message.message_id.clone(),
         body: message.body.clone(),
         receive_count: message.receive_count,
+        lane,
     }
 }
 
-/// Deletes or hides each message, all at once (a durable queue commits them together).
-async fn settle(queue: &dyn DeliveryQueue, messages: &[QueuedMessage], dispositions: &[Disposition]) {
-    let settled = messages
-        .iter()
-        .zip(dispositions)
-        .map(|(message, disposition)| async move {
-            let result = match disposition {
-                Disposition::Done => queue.delete(&message.receipt).await,
-                Disposition::RetryIn(wait) => queue.set_visibility(&message.receipt, *wait).await,
-            };
-            if let Err(err) = result {
-                // Either way the message comes back after its visibility timeout, and the attempt
-                // log keeps it from being sent twice.
-                warn!(message_id = %message.message_id, error = %err, "could not settle the message");
-            }
-        });
-    futures_util::future::join_all(settled).await;
+/// Deletes or hides the message.
+async fn settle(queue: &dyn DeliveryQueue, message: &QueuedMessage, disposition: Disposition) {
+    let result = match disposition {
+        Disposition::Done => queue.delete(&message.receipt).await,
+        Disposition::RetryIn(wait) => queue.set_visibility(&message.receipt, wait).await,
+    };
+    if let Err(err) = result {
+        // Either way the message comes back after its visibility timeout, and the attempt log
+        // keeps it from being sent twice.
+        warn!(message_id = %message.message_id, error = %err, "could not settle the message");
+    }
 }
 
-/// `pollers` loops of [`run_once`] until `stop` turns true; a batch in hand is finished first.
+/// `pollers` loops receiving from `queue` until `stop` turns true; what is in hand then is
+/// finished first.
 pub async fn run(
     dispatcher: Arc<Dispatcher>,
     queue: Arc<dyn DeliveryQueue>,
+    lane: Lane,
     pollers: usize,
     stop: watch::Receiver<bool>,
 ) {
+    let places = Arc::new(Semaphore::new(MAX_IN_HAND));
     let loops = (0..pollers.max(1)).map(|_| {
-        let (dispatcher, queue, mut stop) = (dispatcher.clone(), queue.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !*stop.borrow() {
-                // Only the wait for messages is cut short by a stop; a batch received is finished.
-                let received = tokio::select! {
-                    received = queue.receive(BATCH, Duration::from_secs(1)) => received,
-                    _ = stop.changed() => break,
-                };
-                handle_received(&dispatcher, queue.as_ref(), received).await;
-            }
-        })
+        let (dispatcher, queue, places, stop) = (dispatcher.clone(), queue.clone(), places.clone(), stop.clone());
+        tokio::spawn(poll(dispatcher, queue, lane, places, stop))
     });
     for poller in futures_util::future::join_all(loops).await {
         if let Err(err) = poller {
             warn!(error = %err, "a dispatcher poller stopped");
         }
     }
+}
+
+async fn poll(
+    dispatcher: Arc<Dispatcher>,
+    queue: Arc<dyn DeliveryQueue>,
+    lane: Lane,
+    places: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut in_hand = JoinSet::new();
+    while !*stop.borrow() {
+        // Room for a whole batch first; only the waits are cut short by a stop.
+        let permits = tokio::select! {
+            permits = places.clone().acquire_many_owned(BATCH as u32) => permits,
+            _ = stop.changed() => break,
+        };
+        let Ok(mut permits) = permits else { break };
+        let received = tokio::select! {
+            received = queue.receive(BATCH, Duration::from_secs(1)) => received,
+            _ = stop.changed() => break,
+        };
+        while in_hand.try_join_next().is_some() {}
+        let Some(messages) = received_or_pause(received).await else {
+            continue;
+        };
+        let mut places_of: Vec<_> = (0..messages.len()).filter_map(|_| permits.split(1)).collect();
+        drop(permits);
+        let (dispatcher, queue) = (dispatcher.clone(), queue.clone());
+        in_hand.spawn(async move {
+            let incoming: Vec<Incoming> = messages.iter().map(|m| incoming(m, lane)).collect();
+            let mut running = std::pin::pin!(dispatcher.start(&incoming).await);
+            while let Some((index, disposition)) = running.next().await {
+                settle(queue.as_ref(), &messages[index], disposition).await;
+                // Each finished message frees its place at once.
+                places_of.pop();
+            }
+        });
+    }
+    while in_hand.join_next().await.is_some() {}
 }

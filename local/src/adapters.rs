@@ -32,6 +32,8 @@ pub struct Adapters {
     pub backend: Backend,
     pub publisher: Arc<dyn Publisher>,
     pub queue: Arc<dyn DeliveryQueue>,
+    /// Deliveries to failing or slow endpoints (see the dispatcher's slow lane).
+    pub slow_queue: Arc<dyn DeliveryQueue>,
     pub dead_letters: Arc<dyn DeliveryQueue>,
     pub source: EventSource,
 }
@@ -63,13 +65,20 @@ fn durable(config: &Config) -> anyhow::Result<Adapters> {
     let queue = Arc::new(EmbeddedQueue::durable(
         QUEUE,
         Some(dead_letters.clone()),
-        db,
+        db.clone(),
         "order-updates",
+    )?);
+    let slow_queue = Arc::new(EmbeddedQueue::durable(
+        QUEUE,
+        Some(dead_letters.clone()),
+        db,
+        "slow-deliveries",
     )?);
     Ok(Adapters {
         backend: Backend::from_one(store.clone()),
         publisher: Arc::new(EmbeddedTopic::new(vec![queue.clone()])),
         queue,
+        slow_queue,
         dead_letters,
         source: EventSource::Durable { stream, store },
     })
@@ -80,10 +89,12 @@ fn in_memory() -> Adapters {
     let settings = QUEUE;
     let dead_letters = Arc::new(EmbeddedQueue::new(settings, None));
     let queue = Arc::new(EmbeddedQueue::new(settings, Some(dead_letters.clone())));
+    let slow_queue = Arc::new(EmbeddedQueue::new(settings, Some(dead_letters.clone())));
     Adapters {
         backend: Backend::from_one(Arc::new(store)),
         publisher: Arc::new(EmbeddedTopic::new(vec![queue.clone()])),
         queue,
+        slow_queue,
         dead_letters,
         source: EventSource::Feed(feed),
     }
@@ -94,7 +105,7 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
     let dynamodb = aws_backend::DynamoClient::new(&sdk);
     let (sns, sqs) = (aws_backend::SnsClient::new(&sdk), aws_backend::SqsClient::new(&sdk));
     let tables = TableNames::for_environment(&config.environment);
-    let (topic_arn, queue_url, dead_letter_queue_url) = if config.create_resources {
+    let (topic_arn, queue_url, slow_queue_url, dead_letter_queue_url) = if config.create_resources {
         aws_backend::create_tables(&dynamodb, &tables)
             .await
             .context("creating the DynamoDB tables")?;
@@ -105,7 +116,12 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
         let created = aws_backend::create_pipeline(&sns, &sqs, &config.environment, settings)
             .await
             .context("creating the topic and queues")?;
-        (created.topic_arn, created.queue_url, created.dead_letter_queue_url)
+        (
+            created.topic_arn,
+            created.queue_url,
+            created.slow_queue_url,
+            created.dead_letter_queue_url,
+        )
     } else {
         let need = |value: &Option<String>, name: &str| {
             value
@@ -115,6 +131,7 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
         (
             need(&config.topic_arn, "ACP_TOPIC_ARN")?,
             need(&config.queue_url, "ACP_QUEUE_URL")?,
+            need(&config.slow_queue_url, "ACP_SLOW_QUEUE_URL")?,
             need(&config.dead_letter_queue_url, "ACP_DEAD_LETTER_QUEUE_URL")?,
         )
     };
@@ -125,6 +142,7 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
         backend: Backend::from_one(Arc::new(DynamoStore::new(dynamodb, tables))),
         publisher: Arc::new(SnsPublisher::new(sns, topic_arn)),
         queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
+        slow_queue: Arc::new(SqsQueue::new(sqs.clone(), slow_queue_url)),
         dead_letters: Arc::new(SqsQueue::new(sqs, dead_letter_queue_url)),
         source: EventSource::Stream(reader),
     })

@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "ACP_QUEUE_URL")]
     pub queue_url: Option<String>,
 
+    /// With the AWS backend and no `--create-resources`: the slow-deliveries queue (deliveries
+    /// to failing endpoints).
+    #[arg(long, env = "ACP_SLOW_QUEUE_URL")]
+    pub slow_queue_url: Option<String>,
+
     /// With the AWS backend and no `--create-resources`: the order-updates dead-letter queue.
     #[arg(long, env = "ACP_DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
@@ -105,6 +110,7 @@ impl Config {
             aws_endpoint_url: None,
             topic_arn: None,
             queue_url: None,
+            slow_queue_url: None,
             dead_letter_queue_url: None,
             dispatcher_pollers: 4,
             merchant_rate_limit: None,

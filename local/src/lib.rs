@@ -13,7 +13,7 @@ use checkout::payment::TestPaymentProcessor;
 use checkout::ports::{Backend, DeliveryQueue};
 use checkout::url_safety::UrlPolicy;
 use config::Config;
-use dispatcher::{Dispatcher, DispatcherConfig};
+use dispatcher::{Dispatcher, DispatcherConfig, Lane};
 use projector::Projector;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub struct Stack {
     pub backend: Backend,
     /// The order-updates queue every event lands on, and its dead-letter queue.
     pub queue: Arc<dyn DeliveryQueue>,
+    /// Where deliveries to failing or slow endpoints wait (the dispatcher's slow lane).
+    pub slow_queue: Arc<dyn DeliveryQueue>,
     pub dead_letters: Arc<dyn DeliveryQueue>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -54,15 +56,14 @@ impl Stack {
             .await
             .context("storing the demo merchant")?;
 
-        let projector = Projector::new(backend.views.clone(), adapters.publisher.clone());
-        let (stop_projection, projection_stopped) = watch::channel(false);
-        let projection = tokio::spawn(projection::run(projector, adapters.source, projection_stopped));
-
         let policy = UrlPolicy {
             allow_loopback: config.allow_loopback_webhooks,
         };
-        let (stop_dispatcher, dispatcher) =
-            start_dispatcher(config, &backend, &adapters.queue, &adapters.dead_letters, policy)?;
+        let (stop_dispatcher, dispatcher) = start_dispatcher(config, &backend, &adapters, policy)?;
+
+        let projector = Projector::new(backend.views.clone(), adapters.publisher.clone());
+        let (stop_projection, projection_stopped) = watch::channel(false);
+        let projection = tokio::spawn(projection::run(projector, adapters.source, projection_stopped));
         let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
             .with_url_policy(policy)
             .with_delivery_queue(adapters.queue.clone());
@@ -84,6 +85,7 @@ impl Stack {
             demo_api_key,
             backend,
             queue: adapters.queue,
+            slow_queue: adapters.slow_queue,
             dead_letters: adapters.dead_letters,
             stop,
             server,
@@ -112,12 +114,12 @@ impl Stack {
     }
 }
 
-/// The webhook dispatcher on the order-updates queue, unless `--dispatcher-pollers 0`.
+/// The webhook dispatcher on the order-updates queue and the slow lane, unless
+/// `--dispatcher-pollers 0`.
 fn start_dispatcher(
     config: &Config,
     backend: &Backend,
-    queue: &Arc<dyn DeliveryQueue>,
-    dead_letters: &Arc<dyn DeliveryQueue>,
+    adapters: &adapters::Adapters,
     policy: UrlPolicy,
 ) -> anyhow::Result<(watch::Sender<bool>, JoinHandle<()>)> {
     let (stop, stopped) = watch::channel(false);
@@ -132,11 +134,18 @@ fn start_dispatcher(
     if let Some(scale) = config.retry_time_scale {
         settings.time_scale = scale;
     }
-    let dispatcher = Dispatcher::new(backend, queue.clone(), dead_letters.clone(), settings)
-        .context("building the webhook client")?;
-    let queue = queue.clone();
+    let (queue, slow_queue) = (adapters.queue.clone(), adapters.slow_queue.clone());
+    let dispatcher = Dispatcher::new(backend, queue.clone(), adapters.dead_letters.clone(), settings)
+        .context("building the webhook client")?
+        .with_slow_lane(slow_queue.clone());
+    let dispatcher = Arc::new(dispatcher);
     let pollers = config.dispatcher_pollers;
     info!(pollers, "webhook dispatcher running");
-    let task = tokio::spawn(dispatcher::worker::run(Arc::new(dispatcher), queue, pollers, stopped));
+    let main = dispatcher::worker::run(dispatcher.clone(), queue, Lane::Main, pollers, stopped.clone());
+    // The slow lane needs fewer pollers: its messages wait on receivers, not on us.
+    let slow = dispatcher::worker::run(dispatcher, slow_queue, Lane::Slow, pollers.div_ceil(2), stopped);
+    let task = tokio::spawn(async move {
+        tokio::join!(main, slow);
+    });
     Ok((stop, task))
 }

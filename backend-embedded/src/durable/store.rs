@@ -412,6 +412,16 @@ impl DeliveryLog for DurableStore {
             .await
     }
 
+    async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
+        self.db.read(|conn| {
+            let mut statement = conn.prepare_cached("SELECT 1 FROM deliveries WHERE target = ?1 AND sk = ?2")?;
+            pairs
+                .iter()
+                .map(|(target, event)| statement.exists(params![target, attempt_log::sort_key(event, 1)]))
+                .collect()
+        })
+    }
+
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
         let (low, high) = event_range(event);
         self.read_one(

@@ -3,6 +3,7 @@
 use aws_backend::{DynamoStore, SqsQueue, TableNames};
 use aws_lambda_events::event::sqs::SqsEvent;
 use checkout::ports::{Backend, DeliveryQueue};
+use dispatcher::lambda::{Queues, SlowLane};
 use dispatcher::{Dispatcher, DispatcherConfig};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
@@ -22,11 +23,28 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let backend = Backend::from_one(Arc::new(DynamoStore::from_sdk_config(&sdk, TableNames::from_env()?)));
     let sqs = aws_backend::SqsClient::new(&sdk);
     let queue: Arc<dyn DeliveryQueue> = Arc::new(SqsQueue::new(sqs.clone(), required("ORDER_UPDATES_QUEUE_URL")?));
-    let dead_letters = Arc::new(SqsQueue::new(sqs, required("ORDER_UPDATES_DLQ_URL")?));
-    let dispatcher = Dispatcher::new(&backend, queue.clone(), dead_letters, DispatcherConfig::from_env()?)?;
-    let (dispatcher, queue) = (&dispatcher, queue.as_ref());
+    let dead_letters = Arc::new(SqsQueue::new(sqs.clone(), required("ORDER_UPDATES_DLQ_URL")?));
+    let mut dispatcher = Dispatcher::new(&backend, queue.clone(), dead_letters, DispatcherConfig::from_env()?)?;
+    // The slow lane: deliveries to failing endpoints, on a queue (and event source) of their own.
+    let slow = match std::env::var("SLOW_DELIVERIES_QUEUE_URL") {
+        Ok(url) => {
+            let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+            let slow: Arc<dyn DeliveryQueue> = Arc::new(SqsQueue::new(sqs.clone(), url));
+            dispatcher = dispatcher.with_slow_lane(slow.clone());
+            Some((slow, name))
+        }
+        Err(_) => None,
+    };
+    let queues = Queues {
+        main: queue.as_ref(),
+        slow: slow.as_ref().map(|(queue, name)| SlowLane {
+            queue: queue.as_ref(),
+            name,
+        }),
+    };
+    let (dispatcher, queues) = (&dispatcher, &queues);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(dispatcher::lambda::handle(dispatcher, queue, event.payload).await)
+        Ok::<_, lambda_runtime::Error>(dispatcher::lambda::handle(dispatcher, queues, event.payload).await)
     }))
     .await
 }

@@ -1,31 +1,26 @@
 //! One event to one target: where that delivery stands (from the attempt log), whether it may go
-//! now (rate limits, requests in flight), the attempt, and its record — which is also the new
-//! state of the delivery.
+//! now (admission), the attempt, and its record — which is also the new state of the delivery.
 
-use crate::handler::Dispatcher;
+use crate::admission::Admission;
+use crate::dead_letters;
+use crate::endpoint_health::EndpointHealth;
+use crate::metrics::Metrics;
 use crate::request::{self, WebhookRequest};
 use crate::send::{self, AttemptResult};
 use crate::targets::Target;
 use bytes::Bytes;
 use checkout::attempt_log::{AttemptRecord, AttemptStatus};
 use checkout::clock::{self, Timestamp};
-use checkout::delivery_outcome::Outcome;
-use checkout::delivery_task::{DeadLetter, DeliveryTask, EventHead, TaskMessage};
+use checkout::delivery_outcome::{ErrorClass, Outcome};
+use checkout::delivery_task::{DeliveryTask, EventHead};
 use checkout::event::Event;
+use checkout::ports::{DeliveryLog, DeliveryQueue};
 use checkout::retry_schedule::{self, Pushback};
-use checkout::webhook_endpoint::WebhookEndpoint;
+use checkout::url_safety::UrlPolicy;
 use serde_json::value::RawValue;
-use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
-
-/// A wait over the rate limit shorter than this is slept off in place; longer ones defer.
-const WAIT_IN_PLACE: Duration = Duration::from_millis(500);
-/// How often a delivery waits in place before it is deferred.
-const WAITS_IN_PLACE: usize = 3;
-/// How long a delivery is deferred when its endpoint has its cap of requests in flight.
-const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitReason {
@@ -39,9 +34,10 @@ pub(crate) enum WaitReason {
 pub(crate) enum PairResult {
     /// Delivered, or nothing more to do.
     Done,
+    /// Try again after this long (counted from now).
     Wait(Duration, WaitReason),
-    /// Our storage or queue failed: try the message again soon.
-    Failed,
+    /// Our own storage or queue failed: try the message again soon.
+    StorageFailed,
 }
 
 /// Which series of attempts this is: the first (from attempt 1), or a replay or redrive
@@ -64,6 +60,15 @@ impl Series {
             replay: task.replay,
         }
     }
+}
+
+/// What is known of the delivery's state before it is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// Nothing is recorded for it (the batch's read of first attempts said so).
+    Unstarted,
+    /// Read the attempt log for its newest record.
+    ReadLog,
 }
 
 /// One event to one target, in one series of attempts.
@@ -103,26 +108,66 @@ fn next_step(latest: Option<&AttemptRecord>, series: Series, now: Timestamp) -> 
     }
     match last.next_attempt_at {
         None => Next::Nothing,
-        Some(due) if due > now => Next::NotYet((due - now).to_std().unwrap_or_default()),
-        Some(_) => Next::Attempt(last.attempt + 1),
+        Some(due) => until(due, now).map_or(Next::Attempt(last.attempt + 1), Next::NotYet),
     }
 }
 
-impl Dispatcher {
-    pub(crate) async fn deliver(&self, pair: Pair<'_>, seen_before: bool) -> PairResult {
+/// How long from `now` until `due`, if it is still ahead.
+fn until(due: Timestamp, now: Timestamp) -> Option<Duration> {
+    (due - now).to_std().ok().filter(|d| !d.is_zero())
+}
+
+pub(crate) struct DelivererSettings {
+    pub policy: UrlPolicy,
+    pub max_attempts: u32,
+    pub time_scale: f64,
+}
+
+/// Carries deliveries through attempts, records and dead letters.
+pub(crate) struct Deliverer {
+    client: reqwest::Client,
+    log: Arc<dyn DeliveryLog>,
+    admission: Admission,
+    health: Arc<EndpointHealth>,
+    dead_letters: Arc<dyn DeliveryQueue>,
+    settings: DelivererSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl Deliverer {
+    pub fn new(
+        client: reqwest::Client,
+        log: Arc<dyn DeliveryLog>,
+        admission: Admission,
+        health: Arc<EndpointHealth>,
+        dead_letters: Arc<dyn DeliveryQueue>,
+        settings: DelivererSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            log,
+            admission,
+            health,
+            dead_letters,
+            settings,
+            metrics,
+        }
+    }
+
+    pub async fn deliver(&self, pair: Pair<'_>, known: Known) -> PairResult {
         let Pair {
             head, target, series, ..
         } = pair;
-        let latest = if seen_before {
-            match self.log.latest(target.name(), &head.id).await {
+        let latest = match known {
+            Known::Unstarted => None,
+            Known::ReadLog => match self.log.latest(target.name(), &head.id).await {
                 Ok(latest) => latest,
                 Err(err) => {
                     warn!(endpoint_id = target.name(), error = %err, "could not read the attempt log");
-                    return PairResult::Failed;
+                    return PairResult::StorageFailed;
                 }
-            }
-        } else {
-            None
+            },
         };
         let attempt = match next_step(latest.as_ref(), series, clock::now()) {
             Next::Attempt(n) => n,
@@ -130,102 +175,98 @@ impl Dispatcher {
             Next::DeadLetter(attempt) => return self.send_dead_letter(pair, attempt, "exhausted").await,
             Next::Nothing => return PairResult::Done,
         };
-        if let Target::Endpoint(endpoint) = target
-            && !endpoint.enabled
-        {
+        if target.endpoint().is_some_and(|e| !e.enabled) {
             return self.skip(pair, attempt).await;
         }
-        let _permit = match self.admit(head, target).await {
+        let permit = match self.admission.admit(&head.merchant_id, target).await {
             Ok(permit) => permit,
             Err(wait) => {
                 self.metrics.deferred();
-                debug!(endpoint_id = target.name(), ?wait, "deferred by the rate limits");
+                info!(
+                    endpoint_id = target.name(),
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "delivery deferred by the rate limits"
+                );
                 return PairResult::Wait(wait, WaitReason::Defer);
             }
         };
-        let now = clock::now();
-        let request = match build_request(pair, attempt, now) {
+        let started = clock::now();
+        let request = match build_request(pair, attempt, started) {
             Ok(request) => request,
-            Err(reason) => {
-                return self.give_up(pair, attempt, now, None, reason).await;
-            }
+            Err(reason) => return self.give_up(pair, attempt, started, None, reason).await,
         };
-        let result = send::attempt(&self.client, request, self.config.client.policy, now.timestamp()).await;
-        drop(_permit);
-        self.conclude(pair, attempt, now, result).await
+        let result = send::attempt(&self.client, request, self.settings.policy, started.timestamp()).await;
+        drop(permit);
+        self.conclude(pair, attempt, started, result).await
     }
 
-    /// Waits out short rate-limit waits in place; longer ones become a deferral with a reserved
-    /// slot. The permit holds one of the endpoint's in-flight places until the attempt ends.
-    async fn admit(&self, head: &EventHead, target: &Target) -> Result<Option<OwnedSemaphorePermit>, Duration> {
-        let endpoint = match target {
-            Target::Endpoint(e) => Some(e),
-            Target::Order(_) => None,
-        };
-        let endpoint_rate = endpoint.and_then(|e| NonZeroU32::new(e.rate_limit?));
-        for round in 0.. {
-            let merchant_rate = self.config.merchant_rate_limit;
-            let over = match self.merchant_limits.check(&head.merchant_id, merchant_rate) {
-                Err(wait) => Some((
-                    wait,
-                    head.merchant_id.as_str(),
-                    self.merchant_limits.spacing(merchant_rate),
-                )),
-                Ok(()) => endpoint.zip(endpoint_rate).and_then(|(e, rate)| {
-                    let wait = self.endpoint_limits.check(&e.id, rate).err()?;
-                    Some((wait, e.id.as_str(), self.endpoint_limits.spacing(rate)))
-                }),
-            };
-            let Some((wait, key, spacing)) = over else { break };
-            if wait > WAIT_IN_PLACE || round >= WAITS_IN_PLACE {
-                return Err(self.slots.reserve(key, wait, spacing));
-            }
-            tokio::time::sleep(wait).await;
-        }
-        match endpoint {
-            None => Ok(None),
-            Some(e) => match self.in_flight.try_acquire(&e.id) {
-                Some(permit) => Ok(Some(permit)),
-                None => Err(IN_FLIGHT_DEFERRAL),
-            },
-        }
-    }
-
-    async fn conclude(&self, pair: Pair<'_>, attempt: u32, now: Timestamp, result: AttemptResult) -> PairResult {
+    /// Records the attempt that started at `started` and decides what follows.
+    async fn conclude(&self, pair: Pair<'_>, attempt: u32, started: Timestamp, result: AttemptResult) -> PairResult {
         let target = pair.target;
-        let mut record = attempt_record(pair, attempt, now, Some(&result));
+        let mut record = attempt_record(pair, attempt, started, Some(&result));
         match result.outcome {
             Outcome::Delivered => {
-                let lag = (now - pair.head.created_at).to_std().unwrap_or_default();
+                let lag = (started - pair.head.created_at).to_std().unwrap_or_default();
                 self.metrics.delivered(result.latency, lag);
+                debug!(
+                    endpoint_id = target.name(),
+                    attempt,
+                    latency_ms = record.latency_ms,
+                    "delivered"
+                );
                 record.status = AttemptStatus::Succeeded;
                 let stored = self.store(&record).await;
                 if stored == PairResult::Done {
-                    self.note_success(target).await;
+                    self.health.note_success(target).await;
                 }
                 stored
             }
             Outcome::Gone => {
                 self.metrics.failed(&pair.head.merchant_id);
+                info!(
+                    endpoint_id = target.name(),
+                    attempt,
+                    status = 410,
+                    "the endpoint answered 410 Gone"
+                );
                 record.final_reason = Some("the endpoint answered 410 Gone and was disabled".to_owned());
                 let stored = self.store(&record).await;
-                self.disable(target, "the endpoint answered 410 Gone", now).await;
+                self.health
+                    .disable(target, "the endpoint answered 410 Gone", started)
+                    .await;
                 stored
             }
-            Outcome::Retry { pushback, .. } => {
+            Outcome::Retry { pushback, class } => {
                 self.metrics.failed(&pair.head.merchant_id);
+                if class == ErrorClass::Timeout {
+                    self.health.note_timeout(target);
+                }
                 let made = attempt + 1 - pair.series.first_attempt;
                 let Some(wait) = self.retry_delay(made, pushback) else {
                     let reason = format!("exhausted after {made} attempts");
-                    return self.give_up(pair, attempt, now, Some(result), reason).await;
+                    return self.give_up(pair, attempt, started, Some(result), reason).await;
                 };
-                if let Some(reason) = self.note_failure(target, now).await {
+                if let Some(reason) = self.health.note_failure(target, started).await {
                     record.final_reason = Some(reason);
                     return self.store(&record).await;
                 }
-                record.next_attempt_at = Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                // The schedule counts from the attempt's start (a timed-out attempt ends long
+                // after it started), and never before now: the record says when it comes back.
+                let due = (started + chrono::Duration::from_std(wait).unwrap_or_default()).max(clock::now());
+                record.next_attempt_at = Some(due);
+                info!(
+                    endpoint_id = target.name(),
+                    attempt,
+                    status = result.status,
+                    error_class = ?class,
+                    next_attempt_at = %due.to_rfc3339(),
+                    "delivery attempt failed"
+                );
                 match self.store(&record).await {
-                    PairResult::Done => PairResult::Wait(wait, WaitReason::Retry),
+                    PairResult::Done => {
+                        PairResult::Wait(until(due, clock::now()).unwrap_or_default(), WaitReason::Retry)
+                    }
                     other => other,
                 }
             }
@@ -234,11 +275,11 @@ impl Dispatcher {
 
     /// The wait before the next attempt, or `None` when the series is exhausted.
     fn retry_delay(&self, made: u32, pushback: Pushback) -> Option<Duration> {
-        if made >= self.config.max_attempts {
+        if made >= self.settings.max_attempts {
             return None;
         }
         let jitter = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
-        retry_schedule::next_delay(made, pushback, jitter).map(|d| d.mul_f64(self.config.time_scale))
+        retry_schedule::next_delay(made, pushback, jitter).map(|d| d.mul_f64(self.settings.time_scale))
     }
 
     /// The last attempt of a series: recorded as such, then the delivery goes to the dead-letter
@@ -247,11 +288,11 @@ impl Dispatcher {
         &self,
         pair: Pair<'_>,
         attempt: u32,
-        now: Timestamp,
+        at: Timestamp,
         result: Option<AttemptResult>,
         reason: String,
     ) -> PairResult {
-        let mut record = attempt_record(pair, attempt, now, result.as_ref());
+        let mut record = attempt_record(pair, attempt, at, result.as_ref());
         record.final_reason = Some(reason.clone());
         record.dead_lettered = true;
         self.metrics.exhausted(&pair.head.merchant_id);
@@ -264,28 +305,11 @@ impl Dispatcher {
 
     async fn send_dead_letter(&self, pair: Pair<'_>, attempts: u32, reason: &str) -> PairResult {
         let Pair { head, raw, target, .. } = pair;
-        let redrive = TaskMessage {
-            delivery: DeliveryTask {
-                target: target.name().to_owned(),
-                first_attempt: attempts + 1,
-                replay: false,
-            },
-            event: raw,
-        };
-        let letter = DeadLetter {
-            reason: reason.to_owned(),
-            attempts,
-            at: clock::now(),
-            target: Some(target.name().to_owned()),
-            event_id: Some(head.id.clone()),
-            event_type: Some(head.kind),
-            message: redrive.to_body(),
-        };
-        match self.dead_letters.send(&letter.to_body(), Duration::ZERO).await {
+        match dead_letters::bury(self.dead_letters.as_ref(), head, raw, target.name(), attempts, reason).await {
             Ok(()) => PairResult::Done,
             Err(err) => {
                 warn!(endpoint_id = target.name(), error = %err, "could not reach the dead-letter queue");
-                PairResult::Failed
+                PairResult::StorageFailed
             }
         }
     }
@@ -295,6 +319,10 @@ impl Dispatcher {
         let mut record = attempt_record(pair, attempt, clock::now(), None);
         record.status = AttemptStatus::Skipped;
         record.final_reason = Some("the endpoint is disabled".to_owned());
+        info!(
+            endpoint_id = pair.target.name(),
+            attempt, "skipped: the endpoint is disabled"
+        );
         self.store(&record).await
     }
 
@@ -310,71 +338,9 @@ impl Dispatcher {
                 // Not recorded: the message comes back and the event is sent again, with the
                 // same webhook-id, so the receiver can tell.
                 warn!(endpoint_id = %record.target, error = %err, "could not record the attempt");
-                PairResult::Failed
+                PairResult::StorageFailed
             }
         }
-    }
-
-    async fn note_success(&self, target: &Target) {
-        if let Target::Endpoint(e) = target
-            && e.failing_since.is_some()
-        {
-            self.change_endpoint(e, |fresh| fresh.failing_since = None).await;
-        }
-    }
-
-    /// Tracks how long the endpoint has failed without a success; past the limit it is disabled
-    /// and the reason returned.
-    async fn note_failure(&self, target: &Target, now: Timestamp) -> Option<String> {
-        let Target::Endpoint(e) = target else { return None };
-        match e.failing_since {
-            None => {
-                self.change_endpoint(e, |fresh| {
-                    fresh.failing_since.get_or_insert(now);
-                })
-                .await;
-                None
-            }
-            Some(since) if now - since >= self.config.disable_after => {
-                let hours = self.config.disable_after.num_hours();
-                let reason = format!("failing without a success for {hours} hours");
-                self.disable(target, &reason, now).await;
-                Some(format!("the endpoint was disabled: {reason}"))
-            }
-            Some(_) => None,
-        }
-    }
-
-    async fn disable(&self, target: &Target, reason: &str, now: Timestamp) {
-        let Target::Endpoint(e) = target else { return };
-        warn!(
-            endpoint_id = %e.id,
-            merchant_id = %e.merchant_id,
-            reason,
-            operational_event = "endpoint.disabled",
-            "webhook endpoint disabled"
-        );
-        self.change_endpoint(e, |fresh| fresh.disable(reason.to_owned(), now))
-            .await;
-    }
-
-    /// Changes the stored endpoint (re-read, so a merchant's edit made meanwhile is kept).
-    /// Best effort: bookkeeping that fails is tried again at the next attempt.
-    async fn change_endpoint(&self, endpoint: &WebhookEndpoint, change: impl FnOnce(&mut WebhookEndpoint)) {
-        let stored = match self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return,
-            Err(err) => {
-                warn!(endpoint_id = %endpoint.id, error = %err, "could not read the endpoint");
-                return;
-            }
-        };
-        let mut fresh = stored;
-        change(&mut fresh);
-        if let Err(err) = self.endpoints.put_endpoint(&fresh).await {
-            warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
-        }
-        self.targets.forget(&endpoint.merchant_id);
     }
 }
 
@@ -387,21 +353,21 @@ fn build_request(pair: Pair<'_>, attempt: u32, now: Timestamp) -> Result<Webhook
             request::standard(head, body, endpoint, attempt, now.timestamp()).map_err(|e| e.to_string())
         }
         Target::Order(hook) => {
-            let body = order_body(raw)?;
+            let body = order_body(raw.get())?;
             request::acp_order(&hook.url, &hook.secret, body, now.timestamp()).map_err(|e| e.to_string())
         }
     }
 }
 
 /// The ACP order webhook body for a completed checkout: `{"type": "order_create", "data": Order}`.
-fn order_body(raw: &RawValue) -> Result<Bytes, String> {
-    let event: Event = serde_json::from_str(raw.get()).map_err(|e| format!("unreadable event: {e}"))?;
+fn order_body(raw: &str) -> Result<Bytes, String> {
+    let event: Event = serde_json::from_str(raw).map_err(|e| format!("unreadable event: {e}"))?;
     let order = event.data.order.ok_or("the completed checkout has no order")?;
     let body = serde_json::json!({ "type": "order_create", "data": order });
     serde_json::to_vec(&body).map(Bytes::from).map_err(|e| e.to_string())
 }
 
-fn attempt_record(pair: Pair<'_>, attempt: u32, now: Timestamp, result: Option<&AttemptResult>) -> AttemptRecord {
+fn attempt_record(pair: Pair<'_>, attempt: u32, at: Timestamp, result: Option<&AttemptResult>) -> AttemptRecord {
     let Pair {
         head, target, series, ..
     } = pair;
@@ -413,7 +379,7 @@ fn attempt_record(pair: Pair<'_>, attempt: u32, now: Timestamp, result: Option<&
         session_id: head.session_id.clone(),
         version: head.version,
         event_type: head.kind,
-        at: now,
+        at,
         status: AttemptStatus::Failed,
         http_status: result.and_then(|r| r.status),
         latency_ms: result.map_or(0, |r| u32::try_from(r.latency.as_millis()).unwrap_or(u32::MAX)),

@@ -1,14 +1,13 @@
-//! The dispatcher end to end, on the in-process queue and on SQS (moto): a real queue, real
+//! The dispatcher end to end, on the in-process queue, the durable one and SQS (moto): a real queue, real
 //! storage, a real HTTP receiver. Retry waits are shrunk 100 times (`time_scale`), so "5 s"
 //! is 50 ms and "at least 60 s after a 429" is 600 ms.
 
-mod common;
-
+use crate::common::{Answer, Kind, Rig, test_config};
 use checkout::attempt_log::AttemptStatus;
 use checkout::delivery_outcome::ErrorClass;
 use checkout::delivery_task::DeadLetter;
-use common::{Answer, Kind, Rig, test_config};
 use dispatcher::Disposition;
+use dispatcher::lambda::{Queues, SlowLane};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -255,7 +254,7 @@ async fn a_crash_before_the_acknowledgement_redelivers_with_the_same_id(kind: Ki
     // A crash after the attempt is recorded: the message comes back, nothing is sent again.
     let again = rig.publish().await;
     assert_eq!(rig.handle_without_settling().await, vec![Disposition::Done]);
-    rig.run_for(common::VISIBILITY + Duration::from_secs(1)).await;
+    rig.run_for(crate::common::VISIBILITY + Duration::from_secs(1)).await;
     let for_again = rig
         .receiver
         .seen()
@@ -341,30 +340,7 @@ async fn completed_checkouts_reach_the_order_webhook(kind: Kind) {
     assert_eq!(verdict, Ok(()));
 }
 
-macro_rules! on_both_queues {
-    ($($case:ident),+ $(,)?) => {
-        mod embedded {
-            use crate::common;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(common::Kind::Embedded).await;
-                }
-            )+
-        }
-        mod moto {
-            use crate::common;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(common::Kind::Moto).await;
-                }
-            )+
-        }
-    };
-}
-
-on_both_queues!(
+on_every_backend!(
     success,
     server_error_then_success,
     too_many_requests_honours_retry_after,
@@ -406,7 +382,8 @@ async fn an_endpoint_failing_without_success_is_disabled(kind: Kind) {
 
 async fn a_success_clears_the_failing_streak(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
-    rig.receiver.script(&[Answer::Status(500)]);
+    // 60 s (0.6 s at this scale) until the retry: time to look at the endpoint in between.
+    rig.receiver.script(&[Answer::RetryAfter(500, 60)]);
     rig.publish().await;
     rig.run_until(PATIENCE, "the first failure", |r| r.receiver.seen().len() == 1)
         .await;
@@ -421,7 +398,7 @@ async fn a_success_clears_the_failing_streak(kind: Kind) {
 
 mod health {
     use super::*;
-    on_both_queues!(
+    on_every_backend!(
         an_endpoint_failing_without_success_is_disabled,
         a_success_clears_the_failing_streak
     );
@@ -432,9 +409,8 @@ mod health {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_handler_reports_only_what_must_come_back() {
     let rig = Rig::new(Kind::Embedded, test_config()).await;
-    rig.receiver.script(&[Answer::Status(200), Answer::Status(500)]);
-    let first = checkout::testkit::event(&rig.merchant, None, 1);
-    let second = checkout::testkit::event(&rig.merchant, None, 1);
+    rig.receiver
+        .script(&[Answer::Status(200), Answer::Status(200), Answer::Status(500)]);
     let record = |id: &str, e: &checkout::event::Event| {
         serde_json::json!({
             "messageId": id,
@@ -442,36 +418,44 @@ async fn the_lambda_handler_reports_only_what_must_come_back() {
             "body": serde_json::to_string(e).unwrap(),
             "attributes": { "ApproximateReceiveCount": "1" },
             "messageAttributes": {},
+            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:order-updates",
         })
     };
-    let event: aws_lambda_events::event::sqs::SqsEvent =
-        serde_json::from_value(serde_json::json!({ "Records": [record("m1", &first)] })).unwrap();
-    let response = dispatcher::lambda::handle(&rig.dispatcher, rig.queue.as_ref(), event).await;
+    let queues = Queues {
+        main: rig.queue.as_ref(),
+        slow: Some(SlowLane {
+            queue: rig.slow_queue.as_ref(),
+            name: "slow-deliveries",
+        }),
+    };
+    let batch = |id: &str, e: &checkout::event::Event| -> aws_lambda_events::event::sqs::SqsEvent {
+        serde_json::from_value(serde_json::json!({ "Records": [record(id, e)] })).unwrap()
+    };
+    let first = checkout::testkit::event(&rig.merchant, None, 1);
+    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, batch("m1", &first)).await;
     assert!(response.batch_item_failures.is_empty());
-    let event: aws_lambda_events::event::sqs::SqsEvent =
-        serde_json::from_value(serde_json::json!({ "Records": [record("m2", &second)] })).unwrap();
-    let response = dispatcher::lambda::handle(&rig.dispatcher, rig.queue.as_ref(), event).await;
-    // The first attempt failed, and its retry went on as a task of its own: the event itself is done.
-    assert!(response.batch_item_failures.is_empty());
-    assert_eq!(rig.receiver.seen().len(), 2);
-    assert!(
-        rig.dispatcher.take_metrics().is_empty(),
-        "each batch's counts were taken"
-    );
-    let queued = rig.queue.receive(10, Duration::from_secs(1)).await.unwrap();
-    assert_eq!(queued.len(), 1, "the retry task");
-    assert!(queued[0].body.contains(rig.endpoint.id.as_str()));
 
     // Storage down while recording: the item must come back, so it is reported.
     rig.log.fail_records.store(1, Ordering::SeqCst);
-    let third = checkout::testkit::event(&rig.merchant, None, 1);
-    let event: aws_lambda_events::event::sqs::SqsEvent =
-        serde_json::from_value(serde_json::json!({ "Records": [record("m3", &third)] })).unwrap();
-    let response = dispatcher::lambda::handle(&rig.dispatcher, rig.queue.as_ref(), event).await;
+    let second = checkout::testkit::event(&rig.merchant, None, 1);
+    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, batch("m2", &second)).await;
     let reported: Vec<_> = response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
-    assert_eq!(reported, vec!["m3"]);
+    assert_eq!(reported, vec!["m2"]);
+
+    let third = checkout::testkit::event(&rig.merchant, None, 1);
+    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, batch("m3", &third)).await;
+    // The attempt failed, and its retry went on as a task of its own: the event itself is done.
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(rig.receiver.seen().len(), 3);
+    assert!(
+        rig.dispatcher.take_metrics().is_empty(),
+        "each batch's counts were taken"
+    );
+    let queued = rig.slow_queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(queued.len(), 1, "the retry task, on the slow lane");
+    assert!(queued[0].body.contains(rig.endpoint.id.as_str()));
 }

@@ -3,6 +3,27 @@
 
 #![allow(dead_code)]
 
+/// One test per backend for each scenario `async fn case(kind: Kind)`: the in-memory store and
+/// queues, the durable ones (SQLite), and DynamoDB + SQS on moto.
+macro_rules! on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        on_every_backend!(@kind embedded, Embedded, $($case),+);
+        on_every_backend!(@kind durable, Durable, $($case),+);
+        on_every_backend!(@kind moto, Moto, $($case),+);
+    };
+    (@kind $module:ident, $kind:ident, $($case:ident),+) => {
+        mod $module {
+            use crate::common;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(common::Kind::$kind).await;
+                }
+            )+
+        }
+    };
+}
+
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
@@ -20,7 +41,7 @@ use checkout::testkit::{event, merchant};
 use checkout::url_safety::UrlPolicy;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use dispatcher::client::ClientSettings;
-use dispatcher::{Dispatcher, DispatcherConfig};
+use dispatcher::{Dispatcher, DispatcherConfig, Lane};
 use embedded_backend::{EmbeddedQueue, EmbeddedStore, QueueConfig};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,15 +95,35 @@ impl Seen {
 pub struct Receiver {
     script: Arc<Mutex<VecDeque<Answer>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Paths that never answer (the request is held until the client gives up).
+    dead_paths: Arc<Mutex<Vec<String>>>,
+    /// Requests being held by a dead path right now.
+    held: Arc<AtomicUsize>,
+}
+
+/// Counts a held request until its connection goes away.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn receive(State(receiver): State<Receiver>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_owned();
     receiver.seen.lock().unwrap().push(Seen {
-        path: uri.path().to_owned(),
+        path: path.clone(),
         headers,
         body,
         at: Instant::now(),
     });
+    if receiver.dead_paths.lock().unwrap().contains(&path) {
+        receiver.held.fetch_add(1, Ordering::SeqCst);
+        let _held = Held(receiver.held.clone());
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        return StatusCode::OK.into_response();
+    }
     let answer = receiver
         .script
         .lock()
@@ -116,6 +157,16 @@ impl Receiver {
         self.script.lock().unwrap().extend(answers.iter().cloned());
     }
 
+    /// Requests to `path` are held and never answered.
+    pub fn kill(&self, path: &str) {
+        self.dead_paths.lock().unwrap().push(path.to_owned());
+    }
+
+    /// Requests held by dead paths right now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
@@ -128,6 +179,8 @@ impl Receiver {
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
     Embedded,
+    /// The durable embedded store and queues (SQLite in a temporary directory).
+    Durable,
     Moto,
 }
 
@@ -147,6 +200,9 @@ impl DeliveryLog for FlakyLog {
         }
         self.inner.record(record).await
     }
+    async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
+        self.inner.started(pairs).await
+    }
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
         self.inner.latest(target, event).await
     }
@@ -165,6 +221,7 @@ pub struct Rig {
     pub backend: Backend,
     pub log: Arc<FlakyLog>,
     pub queue: Arc<dyn DeliveryQueue>,
+    pub slow_queue: Arc<dyn DeliveryQueue>,
     pub dead_letters: Arc<dyn DeliveryQueue>,
     pub dispatcher: Dispatcher,
     pub merchant: Merchant,
@@ -173,12 +230,10 @@ pub struct Rig {
     pub base_url: String,
 }
 
-/// Test settings: the retry schedule shrunk 100 times, a 1 s request timeout, loopback allowed,
-/// no endpoint caching (the tests change endpoints between steps).
+/// Test settings: the retry schedule shrunk 100 times, a 1 s request timeout, loopback allowed.
 pub fn test_config() -> DispatcherConfig {
     DispatcherConfig {
         time_scale: 0.01,
-        endpoint_cache_ttl: Duration::ZERO,
         client: ClientSettings {
             total_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
@@ -188,40 +243,76 @@ pub fn test_config() -> DispatcherConfig {
     }
 }
 
-async fn storage_and_queues(kind: Kind) -> (Backend, Arc<dyn DeliveryQueue>, Arc<dyn DeliveryQueue>) {
+/// Storage and the three queues: main, slow lane, dead letters.
+pub struct Storage {
+    pub backend: Backend,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub slow_queue: Arc<dyn DeliveryQueue>,
+    pub dead_letters: Arc<dyn DeliveryQueue>,
+}
+
+const DLQ: QueueConfig = QueueConfig {
+    visibility_timeout: VISIBILITY,
+    max_receive_count: 1000,
+};
+const QUEUE: QueueConfig = QueueConfig {
+    visibility_timeout: VISIBILITY,
+    max_receive_count: 50,
+};
+
+pub async fn storage(kind: Kind) -> Storage {
     match kind {
         Kind::Embedded => {
-            let dead_letters = Arc::new(EmbeddedQueue::new(
-                QueueConfig {
-                    visibility_timeout: VISIBILITY,
-                    max_receive_count: 1000,
-                },
-                None,
-            ));
-            let queue = Arc::new(EmbeddedQueue::new(
-                QueueConfig {
-                    visibility_timeout: VISIBILITY,
-                    max_receive_count: 50,
-                },
-                Some(dead_letters.clone()),
-            ));
-            (EmbeddedStore::backend(), queue, dead_letters)
+            let dead_letters = Arc::new(EmbeddedQueue::new(DLQ, None));
+            Storage {
+                backend: EmbeddedStore::backend(),
+                queue: Arc::new(EmbeddedQueue::new(QUEUE, Some(dead_letters.clone()))),
+                slow_queue: Arc::new(EmbeddedQueue::new(QUEUE, Some(dead_letters.clone()))),
+                dead_letters,
+            }
+        }
+        Kind::Durable => {
+            // The directory lives as long as the test process: the database must outlive the rig.
+            let dir = tempfile::tempdir().unwrap().keep();
+            let db = Arc::new(embedded_backend::Database::open(&dir.join("acp.db")).unwrap());
+            let (store, _stream) = embedded_backend::DurableStore::open(db.clone()).unwrap();
+            let dead_letters = Arc::new(EmbeddedQueue::durable(DLQ, None, db.clone(), "dlq").unwrap());
+            let durable = |name: &str| {
+                Arc::new(EmbeddedQueue::durable(QUEUE, Some(dead_letters.clone()), db.clone(), name).unwrap())
+            };
+            Storage {
+                backend: Backend::from_one(Arc::new(store)),
+                queue: durable("order-updates"),
+                slow_queue: durable("slow-deliveries"),
+                dead_letters,
+            }
         }
         Kind::Moto => {
             let backend = aws_backend::testkit::fresh_backend().await;
-            let (pipeline, _) = aws_backend::testkit::fresh_pipeline_with(aws_backend::QueueSettings {
+            let (pipeline, resources) = aws_backend::testkit::fresh_pipeline_with(aws_backend::QueueSettings {
                 visibility_timeout: VISIBILITY,
                 max_receive_count: 50,
             })
             .await;
-            (backend, pipeline.queue, pipeline.dead_letters)
+            let sqs = aws_backend::SqsClient::new(&aws_backend::local_sdk_config(&aws_backend::testkit::endpoint()));
+            Storage {
+                backend,
+                queue: pipeline.queue,
+                slow_queue: Arc::new(aws_backend::SqsQueue::new(sqs, resources.slow_queue_url)),
+                dead_letters: pipeline.dead_letters,
+            }
         }
     }
 }
 
 impl Rig {
     pub async fn new(kind: Kind, config: DispatcherConfig) -> Self {
-        let (mut backend, queue, dead_letters) = storage_and_queues(kind).await;
+        let Storage {
+            mut backend,
+            queue,
+            slow_queue,
+            dead_letters,
+        } = storage(kind).await;
         let log = Arc::new(FlakyLog {
             inner: backend.deliveries.clone(),
             fail_records: AtomicUsize::new(0),
@@ -234,11 +325,14 @@ impl Rig {
         let endpoint =
             WebhookEndpoint::new(merchant.id.clone(), format!("{base_url}/hook"), checkout::clock::now()).unwrap();
         backend.endpoints.put_endpoint(&endpoint).await.unwrap();
-        let dispatcher = Dispatcher::new(&backend, queue.clone(), dead_letters.clone(), config).unwrap();
+        let dispatcher = Dispatcher::new(&backend, queue.clone(), dead_letters.clone(), config)
+            .unwrap()
+            .with_slow_lane(slow_queue.clone());
         Self {
             backend,
             log,
             queue,
+            slow_queue,
             dead_letters,
             dispatcher,
             merchant,
@@ -262,12 +356,21 @@ impl Rig {
             .unwrap();
     }
 
-    /// Runs the dispatcher on the queue until `done` holds; fails after `limit`.
+    /// One receive from each lane, carried through.
+    pub async fn run_once(&self) {
+        let wait = Duration::from_millis(100);
+        tokio::join!(
+            dispatcher::worker::run_once(&self.dispatcher, self.queue.as_ref(), Lane::Main, wait),
+            dispatcher::worker::run_once(&self.dispatcher, self.slow_queue.as_ref(), Lane::Slow, wait),
+        );
+    }
+
+    /// Runs the dispatcher on both lanes until `done` holds; fails after `limit`.
     pub async fn run_until(&self, limit: Duration, what: &str, done: impl Fn(&Rig) -> bool) {
         let deadline = Instant::now() + limit;
         while !done(self) {
             assert!(Instant::now() < deadline, "gave up waiting for: {what}");
-            dispatcher::worker::run_once(&self.dispatcher, self.queue.as_ref(), Duration::from_millis(200)).await;
+            self.run_once().await;
         }
     }
 
@@ -275,15 +378,18 @@ impl Rig {
     pub async fn run_for(&self, period: Duration) {
         let until = Instant::now() + period;
         while Instant::now() < until {
-            dispatcher::worker::run_once(&self.dispatcher, self.queue.as_ref(), Duration::from_millis(200)).await;
+            self.run_once().await;
         }
     }
 
-    /// One batch through the handler, with nothing deleted or hidden afterwards: what a
-    /// process that dies right after the handler returns leaves behind.
+    /// One batch of the main queue through the handler, with nothing deleted or hidden
+    /// afterwards: what a process that dies right after the handler returns leaves behind.
     pub async fn handle_without_settling(&self) -> Vec<dispatcher::Disposition> {
         let batch = self.queue.receive(10, Duration::from_secs(1)).await.unwrap();
-        let incoming: Vec<_> = batch.iter().map(dispatcher::worker::incoming).collect();
+        let incoming: Vec<_> = batch
+            .iter()
+            .map(|m| dispatcher::worker::incoming(m, Lane::Main))
+            .collect();
         self.dispatcher.handle(&incoming).await
     }
 

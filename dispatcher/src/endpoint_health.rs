@@ -1,0 +1,117 @@
+//! Endpoint health: how long an endpoint has failed without a success (`failing_since`, stored
+//! on the endpoint), disabling it past the limit or on 410, and which endpoints are slow right
+//! now — failing, or timed out at this instance — so their deliveries take the slow lane and
+//! never hold up a batch of healthy ones.
+
+use crate::targets::Target;
+use checkout::clock::Timestamp;
+use checkout::ids::EndpointId;
+use checkout::ports::EndpointStore;
+use checkout::webhook_endpoint::WebhookEndpoint;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// How long a timeout seen at this instance marks an endpoint slow (unless a success clears it).
+const REMEMBER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Entries kept before old ones are dropped.
+const PRUNE_ABOVE: usize = 10_000;
+
+pub(crate) struct EndpointHealth {
+    endpoints: Arc<dyn EndpointStore>,
+    disable_after: chrono::Duration,
+    /// Endpoints that timed out here, and when.
+    timed_out: Mutex<HashMap<EndpointId, Instant>>,
+}
+
+impl EndpointHealth {
+    pub fn new(endpoints: Arc<dyn EndpointStore>, disable_after: chrono::Duration) -> Self {
+        Self {
+            endpoints,
+            disable_after,
+            timed_out: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Failing (as stored) or timed out here recently: its deliveries go by the slow lane.
+    pub fn is_slow(&self, target: &Target) -> bool {
+        let Target::Endpoint(e) = target else { return false };
+        e.failing_since.is_some()
+            || self
+                .timed_out
+                .lock()
+                .get(&e.id)
+                .is_some_and(|at| at.elapsed() < REMEMBER_TIMEOUT)
+    }
+
+    pub fn note_timeout(&self, target: &Target) {
+        let Target::Endpoint(e) = target else { return };
+        let mut timed_out = self.timed_out.lock();
+        if timed_out.len() > PRUNE_ABOVE {
+            timed_out.retain(|_, at| at.elapsed() < REMEMBER_TIMEOUT);
+        }
+        timed_out.insert(e.id.clone(), Instant::now());
+    }
+
+    pub async fn note_success(&self, target: &Target) {
+        let Target::Endpoint(e) = target else { return };
+        self.timed_out.lock().remove(&e.id);
+        if e.failing_since.is_some() {
+            self.change_endpoint(e, |fresh| fresh.failing_since = None).await;
+        }
+    }
+
+    /// Tracks how long the endpoint has failed without a success; past the limit it is disabled
+    /// and the reason returned.
+    pub async fn note_failure(&self, target: &Target, now: Timestamp) -> Option<String> {
+        let Target::Endpoint(e) = target else { return None };
+        match e.failing_since {
+            None => {
+                self.change_endpoint(e, |fresh| {
+                    fresh.failing_since.get_or_insert(now);
+                })
+                .await;
+                None
+            }
+            Some(since) if now - since >= self.disable_after => {
+                let hours = self.disable_after.num_hours();
+                let reason = format!("failing without a success for {hours} hours");
+                self.disable(target, &reason, now).await;
+                Some(format!("the endpoint was disabled: {reason}"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    pub async fn disable(&self, target: &Target, reason: &str, now: Timestamp) {
+        let Target::Endpoint(e) = target else { return };
+        warn!(
+            endpoint_id = %e.id,
+            merchant_id = %e.merchant_id,
+            reason,
+            operational_event = "endpoint.disabled",
+            "webhook endpoint disabled"
+        );
+        self.change_endpoint(e, |fresh| fresh.disable(reason.to_owned(), now))
+            .await;
+    }
+
+    /// Changes the stored endpoint (re-read, so a merchant's edit made meanwhile is kept).
+    /// Best effort: bookkeeping that fails is tried again at the next attempt.
+    async fn change_endpoint(&self, endpoint: &WebhookEndpoint, change: impl FnOnce(&mut WebhookEndpoint)) {
+        let mut fresh = match self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(err) => {
+                warn!(endpoint_id = %endpoint.id, error = %err, "could not read the endpoint");
+                return;
+            }
+        };
+        change(&mut fresh);
+        if let Err(err) = self.endpoints.put_endpoint(&fresh).await {
+            warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The delivery guarantees, each tried the way it broke before: an endpoint registered, deleted
+//! or rotated while the dispatcher is warm; copies of one event on the queue; a receiver that
+//! never answers beside healthy ones; a timed-out attempt's retry time; a replay right after an
+//! endpoint is enabled again.
+
+use crate::common::{Kind, Rig, test_config};
+use checkout::attempt_log::AttemptStatus;
+use checkout::delivery_task::TaskMessage;
+use checkout::event::Event;
+use checkout::testkit::{event, merchant};
+use checkout::webhook_endpoint::WebhookEndpoint;
+use dispatcher::client::ClientSettings;
+use dispatcher::{Disposition, Incoming, Lane};
+use futures_util::StreamExt;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// An event of a fresh session of the rig's merchant, created `ago` before now.
+fn event_created(rig: &Rig, ago: chrono::Duration) -> Event {
+    let mut e = event(&rig.merchant, None, 1);
+    e.created_at -= ago;
+    e
+}
+
+async fn add_endpoint(rig: &Rig, path: &str) -> WebhookEndpoint {
+    let endpoint = WebhookEndpoint::new(
+        rig.merchant.id.clone(),
+        format!("{}{path}", rig.base_url),
+        checkout::clock::now(),
+    )
+    .unwrap();
+    rig.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
+    endpoint
+}
+
+async fn a_new_endpoint_gets_every_event_created_after_it_was_registered(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    // The merchant's first endpoint has been there for a minute.
+    let mut first = rig.stored_endpoint().await;
+    first.created_at -= chrono::Duration::minutes(1);
+    rig.backend.endpoints.put_endpoint(&first).await.unwrap();
+    // The dispatcher is warm: it has just delivered this merchant's events.
+    rig.publish().await;
+    rig.run_until(PATIENCE, "the warm-up delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    // Created well before the registration (more than the clock-skew allowance), still queued.
+    let before = event_created(&rig, chrono::Duration::seconds(5));
+    rig.publish_event(&before).await;
+    add_endpoint(&rig, "/new").await;
+    let after: Vec<Event> = (0..5).map(|_| event(&rig.merchant, None, 1)).collect();
+    for e in &after {
+        rig.publish_event(e).await;
+    }
+    rig.run_until(PATIENCE, "every later event at the new endpoint", |r| {
+        r.receiver.seen_at("/new").len() == after.len()
+    })
+    .await;
+    rig.run_for(Duration::from_millis(300)).await;
+    let got: Vec<String> = rig
+        .receiver
+        .seen_at("/new")
+        .iter()
+        .map(|s| s.header("webhook-id"))
+        .collect();
+    for e in &after {
+        assert!(got.contains(&e.id.to_string()), "{} missing from {got:?}", e.id);
+    }
+    assert!(
+        !got.contains(&before.id.to_string()),
+        "an event created before the registration is not sent to it"
+    );
+    assert_eq!(
+        rig.receiver.seen_at("/hook").len(),
+        1 + 1 + after.len(),
+        "the first endpoint got all"
+    );
+}
+
+async fn a_deleted_endpoint_gets_nothing_after_the_deletion(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.publish().await;
+    rig.run_until(PATIENCE, "the warm-up delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    assert!(
+        rig.backend
+            .endpoints
+            .delete_endpoint(&rig.merchant.id, &rig.endpoint.id)
+            .await
+            .unwrap()
+    );
+    let e = rig.publish().await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "nothing sent after the deletion");
+    assert!(rig.attempts(rig.endpoint.id.as_str(), &e).await.is_empty());
+}
+
+async fn a_rotation_takes_effect_for_the_next_event(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.publish().await;
+    rig.run_until(PATIENCE, "the warm-up delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    let mut rotated = rig.stored_endpoint().await;
+    let fresh = rotated
+        .rotate(checkout::clock::now(), chrono::Duration::zero())
+        .unwrap()
+        .to_owned();
+    rig.backend.endpoints.put_endpoint(&rotated).await.unwrap();
+    rig.publish().await;
+    rig.run_until(PATIENCE, "the next delivery", |r| r.receiver.seen().len() == 2)
+        .await;
+    let next = &rig.receiver.seen()[1];
+    assert!(next.verifies_with(&fresh), "signed with the new secret");
+    assert!(
+        !next.verifies_with(&rig.secret()),
+        "not with the old one (no grace period)"
+    );
+}
+
+async fn copies_of_an_event_are_delivered_once(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    // Two copies in one batch, both received for the first time.
+    let e = rig.publish().await;
+    rig.publish_event(&e).await;
+    rig.run_until(PATIENCE, "a delivery", |r| !r.receiver.seen().is_empty())
+        .await;
+    rig.run_for(Duration::from_millis(300)).await;
+    // A third copy later (SNS at-least-once, a projector re-publishing after a restart).
+    rig.publish_event(&e).await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "sent once");
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, AttemptStatus::Succeeded);
+}
+
+async fn a_copy_does_not_fork_a_failing_delivery(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[crate::common::Answer::Status(500)]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the retry succeeds", |r| r.receiver.seen().len() == 2)
+        .await;
+    rig.publish_event(&e).await;
+    rig.run_for(Duration::from_millis(500)).await;
+    let attempts: Vec<String> = rig
+        .receiver
+        .seen()
+        .iter()
+        .map(|s| s.header("webhook-attempt"))
+        .collect();
+    assert_eq!(attempts, vec!["1", "2"], "the copy started no second series");
+}
+
+/// Settings where a receiver that never answers costs a delivery this long.
+fn with_timeout(timeout: Duration) -> dispatcher::DispatcherConfig {
+    let mut config = test_config();
+    config.client = ClientSettings {
+        total_timeout: timeout,
+        ..config.client
+    };
+    config
+}
+
+async fn a_dead_receiver_does_not_hold_up_another_merchants_deliveries(kind: Kind) {
+    let rig = Rig::new(kind, with_timeout(Duration::from_secs(5))).await;
+    let other = merchant();
+    rig.backend.merchants.put_merchant(&other).await.unwrap();
+    let dead = WebhookEndpoint::new(
+        other.id.clone(),
+        format!("{}/dead", rig.base_url),
+        checkout::clock::now(),
+    )
+    .unwrap();
+    rig.backend.endpoints.put_endpoint(&dead).await.unwrap();
+    rig.receiver.kill("/dead");
+    let stuck = event(&other, None, 1);
+    let healthy: Vec<Event> = (0..4).map(|_| event(&rig.merchant, None, 1)).collect();
+    let mut batch = vec![incoming("stuck", &stuck)];
+    batch.extend(healthy.iter().enumerate().map(|(i, e)| incoming(&i.to_string(), e)));
+    let mut running = std::pin::pin!(rig.dispatcher.start(&batch).await);
+    let mut finished = Vec::new();
+    while finished.len() < healthy.len() {
+        let (index, disposition) = running.next().await.unwrap();
+        assert_ne!(index, 0, "the stuck message finished before the healthy ones");
+        assert_eq!(disposition, Disposition::Done);
+        finished.push(index);
+    }
+    assert_eq!(
+        rig.receiver.held(),
+        1,
+        "every healthy message finished while the dead receiver still held its request"
+    );
+    assert_eq!(rig.receiver.seen_at("/hook").len(), healthy.len());
+}
+
+async fn a_timed_out_endpoint_takes_the_slow_lane(kind: Kind) {
+    let rig = Rig::new(kind, with_timeout(Duration::from_millis(500))).await;
+    let slow = add_endpoint(&rig, "/dead").await;
+    rig.receiver.kill("/dead");
+    // The first event finds out: the attempt times out, its retry goes to the slow lane.
+    let first = rig.publish().await;
+    rig.run_until(PATIENCE, "the first attempt times out", |r| {
+        r.receiver.seen_at("/dead").len() == 1 && r.receiver.held() == 0
+    })
+    .await;
+    let log = rig.attempts(slow.id.as_str(), &first).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        log[0].error_class,
+        Some(checkout::delivery_outcome::ErrorClass::Timeout)
+    );
+    // The next event is not tried against it in the main lane: its pair is handed to the slow
+    // lane at once, and the main queue's message is done without waiting.
+    let second = event(&rig.merchant, None, 1);
+    let dispositions = rig.dispatcher.handle(&[incoming("second", &second)]).await;
+    assert_eq!(dispositions, vec![Disposition::Done]);
+    assert_eq!(
+        rig.receiver.seen_at("/dead").len(),
+        1,
+        "no attempt to the dead endpoint in the main lane"
+    );
+    assert_eq!(rig.receiver.seen_at("/hook").len(), 2, "the healthy endpoint got both");
+    let waiting = rig.slow_queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    let tasks: Vec<_> = waiting.iter().filter(|m| m.body.contains(second.id.as_str())).collect();
+    assert_eq!(
+        tasks.len(),
+        1,
+        "the second event's delivery to it waits on the slow lane"
+    );
+    assert!(tasks[0].body.contains(slow.id.as_str()));
+}
+
+async fn a_timed_out_attempt_is_retried_when_its_record_says(kind: Kind) {
+    let timeout = Duration::from_millis(1500);
+    let rig = Rig::new(kind, with_timeout(timeout)).await;
+    rig.receiver.kill("/hook");
+    let e = rig.publish().await;
+    let raw = serde_json::to_string(&e).unwrap();
+    let task = TaskMessage::new(rig.endpoint.id.as_str(), 1, false, serde_json::from_str(&raw).unwrap()).to_body();
+    let message = Incoming {
+        message_id: "task".into(),
+        body: task,
+        receive_count: 1,
+        lane: Lane::Slow,
+    };
+    let disposition = rig.dispatcher.handle(&[message]).await;
+    let returned = checkout::clock::now();
+    let Disposition::RetryIn(wait) = disposition[0] else {
+        panic!("expected a retry, got {disposition:?}");
+    };
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    let due = log[0].next_attempt_at.expect("a retry is scheduled");
+    let comes_back = returned + chrono::Duration::from_std(wait).unwrap();
+    let gap = (comes_back - due).num_milliseconds().abs();
+    // Before, the wait was counted again from the end of the attempt: 1,500 ms late.
+    assert!(
+        gap < 500,
+        "the message comes back {gap} ms away from the recorded next_attempt_at"
+    );
+}
+
+async fn a_replay_right_after_enabling_again_is_sent(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let mut endpoint = rig.stored_endpoint().await;
+    endpoint.enabled = false;
+    rig.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
+    let e = rig.publish().await;
+    rig.run_for(Duration::from_millis(500)).await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, AttemptStatus::Skipped);
+    endpoint.enabled = true;
+    rig.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
+    let raw = serde_json::to_string(&e).unwrap();
+    let replay = TaskMessage::new(rig.endpoint.id.as_str(), 2, true, serde_json::from_str(&raw).unwrap()).to_body();
+    rig.queue.send(&replay, Duration::ZERO).await.unwrap();
+    rig.run_until(PATIENCE, "the replay", |r| r.receiver.seen().len() == 1)
+        .await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.last().unwrap().status, AttemptStatus::Succeeded);
+}
+
+fn incoming(id: &str, e: &Event) -> Incoming {
+    Incoming {
+        message_id: id.to_owned(),
+        body: serde_json::to_string(e).unwrap(),
+        receive_count: 1,
+        lane: Lane::Main,
+    }
+}
+
+on_every_backend!(
+    a_new_endpoint_gets_every_event_created_after_it_was_registered,
+    a_deleted_endpoint_gets_nothing_after_the_deletion,
+    a_rotation_takes_effect_for_the_next_event,
+    copies_of_an_event_are_delivered_once,
+    a_copy_does_not_fork_a_failing_delivery,
+    a_dead_receiver_does_not_hold_up_another_merchants_deliveries,
+    a_timed_out_endpoint_takes_the_slow_lane,
+    a_timed_out_attempt_is_retried_when_its_record_says,
+    a_replay_right_after_enabling_again_is_sent,
+);
