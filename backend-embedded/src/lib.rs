@@ -10,6 +10,18 @@ mod store;
 mod topic;
 
 pub use durable::{Committed, Database, DurableStore};
+
+/// The names of the local stack's queues in a durable database.
+pub mod queue_names {
+    /// Every event, from the topic; replays and redrives.
+    pub const ORDER_UPDATES: &str = "order-updates";
+    /// Deliveries to failing or slow endpoints.
+    pub const SLOW_DELIVERIES: &str = "slow-deliveries";
+    pub const DEAD_LETTERS: &str = "order-updates-dlq";
+}
+
+/// The database file inside a data directory.
+pub const DATABASE_FILE: &str = "acp.db";
 pub use queue::{EmbeddedQueue, QueueConfig};
 pub use store::EmbeddedStore;
 pub use topic::EmbeddedTopic;

@@ -15,7 +15,8 @@ use tokio::sync::OwnedSemaphorePermit;
 const WAIT_IN_PLACE: Duration = Duration::from_millis(500);
 /// How often a delivery waits in place before it is deferred.
 const WAITS_IN_PLACE: usize = 3;
-/// How long a delivery is deferred when its endpoint has its cap of requests in flight.
+/// How long a delivery is deferred when its endpoint keeps its cap of requests in flight,
+/// plus up to as much again at random, so deferred deliveries do not all come back at once.
 const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 
 pub(crate) struct Admission {
@@ -66,9 +67,12 @@ impl Admission {
         }
         match endpoint {
             None => Ok(None),
-            Some(e) => match self.in_flight.try_acquire(&e.id) {
+            Some(e) => match self.in_flight.acquire_within(&e.id, WAIT_IN_PLACE).await {
                 Some(permit) => Ok(Some(permit)),
-                None => Err(IN_FLIGHT_DEFERRAL),
+                None => {
+                    let jitter = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
+                    Err(IN_FLIGHT_DEFERRAL.mul_f64(1.0 + jitter))
+                }
             },
         }
     }

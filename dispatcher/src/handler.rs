@@ -26,6 +26,7 @@ use checkout::ids::EventId;
 use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, PipelineError};
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, Stream};
+use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -78,6 +79,22 @@ pub struct Dispatcher {
     dead_letters: Arc<dyn DeliveryQueue>,
     /// Outcomes since the last [`Dispatcher::take_metrics`].
     metrics: Arc<Metrics>,
+    /// First deliveries being made right now: a copy of the same event arriving meanwhile is
+    /// dropped (the copy in hand carries the pair, and its message comes back if it fails).
+    /// Held only while the attempt runs, so it delays and reorders nothing.
+    in_progress: Mutex<HashSet<(EventId, String)>>,
+}
+
+/// A first delivery's place in [`Dispatcher::in_progress`], given back when it ends.
+struct InProgress<'a> {
+    set: &'a Mutex<HashSet<(EventId, String)>>,
+    key: (EventId, String),
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.key);
+    }
 }
 
 /// What a message asks for, once read and routed.
@@ -135,6 +152,7 @@ impl Dispatcher {
             slow_queue: None,
             dead_letters,
             metrics,
+            in_progress: Mutex::new(HashSet::new()),
         })
     }
 
@@ -346,6 +364,19 @@ impl Dispatcher {
                 // it came in, for as long as its attempt takes.
                 return (target, PairResult::Wait(Duration::ZERO, WaitReason::Defer));
             }
+            let _place = match known {
+                Known::Unstarted => match self.claim(&d.head.id, target) {
+                    Some(place) => Some(place),
+                    None => {
+                        info!(
+                            endpoint_id = target.name(),
+                            "a copy of this event is being delivered here right now"
+                        );
+                        return (target, PairResult::Done);
+                    }
+                },
+                Known::ReadLog => None,
+            };
             let pair = Pair {
                 head: &d.head,
                 raw: d.raw,
@@ -405,6 +436,14 @@ impl Dispatcher {
                 Err(_) => Disposition::RetryIn(wait.min(MAX_VISIBILITY)),
             },
         }
+    }
+
+    fn claim(&self, event: &EventId, target: &Target) -> Option<InProgress<'_>> {
+        let key = (event.clone(), target.name().to_owned());
+        self.in_progress.lock().insert(key.clone()).then_some(InProgress {
+            set: &self.in_progress,
+            key,
+        })
     }
 
     fn lane_of(&self, target: &Target) -> Lane {

@@ -1,6 +1,6 @@
 //! A cap on requests in flight per endpoint, so one slow receiver cannot take every connection
-//! the dispatcher has. A delivery that finds its endpoint at the cap is deferred, like a
-//! rate-limited one.
+//! the dispatcher has. A delivery that finds its endpoint at the cap waits a moment for a place,
+//! then is deferred, like a rate-limited one.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -26,7 +26,23 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
 
     /// A slot for one request to `key`, held until the permit is dropped; `None` at the cap.
     pub fn try_acquire(&self, key: &K) -> Option<OwnedSemaphorePermit> {
-        let semaphore = {
+        self.semaphore(key).try_acquire_owned().ok()
+    }
+
+    /// A place, waiting up to `within` for one to free up.
+    pub async fn acquire_within(&self, key: &K, within: std::time::Duration) -> Option<OwnedSemaphorePermit> {
+        let semaphore = self.semaphore(key);
+        match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => tokio::time::timeout(within, semaphore.acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        }
+    }
+
+    fn semaphore(&self, key: &K) -> Arc<Semaphore> {
+        {
             let mut slots = self.slots.lock();
             if slots.len() > PRUNE_ABOVE {
                 slots.retain(|_, s| s.available_permits() < self.cap);
@@ -38,8 +54,7 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
                     .or_insert_with(|| Arc::new(Semaphore::new(self.cap)))
                     .clone(),
             }
-        };
-        semaphore.try_acquire_owned().ok()
+        }
     }
 }
 

@@ -51,8 +51,8 @@ const QUEUE: QueueConfig = QueueConfig {
     max_receive_count: MAX_RECEIVES,
 };
 
-/// The database file inside the data directory.
-pub const DATABASE_FILE: &str = "acp.db";
+pub use embedded_backend::DATABASE_FILE;
+use embedded_backend::queue_names;
 
 fn durable(config: &Config) -> anyhow::Result<Adapters> {
     std::fs::create_dir_all(&config.data_dir)
@@ -61,18 +61,23 @@ fn durable(config: &Config) -> anyhow::Result<Adapters> {
     let db = Arc::new(Database::open(&path).with_context(|| format!("opening {}", path.display()))?);
     let (store, stream) = DurableStore::open(db.clone()).context("reading the event stream")?;
     let store = Arc::new(store);
-    let dead_letters = Arc::new(EmbeddedQueue::durable(QUEUE, None, db.clone(), "order-updates-dlq")?);
+    let dead_letters = Arc::new(EmbeddedQueue::durable(
+        QUEUE,
+        None,
+        db.clone(),
+        queue_names::DEAD_LETTERS,
+    )?);
     let queue = Arc::new(EmbeddedQueue::durable(
         QUEUE,
         Some(dead_letters.clone()),
         db.clone(),
-        "order-updates",
+        queue_names::ORDER_UPDATES,
     )?);
     let slow_queue = Arc::new(EmbeddedQueue::durable(
         QUEUE,
         Some(dead_letters.clone()),
         db,
-        "slow-deliveries",
+        queue_names::SLOW_DELIVERIES,
     )?);
     Ok(Adapters {
         backend: Backend::from_one(store.clone()),
