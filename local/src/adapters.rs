@@ -140,9 +140,14 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
             need(&config.dead_letter_queue_url, "ACP_DEAD_LETTER_QUEUE_URL")?,
         )
     };
-    let reader = StreamReader::open(&dynamodb, aws_backend::StreamsClient::new(&sdk), &tables.sessions)
-        .await
-        .context("opening the sessions table's stream")?;
+    let reader = StreamReader::open(
+        &dynamodb,
+        aws_backend::StreamsClient::new(&sdk),
+        &tables.sessions,
+        &tables.views,
+    )
+    .await
+    .context("opening the sessions table's stream")?;
     Ok(Adapters {
         backend: Backend::from_one(Arc::new(DynamoStore::new(dynamodb, tables))),
         publisher: Arc::new(SnsPublisher::new(sns, topic_arn)),

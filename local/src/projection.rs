@@ -84,7 +84,13 @@ pub async fn run(projector: Projector, source: EventSource, mut stop: watch::Rec
         EventSource::Stream(mut reader) => {
             while !*stop.borrow() {
                 match reader.poll().await {
-                    Ok(records) if !records.is_empty() => project_all(&projector, records).await,
+                    Ok(records) if !records.is_empty() => {
+                        project_all(&projector, records).await;
+                        if let Err(err) = reader.checkpoint().await {
+                            // Only costs a second projection of these events after a restart.
+                            warn!(error = %err, "could not store the stream checkpoint");
+                        }
+                    }
                     Ok(_) => tokio::time::sleep(PAUSE).await,
                     Err(err) => {
                         warn!(error = %err, "reading the event stream failed; retrying");

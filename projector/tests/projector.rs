@@ -45,9 +45,14 @@ impl Harness {
         let (client, tables) = aws_backend::testkit::fresh_tables().await;
         let (_, resources) = aws_backend::testkit::fresh_pipeline().await;
         let sdk = aws_backend::local_sdk_config(&aws_backend::testkit::endpoint());
-        let reader = StreamReader::open(&client, aws_backend::StreamsClient::new(&sdk), &tables.sessions)
-            .await
-            .unwrap();
+        let reader = StreamReader::open(
+            &client,
+            aws_backend::StreamsClient::new(&sdk),
+            &tables.sessions,
+            &tables.views,
+        )
+        .await
+        .unwrap();
         let sessions = tables.sessions.clone();
         let backend = Backend::from_one(Arc::new(DynamoStore::new(client.clone(), tables)));
         let publisher = Arc::new(SnsPublisher::new(
@@ -211,4 +216,62 @@ async fn a_poison_record_is_reported_and_stops_the_batch(mut h: Harness) {
         "records after the poison wait for the retry"
     );
     assert_eq!(h.drain().await, first);
+}
+
+/// A reader that restarts goes on after the last checkpoint instead of reading the stream from
+/// its start again (which re-published every event at each start of `acp-local --backend aws`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_stream_reader_goes_on_from_its_checkpoint() {
+    let (client, tables) = aws_backend::testkit::fresh_tables().await;
+    let sdk = aws_backend::local_sdk_config(&aws_backend::testkit::endpoint());
+    let open = || {
+        StreamReader::open(
+            &client,
+            aws_backend::StreamsClient::new(&sdk),
+            &tables.sessions,
+            &tables.views,
+        )
+    };
+    let backend = Backend::from_one(Arc::new(DynamoStore::new(client.clone(), tables.clone())));
+    let m = merchant();
+    let append = |e: Event| {
+        let backend = backend.clone();
+        async move { backend.events.append(&e, None).await.unwrap() }
+    };
+    let first = event(&m, None, 1);
+    append(first.clone()).await;
+    let mut reader = open().await.unwrap();
+    let read = poll_until(&mut reader, 1).await;
+    assert_eq!(read[0].event.as_ref().unwrap().id, first.id);
+    reader.checkpoint().await.unwrap();
+
+    let second = event(&m, None, 1);
+    append(second.clone()).await;
+    let mut restarted = open().await.unwrap();
+    let read = poll_until(&mut restarted, 1).await;
+    assert_eq!(
+        read[0].event.as_ref().unwrap().id,
+        second.id,
+        "only what came after the checkpoint"
+    );
+    // Not checkpointed: a reader opened now reads it again (at least once).
+    let mut again = open().await.unwrap();
+    let read = poll_until(&mut again, 1).await;
+    assert_eq!(read[0].event.as_ref().unwrap().id, second.id);
+}
+
+/// Polls until `n` records came, and a little longer to see that no more do.
+async fn poll_until(reader: &mut StreamReader, n: usize) -> Vec<StreamRecord> {
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        records.extend(reader.poll().await.unwrap());
+        if records.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    records.extend(reader.poll().await.unwrap());
+    assert_eq!(records.len(), n, "{records:?}");
+    records
 }
