@@ -30,6 +30,10 @@ pub struct SinkConfig {
     /// reaching the sink through a tunnel or a public address).
     pub public_url: Option<String>,
     pub faults: SinkFaults,
+    /// Also register a second endpoint of the same merchant at the sink's broken path, whose
+    /// requests are held this long (past the dispatcher's timeout) before failing: what the
+    /// healthy endpoint's latency looks like beside a neighbour that times out.
+    pub broken_endpoint: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]
@@ -48,16 +52,26 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Report> {
         .pool_max_idle_per_host(flows.concurrency)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let sink = Sink::start(config.sink.listen, config.sink.faults.clone())
+    let broken_hold = config.sink.broken_endpoint.unwrap_or_default();
+    let sink = Sink::start(config.sink.listen, config.sink.faults.clone(), broken_hold)
         .await
         .context("starting the webhook sink")?;
-    let url = config
+    let base = config
         .sink
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}/webhooks", sink.addr));
-    let (endpoint_id, secret) = register(&client, &flows, &url).await?;
+        .map(|url| url.trim_end_matches("/webhooks").to_owned())
+        .unwrap_or_else(|| format!("http://{}", sink.addr));
+    let (endpoint_id, secret) = register(&client, &flows, &format!("{base}/webhooks")).await?;
     let _ = sink.state.secret.set(secret);
+    let broken = match config.sink.broken_endpoint {
+        Some(_) => Some(
+            register(&client, &flows, &format!("{base}{}", sink::BROKEN_PATH))
+                .await?
+                .0,
+        ),
+        None => None,
+    };
 
     let recorder = Arc::new(Recorder::new()?);
     let progress = config
@@ -71,6 +85,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Report> {
         eprintln!();
     }
     unregister(&client, &flows, &endpoint_id).await;
+    if let Some(broken) = &broken {
+        unregister(&client, &flows, broken).await;
+    }
     driven?;
 
     let arrivals = sink.state.arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -79,6 +96,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Report> {
         requests: counters.requests.load(Ordering::Relaxed),
         invalid_signatures: counters.invalid_signatures.load(Ordering::Relaxed),
         injected_failures: counters.injected_failures.load(Ordering::Relaxed),
+        broken_requests: broken.map(|_| counters.broken.load(Ordering::Relaxed)),
     };
     Report::build(&flows.target, &recorder, drive, &arrivals, totals)
 }

@@ -73,6 +73,11 @@ struct Args {
     /// Delay every sink answer by this many milliseconds.
     #[arg(long, default_value_t = 0)]
     sink_slow_ms: u64,
+    /// Also register a broken endpoint beside the sink's (same merchant) that holds every request
+    /// this many seconds before failing — past the dispatcher's 15 s timeout by default — to
+    /// see the healthy endpoint's latency beside a neighbour that times out.
+    #[arg(long, num_args = 0..=1, default_missing_value = "20")]
+    sink_broken_endpoint: Option<f64>,
     /// With --local: shrink the dispatcher's retry waits by this factor (0.01: the 5 s retry
     /// comes after 50 ms, the 60 s back-off after a 429 after 0.6 s).
     #[arg(long, requires = "local", default_value_t = 1.0)]
@@ -123,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
                 retry_after_s: args.sink_retry_after,
                 slow: Duration::from_millis(args.sink_slow_ms),
             },
+            broken_endpoint: args.sink_broken_endpoint.map(Duration::from_secs_f64),
         },
         patience: Duration::from_secs_f64(args.patience),
         progress: !args.quiet,

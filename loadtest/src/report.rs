@@ -133,6 +133,9 @@ pub struct WebhookStats {
     /// Requests the sink answered with an injected failure (each one retried).
     pub injected_failures: u64,
     pub sink_requests: u64,
+    /// With a broken neighbour endpoint: the requests it was sent (held past the timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_endpoint_requests: Option<u64>,
     /// Events that arrived but whose API call did not succeed from here (e.g. timed out after
     /// committing): not lost, not counted as expected.
     pub unexpected: u64,
@@ -200,6 +203,7 @@ pub struct SinkTotals {
     pub requests: u64,
     pub invalid_signatures: u64,
     pub injected_failures: u64,
+    pub broken_requests: Option<u64>,
 }
 
 impl Report {
@@ -249,6 +253,7 @@ impl Report {
             duplicates: arrivals.values().map(|a| u64::from(a.times.saturating_sub(1))).sum(),
             invalid_signatures: sink.invalid_signatures,
             injected_failures: sink.injected_failures,
+            broken_endpoint_requests: sink.broken_requests,
             sink_requests: sink.requests,
             unexpected: arrivals.keys().filter(|k| !accepted.contains_key(*k)).count() as u64,
             latency: (!latency.is_empty()).then(|| LatencyStats::of(&latency)),
@@ -315,6 +320,9 @@ impl Report {
              {} injected failures, {} sink requests",
             w.expected, w.delivered, w.lost, w.duplicates, w.invalid_signatures, w.injected_failures, w.sink_requests
         );
+        if let Some(n) = w.broken_endpoint_requests {
+            println!("broken neighbour endpoint: {n} requests held past the timeout");
+        }
         for (what, count) in &self.errors {
             println!("error ×{count}: {what}");
         }

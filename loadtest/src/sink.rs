@@ -25,6 +25,9 @@ pub struct SinkFaults {
     pub slow: Duration,
 }
 
+/// The path of the broken endpoint: its requests are held this long, then answered 503.
+pub const BROKEN_PATH: &str = "/broken";
+
 /// The part of an event the sink reads.
 #[derive(Deserialize)]
 struct EventHead {
@@ -46,9 +49,13 @@ pub struct SinkCounters {
     pub invalid_signatures: AtomicU64,
     pub injected_failures: AtomicU64,
     pub unreadable: AtomicU64,
+    /// Requests to the broken endpoint (held, then failed).
+    pub broken: AtomicU64,
 }
 
 pub struct SinkState {
+    /// How long requests to [`BROKEN_PATH`] are held before their 503.
+    pub broken_hold: Duration,
     /// Set once the endpoint is registered; until then nothing verifies and all is refused.
     pub secret: OnceLock<String>,
     pub faults: SinkFaults,
@@ -63,18 +70,26 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub async fn start(listen: SocketAddr, faults: SinkFaults) -> anyhow::Result<Sink> {
+    pub async fn start(listen: SocketAddr, faults: SinkFaults, broken_hold: Duration) -> anyhow::Result<Sink> {
         let state = Arc::new(SinkState {
+            broken_hold,
             secret: OnceLock::new(),
             faults,
             counters: SinkCounters::default(),
             arrivals: Mutex::new(HashMap::new()),
         });
         let handler_state = state.clone();
-        let app = axum::Router::new().fallback(axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let state = handler_state.clone();
-            async move { receive(&state, &headers, &body).await }
-        }));
+        let app = axum::Router::new().fallback(axum::routing::post(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let state = handler_state.clone();
+                async move {
+                    if uri.path() == BROKEN_PATH {
+                        return hold_and_fail(&state).await;
+                    }
+                    receive(&state, &headers, &body).await
+                }
+            },
+        ));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -125,6 +140,13 @@ async fn receive(state: &SinkState, headers: &HeaderMap, body: &[u8]) -> Respons
             times: 1,
         });
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The broken endpoint: never a timely answer.
+async fn hold_and_fail(state: &SinkState) -> Response {
+    state.counters.broken.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep(state.broken_hold).await;
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
 }
 
 /// Every 1/fail_rate-th request fails (spread evenly, so a run is repeatable), with the

@@ -7,6 +7,10 @@ use local::config::Config;
 use std::time::Duration;
 
 async fn run_against_local(faults: SinkFaults) -> loadtest::Report {
+    run_with(faults, None).await
+}
+
+async fn run_with(faults: SinkFaults, broken_endpoint: Option<Duration>) -> loadtest::Report {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::ephemeral("sk_load", dir.path().to_owned());
     config.merchant_rate_limit = Some(std::num::NonZeroU32::MAX);
@@ -28,6 +32,7 @@ async fn run_against_local(faults: SinkFaults) -> loadtest::Report {
             listen: "127.0.0.1:0".parse().unwrap(),
             public_url: None,
             faults,
+            broken_endpoint,
         },
         patience: Duration::from_secs(30),
         progress: false,
@@ -84,4 +89,16 @@ async fn failing_and_throttling_sink_answers_are_retried_until_everything_arrive
     );
     assert_eq!(webhooks.delivered, webhooks.expected);
     assert_eq!(webhooks.lost, 0);
+}
+
+/// A neighbour endpoint that holds every request: the healthy endpoint still gets every event,
+/// and the broken one was tried (counts only; the latency comparison is in the README).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_neighbour_endpoint_costs_the_healthy_one_nothing() {
+    let report = run_with(SinkFaults::default(), Some(Duration::from_secs(2))).await;
+    let webhooks = &report.webhooks;
+    assert_eq!(webhooks.expected, 120);
+    assert_eq!(webhooks.delivered, 120);
+    assert_eq!(webhooks.lost, 0);
+    assert!(webhooks.broken_endpoint_requests.is_some_and(|n| n > 0), "{webhooks:?}");
 }
