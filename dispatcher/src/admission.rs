@@ -17,7 +17,16 @@ const WAIT_IN_PLACE: Duration = Duration::from_millis(500);
 const WAITS_IN_PLACE: usize = 3;
 /// How long a delivery is deferred when its endpoint keeps its cap of requests in flight,
 /// plus up to as much again at random, so deferred deliveries do not all come back at once.
+/// (In the main lane it is not waited for at all: the delivery moves to the slow lane.)
 const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
+
+/// A delivery that may not go now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Deferral {
+    pub wait: Duration,
+    /// The endpoint has its cap of requests in flight: it is slow, or very busy.
+    pub busy: bool,
+}
 
 pub(crate) struct Admission {
     merchant_rate: NonZeroU32,
@@ -39,12 +48,15 @@ impl Admission {
     }
 
     /// `Ok` with the permit that holds one of the endpoint's in-flight places until the attempt
-    /// ends (none for the order webhook), or `Err` with how long to defer the delivery.
+    /// ends (none for the order webhook), or `Err` with how long to defer the delivery. With
+    /// `wait_for_place`, a delivery that finds its endpoint at its in-flight cap waits a moment
+    /// for a place; without, it is deferred at once as [`Deferral::busy`].
     pub async fn admit(
         &self,
         merchant: &MerchantId,
         target: &Target,
-    ) -> Result<Option<OwnedSemaphorePermit>, Duration> {
+        wait_for_place: bool,
+    ) -> Result<Option<OwnedSemaphorePermit>, Deferral> {
         let endpoint = target.endpoint();
         let endpoint_rate = endpoint.and_then(|e| NonZeroU32::new(e.rate_limit?));
         for round in 0.. {
@@ -61,19 +73,28 @@ impl Admission {
             };
             let Some((wait, key, spacing)) = over else { break };
             if wait > WAIT_IN_PLACE || round >= WAITS_IN_PLACE {
-                return Err(self.slots.reserve(key, wait, spacing));
+                return Err(Deferral {
+                    wait: self.slots.reserve(key, wait, spacing),
+                    busy: false,
+                });
             }
             tokio::time::sleep(wait).await;
         }
         match endpoint {
             None => Ok(None),
-            Some(e) => match self.in_flight.acquire_within(&e.id, WAIT_IN_PLACE).await {
-                Some(permit) => Ok(Some(permit)),
-                None => {
-                    let jitter = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
-                    Err(IN_FLIGHT_DEFERRAL.mul_f64(1.0 + jitter))
+            Some(e) => {
+                let within = if wait_for_place { WAIT_IN_PLACE } else { Duration::ZERO };
+                match self.in_flight.acquire_within(&e.id, within).await {
+                    Some(permit) => Ok(Some(permit)),
+                    None => {
+                        let jitter = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
+                        Err(Deferral {
+                            wait: IN_FLIGHT_DEFERRAL.mul_f64(1.0 + jitter),
+                            busy: true,
+                        })
+                    }
                 }
-            },
+            }
         }
     }
 }

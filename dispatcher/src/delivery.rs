@@ -26,8 +26,10 @@ use tracing::{debug, info, warn};
 pub(crate) enum WaitReason {
     /// An attempt failed; the schedule says when the next is due.
     Retry,
-    /// Not attempted (over a rate limit or the in-flight cap): no attempt spent.
+    /// Not attempted (over a rate limit): no attempt spent.
     Defer,
+    /// Not attempted: the endpoint has its cap of requests in flight (it is slow, or very busy).
+    Busy,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -75,8 +77,10 @@ pub(crate) enum Known {
 #[derive(Clone, Copy)]
 pub(crate) struct Pair<'a> {
     pub head: &'a EventHead,
-    /// The event's exact bytes.
+    /// The event's exact bytes, as JSON (for tasks and dead letters) and as the body every
+    /// attempt sends (shared, not copied per attempt).
     pub raw: &'a RawValue,
+    pub body: &'a Bytes,
     pub target: &'a Target,
     pub series: Series,
 }
@@ -155,7 +159,9 @@ impl Deliverer {
         }
     }
 
-    pub async fn deliver(&self, pair: Pair<'_>, known: Known) -> PairResult {
+    /// Delivers the pair if it is due and admitted. `patient`: wait a moment for a place when the
+    /// endpoint is at its in-flight cap (in the slow lane), rather than deferring at once.
+    pub async fn deliver(&self, pair: Pair<'_>, known: Known, patient: bool) -> PairResult {
         let Pair {
             head, target, series, ..
         } = pair;
@@ -178,17 +184,23 @@ impl Deliverer {
         if target.endpoint().is_some_and(|e| !e.enabled) {
             return self.skip(pair, attempt).await;
         }
-        let permit = match self.admission.admit(&head.merchant_id, target).await {
+        let permit = match self.admission.admit(&head.merchant_id, target, patient).await {
             Ok(permit) => permit,
-            Err(wait) => {
+            Err(deferral) => {
                 self.metrics.deferred();
+                let reason = if deferral.busy {
+                    WaitReason::Busy
+                } else {
+                    WaitReason::Defer
+                };
                 info!(
                     endpoint_id = target.name(),
                     attempt,
-                    wait_ms = wait.as_millis() as u64,
-                    "delivery deferred by the rate limits"
+                    wait_ms = deferral.wait.as_millis() as u64,
+                    ?reason,
+                    "delivery deferred"
                 );
-                return PairResult::Wait(wait, WaitReason::Defer);
+                return PairResult::Wait(deferral.wait, reason);
             }
         };
         let started = clock::now();
@@ -346,11 +358,16 @@ impl Deliverer {
 
 /// The exact request of this attempt, or why none can be built.
 fn build_request(pair: Pair<'_>, attempt: u32, now: Timestamp) -> Result<WebhookRequest, String> {
-    let Pair { head, raw, target, .. } = pair;
+    let Pair {
+        head,
+        raw,
+        body,
+        target,
+        ..
+    } = pair;
     match target {
         Target::Endpoint(endpoint) => {
-            let body = Bytes::copy_from_slice(raw.get().as_bytes());
-            request::standard(head, body, endpoint, attempt, now.timestamp()).map_err(|e| e.to_string())
+            request::standard(head, body.clone(), endpoint, attempt, now.timestamp()).map_err(|e| e.to_string())
         }
         Target::Order(hook) => {
             let body = order_body(raw.get())?;

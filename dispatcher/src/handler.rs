@@ -19,6 +19,7 @@ use crate::delivery::{Deliverer, DelivererSettings, Known, Pair, PairResult, Ser
 use crate::endpoint_health::EndpointHealth;
 use crate::metrics::{DeliveryCounts, Metrics};
 use crate::targets::{Target, TargetReader};
+use bytes::Bytes;
 use checkout::clock;
 use checkout::delivery_task::{DeadLetter, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
 use checkout::event::EventType;
@@ -108,6 +109,8 @@ enum Plan<'a> {
 struct Deliveries<'a> {
     head: EventHead,
     raw: &'a RawValue,
+    /// The body every attempt sends: the event's bytes, copied once per message.
+    body: Bytes,
     series: Series,
     /// The message itself when it is a task (re-sent as it is on a deferral).
     task_body: Option<&'a str>,
@@ -240,6 +243,7 @@ impl Dispatcher {
                 Plan::Deliver(Deliveries {
                     head,
                     raw,
+                    body: Bytes::copy_from_slice(raw.get().as_bytes()),
                     series: Series::FIRST,
                     task_body: None,
                     pairs,
@@ -253,6 +257,7 @@ impl Dispatcher {
                 Plan::Deliver(Deliveries {
                     head,
                     raw: message.event,
+                    body: Bytes::copy_from_slice(message.event.get().as_bytes()),
                     series: Series::of(&message.delivery),
                     task_body: Some(&incoming.body),
                     pairs: vec![(target, Known::ReadLog)],
@@ -380,10 +385,14 @@ impl Dispatcher {
             let pair = Pair {
                 head: &d.head,
                 raw: d.raw,
+                body: &d.body,
                 target,
                 series: d.series,
             };
-            (target, self.deliverer.deliver(pair, *known).await)
+            (
+                target,
+                self.deliverer.deliver(pair, *known, self.patient(Lane::Main)).await,
+            )
         }))
         .await;
         let mut disposition = Disposition::Done;
@@ -397,7 +406,7 @@ impl Dispatcher {
                 PairResult::Wait(wait, reason) => (wait, reason),
             };
             let lane = match reason {
-                WaitReason::Retry => Lane::Slow,
+                WaitReason::Retry | WaitReason::Busy => Lane::Slow,
                 WaitReason::Defer => self.lane_of(target),
             };
             let task = TaskMessage::new(target.name(), d.series.first_attempt, d.series.replay, d.raw);
@@ -422,19 +431,22 @@ impl Dispatcher {
         let pair = Pair {
             head: &d.head,
             raw: d.raw,
+            body: &d.body,
             target,
             series: d.series,
         };
-        match self.deliverer.deliver(pair, *known).await {
-            PairResult::Done => Disposition::Done,
-            PairResult::StorageFailed => Disposition::RetryIn(TRANSIENT_RETRY),
-            PairResult::Wait(wait, WaitReason::Retry) => Disposition::RetryIn(wait.min(MAX_VISIBILITY)),
-            // A deferral goes back as a new message: it spends no attempt, and no receive either
-            // (the queue's redrive counts receives).
-            PairResult::Wait(wait, WaitReason::Defer) => match self.send(lane, body, wait).await {
-                Ok(()) => Disposition::Done,
-                Err(_) => Disposition::RetryIn(wait.min(MAX_VISIBILITY)),
-            },
+        let (wait, onward) = match self.deliverer.deliver(pair, *known, self.patient(lane)).await {
+            PairResult::Done => return Disposition::Done,
+            PairResult::StorageFailed => return Disposition::RetryIn(TRANSIENT_RETRY),
+            PairResult::Wait(wait, WaitReason::Retry) => return Disposition::RetryIn(wait.min(MAX_VISIBILITY)),
+            PairResult::Wait(wait, WaitReason::Defer) => (wait, lane),
+            PairResult::Wait(wait, WaitReason::Busy) => (wait, Lane::Slow),
+        };
+        // A deferral goes on as a new message: it spends no attempt, and no receive either (the
+        // queue's redrive counts receives).
+        match self.send(onward, body, wait).await {
+            Ok(()) => Disposition::Done,
+            Err(_) => Disposition::RetryIn(wait.min(MAX_VISIBILITY)),
         }
     }
 
@@ -444,6 +456,12 @@ impl Dispatcher {
             set: &self.in_progress,
             key,
         })
+    }
+
+    /// Whether a delivery in `lane` may wait a moment for a place at a busy endpoint: only where
+    /// waiting holds up no healthy delivery (the slow lane, or when there is no slow lane).
+    fn patient(&self, lane: Lane) -> bool {
+        lane == Lane::Slow || self.slow_queue.is_none()
     }
 
     fn lane_of(&self, target: &Target) -> Lane {

@@ -34,6 +34,7 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
         let semaphore = self.semaphore(key);
         match semaphore.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
+            Err(_) if within.is_zero() => None,
             Err(_) => tokio::time::timeout(within, semaphore.acquire_owned())
                 .await
                 .ok()

@@ -188,6 +188,11 @@ pub enum Kind {
 pub struct FlakyLog {
     inner: Arc<dyn DeliveryLog>,
     pub fail_records: AtomicUsize,
+    /// Calls of `started`, and the pairs they asked about.
+    pub started_calls: AtomicUsize,
+    pub started_pairs: AtomicUsize,
+    /// Calls of `latest` (one read per pair).
+    pub latest_calls: AtomicUsize,
 }
 
 #[async_trait]
@@ -201,9 +206,12 @@ impl DeliveryLog for FlakyLog {
         self.inner.record(record).await
     }
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
+        self.started_calls.fetch_add(1, Ordering::SeqCst);
+        self.started_pairs.fetch_add(pairs.len(), Ordering::SeqCst);
         self.inner.started(pairs).await
     }
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
+        self.latest_calls.fetch_add(1, Ordering::SeqCst);
         self.inner.latest(target, event).await
     }
     async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
@@ -316,6 +324,9 @@ impl Rig {
         let log = Arc::new(FlakyLog {
             inner: backend.deliveries.clone(),
             fail_records: AtomicUsize::new(0),
+            started_calls: AtomicUsize::new(0),
+            started_pairs: AtomicUsize::new(0),
+            latest_calls: AtomicUsize::new(0),
         });
         backend.deliveries = log.clone();
         let merchant = merchant();

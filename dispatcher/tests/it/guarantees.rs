@@ -280,6 +280,24 @@ async fn a_replay_right_after_enabling_again_is_sent(kind: Kind) {
     assert_eq!(log.last().unwrap().status, AttemptStatus::Succeeded);
 }
 
+async fn a_batch_costs_one_read_of_delivery_state(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    add_endpoint(&rig, "/second").await;
+    let events: Vec<Event> = (0..10).map(|_| event(&rig.merchant, None, 1)).collect();
+    let batch: Vec<Incoming> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| incoming(&i.to_string(), e))
+        .collect();
+    let dispositions = rig.dispatcher.handle(&batch).await;
+    assert!(dispositions.iter().all(|d| *d == Disposition::Done));
+    assert_eq!(rig.receiver.seen().len(), 20, "10 events to 2 endpoints");
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(rig.log.started_calls.load(SeqCst), 1, "one batched read for the batch");
+    assert_eq!(rig.log.started_pairs.load(SeqCst), 20, "of every pair");
+    assert_eq!(rig.log.latest_calls.load(SeqCst), 0, "no read per pair");
+}
+
 fn incoming(id: &str, e: &Event) -> Incoming {
     Incoming {
         message_id: id.to_owned(),
@@ -299,4 +317,5 @@ on_every_backend!(
     a_timed_out_endpoint_takes_the_slow_lane,
     a_timed_out_attempt_is_retried_when_its_record_says,
     a_replay_right_after_enabling_again_is_sent,
+    a_batch_costs_one_read_of_delivery_state,
 );
