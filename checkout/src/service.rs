@@ -347,6 +347,7 @@ pub fn refusal(err: &CommandError) -> Reply {
             AcpError::invalid("invalid_fulfillment_option", message).with_param(param),
         ),
         CommandError::NotModifiable { .. } => (400, AcpError::invalid("session_not_modifiable", message)),
+        CommandError::NothingToUpdate => (400, AcpError::invalid("invalid_request", message)),
         CommandError::NotCancelable { .. } => (405, AcpError::invalid("session_not_cancelable", message)),
         CommandError::NotReadyForPayment { .. } => (400, AcpError::invalid("session_not_ready", message)),
         CommandError::PaymentMissing => (

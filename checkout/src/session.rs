@@ -28,6 +28,8 @@ pub enum CommandError {
     UnsupportedCurrency { given: String, expected: String },
     #[error("fulfillment option '{id}' is not offered for this cart")]
     UnknownFulfillmentOption { param: String, id: String },
+    #[error("the update changes nothing: give at least one field to change")]
+    NothingToUpdate,
     #[error("the session is {status:?} and can no longer be changed")]
     NotModifiable { status: SessionStatus },
     #[error("the session is {status:?} and cannot be canceled")]
@@ -105,6 +107,10 @@ pub fn update(
 ) -> Result<CheckoutSession, CommandError> {
     if current.status.is_terminal() {
         return Err(CommandError::NotModifiable { status: current.status });
+    }
+    // An empty update would append an event (and send a webhook) that says nothing.
+    if *req == UpdateSessionRequest::default() {
+        return Err(CommandError::NothingToUpdate);
     }
     let catalog = &ctx.merchant.catalog;
     let mut next = current.clone();

@@ -11,6 +11,7 @@ on_both_backends!(
     oversized_body_is_413,
     missing_or_wrong_api_key_is_401,
     unsupported_api_version_lists_the_supported_ones,
+    array_bodies_cancel_nothing,
 );
 
 struct Case {
@@ -32,7 +33,24 @@ fn case(name: &'static str, body: Value, code: &'static str, param: Option<&'sta
 fn create_cases() -> Vec<Case> {
     let address = json!({"name": "J", "line_one": "1 Main", "city": "X", "state": "IL", "country": "US",
                          "postal_code": "1", "planet": "Mars"});
+    let deep = format!(
+        r#"{{"currency":"usd","line_items":[{{"id":"test_1"}}],"metadata":{{"x":{}1{}}}}}"#,
+        "[".repeat(125),
+        "]".repeat(125)
+    );
     vec![
+        Case {
+            name: "125 nested arrays in metadata (the stored event could never be read back)",
+            body: deep.into_bytes(),
+            code: "invalid_request",
+            param: None,
+        },
+        Case {
+            name: "an array instead of an object",
+            body: br#"[null,[{"id":"test_1","quantity":3}],null,"usd"]"#.to_vec(),
+            code: "invalid_request",
+            param: None,
+        },
         Case {
             name: "malformed JSON",
             body: br#"{"currency": "usd", "line_items": ["#.to_vec(),
@@ -164,6 +182,8 @@ async fn bad_updates_leave_the_session_as_it_was(app: TestApp) {
         ),
         (json!({"order_notes": 12}), "invalid_request"),
         (json!({"currency": "usd"}), "invalid_request"),
+        (json!({}), "invalid_request"),
+        (json!([]), "invalid_request"),
     ];
     for (body, code) in bodies {
         let response = app.post(&path, &body).send().await.unwrap();
@@ -233,4 +253,17 @@ async fn unsupported_api_version_lists_the_supported_ones(app: TestApp) {
     let error = expect(response, 400).await;
     assert_error(&error, "unsupported_api_version");
     assert_eq!(error["supported_versions"], json!(["2026-04-17", "2025-09-29"]));
+}
+
+/// `[]` was read as an empty struct: it cancelled sessions.
+async fn array_bodies_cancel_nothing(app: TestApp) {
+    let ready = app.ready().await;
+    let id = ready["id"].as_str().unwrap();
+    let cancel = app
+        .post(&format!("/checkout_sessions/{id}/cancel"), &json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(cancel, 400).await, "invalid_request");
+    assert_eq!(app.history_len(id).await, 2, "not cancelled");
 }

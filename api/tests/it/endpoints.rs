@@ -14,6 +14,7 @@ on_both_backends!(
     bad_endpoint_fields_are_refused,
     dangerous_urls_are_refused,
     order_webhook_is_configured_per_merchant,
+    an_array_body_rotates_nothing,
 );
 
 impl TestApp {
@@ -361,4 +362,31 @@ async fn loopback_urls_need_the_operator_flag() {
         .await
         .unwrap();
     assert_error(&expect(refused, 400).await, "invalid_url");
+}
+
+/// `[]` was read as an empty rotation request and rotated the secret.
+async fn an_array_body_rotates_nothing(app: TestApp) {
+    let created = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/acp"}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let rotate = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/webhook_endpoints/{id}/rotate_secret"),
+            Some(json!([])),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(rotate, 400).await, "invalid_request");
+    let stored = app
+        .backend
+        .endpoints
+        .endpoint(&app.merchant.id, &checkout::ids::EndpointId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.secrets.len(), 1, "no rotation");
+    assert_eq!(stored.current_secret(), created["secret"].as_str());
 }

@@ -207,9 +207,56 @@ pub struct CancelSessionRequest {
     pub intent_trace: Option<Value>,
 }
 
+/// How deeply a request body may nest objects and arrays. Free-form fields (`metadata`,
+/// `intent_trace`, …) are stored inside the event envelope a few levels deeper, and the JSON
+/// reader refuses 128 levels: a body nested deeper than this could be stored but never read back.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// How deeply `body` nests objects and arrays (brackets inside strings do not count).
+fn nesting_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Parses a request body, turning any failure into an ACP `invalid_request` that names the
-/// offending field as a JSONPath in `param`.
+/// offending field as a JSONPath in `param`. The body must be one JSON object, nested at most
+/// [`MAX_JSON_DEPTH`] levels.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AcpError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AcpError::invalid(
+            "invalid_request",
+            "The request body must be a JSON object.",
+        ));
+    }
+    let depth = nesting_depth(body);
+    if depth > MAX_JSON_DEPTH {
+        return Err(AcpError::invalid(
+            "invalid_request",
+            format!(
+                "The request body nests {depth} levels of objects and arrays; at most {MAX_JSON_DEPTH} are accepted."
+            ),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = parsed.map_err(|err| {
@@ -258,6 +305,45 @@ mod tests {
         assert_eq!(err.code, "invalid_json");
         let err = parse_body::<CreateSessionRequest>(br#"{"currency":"usd"} trailing"#).unwrap_err();
         assert_eq!(err.code, "invalid_json");
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        for body in [
+            &br#"[null,[{"id":"test_1","quantity":3}],null,"usd"]"#[..],
+            b"[]",
+            b"\"usd\"",
+            b"1",
+            b"",
+        ] {
+            let err = parse_body::<CancelSessionRequest>(body).unwrap_err();
+            assert_eq!(err.code, "invalid_request", "{}", String::from_utf8_lossy(body));
+            assert!(err.message.contains("JSON object"), "{}", err.message);
+        }
+        assert!(parse_body::<CancelSessionRequest>(b"  {}").is_ok());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_the_limit_in_the_message() {
+        let nested = |levels: usize| {
+            format!(
+                r#"{{"intent_trace":{{"x":{}1{}}}}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        // Two levels for the body and intent_trace, then the arrays.
+        assert!(parse_body::<CancelSessionRequest>(nested(MAX_JSON_DEPTH - 2).as_bytes()).is_ok());
+        let err = parse_body::<CancelSessionRequest>(nested(125).as_bytes()).unwrap_err();
+        assert_eq!(err.code, "invalid_request");
+        assert!(err.message.contains("at most 32"), "{}", err.message);
+        // Brackets inside strings are text, not nesting.
+        let text = format!(
+            r#"{{"intent_trace":{{"x":"{}\"{}"}}}}"#,
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(parse_body::<CancelSessionRequest>(text.as_bytes()).is_ok());
     }
 
     #[test]
