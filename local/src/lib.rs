@@ -49,12 +49,7 @@ impl Stack {
             Some(key) => key.clone(),
             None => generate_api_key().context("generating the demo API key")?,
         };
-        let merchant_id = MerchantId::parse(DEMO_MERCHANT_ID).context("demo merchant id")?;
-        backend
-            .merchants
-            .put_merchant(&Merchant::demo(merchant_id, &demo_api_key))
-            .await
-            .context("storing the demo merchant")?;
+        seed_demo_merchant(&backend, &demo_api_key).await?;
 
         let policy = UrlPolicy {
             allow_loopback: config.allow_loopback_webhooks,
@@ -112,6 +107,29 @@ impl Stack {
         self.dispatcher.await.context("dispatcher task")?;
         Ok(())
     }
+}
+
+/// Stores the demo merchant, or on a store that has it, only gives it the key of this start:
+/// what the merchant configured since (its order webhook, …) stays.
+async fn seed_demo_merchant(backend: &Backend, api_key: &str) -> anyhow::Result<()> {
+    let id = MerchantId::parse(DEMO_MERCHANT_ID).context("demo merchant id")?;
+    let existing = backend
+        .merchants
+        .merchant(&id)
+        .await
+        .context("reading the demo merchant")?;
+    let merchant = match existing {
+        Some(mut merchant) => {
+            merchant.api_key_hash = checkout::merchant::hash_api_key(api_key);
+            merchant
+        }
+        None => Merchant::demo(id, api_key),
+    };
+    backend
+        .merchants
+        .put_merchant(&merchant)
+        .await
+        .context("storing the demo merchant")
 }
 
 /// The webhook dispatcher on the order-updates queue and the slow lane, unless

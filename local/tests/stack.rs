@@ -47,3 +47,41 @@ async fn without_a_configured_key_a_random_one_is_made() {
     assert!(a.demo_api_key.starts_with("sk_acp_"));
     assert_ne!(a.demo_api_key, b.demo_api_key);
 }
+
+/// A restart used to store the demo merchant afresh, dropping what the merchant had set since
+/// (its ACP order webhook: orders stopped getting `order_create`).
+#[tokio::test]
+async fn a_restart_keeps_what_the_demo_merchant_configured() {
+    let (config, dir) = ephemeral("sk_demo_keep");
+    let stack = Stack::start(&config).await.unwrap();
+    let client = reqwest::Client::new();
+    let set = client
+        .put(format!("{}/order_webhook", stack.base_url()))
+        .bearer_auth("sk_demo_keep")
+        .json(&json!({"url": "http://127.0.0.1:9/acp/orders", "secret": "whsec_platform_secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success(), "{}", set.status());
+    stack.shutdown().await.unwrap();
+
+    let again = Config::ephemeral("sk_demo_new_key", dir.path().to_owned());
+    let stack = Stack::start(&again).await.unwrap();
+    let got = client
+        .get(format!("{}/order_webhook", stack.base_url()))
+        .bearer_auth("sk_demo_new_key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200, "the configured key is the key now");
+    let hook: serde_json::Value = got.json().await.unwrap();
+    assert_eq!(hook["url"], "http://127.0.0.1:9/acp/orders");
+    let old = client
+        .get(format!("{}/order_webhook", stack.base_url()))
+        .bearer_auth("sk_demo_keep")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401, "the old key was replaced");
+    stack.shutdown().await.unwrap();
+}
