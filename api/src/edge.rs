@@ -41,7 +41,11 @@ impl Echo {
             .map_or_else(|| format!("req_{}", ulid::Ulid::new()), str::to_owned);
         Self {
             request_id,
-            idempotency_key: headers.get(headers::IDEMPOTENCY_KEY).cloned(),
+            // Echoed only when it is one a request may carry: a refused 100 KB key is not sent back.
+            idempotency_key: headers
+                .get(headers::IDEMPOTENCY_KEY)
+                .filter(|k| !k.is_empty() && k.len() <= idempotency::MAX_KEY_LEN)
+                .cloned(),
         }
     }
 

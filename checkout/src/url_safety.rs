@@ -28,6 +28,8 @@ pub enum UrlError {
     Credentials,
     #[error("the URL has no host")]
     NoHost,
+    #[error("port 0 is not allowed: no receiver can listen on it")]
+    PortZero,
     #[error("the host resolves to {0}, which is not a public address")]
     NotGlobal(IpAddr),
     #[error("the host '{0}' could not be resolved")]
@@ -72,6 +74,9 @@ pub fn parse_webhook_url(raw: &str, policy: UrlPolicy) -> Result<WebhookUrl, Url
         .trim_matches(['[', ']'])
         .to_owned();
     let port = url.port_or_known_default().ok_or(UrlError::NoHost)?;
+    if port == 0 {
+        return Err(UrlError::PortZero);
+    }
     let checked = WebhookUrl {
         url,
         host,
@@ -221,6 +226,16 @@ mod tests {
         ] {
             assert!(!is_global(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn port_zero_is_refused() {
+        let policy = UrlPolicy { allow_loopback: true };
+        assert_eq!(
+            parse_webhook_url("https://hooks.example.com:0/acp", policy),
+            Err(UrlError::PortZero)
+        );
+        assert!(parse_webhook_url("https://hooks.example.com:8443/acp", policy).is_ok());
     }
 
     #[test]

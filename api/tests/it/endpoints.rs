@@ -224,7 +224,8 @@ async fn bad_endpoint_fields_are_refused(app: TestApp) {
 }
 
 /// At least 25 URLs an attacker could use to make us call ourselves or the cloud's internals.
-const REJECTED: [&str; 32] = [
+const REJECTED: [&str; 33] = [
+    "https://hooks.example.com:0/acp",
     "http://hooks.example.com/plain-http",
     "https://127.0.0.1/hook",
     "https://127.1.2.3/hook",

@@ -40,6 +40,17 @@ async fn key_longer_than_255_is_refused(app: TestApp) {
         .await
         .unwrap();
     assert_error(&expect(response, 400).await, "invalid_idempotency_key");
+    // A 100 KB key is refused, and not sent back in the response headers.
+    let response = app
+        .post_keyed("/checkout_sessions", &cart(1), &"k".repeat(100_000))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers().get("idempotency-key").is_none(),
+        "a refused key is not echoed"
+    );
+    assert_error(&expect(response, 400).await, "invalid_idempotency_key");
 }
 
 async fn same_key_same_body_replays(app: TestApp) {
