@@ -131,7 +131,7 @@ impl Edge {
             idempotency_key,
             request_id: echo.request_id.clone(),
             method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
+            path: decoded_path(parts.uri.path()),
         };
         Ok((edge, echo))
     }
@@ -154,6 +154,14 @@ impl Edge {
     pub fn request_id(&self) -> &str {
         &self.request_id
     }
+}
+
+/// The path as the router reads it: `/checkout_sessions/%63s_1` names the same session as
+/// `/checkout_sessions/cs_1`, so an idempotency key must be scoped to the same path for both.
+fn decoded_path(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_or_else(|_| raw.to_owned(), |path| path.into_owned())
 }
 
 /// axum's `to_bytes` reports an oversized body as http-body-util's `LengthLimitError`, wrapped.

@@ -15,6 +15,7 @@ on_both_backends!(
     request_in_flight_gets_409_with_retry_after,
     server_errors_are_never_stored,
     keys_are_scoped_to_merchant_and_endpoint,
+    a_percent_encoded_path_is_the_same_request,
 );
 
 fn cart(quantity: u32) -> serde_json::Value {
@@ -175,4 +176,27 @@ async fn keys_are_scoped_to_merchant_and_endpoint(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(expect(cancel, 200).await["status"], "canceled");
+}
+
+/// `/checkout_sessions/%63s_…` is the same session as `/checkout_sessions/cs_…`: the same key
+/// on either spelling is the same request.
+async fn a_percent_encoded_path_is_the_same_request(app: TestApp) {
+    let ready = app.ready().await;
+    let id = ready["id"].as_str().unwrap();
+    let body = json!({"order_notes": "leave at the door"});
+    let plain = app
+        .post_keyed(&format!("/checkout_sessions/{id}"), &body, "encoded-1")
+        .send()
+        .await
+        .unwrap();
+    expect(plain, 200).await;
+    let encoded = format!("/checkout_sessions/%{:02x}{}", id.as_bytes()[0], &id[1..]);
+    let again = app.post_keyed(&encoded, &body, "encoded-1").send().await.unwrap();
+    assert_eq!(
+        again.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()),
+        Some("true"),
+        "replayed, not run again"
+    );
+    expect(again, 200).await;
+    assert_eq!(app.history_len(id).await, 3, "one update event, not two");
 }
