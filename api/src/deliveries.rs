@@ -3,7 +3,8 @@
 
 use crate::AppState;
 use crate::endpoints::{handle, invalid, load, no_body, not_found, reply, unavailable};
-use axum::extract::{Path, Query, Request, State};
+use crate::path_id::PathId;
+use axum::extract::{Query, Request, State};
 use axum::http::Uri;
 use axum::response::Response;
 use checkout::acp::parse_body;
@@ -56,12 +57,7 @@ fn page_body(records: &[AttemptRecord], limit: usize) -> serde_json::Value {
 }
 
 /// `GET /webhook_endpoints/{id}/attempts`: newest event first.
-pub async fn by_endpoint(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    uri: Uri,
-    request: Request,
-) -> Response {
+pub async fn by_endpoint(State(state): State<AppState>, PathId(id): PathId, uri: Uri, request: Request) -> Response {
     handle(state, request, no_body, |state, merchant, ()| async move {
         let query = match read_page(&uri) {
             Ok(query) => query,
@@ -80,7 +76,7 @@ pub async fn by_endpoint(
 }
 
 /// `GET /events/{id}/attempts`: every attempt of the event, to each of the merchant's targets.
-pub async fn by_event(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+pub async fn by_event(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     handle(state, request, no_body, |state, merchant, ()| async move {
         let Some(event_id) = EventId::parse(&id) else {
             return not_found();
@@ -122,7 +118,7 @@ struct ReplayRequest {
 /// `POST /webhook_endpoints/{id}/replay`: every event of the window that the endpoint did not
 /// receive (failed, exhausted, skipped while disabled) goes out again, through the same rate
 /// limits, with the same `webhook-id`.
-pub async fn replay(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+pub async fn replay(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     handle(state, request, parse_body::<ReplayRequest>, |state, merchant, req| async move {
         let until = req.until.unwrap_or_else(clock::now);
         if req.since >= until {

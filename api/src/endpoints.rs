@@ -4,7 +4,8 @@
 use crate::AppState;
 use crate::edge::{Echo, Edge};
 use crate::error::EdgeError;
-use axum::extract::{Path, Request, State};
+use crate::path_id::PathId;
+use axum::extract::{Request, State};
 use axum::response::Response;
 use checkout::acp::{AcpError, parse_body};
 use checkout::clock;
@@ -268,7 +269,7 @@ pub(crate) async fn load(state: &AppState, merchant: &Merchant, id: &str) -> Res
     }
 }
 
-pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+pub async fn retrieve(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     handle(state, request, no_body, |state, merchant, ()| async move {
         match load(&state, &merchant, &id).await {
             Ok(endpoint) => reply(200, &body(&endpoint, false)),
@@ -278,7 +279,7 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, req
     .await
 }
 
-pub async fn update(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+pub async fn update(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     handle(
         state,
         request,
@@ -323,7 +324,7 @@ async fn apply_update(state: &AppState, endpoint: &mut WebhookEndpoint, req: Upd
     Ok(())
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+pub async fn delete(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     handle(state, request, no_body, |state, merchant, ()| async move {
         let Some(id) = EndpointId::parse(&id) else {
             return not_found();
@@ -337,7 +338,7 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, reque
     .await
 }
 
-pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+pub async fn rotate_secret(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     handle(
         state,
         request,

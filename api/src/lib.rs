@@ -11,6 +11,7 @@ mod endpoints;
 mod error;
 pub mod headers;
 pub mod onboarding;
+mod path_id;
 mod resolver;
 mod routes;
 

@@ -3,9 +3,10 @@
 use crate::AppState;
 use crate::edge::{Echo, Edge};
 use crate::error::EdgeError;
+use crate::path_id::PathId;
 use crate::{deliveries, endpoints};
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use checkout::acp::{AcpError, CancelSessionRequest, parse_body};
@@ -110,21 +111,21 @@ async fn create(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
-async fn update(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+async fn update(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     on_session(state, request, &id, parse_body, |id, body| {
         Command::Update(id, Box::new(body))
     })
     .await
 }
 
-async fn complete(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+async fn complete(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     on_session(state, request, &id, parse_body, |id, body| {
         Command::Complete(id, Box::new(body))
     })
     .await
 }
 
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+async fn cancel(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     on_session(
         state,
         request,
@@ -135,7 +136,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>, request: 
     .await
 }
 
-async fn retrieve(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+async fn retrieve(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
     let (edge, echo) = match Edge::read(&state, request, false).await {
         Ok(read) => read,
         Err(response) => return response,

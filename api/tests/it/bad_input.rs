@@ -12,6 +12,7 @@ on_both_backends!(
     missing_or_wrong_api_key_is_401,
     unsupported_api_version_lists_the_supported_ones,
     array_bodies_cancel_nothing,
+    undecodable_ids_are_404_in_the_acp_shape,
 );
 
 struct Case {
@@ -266,4 +267,24 @@ async fn array_bodies_cancel_nothing(app: TestApp) {
         .unwrap();
     assert_error(&expect(cancel, 400).await, "invalid_request");
     assert_eq!(app.history_len(id).await, 2, "not cancelled");
+}
+
+/// `%ff` is no UTF-8: the router's own refusal was a plain-text 400.
+async fn undecodable_ids_are_404_in_the_acp_shape(app: TestApp) {
+    for path in [
+        "/checkout_sessions/%ff",
+        "/checkout_sessions/cs_%ff%fe",
+        "/webhook_endpoints/%ff",
+        "/events/%c3%28/attempts",
+    ] {
+        let response = app.get(path).send().await.unwrap();
+        assert_eq!(response.headers()["content-type"], "application/json", "{path}");
+        assert_error(&expect(response, 404).await, "not_found");
+    }
+    let update = app
+        .post("/checkout_sessions/%ff", &json!({"order_notes": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(update, 404).await, "not_found");
 }
