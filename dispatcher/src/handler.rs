@@ -17,6 +17,7 @@ use crate::admission::Admission;
 use crate::config::DispatcherConfig;
 use crate::delivery::{Deliverer, DelivererSettings, Known, Pair, PairResult, Series, WaitReason};
 use crate::endpoint_health::EndpointHealth;
+use crate::in_progress::InProgress;
 use crate::metrics::{DeliveryCounts, Metrics};
 use crate::targets::{Target, TargetReader};
 use bytes::Bytes;
@@ -27,7 +28,6 @@ use checkout::ids::EventId;
 use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, PipelineError};
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, Stream};
-use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,6 +41,8 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(11 * 3600);
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 /// How soon a message comes back after a failure on our side (storage or queue unavailable).
 pub const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
+/// How soon a task whose pair is being delivered here by another copy looks again.
+const IN_HAND_RECHECK: Duration = Duration::from_secs(1);
 
 /// Which queue a message came from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -80,22 +82,8 @@ pub struct Dispatcher {
     dead_letters: Arc<dyn DeliveryQueue>,
     /// Outcomes since the last [`Dispatcher::take_metrics`].
     metrics: Arc<Metrics>,
-    /// First deliveries being made right now: a copy of the same event arriving meanwhile is
-    /// dropped (the copy in hand carries the pair, and its message comes back if it fails).
-    /// Held only while the attempt runs, so it delays and reorders nothing.
-    in_progress: Mutex<HashSet<(EventId, String)>>,
-}
-
-/// A first delivery's place in [`Dispatcher::in_progress`], given back when it ends.
-struct InProgress<'a> {
-    set: &'a Mutex<HashSet<(EventId, String)>>,
-    key: (EventId, String),
-}
-
-impl Drop for InProgress<'_> {
-    fn drop(&mut self) {
-        self.set.lock().remove(&self.key);
-    }
+    /// Pairs being delivered here right now (see [`InProgress`]).
+    in_progress: InProgress,
 }
 
 /// What a message asks for, once read and routed.
@@ -155,7 +143,7 @@ impl Dispatcher {
             slow_queue: None,
             dead_letters,
             metrics,
-            in_progress: Mutex::new(HashSet::new()),
+            in_progress: InProgress::default(),
         })
     }
 
@@ -369,18 +357,12 @@ impl Dispatcher {
                 // it came in, for as long as its attempt takes.
                 return (target, PairResult::Wait(Duration::ZERO, WaitReason::Defer));
             }
-            let _place = match known {
-                Known::Unstarted => match self.claim(&d.head.id, target) {
-                    Some(place) => Some(place),
-                    None => {
-                        info!(
-                            endpoint_id = target.name(),
-                            "a copy of this event is being delivered here right now"
-                        );
-                        return (target, PairResult::Done);
-                    }
-                },
-                Known::ReadLog => None,
+            let Some(_claim) = self.in_progress.claim(&d.head.id, target.name()) else {
+                info!(
+                    endpoint_id = target.name(),
+                    "a copy of this event is being delivered here right now"
+                );
+                return (target, PairResult::Done);
             };
             let pair = Pair {
                 head: &d.head,
@@ -428,6 +410,13 @@ impl Dispatcher {
                 Err(_) => Disposition::RetryIn(TRANSIENT_RETRY),
             };
         }
+        let Some(_claim) = self.in_progress.claim(&d.head.id, target.name()) else {
+            // Another copy of this pair is in hand here: look again once it is done.
+            return match self.send(lane, body, IN_HAND_RECHECK).await {
+                Ok(()) => Disposition::Done,
+                Err(_) => Disposition::RetryIn(IN_HAND_RECHECK),
+            };
+        };
         let pair = Pair {
             head: &d.head,
             raw: d.raw,
@@ -448,14 +437,6 @@ impl Dispatcher {
             Ok(()) => Disposition::Done,
             Err(_) => Disposition::RetryIn(wait.min(MAX_VISIBILITY)),
         }
-    }
-
-    fn claim(&self, event: &EventId, target: &Target) -> Option<InProgress<'_>> {
-        let key = (event.clone(), target.name().to_owned());
-        self.in_progress.lock().insert(key.clone()).then_some(InProgress {
-            set: &self.in_progress,
-            key,
-        })
     }
 
     /// Whether a delivery in `lane` may wait a moment for a place at a busy endpoint: only where

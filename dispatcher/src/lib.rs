@@ -12,6 +12,7 @@ mod endpoint_health;
 pub mod handler;
 pub mod headers;
 pub mod in_flight;
+mod in_progress;
 pub mod lambda;
 pub mod metrics;
 pub mod pinned_dns;
