@@ -12,6 +12,7 @@ use checkout::clock;
 use checkout::event::EventType;
 use checkout::ids::EndpointId;
 use checkout::merchant::{Merchant, OrderWebhook};
+use checkout::ports::StoreError;
 use checkout::service::Reply;
 use checkout::url_safety::{self, UrlError};
 use checkout::webhook_endpoint::{
@@ -285,43 +286,109 @@ pub async fn update(State(state): State<AppState>, PathId(id): PathId, request: 
         request,
         parse_body::<UpdateEndpoint>,
         |state, merchant, req| async move {
-            let mut endpoint = match load(&state, &merchant, &id).await {
-                Ok(endpoint) => endpoint,
+            let update = match validate_update(&state, req).await {
+                Ok(update) => update,
                 Err(reply) => return reply,
             };
-            if let Err(reply) = apply_update(&state, &mut endpoint, req).await {
-                return reply;
-            }
-            endpoint.updated_at = clock::now();
-            save(&state, &endpoint, 200, false, "webhook endpoint updated").await
+            let changed = change_endpoint(&state, &merchant, &id, |endpoint| {
+                update.apply(endpoint);
+                endpoint.updated_at = clock::now();
+                Ok(())
+            })
+            .await;
+            respond(changed, 200, false, "webhook endpoint updated")
         },
     )
     .await
 }
 
-async fn apply_update(state: &AppState, endpoint: &mut WebhookEndpoint, req: UpdateEndpoint) -> Result<(), Reply> {
-    if let Some(url) = req.url {
-        check_url(state, &url).await?;
-        endpoint.url = url;
+/// A PATCH whose fields are checked (the URL resolved), ready to apply to a fresh copy.
+struct ValidUpdate {
+    url: Option<String>,
+    event_types: Option<Vec<EventType>>,
+    description: Option<String>,
+    rate_limit: Option<Option<u32>>,
+    enabled: Option<bool>,
+}
+
+impl ValidUpdate {
+    fn apply(&self, endpoint: &mut WebhookEndpoint) {
+        if let Some(url) = &self.url {
+            endpoint.url.clone_from(url);
+        }
+        if let Some(types) = &self.event_types {
+            endpoint.event_types.clone_from(types);
+        }
+        if let Some(description) = &self.description {
+            endpoint.description = Some(description.clone());
+        }
+        if let Some(rate) = self.rate_limit {
+            endpoint.rate_limit = rate;
+        }
+        if let Some(enabled) = self.enabled {
+            endpoint.enabled = enabled;
+            if enabled {
+                endpoint.disabled_reason = None;
+            }
+        }
     }
-    if let Some(types) = req.event_types {
-        endpoint.event_types = parse_event_types(&types)?;
+}
+
+async fn validate_update(state: &AppState, req: UpdateEndpoint) -> Result<ValidUpdate, Reply> {
+    if let Some(url) = &req.url {
+        check_url(state, url).await?;
     }
-    if let Some(description) = req.description {
-        check_description(Some(&description))?;
-        endpoint.description = Some(description);
+    let event_types = req.event_types.as_deref().map(parse_event_types).transpose()?;
+    if let Some(description) = &req.description {
+        check_description(Some(description))?;
     }
     if let Some(rate) = req.rate_limit {
         check_rate_limit(rate)?;
-        endpoint.rate_limit = rate;
     }
-    if let Some(enabled) = req.enabled {
-        endpoint.enabled = enabled;
-        if enabled {
-            endpoint.disabled_reason = None;
+    Ok(ValidUpdate {
+        url: req.url,
+        event_types,
+        description: req.description,
+        rate_limit: req.rate_limit,
+        enabled: req.enabled,
+    })
+}
+
+/// How often a read-modify-write is tried again when another writer changed the item between
+/// its read and its write.
+const CHANGE_TRIES: usize = 20;
+
+/// Reads the endpoint, changes it and stores it, conditional on nobody having stored it since
+/// the read; on a conflict, again from a fresh read. Returns the endpoint as stored.
+async fn change_endpoint(
+    state: &AppState,
+    merchant: &Merchant,
+    id: &str,
+    change: impl Fn(&mut WebhookEndpoint) -> Result<(), Reply>,
+) -> Result<WebhookEndpoint, Reply> {
+    for _ in 0..CHANGE_TRIES {
+        let mut endpoint = load(state, merchant, id).await?;
+        change(&mut endpoint)?;
+        match state.backend.endpoints.put_endpoint(&endpoint).await {
+            Ok(()) => return Ok(endpoint),
+            Err(StoreError::Changed { .. }) => continue,
+            Err(err) => return Err(unavailable(err)),
         }
     }
-    Ok(())
+    Err(unavailable(StoreError::Changed {
+        what: "endpoint",
+        id: id.to_owned(),
+    }))
+}
+
+fn respond(changed: Result<WebhookEndpoint, Reply>, status: u16, with_secret: bool, what: &str) -> Reply {
+    match changed {
+        Ok(endpoint) => {
+            info!(merchant_id = %endpoint.merchant_id, endpoint_id = %endpoint.id, "{what}");
+            reply(status, &body(&endpoint, with_secret))
+        }
+        Err(reply) => reply,
+    }
 }
 
 pub async fn delete(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
@@ -356,14 +423,11 @@ pub async fn rotate_secret(State(state): State<AppState>, PathId(id): PathId, re
                     );
                 }
             };
-            let mut endpoint = match load(&state, &merchant, &id).await {
-                Ok(endpoint) => endpoint,
-                Err(reply) => return reply,
-            };
-            if let Err(err) = endpoint.rotate(clock::now(), grace) {
-                return unavailable(err);
-            }
-            save(&state, &endpoint, 200, true, "webhook secret rotated").await
+            let changed = change_endpoint(&state, &merchant, &id, |endpoint| {
+                endpoint.rotate(clock::now(), grace).map(|_| ()).map_err(unavailable)
+            })
+            .await;
+            respond(changed, 200, true, "webhook secret rotated")
         },
     )
     .await
@@ -381,15 +445,19 @@ pub async fn set_order_webhook(State(state): State<AppState>, request: Request) 
             if req.secret.is_empty() || req.secret.len() > 512 {
                 return invalid("invalid_secret", "secret is 1 to 512 characters", "$.secret");
             }
-            let mut updated = match fresh_merchant(&state, &merchant).await {
-                Ok(m) => m,
-                Err(reply) => return reply,
-            };
-            updated.order_webhook = Some(OrderWebhook {
+            let hook = OrderWebhook {
                 url: req.url,
                 secret: req.secret,
-            });
-            store_merchant(&state, &updated).await
+            };
+            match change_merchant(&state, &merchant, |m| {
+                m.order_webhook = Some(hook.clone());
+                Ok(())
+            })
+            .await
+            {
+                Ok(updated) => reply(200, &json!({ "url": updated.order_webhook.map(|h| h.url) })),
+                Err(reply) => reply,
+            }
         },
     )
     .await
@@ -410,19 +478,14 @@ pub async fn get_order_webhook(State(state): State<AppState>, request: Request) 
 
 pub async fn delete_order_webhook(State(state): State<AppState>, request: Request) -> Response {
     handle(state, request, no_body, |state, merchant, ()| async move {
-        let mut updated = match fresh_merchant(&state, &merchant).await {
-            Ok(m) => m,
-            Err(reply) => return reply,
-        };
-        if updated.order_webhook.take().is_none() {
-            return not_found();
-        }
-        match state.backend.merchants.put_merchant(&updated).await {
-            Ok(()) => {
-                state.merchants.forget(&updated.api_key_hash);
-                Reply::no_content()
-            }
-            Err(err) => unavailable(err),
+        let removed = change_merchant(&state, &merchant, |m| match m.order_webhook.take() {
+            Some(_) => Ok(()),
+            None => Err(not_found()),
+        })
+        .await;
+        match removed {
+            Ok(_) => Reply::no_content(),
+            Err(reply) => reply,
         }
     })
     .await
@@ -437,15 +500,30 @@ async fn fresh_merchant(state: &AppState, merchant: &Merchant) -> Result<Merchan
     }
 }
 
-async fn store_merchant(state: &AppState, merchant: &Merchant) -> Reply {
-    match state.backend.merchants.put_merchant(merchant).await {
-        Ok(()) => {
-            state.merchants.forget(&merchant.api_key_hash);
-            let url = merchant.order_webhook.as_ref().map(|h| h.url.as_str());
-            reply(200, &json!({ "url": url }))
+/// Reads the merchant, changes it and stores it, conditional on nobody having stored it since
+/// the read (an API key rotation running beside this keeps its new key); on a conflict, again
+/// from a fresh read. Returns the merchant as stored.
+async fn change_merchant(
+    state: &AppState,
+    merchant: &Merchant,
+    change: impl Fn(&mut Merchant) -> Result<(), Reply>,
+) -> Result<Merchant, Reply> {
+    for _ in 0..CHANGE_TRIES {
+        let mut fresh = fresh_merchant(state, merchant).await?;
+        change(&mut fresh)?;
+        match state.backend.merchants.put_merchant(&fresh).await {
+            Ok(()) => {
+                state.merchants.forget(&fresh.api_key_hash);
+                return Ok(fresh);
+            }
+            Err(StoreError::Changed { .. }) => continue,
+            Err(err) => return Err(unavailable(err)),
         }
-        Err(err) => unavailable(err),
     }
+    Err(unavailable(StoreError::Changed {
+        what: "merchant",
+        id: merchant.id.to_string(),
+    }))
 }
 
 /// `Option<Option<T>>` from JSON: absent → `None`, `null` → `Some(None)`.

@@ -41,18 +41,29 @@ pub async fn create_merchant(
         order_url_base: new.order_url_base,
         ..Merchant::demo(new.id, &api_key)
     };
-    store.put_merchant(&merchant).await?;
-    Ok((merchant, api_key))
+    match store.put_merchant(&merchant).await {
+        Ok(()) => Ok((merchant, api_key)),
+        // Created by someone else since the check above.
+        Err(StoreError::Changed { .. }) => Err(OnboardingError::AlreadyExists(merchant.id)),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Gives the merchant a new API key. The old one stops working once running API instances'
 /// merchant caches expire (30 s).
 pub async fn rotate_api_key(store: &dyn MerchantStore, id: &MerchantId) -> Result<String, OnboardingError> {
-    let Some(mut merchant) = store.merchant(id).await? else {
-        return Err(OnboardingError::NotFound(id.clone()));
-    };
     let api_key = generate_api_key()?;
-    merchant.api_key_hash = hash_api_key(&api_key);
-    store.put_merchant(&merchant).await?;
-    Ok(api_key)
+    // Conditional on the copy read: a change made meanwhile (an order webhook set through the
+    // API) is read again and kept, and this key is never undone by an older copy.
+    loop {
+        let Some(mut merchant) = store.merchant(id).await? else {
+            return Err(OnboardingError::NotFound(id.clone()));
+        };
+        merchant.api_key_hash = hash_api_key(&api_key);
+        match store.put_merchant(&merchant).await {
+            Ok(()) => return Ok(api_key),
+            Err(StoreError::Changed { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
 }

@@ -212,6 +212,29 @@ pub(crate) fn conditional_put<T>(result: Result<T, SdkError<PutItemError, HttpRe
     }
 }
 
+/// The condition that the stored item is still at `revision`: 0 is an item never stored (or
+/// stored before items had revisions).
+fn revision_condition(revision: u64) -> (&'static str, Option<HashMap<String, AttributeValue>>) {
+    if revision == 0 {
+        ("attribute_not_exists(#revision)", None)
+    } else {
+        (
+            "#revision = :revision",
+            Some(HashMap::from([(":revision".to_owned(), n(revision as i64))])),
+        )
+    }
+}
+
+/// The transaction was cancelled because its first item's condition failed.
+fn first_condition_failed(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => {
+            canceled.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn is_condition_failure(err: &SdkError<PutItemError, HttpResponse>) -> bool {
     matches!(
         err.as_service_error(),
@@ -391,26 +414,41 @@ pub(crate) fn to_doc<T: serde::Serialize>(value: &T) -> Result<AttributeValue, S
 impl MerchantStore for DynamoStore {
     async fn put_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
         let table = &self.tables.merchants;
-        let previous = self.merchant(&merchant.id).await?;
-        let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = Put::builder()
-                .table_name(table)
-                .set_item(Some(item))
-                .build()
-                .map_err(unavailable)?;
-            Ok(TransactWriteItem::builder().put(put).build())
+        let changed = || StoreError::Changed {
+            what: "merchant",
+            id: merchant.id.to_string(),
         };
-        let profile = with(merchant_key(&merchant.id, PROFILE), "doc", to_doc(merchant)?);
-        let api_key = with(
-            api_key_key(&merchant.api_key_hash),
-            "merchant_id",
-            s(merchant.id.as_str()),
-        );
+        let previous = self.merchant(&merchant.id).await?;
+        if previous.as_ref().map_or(0, |m| m.revision) != merchant.revision {
+            return Err(changed());
+        }
+        let mut next = merchant.clone();
+        next.revision += 1;
+        let mut profile = with(merchant_key(&merchant.id, PROFILE), "doc", to_doc(&next)?);
+        profile.insert("revision".to_owned(), n(next.revision as i64));
+        let (condition, values) = revision_condition(merchant.revision);
+        let profile = Put::builder()
+            .table_name(table)
+            .set_item(Some(profile))
+            .condition_expression(condition)
+            .expression_attribute_names("#revision", "revision")
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(unavailable)?;
+        let api_key = Put::builder()
+            .table_name(table)
+            .set_item(Some(with(
+                api_key_key(&merchant.api_key_hash),
+                "merchant_id",
+                s(merchant.id.as_str()),
+            )))
+            .build()
+            .map_err(unavailable)?;
         let mut request = self
             .client
             .transact_write_items()
-            .transact_items(put(profile)?)
-            .transact_items(put(api_key)?);
+            .transact_items(TransactWriteItem::builder().put(profile).build())
+            .transact_items(TransactWriteItem::builder().put(api_key).build());
         if let Some(old) = previous.filter(|old| old.api_key_hash != merchant.api_key_hash) {
             let delete = Delete::builder()
                 .table_name(table)
@@ -419,8 +457,11 @@ impl MerchantStore for DynamoStore {
                 .map_err(unavailable)?;
             request = request.transact_items(TransactWriteItem::builder().delete(delete).build());
         }
-        request.send().await.map_err(unavailable)?;
-        Ok(())
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if first_condition_failed(&err) => Err(changed()),
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
@@ -440,19 +481,32 @@ impl MerchantStore for DynamoStore {
 #[async_trait]
 impl EndpointStore for DynamoStore {
     async fn put_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
-        let item = with(
+        let mut next = endpoint.clone();
+        next.revision += 1;
+        let mut item = with(
             merchant_key(&endpoint.merchant_id, &endpoint_sk(&endpoint.id)),
             "doc",
-            to_doc(endpoint)?,
+            to_doc(&next)?,
         );
-        self.client
+        item.insert("revision".to_owned(), n(next.revision as i64));
+        let (condition, values) = revision_condition(endpoint.revision);
+        let result = self
+            .client
             .put_item()
             .table_name(&self.tables.merchants)
             .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#revision", "revision")
+            .set_expression_attribute_values(values)
             .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+            .await;
+        match conditional_put(result)? {
+            true => Ok(()),
+            false => Err(StoreError::Changed {
+                what: "endpoint",
+                id: endpoint.id.to_string(),
+            }),
+        }
     }
 
     async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {

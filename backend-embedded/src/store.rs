@@ -154,7 +154,16 @@ impl IdempotencyStore for EmbeddedStore {
 impl MerchantStore for EmbeddedStore {
     async fn put_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
         let mut state = self.state.lock();
-        if let Some(old) = state.merchants.insert(merchant.id.clone(), merchant.clone()) {
+        let stored = state.merchants.get(&merchant.id).map_or(0, |m| m.revision);
+        if stored != merchant.revision {
+            return Err(StoreError::Changed {
+                what: "merchant",
+                id: merchant.id.to_string(),
+            });
+        }
+        let mut next = merchant.clone();
+        next.revision += 1;
+        if let Some(old) = state.merchants.insert(merchant.id.clone(), next) {
             state.api_keys.remove(&old.api_key_hash);
         }
         state
@@ -182,9 +191,18 @@ impl EndpointStore for EmbeddedStore {
     async fn put_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
         let mut state = self.state.lock();
         let list = state.endpoints.entry(endpoint.merchant_id.clone()).or_default();
-        match list.iter_mut().find(|e| e.id == endpoint.id) {
-            Some(existing) => *existing = endpoint.clone(),
-            None => list.push(endpoint.clone()),
+        let existing = list.iter_mut().find(|e| e.id == endpoint.id);
+        if existing.as_ref().map_or(0, |e| e.revision) != endpoint.revision {
+            return Err(StoreError::Changed {
+                what: "endpoint",
+                id: endpoint.id.to_string(),
+            });
+        }
+        let mut next = endpoint.clone();
+        next.revision += 1;
+        match existing {
+            Some(existing) => *existing = next,
+            None => list.push(next),
         }
         Ok(())
     }

@@ -22,6 +22,10 @@ pub struct Merchant {
     /// Where the agent platform wants ACP `order_create` / `order_update` webhooks.
     #[serde(default)]
     pub order_webhook: Option<OrderWebhook>,
+    /// How many times it was stored: a write of a copy read at another revision is refused
+    /// ([`crate::ports::StoreError::Changed`]), so concurrent changes never undo each other.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// The ACP order webhook of the agent platform: its URL and the secret its
@@ -55,6 +59,7 @@ impl Merchant {
                     url: "https://shop.example.com/legal/returns".to_owned(),
                 },
             ],
+            revision: 0,
             order_url_base: "https://shop.example.com/orders".to_owned(),
             order_webhook: None,
         }

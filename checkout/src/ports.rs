@@ -21,6 +21,10 @@ pub enum StoreError {
     /// The idempotency claim this write finishes is no longer ours (its lease ran out).
     #[error("idempotency claim lost")]
     ClaimLost,
+    /// The item was stored by someone else since this copy was read: read it again, change it
+    /// again.
+    #[error("{what} {id} changed since it was read")]
+    Changed { what: &'static str, id: String },
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
     #[error("storage unavailable: {0}")]
@@ -64,6 +68,9 @@ pub trait IdempotencyStore: Send + Sync {
 /// Tenants and their configuration.
 #[async_trait]
 pub trait MerchantStore: Send + Sync {
+    /// Stores the merchant as revision `merchant.revision + 1`, only if the stored one is still
+    /// at `merchant.revision` (0: none stored yet); else [`StoreError::Changed`] and nothing
+    /// changes.
     async fn put_merchant(&self, merchant: &Merchant) -> Result<(), StoreError>;
     async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError>;
     async fn merchant_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Merchant>, StoreError>;
@@ -72,7 +79,8 @@ pub trait MerchantStore: Send + Sync {
 /// Merchants' webhook endpoints.
 #[async_trait]
 pub trait EndpointStore: Send + Sync {
-    /// Creates or replaces the endpoint.
+    /// Creates or replaces the endpoint, under the same revision rule as
+    /// [`MerchantStore::put_merchant`].
     async fn put_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
     async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError>;
     /// Every endpoint of the merchant, oldest first.

@@ -61,6 +61,9 @@ pub struct WebhookEndpoint {
         with = "crate::clock::optional_rfc3339_serde"
     )]
     pub failing_since: Option<Timestamp>,
+    /// How many times it was stored (see [`crate::merchant::Merchant::revision`]).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl WebhookEndpoint {
@@ -81,6 +84,7 @@ impl WebhookEndpoint {
             updated_at: now,
             disabled_reason: None,
             failing_since: None,
+            revision: 0,
         })
     }
 

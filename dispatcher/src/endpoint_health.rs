@@ -6,7 +6,7 @@
 use crate::targets::Target;
 use checkout::clock::Timestamp;
 use checkout::ids::EndpointId;
-use checkout::ports::EndpointStore;
+use checkout::ports::{EndpointStore, StoreError};
 use checkout::webhook_endpoint::WebhookEndpoint;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -16,6 +16,8 @@ use tracing::warn;
 
 /// How long a timeout seen at this instance marks an endpoint slow (unless a success clears it).
 const REMEMBER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Tries of a read-modify-write of the endpoint that keeps meeting concurrent writers.
+const CHANGE_TRIES: usize = 20;
 /// Entries kept before old ones are dropped.
 const PRUNE_ABOVE: usize = 10_000;
 
@@ -98,20 +100,28 @@ impl EndpointHealth {
             .await;
     }
 
-    /// Changes the stored endpoint (re-read, so a merchant's edit made meanwhile is kept).
-    /// Best effort: bookkeeping that fails is tried again at the next attempt.
-    async fn change_endpoint(&self, endpoint: &WebhookEndpoint, change: impl FnOnce(&mut WebhookEndpoint)) {
-        let mut fresh = match self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return,
-            Err(err) => {
-                warn!(endpoint_id = %endpoint.id, error = %err, "could not read the endpoint");
-                return;
+    /// Changes the stored endpoint: re-read, changed, and stored only if nobody stored it
+    /// meanwhile (else again from a fresh read), so a merchant's edit made in the same instant is
+    /// kept. Best effort: bookkeeping that fails is tried again at the next attempt.
+    async fn change_endpoint(&self, endpoint: &WebhookEndpoint, change: impl Fn(&mut WebhookEndpoint)) {
+        for _ in 0..CHANGE_TRIES {
+            let mut fresh = match self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => return,
+                Err(err) => {
+                    warn!(endpoint_id = %endpoint.id, error = %err, "could not read the endpoint");
+                    return;
+                }
+            };
+            change(&mut fresh);
+            match self.endpoints.put_endpoint(&fresh).await {
+                Ok(()) => return,
+                Err(StoreError::Changed { .. }) => continue,
+                Err(err) => {
+                    warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
+                    return;
+                }
             }
-        };
-        change(&mut fresh);
-        if let Err(err) = self.endpoints.put_endpoint(&fresh).await {
-            warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
         }
     }
 }

@@ -15,6 +15,7 @@ on_both_backends!(
     dangerous_urls_are_refused,
     order_webhook_is_configured_per_merchant,
     an_array_body_rotates_nothing,
+    rotations_racing_edits_are_never_undone,
 );
 
 impl TestApp {
@@ -390,4 +391,57 @@ async fn an_array_body_rotates_nothing(app: TestApp) {
         .unwrap();
     assert_eq!(stored.secrets.len(), 1, "no rotation");
     assert_eq!(stored.current_secret(), created["secret"].as_str());
+}
+
+/// Rotations and edits of one endpoint at the same time: before, an edit written from an older
+/// copy undid rotations, so the API returned secrets that were never stored.
+async fn rotations_racing_edits_are_never_undone(app: TestApp) {
+    let created = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/acp"}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/webhook_endpoints/{id}");
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (app, path) = (app.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let rotated = app
+                .send(reqwest::Method::POST, &format!("{path}/rotate_secret"), None)
+                .send()
+                .await
+                .unwrap();
+            let rotated = expect(rotated, 200).await;
+            let edited = app
+                .send(
+                    reqwest::Method::PATCH,
+                    &path,
+                    Some(json!({"description": format!("edit {i}")})),
+                )
+                .send()
+                .await
+                .unwrap();
+            expect(edited, 200).await;
+            rotated["secret"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut returned = Vec::new();
+    for task in tasks {
+        returned.push(task.await.unwrap());
+    }
+    let stored = app
+        .backend
+        .endpoints
+        .endpoint(&app.merchant.id, &checkout::ids::EndpointId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    for secret in &returned {
+        assert!(
+            stored.secrets.iter().any(|s| &s.secret == secret),
+            "a secret the API returned was never stored (or was undone)"
+        );
+    }
+    assert_eq!(stored.secrets.len(), 11, "ten rotations: ten new secrets and the first");
+    assert!(stored.description.unwrap().starts_with("edit "));
 }

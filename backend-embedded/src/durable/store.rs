@@ -299,13 +299,25 @@ impl IdempotencyStore for DurableStore {
 #[async_trait]
 impl MerchantStore for DurableStore {
     async fn put_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
-        let (id, hash, body) = (
+        let mut next = merchant.clone();
+        next.revision += 1;
+        let (id, hash, body, revision) = (
             merchant.id.to_string(),
             merchant.api_key_hash.clone(),
-            to_json(merchant)?,
+            to_json(&next)?,
+            merchant.revision,
         );
         self.db
             .write(move |conn| {
+                // The writer thread runs one write at a time: read, check and write are atomic.
+                let stored: Option<String> = conn
+                    .prepare_cached("SELECT body FROM merchants WHERE id = ?1")
+                    .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                    .map_err(sql)?;
+                let stored: Option<Merchant> = stored.map(|b| from_json(&b)).transpose()?;
+                if stored.map_or(0, |m| m.revision) != revision {
+                    return Err(StoreError::Changed { what: "merchant", id });
+                }
                 conn.prepare_cached(
                     "INSERT INTO merchants (id, api_key_hash, body) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (id) DO UPDATE SET api_key_hash = excluded.api_key_hash, body = excluded.body",
@@ -329,13 +341,24 @@ impl MerchantStore for DurableStore {
 #[async_trait]
 impl EndpointStore for DurableStore {
     async fn put_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
-        let (merchant, id, body) = (
+        let mut next = endpoint.clone();
+        next.revision += 1;
+        let (merchant, id, body, revision) = (
             endpoint.merchant_id.to_string(),
             endpoint.id.to_string(),
-            to_json(endpoint)?,
+            to_json(&next)?,
+            endpoint.revision,
         );
         self.db
             .write(move |conn| {
+                let stored: Option<String> = conn
+                    .prepare_cached("SELECT body FROM endpoints WHERE merchant_id = ?1 AND id = ?2")
+                    .and_then(|mut s| s.query_row(params![merchant, id], |r| r.get(0)).optional())
+                    .map_err(sql)?;
+                let stored: Option<WebhookEndpoint> = stored.map(|b| from_json(&b)).transpose()?;
+                if stored.map_or(0, |e| e.revision) != revision {
+                    return Err(StoreError::Changed { what: "endpoint", id });
+                }
                 // An update keeps the row (and so its place in the merchant's list).
                 conn.prepare_cached(
                     "INSERT INTO endpoints (merchant_id, id, body) VALUES (?1, ?2, ?3) \

@@ -1,10 +1,12 @@
 use super::merchant;
 use crate::merchant::hash_api_key;
-use crate::ports::Backend;
+use crate::ports::{Backend, StoreError};
+use crate::webhook_endpoint::WebhookEndpoint;
 
 pub async fn merchants_are_found_by_id_and_key_hash(backend: &Backend) {
-    let m = merchant();
+    let mut m = merchant();
     backend.merchants.put_merchant(&m).await.unwrap();
+    m.revision = 1;
     assert_eq!(backend.merchants.merchant(&m.id).await.unwrap(), Some(m.clone()));
     assert_eq!(
         backend
@@ -26,8 +28,9 @@ pub async fn merchants_are_found_by_id_and_key_hash(backend: &Backend) {
 }
 
 pub async fn replacing_a_merchant_key_retires_the_old_one(backend: &Backend) {
-    let mut m = merchant();
-    backend.merchants.put_merchant(&m).await.unwrap();
+    let first = merchant();
+    backend.merchants.put_merchant(&first).await.unwrap();
+    let mut m = backend.merchants.merchant(&first.id).await.unwrap().unwrap();
     let old_hash = m.api_key_hash.clone();
     m.api_key_hash = hash_api_key("rotated key");
     m.name = "Renamed".to_owned();
@@ -42,4 +45,98 @@ pub async fn replacing_a_merchant_key_retires_the_old_one(backend: &Backend) {
         .await
         .unwrap();
     assert_eq!(found.map(|f| f.name), Some("Renamed".to_owned()));
+}
+
+/// A write of a copy read before another writer stored the item is refused and changes nothing;
+/// so is creating what exists.
+pub async fn a_stale_copy_is_refused_and_changes_nothing(backend: &Backend) {
+    let m = merchant();
+    backend.merchants.put_merchant(&m).await.unwrap();
+    let read = backend.merchants.merchant(&m.id).await.unwrap().unwrap();
+    let mut first = read.clone();
+    first.name = "First".to_owned();
+    backend.merchants.put_merchant(&first).await.unwrap();
+    let mut stale = read;
+    stale.api_key_hash = hash_api_key("a key from an old copy");
+    assert!(matches!(
+        backend.merchants.put_merchant(&stale).await,
+        Err(StoreError::Changed { .. })
+    ));
+    assert!(
+        matches!(
+            backend.merchants.put_merchant(&m).await,
+            Err(StoreError::Changed { .. })
+        ),
+        "creating it again"
+    );
+    let stored = backend.merchants.merchant(&m.id).await.unwrap().unwrap();
+    assert_eq!(stored.name, "First");
+    assert_eq!(stored.api_key_hash, m.api_key_hash);
+    assert_eq!(stored.revision, 2);
+    assert_eq!(
+        backend
+            .merchants
+            .merchant_by_api_key_hash(&stale.api_key_hash)
+            .await
+            .unwrap(),
+        None,
+        "the refused key does not work"
+    );
+
+    let e = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/a".into(), crate::clock::now()).unwrap();
+    backend.endpoints.put_endpoint(&e).await.unwrap();
+    let read = backend.endpoints.endpoint(&m.id, &e.id).await.unwrap().unwrap();
+    let mut rotated = read.clone();
+    rotated.rotate(crate::clock::now(), chrono::Duration::hours(1)).unwrap();
+    backend.endpoints.put_endpoint(&rotated).await.unwrap();
+    let mut stale = read;
+    stale.description = Some("an edit from an old copy".into());
+    assert!(matches!(
+        backend.endpoints.put_endpoint(&stale).await,
+        Err(StoreError::Changed { .. })
+    ));
+    assert!(
+        matches!(
+            backend.endpoints.put_endpoint(&e).await,
+            Err(StoreError::Changed { .. })
+        ),
+        "creating it again"
+    );
+    let stored = backend.endpoints.endpoint(&m.id, &e.id).await.unwrap().unwrap();
+    assert_eq!(stored.secrets, rotated.secrets, "the rotation stands");
+    assert_eq!(stored.description, None);
+}
+
+/// Twenty writers each add their own secret by read-modify-write, retrying on conflicts: every
+/// change is there at the end.
+pub async fn racing_endpoint_writers_lose_nothing(backend: &Backend) {
+    let m = merchant();
+    let e = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/a".into(), crate::clock::now()).unwrap();
+    backend.endpoints.put_endpoint(&e).await.unwrap();
+    let writers = (0..20).map(|i| {
+        let (backend, m, e) = (backend.clone(), m.id.clone(), e.id.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut fresh = backend.endpoints.endpoint(&m, &e).await.unwrap().unwrap();
+                fresh.secrets.push(crate::webhook_endpoint::SigningSecret {
+                    secret: format!("whsec_writer_{i}"),
+                    expires_at: None,
+                });
+                match backend.endpoints.put_endpoint(&fresh).await {
+                    Ok(()) => return,
+                    Err(StoreError::Changed { .. }) => continue,
+                    Err(err) => panic!("{err}"),
+                }
+            }
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.unwrap();
+    }
+    let stored = backend.endpoints.endpoint(&m.id, &e.id).await.unwrap().unwrap();
+    for i in 0..20 {
+        let secret = format!("whsec_writer_{i}");
+        assert!(stored.secrets.iter().any(|s| s.secret == secret), "{secret} lost");
+    }
+    assert_eq!(stored.revision, 21);
 }

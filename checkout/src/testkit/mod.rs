@@ -74,6 +74,8 @@ macro_rules! backend_contract_tests {
             failed_append_leaves_no_reply,
             merchants_are_found_by_id_and_key_hash,
             replacing_a_merchant_key_retires_the_old_one,
+            a_stale_copy_is_refused_and_changes_nothing,
+            racing_endpoint_writers_lose_nothing,
             fifty_concurrent_api_updates_lose_nothing,
             idempotent_create_through_the_service,
             attempts_are_recorded_once_and_the_newest_is_the_state,

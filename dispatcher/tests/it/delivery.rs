@@ -314,7 +314,7 @@ async fn each_endpoint_is_retried_on_its_own(kind: Kind) {
 
 async fn completed_checkouts_reach_the_order_webhook(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
-    let mut merchant = rig.merchant.clone();
+    let mut merchant = rig.backend.merchants.merchant(&rig.merchant.id).await.unwrap().unwrap();
     merchant.order_webhook = Some(checkout::merchant::OrderWebhook {
         url: format!("{}/orders", rig.base_url),
         secret: "whsec_test_secret".into(),

@@ -269,6 +269,7 @@ async fn a_replay_right_after_enabling_again_is_sent(kind: Kind) {
     let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].status, AttemptStatus::Skipped);
+    let mut endpoint = rig.stored_endpoint().await;
     endpoint.enabled = true;
     rig.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
     let raw = serde_json::to_string(&e).unwrap();
