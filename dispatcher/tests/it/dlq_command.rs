@@ -17,10 +17,9 @@ fn run(args: &[&str], queue_url: &str, dlq_url: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_list_and_redrive_dead_letters() {
-    let (pipeline, resources) = aws_backend::testkit::fresh_pipeline().await;
-    let letter = DeadLetter {
+/// A delivery exhausted after ten attempts, with the task a redrive puts back.
+fn exhausted_letter() -> DeadLetter {
+    DeadLetter {
         reason: "exhausted after 10 attempts".into(),
         attempts: 10,
         at: checkout::clock::now(),
@@ -28,7 +27,13 @@ async fn operators_list_and_redrive_dead_letters() {
         event_id: None,
         event_type: None,
         message: r#"{"redrive":"me"}"#.into(),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_and_redrive_dead_letters() {
+    let (pipeline, resources) = aws_backend::testkit::fresh_pipeline().await;
+    let letter = exhausted_letter();
     pipeline
         .dead_letters
         .send(&letter.to_body(), Duration::ZERO)
@@ -58,15 +63,7 @@ async fn operators_list_and_redrive_dead_letters_of_the_local_stack() {
         visibility_timeout: Duration::from_secs(60),
         max_receive_count: 50,
     };
-    let letter = DeadLetter {
-        reason: "exhausted after 10 attempts".into(),
-        attempts: 10,
-        at: checkout::clock::now(),
-        target: Some("we_1".into()),
-        event_id: None,
-        event_type: None,
-        message: r#"{"redrive":"me"}"#.into(),
-    };
+    let letter = exhausted_letter();
     {
         let db = std::sync::Arc::new(Database::open(&dir.path().join(embedded_backend::DATABASE_FILE)).unwrap());
         let dlq = EmbeddedQueue::durable(config, None, db, queue_names::DEAD_LETTERS).unwrap();
