@@ -84,6 +84,10 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// How long a client may take to send a request body, unless the state says otherwise (a slow
+/// sender holds a connection).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Edge {
     /// Checks, in order: API key (401), API version (400), idempotency key on writes (400),
     /// body size (413). A refused request changes nothing.
@@ -119,7 +123,11 @@ impl Edge {
         } else {
             None
         };
-        let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        let read = tokio::time::timeout(state.body_read_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES));
+        let Ok(read) = read.await else {
+            return Err(refuse(EdgeError::BodyTimeout(state.body_read_timeout.as_secs())));
+        };
+        let body = match read {
             Ok(body) => body,
             Err(err) if is_length_limit(&err) => return Err(refuse(EdgeError::BodyTooLarge(MAX_BODY_BYTES))),
             Err(_) => return Err(refuse(EdgeError::BodyUnreadable)),

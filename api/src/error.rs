@@ -19,6 +19,8 @@ pub enum EdgeError {
     BodyTooLarge(usize),
     #[error("request body could not be read")]
     BodyUnreadable,
+    #[error("the request body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed on this resource")]
@@ -46,6 +48,7 @@ impl EdgeError {
             Self::IdempotencyKeyInvalid => (400, AcpError::invalid("invalid_idempotency_key", message)),
             Self::BodyTooLarge(_) => (413, AcpError::invalid("request_too_large", message)),
             Self::BodyUnreadable => (400, AcpError::invalid("invalid_body", message)),
+            Self::BodyTimeout(_) => (408, AcpError::invalid("request_timeout", message)),
             Self::NotFound => (404, AcpError::invalid("not_found", message)),
             Self::MethodNotAllowed => (405, AcpError::invalid("method_not_allowed", message)),
             Self::Unavailable => (

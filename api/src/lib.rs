@@ -7,6 +7,7 @@
 mod auth;
 mod deliveries;
 mod edge;
+pub use edge::BODY_READ_TIMEOUT;
 mod endpoints;
 mod error;
 pub mod headers;
@@ -38,6 +39,8 @@ pub struct AppState {
     resolver: Arc<dyn Resolver>,
     /// Where replays are queued; without it, replay answers 503.
     delivery_queue: Option<Arc<dyn DeliveryQueue>>,
+    /// How long a client may take to send a request body.
+    body_read_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -50,10 +53,18 @@ impl AppState {
             url_policy: UrlPolicy::default(),
             resolver: Arc::new(SystemResolver),
             delivery_queue: None,
+            body_read_timeout: edge::BODY_READ_TIMEOUT,
         }
     }
 
     /// Local mode may allow loopback webhook URLs (`ACP_ALLOW_LOOPBACK_WEBHOOKS=1`).
+    /// How long a client may take to send a request body (default [`BODY_READ_TIMEOUT`]);
+    /// a slower one gets a 408.
+    pub fn with_body_read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
     pub fn with_url_policy(mut self, policy: UrlPolicy) -> Self {
         self.url_policy = policy;
         self

@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod config;
 mod projection;
+pub mod server;
 
 use anyhow::Context;
 use checkout::ids::MerchantId;
@@ -68,11 +69,10 @@ impl Stack {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
+            server::serve(listener, api::router(state), async {
+                let _ = stopped.await;
+            })
+            .await
         });
         info!(%addr, backend = ?config.backend, "checkout API listening");
         Ok(Stack {

@@ -85,3 +85,47 @@ async fn a_restart_keeps_what_the_demo_merchant_configured() {
     assert_eq!(old.status(), 401, "the old key was replaced");
     stack.shutdown().await.unwrap();
 }
+
+/// Slowloris: clients that open connections and dribble (or never finish) their headers. A
+/// normal client is still served beside them, and the server closes them once the header
+/// timeout passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_headers_are_closed_and_block_no_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (config, _dir) = ephemeral("sk_demo_slow");
+    let stack = Stack::start(&config).await.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(stack.addr).await.unwrap();
+        stream
+            .write_all(b"POST /checkout_sessions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        idle.push(stream);
+    }
+    let served = reqwest::Client::new()
+        .get(format!("{}/checkout_sessions/cs_none", stack.base_url()))
+        .bearer_auth("sk_demo_slow")
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .expect("a normal client is served beside 200 unfinished requests");
+    assert_eq!(served.status(), 404);
+
+    // The first unfinished request is closed by the server (EOF or reset), not left open.
+    let mut buf = [0u8; 256];
+    let wait = local::server::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(5);
+    let read = tokio::time::timeout(wait, idle[0].read(&mut buf))
+        .await
+        .expect("the server closed the connection within its header timeout");
+    match read {
+        Ok(n) => assert!(
+            n == 0 || buf[..n].starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+    drop(idle);
+    stack.shutdown().await.unwrap();
+}

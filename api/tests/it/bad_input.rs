@@ -288,3 +288,42 @@ async fn undecodable_ids_are_404_in_the_acp_shape(app: TestApp) {
         .unwrap();
     assert_error(&expect(update, 404).await, "not_found");
 }
+
+/// A client that sends part of its body and then nothing holds a connection: after the body
+/// timeout it gets a 408 in the ACP error shape, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = embedded_backend::EmbeddedStore::backend();
+    let state = api::AppState::new(
+        backend.clone(),
+        std::sync::Arc::new(checkout::payment::TestPaymentProcessor::new()),
+    )
+    .with_body_read_timeout(std::time::Duration::from_secs(1));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    let (_, api_key) = crate::app::add_merchant(&backend).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /checkout_sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}\r\n\
+         Idempotency-Key: slow-1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"currency\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a body that never arrives");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+}
