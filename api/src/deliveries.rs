@@ -142,7 +142,7 @@ pub async fn replay(State(state): State<AppState>, PathId(id): PathId, request: 
         let chosen: Vec<&AttemptRecord> = newest.values().filter(|r| req.include_delivered || !r.delivered()).collect();
         let mut replayed = 0;
         for record in &chosen {
-            match enqueue(&state, queue.as_ref(), record).await {
+            match enqueue(&state, queue.as_ref(), record, req.include_delivered).await {
                 Ok(true) => replayed += 1,
                 Ok(false) => {}
                 Err(reply) => return reply,
@@ -190,11 +190,14 @@ async fn newest_per_event(
     }
 }
 
-/// Queues one replay; `false` when the event is no longer in the store.
+/// Queues one replay; `false` when the event is no longer in the store. Unless `even_if_delivered`,
+/// the replay sends nothing when the endpoint got the event meanwhile (a delivery in hand when
+/// the replay was asked for finishes first).
 async fn enqueue(
     state: &AppState,
     queue: &dyn checkout::ports::DeliveryQueue,
     record: &AttemptRecord,
+    even_if_delivered: bool,
 ) -> Result<bool, Reply> {
     let history = state
         .backend
@@ -207,7 +210,7 @@ async fn enqueue(
     };
     let json = serde_json::to_string(&event).map_err(unavailable)?;
     let raw = serde_json::value::RawValue::from_string(json).map_err(unavailable)?;
-    let task = TaskMessage::new(&record.target, record.attempt + 1, true, &raw);
+    let task = TaskMessage::new(&record.target, record.attempt + 1, even_if_delivered, &raw);
     queue.send(&task.to_body(), Duration::ZERO).await.map_err(unavailable)?;
     Ok(true)
 }

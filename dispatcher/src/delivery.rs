@@ -182,8 +182,14 @@ impl Deliverer {
             Next::Nothing => return PairResult::Done,
         };
         if target.endpoint().is_some_and(|e| !e.enabled) {
-            return self.skip(pair, attempt).await;
+            return self.skip(pair, attempt, patient).await;
         }
+        self.attempt(pair, attempt, patient).await
+    }
+
+    /// Makes attempt number `attempt` now, if admitted.
+    async fn attempt(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
+        let Pair { head, target, .. } = pair;
         let permit = match self.admission.admit(&head.merchant_id, target, patient).await {
             Ok(permit) => permit,
             Err(deferral) => {
@@ -327,7 +333,11 @@ impl Deliverer {
     }
 
     /// The endpoint is disabled: nothing is sent, but the log says so, so a replay finds it.
-    async fn skip(&self, pair: Pair<'_>, attempt: u32) -> PairResult {
+    /// Then the endpoint is read again: enabled meanwhile (this batch's targets were read before
+    /// the merchant enabled it), the delivery goes on at once — a replay asked for since may
+    /// have looked before this record was written. (A replay that did see it sends nothing more
+    /// once this attempt has delivered.)
+    async fn skip(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
         let mut record = attempt_record(pair, attempt, clock::now(), None);
         record.status = AttemptStatus::Skipped;
         record.final_reason = Some("the endpoint is disabled".to_owned());
@@ -335,7 +345,17 @@ impl Deliverer {
             endpoint_id = pair.target.name(),
             attempt, "skipped: the endpoint is disabled"
         );
-        self.store(&record).await
+        let stored = self.store(&record).await;
+        if stored != PairResult::Done {
+            return stored;
+        }
+        match self.health.reread(pair.target).await {
+            Some(fresh) if fresh.endpoint().is_some_and(|e| e.enabled) => {
+                let pair = Pair { target: &fresh, ..pair };
+                Box::pin(self.attempt(pair, attempt + 1, patient)).await
+            }
+            _ => PairResult::Done,
+        }
     }
 
     async fn store(&self, record: &AttemptRecord) -> PairResult {

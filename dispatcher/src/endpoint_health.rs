@@ -48,6 +48,18 @@ impl EndpointHealth {
                 .is_some_and(|at| at.elapsed() < REMEMBER_TIMEOUT)
     }
 
+    /// The endpoint as stored now (strongly consistent); `None` if it is gone or unreadable.
+    pub async fn reread(&self, target: &Target) -> Option<Target> {
+        let Target::Endpoint(e) = target else { return None };
+        match self.endpoints.endpoint(&e.merchant_id, &e.id).await {
+            Ok(found) => found.map(|fresh| Target::Endpoint(Arc::new(fresh))),
+            Err(err) => {
+                warn!(endpoint_id = %e.id, error = %err, "could not read the endpoint");
+                None
+            }
+        }
+    }
+
     pub fn note_timeout(&self, target: &Target) {
         let Target::Endpoint(e) = target else { return };
         let mut timed_out = self.timed_out.lock();

@@ -152,14 +152,23 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
             assert_eq!(head.id, events[1].id, "the exhausted one");
             assert_eq!(message.delivery.target, endpoint);
             assert_eq!(message.delivery.first_attempt, 2);
-            assert!(message.delivery.replay);
+            assert!(
+                !message.delivery.replay,
+                "sends nothing if the endpoint got it meanwhile"
+            );
         }
         other => panic!("not a task: {other:?}"),
     }
 
     let all = json!({ "since": since, "include_delivered": true });
-    let answer = expect(app.post(&path, &all).send().await.unwrap(), 202).await;
+    let answer = expect(app.post_keyed(&path, &all, "replay-all").send().await.unwrap(), 202).await;
     assert_eq!(answer["replayed"], 3);
+    // A retried replay with the same key queues nothing more: the stored answer comes back.
+    let again = app.post_keyed(&path, &all, "replay-all").send().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(expect(again, 202).await["replayed"], 3);
+    let queued = app.queue.receive(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(queued.len(), 3, "queued once");
 
     let future = checkout::clock::rfc3339(&(checkout::clock::now() + chrono::Duration::hours(1)));
     let upside_down = json!({ "since": future, "until": since });

@@ -193,11 +193,20 @@ pub struct FlakyLog {
     pub started_pairs: AtomicUsize,
     /// Calls of `latest` (one read per pair).
     pub latest_calls: AtomicUsize,
+    /// Stored just before the next `skipped` record is: a merchant's change that lands while a
+    /// batch read before it is in hand.
+    pub before_next_skip: tokio::sync::Mutex<Option<WebhookEndpoint>>,
+    endpoints: Arc<dyn checkout::ports::EndpointStore>,
 }
 
 #[async_trait]
 impl DeliveryLog for FlakyLog {
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
+        if record.status == checkout::attempt_log::AttemptStatus::Skipped
+            && let Some(endpoint) = self.before_next_skip.lock().await.take()
+        {
+            self.endpoints.put_endpoint(&endpoint).await.unwrap();
+        }
         let left = self.fail_records.load(Ordering::SeqCst);
         if left > 0 {
             self.fail_records.store(left - 1, Ordering::SeqCst);
@@ -327,6 +336,8 @@ impl Rig {
             started_calls: AtomicUsize::new(0),
             started_pairs: AtomicUsize::new(0),
             latest_calls: AtomicUsize::new(0),
+            before_next_skip: tokio::sync::Mutex::new(None),
+            endpoints: backend.endpoints.clone(),
         });
         backend.deliveries = log.clone();
         let merchant = merchant();

@@ -299,6 +299,35 @@ async fn a_batch_costs_one_read_of_delivery_state(kind: Kind) {
     assert_eq!(rig.log.latest_calls.load(SeqCst), 0, "no read per pair");
 }
 
+/// The merchant enables the endpoint while a batch whose targets were read before is in hand:
+/// the skip is recorded, and the event goes out at once — a replay asked for right after the
+/// enable may have looked before the skip was written. A replay that did see it sends nothing
+/// more.
+async fn an_endpoint_enabled_while_its_skip_is_recorded_still_gets_the_event(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let mut disabled = rig.stored_endpoint().await;
+    disabled.enabled = false;
+    rig.backend.endpoints.put_endpoint(&disabled).await.unwrap();
+    let mut enabled = rig.stored_endpoint().await;
+    enabled.enabled = true;
+    *rig.log.before_next_skip.lock().await = Some(enabled);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    let summary: Vec<_> = log.iter().map(|r| (r.attempt, r.status)).collect();
+    assert_eq!(
+        summary,
+        vec![(1, AttemptStatus::Skipped), (2, AttemptStatus::Succeeded)]
+    );
+    // The replay of the skipped attempt, as the API queues it without include_delivered.
+    let raw = serde_json::to_string(&e).unwrap();
+    let replay = TaskMessage::new(rig.endpoint.id.as_str(), 2, false, serde_json::from_str(&raw).unwrap()).to_body();
+    rig.queue.send(&replay, Duration::ZERO).await.unwrap();
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "sent once");
+}
+
 fn incoming(id: &str, e: &Event) -> Incoming {
     Incoming {
         message_id: id.to_owned(),
@@ -319,4 +348,5 @@ on_every_backend!(
     a_timed_out_attempt_is_retried_when_its_record_says,
     a_replay_right_after_enabling_again_is_sent,
     a_batch_costs_one_read_of_delivery_state,
+    an_endpoint_enabled_while_its_skip_is_recorded_still_gets_the_event,
 );
