@@ -84,14 +84,23 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Whether a request must carry an `Idempotency-Key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRule {
+    /// The checkout API's writes.
+    Required,
+    /// Reads, and the merchant API (whose POSTs honour a key when one is sent).
+    Optional,
+}
+
 /// How long a client may take to send a request body, unless the state says otherwise (a slow
 /// sender holds a connection).
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Edge {
-    /// Checks, in order: API key (401), API version (400), idempotency key on writes (400),
-    /// body size (413). A refused request changes nothing.
-    pub async fn read(state: &AppState, request: Request, is_write: bool) -> Result<(Edge, Echo), Response> {
+    /// Checks, in order: API key (401), API version (400), the idempotency key as `keys` says
+    /// (400), body size (413). A refused request changes nothing.
+    pub async fn read(state: &AppState, request: Request, keys: KeyRule) -> Result<(Edge, Echo), Response> {
         let (parts, body) = request.into_parts();
         let echo = Echo::of(&parts.headers);
         let refuse = |error: EdgeError| echo.refuse(error);
@@ -111,17 +120,17 @@ impl Edge {
             None => merchant.pinned_version(),
             Some(raw) => ApiVersion::parse(raw).ok_or_else(|| refuse(EdgeError::UnsupportedVersion(raw.to_owned())))?,
         };
-        let idempotency_key = if is_write {
-            let raw = parts.headers.get(headers::IDEMPOTENCY_KEY);
-            let raw = raw.ok_or_else(|| refuse(EdgeError::IdempotencyKeyRequired))?;
-            let key = raw
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= idempotency::MAX_KEY_LEN)
-                .ok_or_else(|| refuse(EdgeError::IdempotencyKeyInvalid))?;
-            Some(key.to_owned())
-        } else {
-            None
+        let idempotency_key = match (parts.headers.get(headers::IDEMPOTENCY_KEY), keys) {
+            (None, KeyRule::Required) => return Err(refuse(EdgeError::IdempotencyKeyRequired)),
+            (None, KeyRule::Optional) => None,
+            (Some(raw), _) => {
+                let key = raw
+                    .to_str()
+                    .ok()
+                    .filter(|k| !k.is_empty() && k.len() <= idempotency::MAX_KEY_LEN)
+                    .ok_or_else(|| refuse(EdgeError::IdempotencyKeyInvalid))?;
+                Some(key.to_owned())
+            }
         };
         let read = tokio::time::timeout(state.body_read_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES));
         let Ok(read) = read.await else {
@@ -142,6 +151,11 @@ impl Edge {
             path: decoded_path(parts.uri.path()),
         };
         Ok((edge, echo))
+    }
+
+    /// Whether the request carries an idempotency key.
+    pub fn has_idempotency_key(&self) -> bool {
+        self.idempotency_key.is_some()
     }
 
     /// The idempotent call this request makes (writes only).

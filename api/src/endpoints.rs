@@ -2,7 +2,7 @@
 //! checkout API; a merchant only ever sees its own endpoints (anyone else's is a 404).
 
 use crate::AppState;
-use crate::edge::{Echo, Edge};
+use crate::edge::{Echo, Edge, KeyRule};
 use crate::error::EdgeError;
 use crate::path_id::PathId;
 use axum::extract::{Request, State};
@@ -179,7 +179,8 @@ where
     F: FnOnce(AppState, std::sync::Arc<Merchant>, T) -> Fut,
     Fut: Future<Output = Reply>,
 {
-    let (edge, echo): (Edge, Echo) = match Edge::read(&state, request, false).await {
+    let is_post = request.method() == axum::http::Method::POST;
+    let (edge, echo): (Edge, Echo) = match Edge::read(&state, request, KeyRule::Optional).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -188,6 +189,12 @@ where
         Err(error) => return echo.refuse(EdgeError::InvalidBody(error)),
     };
     let merchant = edge.merchant.clone();
+    if is_post && edge.has_idempotency_key() {
+        // A retried POST with the same key (a second endpoint, a second replay) runs once.
+        let service = state.service.clone();
+        let reply = service.once(&edge.call(), || run(state, merchant, parsed)).await;
+        return echo.respond(reply);
+    }
     echo.respond(run(state, merchant, parsed).await)
 }
 

@@ -1,7 +1,7 @@
 //! The five ACP checkout endpoints.
 
 use crate::AppState;
-use crate::edge::{Echo, Edge};
+use crate::edge::{Echo, Edge, KeyRule};
 use crate::error::EdgeError;
 use crate::path_id::PathId;
 use crate::{deliveries, endpoints};
@@ -59,7 +59,7 @@ type Parse<T> = fn(&[u8]) -> Result<T, AcpError>;
 
 /// Edge checks, then the body parsed as `T`.
 async fn read<T>(state: &AppState, request: Request, parse: Parse<T>) -> Result<(Edge, Echo, T), Response> {
-    let (edge, echo) = Edge::read(state, request, true).await?;
+    let (edge, echo) = Edge::read(state, request, KeyRule::Required).await?;
     match parse(&edge.body) {
         Ok(body) => Ok((edge, echo, body)),
         Err(error) => Err(echo.refuse(EdgeError::InvalidBody(error))),
@@ -137,7 +137,7 @@ async fn cancel(State(state): State<AppState>, PathId(id): PathId, request: Requ
 }
 
 async fn retrieve(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    let (edge, echo) = match Edge::read(&state, request, false).await {
+    let (edge, echo) = match Edge::read(&state, request, KeyRule::Optional).await {
         Ok(read) => read,
         Err(response) => return response,
     };

@@ -184,6 +184,48 @@ impl CheckoutService {
         }
     }
 
+    /// Runs a call that appends no event (the merchant API's POSTs) once per idempotency key,
+    /// under the same rules as the checkout writes: the same key and body replay the stored
+    /// reply, another body is a 422, a call still running a 409. Only successes (2xx) are
+    /// stored; a refusal or failure releases the key, so a retry runs again.
+    pub async fn once<F, Fut>(&self, call: &Call<'_>, run: F) -> Reply
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Reply>,
+    {
+        let key = &call.idempotency_key;
+        let token = match self
+            .backend
+            .idempotency
+            .claim(key, &call.fingerprint, clock::now())
+            .await
+        {
+            Ok(Claim::Acquired { token }) => token,
+            Ok(Claim::Replay(stored)) => {
+                return Reply {
+                    replayed: true,
+                    ..Reply::json(stored.status, stored.body)
+                };
+            }
+            Ok(Claim::Mismatch) => return idempotency_conflict(),
+            Ok(Claim::InFlight) => return in_flight(),
+            Err(err) => return unavailable(&err),
+        };
+        let reply = run().await;
+        let stored = if (200..300).contains(&reply.status) {
+            self.backend
+                .idempotency
+                .complete(&self.completion(call, &token, &reply))
+                .await
+        } else {
+            self.backend.idempotency.release(key, &token).await
+        };
+        if let Err(err) = stored {
+            warn!(error = %err, "could not settle the idempotency key; a retry may run again");
+        }
+        reply
+    }
+
     /// `GET /checkout_sessions/{id}`.
     pub async fn get(&self, merchant: &Merchant, session_id: &SessionId) -> Reply {
         match self.load(merchant, session_id).await {

@@ -16,6 +16,7 @@ on_both_backends!(
     order_webhook_is_configured_per_merchant,
     an_array_body_rotates_nothing,
     rotations_racing_edits_are_never_undone,
+    a_repeated_registration_with_its_key_creates_one_endpoint,
 );
 
 impl TestApp {
@@ -444,4 +445,53 @@ async fn rotations_racing_edits_are_never_undone(app: TestApp) {
     }
     assert_eq!(stored.secrets.len(), 11, "ten rotations: ten new secrets and the first");
     assert!(stored.description.unwrap().starts_with("edit "));
+}
+
+/// The merchant API honours Idempotency-Key: a retried registration is the same endpoint.
+async fn a_repeated_registration_with_its_key_creates_one_endpoint(app: TestApp) {
+    let body = json!({"url": "https://hooks.example.com/acp"});
+    let first = app
+        .post_keyed("/webhook_endpoints", &body, "register-1")
+        .send()
+        .await
+        .unwrap();
+    let first = expect(first, 201).await;
+    let again = app
+        .post_keyed("/webhook_endpoints", &body, "register-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again = expect(again, 201).await;
+    assert_eq!(again["id"], first["id"], "the same endpoint, its secret shown again");
+    assert_eq!(again["secret"], first["secret"]);
+    assert_eq!(app.list_endpoints().await["data"].as_array().unwrap().len(), 1);
+
+    let other = app
+        .post_keyed(
+            "/webhook_endpoints",
+            &json!({"url": "https://hooks.example.com/other"}),
+            "register-1",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(other, 422).await, "idempotency_conflict");
+    // A refused registration stores nothing under its key.
+    let bad = app
+        .post_keyed("/webhook_endpoints", &json!({"url": "ftp://x"}), "register-2")
+        .send()
+        .await
+        .unwrap();
+    expect(bad, 400).await;
+    let fixed = app
+        .post_keyed(
+            "/webhook_endpoints",
+            &json!({"url": "https://hooks.example.com/b"}),
+            "register-2",
+        )
+        .send()
+        .await
+        .unwrap();
+    expect(fixed, 201).await;
 }
