@@ -135,22 +135,9 @@ impl CheckoutService {
     /// Runs a write command exactly once per idempotency key.
     pub async fn execute(&self, call: &Call<'_>, command: Command) -> Reply {
         let key = &call.idempotency_key;
-        let claim = self
-            .backend
-            .idempotency
-            .claim(key, &call.fingerprint, clock::now())
-            .await;
-        let token = match claim {
-            Ok(Claim::Acquired { token }) => token,
-            Ok(Claim::Replay(stored)) => {
-                return Reply {
-                    replayed: true,
-                    ..Reply::json(stored.status, stored.body)
-                };
-            }
-            Ok(Claim::Mismatch) => return idempotency_conflict(),
-            Ok(Claim::InFlight) => return in_flight(),
-            Err(err) => return unavailable(&err),
+        let token = match self.claim(call).await {
+            Ok(token) => token,
+            Err(reply) => return reply,
         };
         let run = || self.attempt(call, &command, &token);
         let outcome = match run.retry(conflict_backoff()).await {
@@ -194,22 +181,9 @@ impl CheckoutService {
         Fut: std::future::Future<Output = Reply>,
     {
         let key = &call.idempotency_key;
-        let token = match self
-            .backend
-            .idempotency
-            .claim(key, &call.fingerprint, clock::now())
-            .await
-        {
-            Ok(Claim::Acquired { token }) => token,
-            Ok(Claim::Replay(stored)) => {
-                return Reply {
-                    replayed: true,
-                    ..Reply::json(stored.status, stored.body)
-                };
-            }
-            Ok(Claim::Mismatch) => return idempotency_conflict(),
-            Ok(Claim::InFlight) => return in_flight(),
-            Err(err) => return unavailable(&err),
+        let token = match self.claim(call).await {
+            Ok(token) => token,
+            Err(reply) => return reply,
         };
         let reply = run().await;
         let stored = if (200..300).contains(&reply.status) {
@@ -224,6 +198,26 @@ impl CheckoutService {
             warn!(error = %err, "could not settle the idempotency key; a retry may run again");
         }
         reply
+    }
+
+    /// Claims the call's idempotency key: the claim's token to finish it with, or the answer
+    /// to give instead (the stored reply, a conflict, a call still running).
+    async fn claim(&self, call: &Call<'_>) -> Result<String, Reply> {
+        let claim = self
+            .backend
+            .idempotency
+            .claim(&call.idempotency_key, &call.fingerprint, clock::now())
+            .await;
+        match claim {
+            Ok(Claim::Acquired { token }) => Ok(token),
+            Ok(Claim::Replay(stored)) => Err(Reply {
+                replayed: true,
+                ..Reply::json(stored.status, stored.body)
+            }),
+            Ok(Claim::Mismatch) => Err(idempotency_conflict()),
+            Ok(Claim::InFlight) => Err(in_flight()),
+            Err(err) => Err(unavailable(&err)),
+        }
     }
 
     /// `GET /checkout_sessions/{id}`.
