@@ -8,6 +8,7 @@
 //!   exhausting file descriptors;
 //! - request bodies are read under the API's own body timeout.
 
+use axum::response::IntoResponse;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -30,6 +31,7 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let app = app.layer(axum::middleware::from_fn(require_host));
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -67,4 +69,20 @@ pub async fn serve(
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// HTTP/1.1 requires a `Host` header (RFC 9112 §3.2): a request without one is a 400 in the ACP
+/// error shape, as hyper would otherwise let it through.
+async fn require_host(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{StatusCode, Version, header};
+    if request.version() == Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
+        let body = r#"{"type":"invalid_request","code":"missing_host","message":"An HTTP/1.1 request must carry a Host header."}"#;
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+    }
+    next.run(request).await
 }

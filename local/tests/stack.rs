@@ -129,3 +129,21 @@ async fn connections_that_never_finish_their_headers_are_closed_and_block_no_one
     drop(idle);
     stack.shutdown().await.unwrap();
 }
+
+/// HTTP/1.1 without a Host header is refused in the ACP error shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_host_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (config, _dir) = ephemeral("sk_demo_host");
+    let stack = Stack::start(&config).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(stack.addr).await.unwrap();
+    stream
+        .write_all(b"GET /checkout_sessions/cs_none HTTP/1.1\r\nAuthorization: Bearer sk_demo_host\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":\"missing_host\""), "{answer}");
+    stack.shutdown().await.unwrap();
+}
