@@ -252,7 +252,7 @@ impl CheckoutService {
                 session::cancel(&ctx, &cur.data).map(|s| (EventType::Cancelled, cur.version + 1, s, 200))
             }
             (Command::Complete(_, req), Some(cur)) => {
-                let outcome = match self.charge(call, &cur.data, req).await {
+                let outcome = match self.charge(&cur.data, cur.version, req).await {
                     Ok(outcome) => outcome,
                     Err(reply) => return Ok(Outcome::NotStored(reply)),
                 };
@@ -306,10 +306,14 @@ impl CheckoutService {
         }
     }
 
+    /// Charges for the session as it stands at `version`. The processor's idempotency key names
+    /// the session, that version and the payment details — not the client's Idempotency-Key —
+    /// so concurrent completions of one session with the same payment are charged once (only
+    /// one of them can store the next version; the others find the session completed).
     async fn charge(
         &self,
-        call: &Call<'_>,
         current: &crate::acp::CheckoutSession,
+        version: u64,
         req: &CompleteSessionRequest,
     ) -> Result<ChargeOutcome, Reply> {
         let plan = session::payment_plan(current, req).map_err(|err| refusal(&err))?;
@@ -324,8 +328,9 @@ impl CheckoutService {
                 reason: "authentication_failed".to_owned(),
             });
         };
+        let details = idempotency::fingerprint(format!("{token}|{amount}|{currency}|{authenticated}").as_bytes());
         let request = ChargeRequest {
-            idempotency_key: format!("{}:{}", current.id, call.idempotency_key.key),
+            idempotency_key: format!("{}:v{version}:{}", current.id, &details[..16.min(details.len())]),
             amount,
             currency,
             token,

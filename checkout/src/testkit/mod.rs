@@ -78,6 +78,7 @@ macro_rules! backend_contract_tests {
             racing_endpoint_writers_lose_nothing,
             fifty_concurrent_api_updates_lose_nothing,
             idempotent_create_through_the_service,
+            concurrent_completes_charge_once,
             attempts_are_recorded_once_and_the_newest_is_the_state,
             a_targets_attempts_page_newest_first,
         );

@@ -109,3 +109,73 @@ pub async fn idempotent_create_through_the_service(backend: &Backend) {
     let sid = SessionId::parse(body["id"].as_str().unwrap()).unwrap();
     assert_eq!(backend.events.history(&sid).await.unwrap().len(), 1);
 }
+
+/// Counts the charges a processor makes (one per distinct idempotency key, as processors
+/// deduplicate), taking its time so that concurrent requests overlap.
+#[derive(Default)]
+struct CountingProcessor {
+    keys: parking_lot::Mutex<std::collections::HashSet<String>>,
+}
+
+#[async_trait::async_trait]
+impl crate::payment::PaymentProcessor for CountingProcessor {
+    async fn charge(
+        &self,
+        request: &crate::payment::ChargeRequest,
+    ) -> Result<crate::payment::ChargeOutcome, crate::payment::PaymentError> {
+        self.keys.lock().insert(request.idempotency_key.clone());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Ok(crate::payment::ChargeOutcome::Approved {
+            payment_id: format!("pay_{}", request.idempotency_key),
+        })
+    }
+}
+
+/// Ten `/complete` calls of one session at once, each with its own Idempotency-Key (an agent
+/// retrying without reusing its key): the buyer is charged once, one completes the session.
+pub async fn concurrent_completes_charge_once(backend: &Backend) {
+    let m = merchant();
+    let processor = Arc::new(CountingProcessor::default());
+    let service = Arc::new(CheckoutService::new(backend.clone(), processor.clone()));
+    let sid = create_session(&service, &m).await;
+    let ready: UpdateSessionRequest = serde_json::from_value(serde_json::json!({
+        "fulfillment_details": {"name": "Jane Doe", "email": "jane@example.com", "address": {
+            "name": "Jane Doe", "line_one": "1 Main St", "city": "Springfield", "state": "IL",
+            "country": "US", "postal_code": "62701"}},
+        "selected_fulfillment_options": [{"type": "shipping", "option_id": "fulfillment_option_456", "item_ids": ["test_1"]}]
+    }))
+    .unwrap();
+    let path = format!("/checkout_sessions/{sid}");
+    let reply = service
+        .execute(&call(&m, &path, "ready"), Command::Update(sid.clone(), Box::new(ready)))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (service, m, sid) = (service.clone(), m.clone(), sid.clone());
+        tasks.push(tokio::spawn(async move {
+            let req: crate::acp::CompleteSessionRequest = serde_json::from_value(serde_json::json!({
+                "payment_data": {"handler_id": "card_tokenized", "instrument": {"type": "card",
+                    "credential": {"type": "spt", "token": "spt_test_approve"}}}
+            }))
+            .unwrap();
+            let path = format!("/checkout_sessions/{sid}/complete");
+            service
+                .execute(&call(&m, &path, "complete"), Command::Complete(sid, Box::new(req)))
+                .await
+        }));
+    }
+    let mut completed = 0;
+    for task in tasks {
+        let reply = task.await.unwrap();
+        if reply.status == 200 {
+            completed += 1;
+        }
+    }
+    assert!(completed >= 1);
+    let charges = processor.keys.lock().clone();
+    assert_eq!(charges.len(), 1, "the buyer was charged once: {charges:?}");
+    let history = backend.events.history(&sid).await.unwrap();
+    let completions = history.iter().filter(|e| e.kind == EventType::Completed).count();
+    assert_eq!(completions, 1);
+}
