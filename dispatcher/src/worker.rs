@@ -27,12 +27,47 @@ pub async fn run_once(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, lane: 
     let Some(messages) = received_or_pause(received).await else {
         return 0;
     };
-    let incoming: Vec<Incoming> = messages.iter().map(|m| incoming(m, lane)).collect();
+    let count = messages.len();
+    carry(dispatcher, queue, messages, lane, || {}).await;
+    count
+}
+
+/// Hands the messages to the dispatcher and settles each as soon as it is finished, calling
+/// `settled` after each. The bodies move into the handler's input, not copied.
+async fn carry(
+    dispatcher: &Dispatcher,
+    queue: &dyn DeliveryQueue,
+    messages: Vec<QueuedMessage>,
+    lane: Lane,
+    mut settled: impl FnMut(),
+) {
+    let (incoming, receipts): (Vec<Incoming>, Vec<Receipt>) = messages
+        .into_iter()
+        .map(|m| {
+            let receipt = Receipt {
+                message_id: m.message_id.clone(),
+                receipt: m.receipt,
+            };
+            let incoming = Incoming {
+                message_id: m.message_id,
+                body: m.body,
+                receive_count: m.receive_count,
+                lane,
+            };
+            (incoming, receipt)
+        })
+        .unzip();
     let mut running = std::pin::pin!(dispatcher.start(&incoming).await);
     while let Some((index, disposition)) = running.next().await {
-        settle(queue, &messages[index], disposition).await;
+        settle(queue, &receipts[index], disposition).await;
+        settled();
     }
-    messages.len()
+}
+
+/// What settling a message needs.
+struct Receipt {
+    message_id: String,
+    receipt: String,
 }
 
 async fn received_or_pause(received: Result<Vec<QueuedMessage>, PipelineError>) -> Option<Vec<QueuedMessage>> {
@@ -47,7 +82,7 @@ async fn received_or_pause(received: Result<Vec<QueuedMessage>, PipelineError>) 
     }
 }
 
-/// A received message as the handler takes it.
+/// A received message as the handler takes it (a copy: the message stays the caller's).
 pub fn incoming(message: &QueuedMessage, lane: Lane) -> Incoming {
     Incoming {
         message_id: message.message_id.clone(),
@@ -58,7 +93,7 @@ pub fn incoming(message: &QueuedMessage, lane: Lane) -> Incoming {
 }
 
 /// Deletes or hides the message.
-async fn settle(queue: &dyn DeliveryQueue, message: &QueuedMessage, disposition: Disposition) {
+async fn settle(queue: &dyn DeliveryQueue, message: &Receipt, disposition: Disposition) {
     let result = match disposition {
         Disposition::Done => queue.delete(&message.receipt).await,
         Disposition::RetryIn(wait) => queue.set_visibility(&message.receipt, wait).await,
@@ -118,13 +153,11 @@ async fn poll(
         drop(permits);
         let (dispatcher, queue) = (dispatcher.clone(), queue.clone());
         in_hand.spawn(async move {
-            let incoming: Vec<Incoming> = messages.iter().map(|m| incoming(m, lane)).collect();
-            let mut running = std::pin::pin!(dispatcher.start(&incoming).await);
-            while let Some((index, disposition)) = running.next().await {
-                settle(queue.as_ref(), &messages[index], disposition).await;
-                // Each finished message frees its place at once.
+            // Each finished message frees its place at once.
+            carry(&dispatcher, queue.as_ref(), messages, lane, || {
                 places_of.pop();
-            }
+            })
+            .await;
         });
     }
     while in_hand.join_next().await.is_some() {}
