@@ -258,13 +258,13 @@ pub async fn list(State(state): State<AppState>, request: Request) -> Response {
 
 /// Stores the endpoint and answers with it (and its current secret when `with_secret`).
 async fn save(state: &AppState, endpoint: &WebhookEndpoint, status: u16, with_secret: bool, what: &str) -> Reply {
-    match state.backend.endpoints.put_endpoint(endpoint).await {
-        Ok(()) => {
-            info!(merchant_id = %endpoint.merchant_id, endpoint_id = %endpoint.id, "{what}");
-            reply(status, &body(endpoint, with_secret))
-        }
-        Err(err) => unavailable(err),
-    }
+    let stored = state.backend.endpoints.put_endpoint(endpoint).await;
+    respond(
+        stored.map(|()| endpoint.clone()).map_err(unavailable),
+        status,
+        with_secret,
+        what,
+    )
 }
 
 /// Loads the merchant's endpoint named in the path, or answers 404.

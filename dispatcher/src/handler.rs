@@ -29,7 +29,7 @@ use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, PipelineError};
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, Stream};
 use serde_json::value::RawValue;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, info, info_span, warn};
@@ -254,33 +254,16 @@ impl Dispatcher {
         }
     }
 
-    /// Drops the pairs of first-received events that a copy of the same event already began —
-    /// one batched read for the whole batch.
+    /// Drops what another copy of the same event carries: copies within the batch, then — one
+    /// batched read for the whole batch — pairs a copy received earlier already began.
     async fn drop_duplicates(&self, plans: &mut [Plan<'_>]) {
-        // Copies of one event in the same batch: one carries it — one received before, if any,
-        // since its deliveries may have begun.
-        let mut carrier: HashMap<EventId, usize> = HashMap::new();
-        for (i, plan) in plans.iter().enumerate() {
-            if let Plan::Deliver(d) = plan
-                && d.task_body.is_none()
-            {
-                let seen_before = d.pairs.iter().any(|(_, known)| *known == Known::ReadLog);
-                let chosen = carrier.entry(d.head.id.clone()).or_insert(i);
-                if seen_before {
-                    *chosen = i;
-                }
-            }
-        }
-        for (i, plan) in plans.iter_mut().enumerate() {
-            if let Plan::Deliver(d) = plan
-                && d.task_body.is_none()
-                && carrier.get(&d.head.id) != Some(&i)
-            {
-                info!(event_id = %d.head.id, "another copy of this event in the batch carries it");
-                *plan = Plan::Settled(Disposition::Done);
-            }
-        }
-        let unstarted: Vec<(usize, &str, &EventId)> = plans
+        carry_each_event_once(plans);
+        self.drop_begun(plans).await;
+    }
+
+    async fn drop_begun(&self, plans: &mut [Plan<'_>]) {
+        // (plan, pair) of every first-received pair, in the order the read answers.
+        let unstarted: Vec<(usize, usize)> = plans
             .iter()
             .enumerate()
             .filter_map(|(i, plan)| match plan {
@@ -290,44 +273,54 @@ impl Dispatcher {
             .flat_map(|(i, d)| {
                 d.pairs
                     .iter()
-                    .filter(|(_, known)| *known == Known::Unstarted)
-                    .map(move |(t, _)| (i, t.name(), &d.head.id))
+                    .enumerate()
+                    .filter(|(_, (_, known))| *known == Known::Unstarted)
+                    .map(move |(j, _)| (i, j))
             })
             .collect();
         if unstarted.is_empty() {
             return;
         }
-        let keys: Vec<(&str, &EventId)> = unstarted.iter().map(|(_, t, e)| (*t, *e)).collect();
-        let started = match self.log.started(&keys).await {
+        let started = {
+            let keys: Vec<(&str, &EventId)> = unstarted
+                .iter()
+                .filter_map(|&(i, j)| match &plans[i] {
+                    Plan::Deliver(d) => Some((d.pairs[j].0.name(), &d.head.id)),
+                    _ => None,
+                })
+                .collect();
+            self.log.started(&keys).await
+        };
+        let started = match started {
             Ok(started) => started,
             Err(err) => {
                 warn!(error = %err, "could not read the attempt log");
-                let failed: Vec<usize> = unstarted.iter().map(|(i, ..)| *i).collect();
-                for i in failed {
+                for &(i, _) in &unstarted {
                     plans[i] = Plan::Settled(Disposition::RetryIn(TRANSIENT_RETRY));
                 }
                 return;
             }
         };
-        let begun: HashSet<(usize, String)> = unstarted
+        let mut begun: Vec<Vec<bool>> = plans
             .iter()
-            .zip(started)
-            .filter(|(_, started)| *started)
-            .map(|((i, target, _), _)| (*i, (*target).to_owned()))
+            .map(|plan| match plan {
+                Plan::Deliver(d) => vec![false; d.pairs.len()],
+                _ => Vec::new(),
+            })
             .collect();
-        if begun.is_empty() {
-            return;
+        for (&(i, j), started) in unstarted.iter().zip(started) {
+            begun[i][j] = started;
         }
-        for (i, plan) in plans.iter_mut().enumerate() {
-            if let Plan::Deliver(d) = plan {
-                d.pairs.retain(|(target, _)| {
-                    let duplicate = begun.contains(&(i, target.name().to_owned()));
-                    if duplicate {
-                        info!(event_id = %d.head.id, endpoint_id = target.name(), "a copy of this event already began this delivery");
-                    }
-                    !duplicate
-                });
-            }
+        for (plan, begun) in plans.iter_mut().zip(begun) {
+            let Plan::Deliver(d) = plan else { continue };
+            let mut begun = begun.into_iter();
+            d.pairs.retain(|(target, _)| {
+                let duplicate = begun.next().unwrap_or(false);
+                if duplicate {
+                    info!(event_id = %d.head.id, endpoint_id = target.name(), "a copy of this event already began this delivery");
+                }
+                !duplicate
+            });
         }
     }
 
@@ -352,7 +345,7 @@ impl Dispatcher {
 
     async fn fan_out(&self, d: &Deliveries<'_>) -> Disposition {
         let results = join_all(d.pairs.iter().map(|(target, known)| async move {
-            if self.slow_queue.is_some() && self.health.is_slow(target) {
+            if self.lane_of(target) == Lane::Slow {
                 // Not attempted here: a failing endpoint would hold this message, and the batch
                 // it came in, for as long as its attempt takes.
                 return (target, PairResult::Wait(Duration::ZERO, WaitReason::Defer));
@@ -475,6 +468,32 @@ impl Dispatcher {
         match self.dead_letters.send(&letter.to_body(), Duration::ZERO).await {
             Ok(()) => Disposition::Done,
             Err(_) => Disposition::RetryIn(TRANSIENT_RETRY),
+        }
+    }
+}
+
+/// Copies of one event in the same batch: one carries it — one received before, if any, since
+/// its deliveries may have begun — and the others are settled.
+fn carry_each_event_once(plans: &mut [Plan<'_>]) {
+    let mut carrier: HashMap<EventId, usize> = HashMap::new();
+    for (i, plan) in plans.iter().enumerate() {
+        if let Plan::Deliver(d) = plan
+            && d.task_body.is_none()
+        {
+            let seen_before = d.pairs.iter().any(|(_, known)| *known == Known::ReadLog);
+            let chosen = carrier.entry(d.head.id.clone()).or_insert(i);
+            if seen_before {
+                *chosen = i;
+            }
+        }
+    }
+    for (i, plan) in plans.iter_mut().enumerate() {
+        if let Plan::Deliver(d) = plan
+            && d.task_body.is_none()
+            && carrier.get(&d.head.id) != Some(&i)
+        {
+            info!(event_id = %d.head.id, "another copy of this event in the batch carries it");
+            *plan = Plan::Settled(Disposition::Done);
         }
     }
 }
