@@ -6,7 +6,7 @@
 use crate::dynamo::{DynamoStore, Item, conditional_put, doc, get_s, n, s, to_doc};
 use crate::error::unavailable;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::KeysAndAttributes;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
 use checkout::ids::EventId;
 use checkout::ports::{DeliveryLog, StoreError};
@@ -20,7 +20,16 @@ fn record_item(record: &AttemptRecord) -> Result<Item, StoreError> {
         ("doc".to_owned(), to_doc(record)?),
         ("expires_at".to_owned(), n(expires.timestamp())),
     ]))
+    .map(|mut item| {
+        if record.delivered() {
+            item.insert(DELIVERED.to_owned(), AttributeValue::Bool(true));
+        }
+        item
+    })
 }
+
+/// Set on the item of a delivered attempt, so a conditional put can tell it from a failure.
+const DELIVERED: &str = "delivered";
 
 /// Keys per `BatchGetItem` (the DynamoDB limit).
 const BATCH_GET_MAX: usize = 100;
@@ -116,7 +125,12 @@ impl DeliveryLog for DynamoStore {
             .put_item()
             .table_name(&self.tables.deliveries)
             .set_item(Some(record_item(record)?))
-            .condition_expression("attribute_not_exists(sk)")
+            // A delivered attempt replaces a failed record of the same attempt (see the port).
+            .condition_expression(if record.delivered() {
+                "attribute_not_exists(sk) OR attribute_not_exists(delivered)"
+            } else {
+                "attribute_not_exists(sk)"
+            })
             .send()
             .await;
         conditional_put(result)

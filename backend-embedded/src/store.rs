@@ -254,11 +254,13 @@ impl DeliveryLog for EmbeddedStore {
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
         let mut log = self.deliveries.lock();
         let key = (record.target.clone(), record.sort_key());
-        if log.contains_key(&key) {
-            return Ok(false);
+        match log.get(&key) {
+            Some(stored) if stored.delivered() || !record.delivered() => Ok(false),
+            _ => {
+                log.insert(key, record.clone());
+                Ok(true)
+            }
         }
-        log.insert(key, record.clone());
-        Ok(true)
     }
 
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {

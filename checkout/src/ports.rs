@@ -102,7 +102,10 @@ pub trait ReadModel: Send + Sync {
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
     /// Stores the record unless this attempt of this (event, target) is already recorded: then
-    /// `Ok(false)` and nothing changes (another copy of the message made that attempt).
+    /// `Ok(false)` and nothing changes (another copy of the message made that attempt) — except
+    /// that a delivered attempt replaces a failed record of the same attempt. Two copies that
+    /// made the same attempt at once (one before a crash, one after) may disagree; the receiver
+    /// got the event if either delivered it, so the log says delivered.
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError>;
     /// For each (target, event) pair: whether its delivery has begun (its first attempt is
     /// recorded), read strongly consistent and batched — one request for a whole queue batch on

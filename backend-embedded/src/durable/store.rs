@@ -425,12 +425,18 @@ impl ReadModel for DurableStore {
 impl DeliveryLog for DurableStore {
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
         let (target, sk, body) = (record.target.clone(), record.sort_key(), to_json(record)?);
+        let delivered = record.delivered();
         self.db
             .write(move |conn| {
-                conn.prepare_cached("INSERT OR IGNORE INTO deliveries (target, sk, body) VALUES (?1, ?2, ?3)")
-                    .and_then(|mut s| s.execute(params![target, sk, body]))
-                    .map(|inserted| inserted > 0)
-                    .map_err(sql)
+                // A delivered attempt replaces a failed record of the same attempt (see the port).
+                conn.prepare_cached(
+                    "INSERT INTO deliveries (target, sk, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (target, sk) DO UPDATE SET body = excluded.body \
+                     WHERE ?4 AND json_extract(deliveries.body, '$.status') <> 'succeeded'",
+                )
+                .and_then(|mut s| s.execute(params![target, sk, body, delivered]))
+                .map(|inserted| inserted > 0)
+                .map_err(sql)
             })
             .await
     }

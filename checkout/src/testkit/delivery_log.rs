@@ -36,22 +36,53 @@ pub async fn attempts_are_recorded_once_and_the_newest_is_the_state(backend: &Ba
     for n in 1..=3 {
         assert!(log.record(&attempt_record(&target, &e, n)).await.unwrap());
     }
-    let mut again = attempt_record(&target, &e, 2);
-    again.status = AttemptStatus::Succeeded;
+    let mut failed_again = attempt_record(&target, &e, 2);
+    failed_again.http_status = Some(503);
     assert!(
-        !log.record(&again).await.unwrap(),
-        "a second record of attempt 2 is refused"
+        !log.record(&failed_again).await.unwrap(),
+        "a second failure of attempt 2 is refused"
     );
     let all = log.attempts_of(&target, &e.id).await.unwrap();
     assert_eq!(all.iter().map(|r| r.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(
-        all.iter().all(|r| r.status == AttemptStatus::Failed),
+        all.iter()
+            .all(|r| r.status == AttemptStatus::Failed && r.http_status == Some(500)),
         "attempt 2 unchanged"
     );
     assert_eq!(all[0], attempt_record(&target, &e, 1).with_time_of(&all[0]));
     let latest = log.latest(&target, &e.id).await.unwrap().unwrap();
     assert_eq!(latest.attempt, 3);
     assert_eq!(log.latest("we_other", &e.id).await.unwrap(), None);
+}
+
+/// Two copies made the same attempt (one before a crash, one after): one failed, one delivered.
+/// Whichever records first, the log ends up saying delivered, with no retry pending.
+pub async fn a_delivered_copy_of_an_attempt_wins_over_a_failed_one(backend: &Backend) {
+    let log = &backend.deliveries;
+    let e = event(&merchant(), None, 1);
+    let target = format!("we_{}", e.id.as_str().trim_start_matches("evt_"));
+    let failed = attempt_record(&target, &e, 1);
+    let mut delivered = attempt_record(&target, &e, 1);
+    delivered.status = AttemptStatus::Succeeded;
+    delivered.http_status = Some(200);
+    delivered.next_attempt_at = None;
+
+    assert!(log.record(&failed).await.unwrap());
+    assert!(
+        log.record(&delivered).await.unwrap(),
+        "the delivery replaces the failure"
+    );
+    let latest = log.latest(&target, &e.id).await.unwrap().unwrap();
+    assert!(latest.delivered() && latest.next_attempt_at.is_none(), "{latest:?}");
+
+    assert!(
+        !log.record(&failed).await.unwrap(),
+        "a failure never replaces a delivery"
+    );
+    assert!(!log.record(&delivered).await.unwrap(), "nor does a second delivery");
+    let all = log.attempts_of(&target, &e.id).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(all[0].delivered());
 }
 
 pub async fn a_targets_attempts_page_newest_first(backend: &Backend) {

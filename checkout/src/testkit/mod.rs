@@ -80,6 +80,7 @@ macro_rules! backend_contract_tests {
             idempotent_create_through_the_service,
             concurrent_completes_charge_once,
             attempts_are_recorded_once_and_the_newest_is_the_state,
+            a_delivered_copy_of_an_attempt_wins_over_a_failed_one,
             a_targets_attempts_page_newest_first,
         );
     };
