@@ -12,12 +12,13 @@ use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, ORDER_WEBHOOK_TAR
 use checkout::clock::{self, Timestamp};
 use checkout::delivery_task::TaskMessage;
 use checkout::ids::EventId;
+use checkout::ports::StoreError;
 use checkout::service::Reply;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tracing::info;
+use tracing::{error, info};
 
 const DEFAULT_PAGE: usize = 20;
 const MAX_PAGE: usize = 100;
@@ -119,39 +120,67 @@ struct ReplayRequest {
 /// receive (failed, exhausted, skipped while disabled) goes out again, through the same rate
 /// limits, with the same `webhook-id`.
 pub async fn replay(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    handle(state, request, parse_body::<ReplayRequest>, |state, merchant, req| async move {
-        let until = req.until.unwrap_or_else(clock::now);
-        if req.since >= until {
-            return invalid("invalid_window", "since must be before until", "$.since");
-        }
-        if until - req.since > attempt_log::RETENTION {
-            let days = attempt_log::RETENTION.num_days();
-            return invalid("invalid_window", format!("the window is at most {days} days (the attempt log's retention)"), "$.since");
-        }
-        let Some(queue) = state.delivery_queue.clone() else {
-            return Reply::error(503, &checkout::acp::AcpError::unavailable("replay_unavailable", "Replay is not configured on this deployment."));
-        };
-        let endpoint = match load(&state, &merchant, &id).await {
-            Ok(endpoint) => endpoint,
-            Err(reply) => return reply,
-        };
-        let newest = match newest_per_event(&state, endpoint.id.as_str(), req.since, until).await {
-            Ok(newest) => newest,
-            Err(reply) => return reply,
-        };
-        let chosen: Vec<&AttemptRecord> = newest.values().filter(|r| req.include_delivered || !r.delivered()).collect();
-        let mut replayed = 0;
-        for record in &chosen {
-            match enqueue(&state, queue.as_ref(), record, req.include_delivered).await {
-                Ok(true) => replayed += 1,
-                Ok(false) => {}
-                Err(reply) => return reply,
+    handle(
+        state,
+        request,
+        parse_body::<ReplayRequest>,
+        |state, merchant, req| async move {
+            let until = req.until.unwrap_or_else(clock::now);
+            if req.since >= until {
+                return invalid("invalid_window", "since must be before until", "$.since");
             }
-        }
-        info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, replayed, "replay queued");
-        let truncated = newest.len() >= MAX_REPLAY;
-        reply(202, &json!({ "replayed": replayed, "truncated": truncated, "since": clock::rfc3339(&req.since), "until": clock::rfc3339(&until) }))
-    })
+            if until - req.since > attempt_log::RETENTION {
+                let days = attempt_log::RETENTION.num_days();
+                return invalid(
+                    "invalid_window",
+                    format!("the window is at most {days} days (the attempt log's retention)"),
+                    "$.since",
+                );
+            }
+            let Some(queue) = state.delivery_queue.clone() else {
+                return Reply::error(
+                    503,
+                    &checkout::acp::AcpError::unavailable(
+                        "replay_unavailable",
+                        "Replay is not configured on this deployment.",
+                    ),
+                );
+            };
+            let endpoint = match load(&state, &merchant, &id).await {
+                Ok(endpoint) => endpoint,
+                Err(reply) => return reply,
+            };
+            let newest = match newest_per_event(&state, endpoint.id.as_str(), req.since, until).await {
+                Ok(newest) => newest,
+                Err(reply) => return reply,
+            };
+            let chosen: Vec<&AttemptRecord> = newest
+                .values()
+                .filter(|r| req.include_delivered || !r.delivered())
+                .collect();
+            let (mut replayed, mut set_aside) = (0, 0);
+            for record in &chosen {
+                match enqueue(&state, queue.as_ref(), record, req.include_delivered).await {
+                    Ok(Enqueued::Queued) => replayed += 1,
+                    Ok(Enqueued::Gone) => {}
+                    Ok(Enqueued::Unreadable) => set_aside += 1,
+                    Err(reply) => return reply,
+                }
+            }
+            info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, replayed, set_aside, "replay queued");
+            let truncated = newest.len() >= MAX_REPLAY;
+            reply(
+                202,
+                &json!({
+                    "replayed": replayed,
+                    "set_aside": set_aside,
+                    "truncated": truncated,
+                    "since": clock::rfc3339(&req.since),
+                    "until": clock::rfc3339(&until),
+                }),
+            )
+        },
+    )
     .await
 }
 
@@ -190,27 +219,37 @@ async fn newest_per_event(
     }
 }
 
-/// Queues one replay; `false` when the event is no longer in the store. Unless `even_if_delivered`,
-/// the replay sends nothing when the endpoint got the event meanwhile (a delivery in hand when
-/// the replay was asked for finishes first).
+enum Enqueued {
+    Queued,
+    /// The event is no longer in the store.
+    Gone,
+    /// Its session's events cannot be read back: skipped and logged, the rest of the window goes
+    /// on.
+    Unreadable,
+}
+
+/// Queues one replay. Unless `even_if_delivered`, the replay sends nothing when the endpoint got
+/// the event meanwhile (a delivery in hand when the replay was asked for finishes first).
 async fn enqueue(
     state: &AppState,
     queue: &dyn checkout::ports::DeliveryQueue,
     record: &AttemptRecord,
     even_if_delivered: bool,
-) -> Result<bool, Reply> {
-    let history = state
-        .backend
-        .events
-        .history(&record.session_id)
-        .await
-        .map_err(unavailable)?;
+) -> Result<Enqueued, Reply> {
+    let history = match state.backend.events.history(&record.session_id).await {
+        Ok(history) => history,
+        Err(StoreError::Corrupt(reason)) => {
+            error!(session_id = %record.session_id, event_id = %record.event_id, %reason, "replay skips an unreadable session");
+            return Ok(Enqueued::Unreadable);
+        }
+        Err(err) => return Err(unavailable(err)),
+    };
     let Some(event) = history.into_iter().find(|e| e.id == record.event_id) else {
-        return Ok(false);
+        return Ok(Enqueued::Gone);
     };
     let json = serde_json::to_string(&event).map_err(unavailable)?;
     let raw = serde_json::value::RawValue::from_string(json).map_err(unavailable)?;
     let task = TaskMessage::new(&record.target, record.attempt + 1, even_if_delivered, &raw);
     queue.send(&task.to_body(), Duration::ZERO).await.map_err(unavailable)?;
-    Ok(true)
+    Ok(Enqueued::Queued)
 }

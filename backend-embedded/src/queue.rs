@@ -124,7 +124,12 @@ impl EmbeddedQueue {
         })?;
         let mut messages = Messages::default();
         for (seq, id, body, attributes, visible_at_ms, receive_count) in rows {
-            let attributes = serde_json::from_str(&attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // Attributes only help subscribers filter; a message whose attributes cannot be read
+            // is still delivered, without them.
+            let attributes = serde_json::from_str(&attributes).unwrap_or_else(|err| {
+                tracing::error!(queue = name, message_id = %id, error = %err, "unreadable message attributes dropped");
+                Vec::new()
+            });
             messages.insert(
                 seq as u64,
                 Message {

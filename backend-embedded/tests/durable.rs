@@ -152,4 +152,55 @@ mod restart {
         assert_eq!(letters.len(), 1);
         assert_eq!(letters[0].body, "poison");
     }
+
+    /// One record that cannot be read back (damaged on disk, or written by an older version)
+    /// must not keep the store from starting: the event is set aside and reported, the events
+    /// after it are fed to the projector, and a message with unreadable attributes is still
+    /// delivered.
+    #[tokio::test]
+    async fn an_unreadable_record_is_set_aside_and_startup_goes_on() {
+        let path = fresh_path();
+        let merchant = merchant();
+        let first = event(&merchant, None, 1);
+        let second = event(&merchant, None, 1);
+        {
+            let db = open(&path);
+            let (store, _stream) = DurableStore::open(db.clone()).unwrap();
+            store.append(&first, None).await.unwrap();
+            store.append(&second, None).await.unwrap();
+            let (queue, _) = queues(&db);
+            queue.send("still delivered", Duration::ZERO).await.unwrap();
+        }
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let damaged = raw
+            .execute(
+                "UPDATE events SET body = '[[[[' WHERE session_id = ?1",
+                [first.session_id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(damaged, 1);
+        raw.execute("UPDATE messages SET attributes = '{oops'", []).unwrap();
+        drop(raw);
+
+        let db = open(&path);
+        let (store, mut stream) = DurableStore::open(db.clone()).expect("startup goes on");
+        let set_aside = store.set_aside();
+        assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+        assert_eq!(set_aside[0].session_id, first.session_id.as_str());
+        let fed = stream.try_recv().unwrap();
+        assert_eq!(fed.event, second, "the event after it is projected");
+        assert!(stream.try_recv().is_err());
+        assert_eq!(store.history(&second.session_id).await.unwrap(), vec![second.clone()]);
+        assert!(
+            matches!(
+                store.history(&first.session_id).await,
+                Err(checkout::ports::StoreError::Corrupt(_))
+            ),
+            "the damaged session reads as damaged, not as empty"
+        );
+        let (queue, _) = queues(&db);
+        let received = queue.receive(10, Duration::from_millis(100)).await.unwrap();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].body, "still delivered");
+    }
 }

@@ -16,7 +16,7 @@ use crate::session::{self, CommandContext, CommandError, PaymentPlan};
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// A write command of the checkout API, parsed and typed.
 #[derive(Debug, Clone)]
@@ -434,6 +434,17 @@ fn in_flight() -> Reply {
 }
 
 fn unavailable(err: &StoreError) -> Reply {
+    if let StoreError::Corrupt(reason) = err {
+        // Retrying will not help: say so, rather than a 503 the client would retry forever.
+        error!(%reason, "a stored record cannot be read back");
+        return Reply::error(
+            500,
+            &AcpError::processing(
+                "record_unreadable",
+                "This checkout session's stored data cannot be read back; the operator has been told.",
+            ),
+        );
+    }
     warn!(error = %err, "storage failed");
     Reply::error(
         503,

@@ -17,6 +17,45 @@ on_both_backends!(
     replay_queues_what_the_endpoint_missed,
 );
 
+/// A session whose stored events cannot be read back (written by an older version, damaged on
+/// disk) does not stop a replay: it is counted as set aside, and the rest of the window goes out.
+#[tokio::test]
+async fn replay_sets_aside_an_unreadable_session_and_queues_the_rest() {
+    let path = tempfile::tempdir().unwrap().keep().join("acp.db");
+    let db = std::sync::Arc::new(embedded_backend::Database::open(&path).unwrap());
+    let (store, _stream) = embedded_backend::DurableStore::open(db).unwrap();
+    let app = TestApp::spawn(checkout::ports::Backend::from_one(std::sync::Arc::new(store))).await;
+    let (endpoint, events) = delivered_history(&app).await;
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let damaged = raw
+        .execute(
+            "UPDATE events SET body = '{\"not\": \"an event' WHERE session_id = ?1",
+            [events[1].session_id.as_str()],
+        )
+        .unwrap();
+    assert_eq!(damaged, 1);
+
+    let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
+    let path = format!("/webhook_endpoints/{endpoint}/replay");
+    let all = json!({ "since": since, "include_delivered": true });
+    let answer = expect(app.post(&path, &all).send().await.unwrap(), 202).await;
+    assert_eq!(
+        (answer["replayed"].as_u64(), answer["set_aside"].as_u64()),
+        (Some(2), Some(1)),
+        "{answer}"
+    );
+    let queued = app.queue.receive(10, Duration::from_millis(100)).await.unwrap();
+    let mut ids: Vec<_> = queued
+        .iter()
+        .map(|m| match QueueMessage::parse(&m.body).unwrap() {
+            QueueMessage::Task { head, .. } => head.id,
+            other => panic!("not a task: {other:?}"),
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![events[0].id.clone(), events[2].id.clone()]);
+}
+
 /// An endpoint and three events: the first delivered on its second attempt, the second
 /// exhausted, the third delivered at once.
 async fn delivered_history(app: &TestApp) -> (String, Vec<Event>) {

@@ -21,9 +21,20 @@ use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tracing::error;
 
 /// The projector's checkpoint in the `cursors` table.
 const PROJECTOR: &str = "projector";
+
+/// A stored record that could not be read back, left where it is and reported instead of
+/// stopping whoever met it (startup, projection, replay).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAside {
+    /// The event's position in the stream.
+    pub position: u64,
+    pub session_id: String,
+    pub reason: String,
+}
 
 /// A committed event and its position in the stream.
 #[derive(Clone, Debug)]
@@ -44,6 +55,8 @@ pub struct DurableStore {
     /// order, on the writer thread), so a change to a session does not read its last event back
     /// from disk.
     recent: Arc<Recent>,
+    /// Events the stream could not read back at startup: not fed to the projector.
+    set_aside: Vec<SetAside>,
 }
 
 type Recent = parking_lot::Mutex<HashMap<SessionId, Event>>;
@@ -67,22 +80,40 @@ fn sql(err: rusqlite::Error) -> StoreError {
 
 impl DurableStore {
     /// The store on `db`, and its stream: first every event the projector had not checkpointed
-    /// (in commit order), then each event as it commits.
+    /// (in commit order), then each event as it commits. An event that cannot be read back is
+    /// not fed: it is logged and listed by [`DurableStore::set_aside`], and startup goes on.
     pub fn open(db: Arc<Database>) -> Result<(Self, mpsc::UnboundedReceiver<Committed>), StoreError> {
         let (feed, stream) = mpsc::unbounded_channel();
         let pending = db.read(|conn| {
             let mut statement = conn.prepare(
-                "SELECT position, body FROM events WHERE position > \
+                "SELECT position, session_id, body FROM events WHERE position > \
                  COALESCE((SELECT position FROM cursors WHERE name = ?1), 0) ORDER BY position",
             )?;
-            let rows = statement.query_map([PROJECTOR], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+            let rows = statement.query_map([PROJECTOR], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
-        for (position, body) in pending {
-            let _ = feed.send(Committed {
-                position: position as u64,
-                event: from_json(&body)?,
-            });
+        let mut set_aside = Vec::new();
+        for (position, session_id, body) in pending {
+            let position = position as u64;
+            match from_json(&body) {
+                Ok(event) => {
+                    let _ = feed.send(Committed { position, event });
+                }
+                Err(err) => {
+                    error!(position, session_id, error = %err, "an unreadable event is set aside: not projected, not published");
+                    set_aside.push(SetAside {
+                        position,
+                        session_id,
+                        reason: err.to_string(),
+                    });
+                }
+            }
         }
         Ok((
             Self {
@@ -90,9 +121,15 @@ impl DurableStore {
                 feed,
                 claims: Arc::default(),
                 recent: Arc::default(),
+                set_aside,
             },
             stream,
         ))
+    }
+
+    /// The events set aside at startup because they could not be read back.
+    pub fn set_aside(&self) -> &[SetAside] {
+        &self.set_aside
     }
 
     /// The projector has finished every event up to `position`.
