@@ -56,6 +56,7 @@ mod pipeline {
 mod restart {
     use super::*;
     use checkout::idempotency::{Claim, Completion, IdempotencyKey, StoredReply};
+    use checkout::ports::DeliveryLog;
     use checkout::testkit::{event, merchant};
 
     #[tokio::test]
@@ -202,5 +203,158 @@ mod restart {
         let received = queue.receive(10, Duration::from_millis(100)).await.unwrap();
         assert_eq!(received.len(), 1);
         assert_eq!(received[0].body, "still delivered");
+    }
+
+    fn reply_to(
+        key: &str,
+        merchant: &checkout::merchant::Merchant,
+        expires_at: checkout::clock::Timestamp,
+        token: String,
+    ) -> Completion {
+        Completion {
+            key: IdempotencyKey {
+                merchant_id: merchant.id.clone(),
+                method: "POST".to_owned(),
+                path: "/checkout_sessions".to_owned(),
+                key: key.to_owned(),
+            },
+            token,
+            fingerprint: "fp".to_owned(),
+            reply: StoredReply {
+                status: 201,
+                body: "{}".to_owned(),
+            },
+            expires_at,
+        }
+    }
+
+    /// An event created `days_ago`, for attempt records of that age.
+    fn event_of_age(merchant: &checkout::merchant::Merchant, days_ago: i64) -> checkout::event::Event {
+        let mut e = event(merchant, None, 1);
+        let at = checkout::clock::now() - chrono::Duration::days(days_ago);
+        let ulid = ulid::Ulid::from_parts(at.timestamp_millis() as u64, ulid::Ulid::new().random());
+        e.id = checkout::ids::EventId::parse(&format!("evt_{ulid}")).unwrap();
+        e
+    }
+
+    /// The data directory must not grow without bound: replies past their 48 h and attempt
+    /// records past the log's 30 days are deleted, a bounded number per pass, and what is
+    /// still within its time is kept.
+    #[tokio::test]
+    async fn expired_replies_and_old_attempts_are_purged_in_bounded_passes() {
+        let (store, _stream) = DurableStore::open(open(&fresh_path())).unwrap();
+        let merchant = merchant();
+        let now = checkout::clock::now();
+        for (i, hours) in [-1i64, -2, -3, 5].into_iter().enumerate() {
+            let key = format!("k{i}");
+            let Claim::Acquired { token } = store
+                .claim(&reply_to(&key, &merchant, now, String::new()).key, "fp", now)
+                .await
+                .unwrap()
+            else {
+                panic!("fresh key");
+            };
+            let done = reply_to(&key, &merchant, now + chrono::Duration::hours(hours), token);
+            store.complete(&done).await.unwrap();
+        }
+        let old: Vec<_> = (0..3).map(|_| event_of_age(&merchant, 31)).collect();
+        let recent = event_of_age(&merchant, 29);
+        for (target, e) in [
+            ("we_a", &old[0]),
+            ("we_b", &old[1]),
+            ("order_webhook", &old[2]),
+            ("we_a", &recent),
+        ] {
+            for attempt in 1..=2 {
+                store
+                    .record(&checkout::testkit::attempt_record(target, e, attempt))
+                    .await
+                    .unwrap();
+            }
+        }
+
+        let first = store.purge_expired(now, 2).await.unwrap();
+        assert_eq!((first.replies, first.attempts), (2, 2), "at most the limit per pass");
+        let mut total = first;
+        loop {
+            let pass = store.purge_expired(now, 2).await.unwrap();
+            total.replies += pass.replies;
+            total.attempts += pass.attempts;
+            if pass.replies < 2 && pass.attempts < 2 {
+                break;
+            }
+        }
+        assert_eq!((total.replies, total.attempts), (3, 6));
+        assert_eq!(
+            store.purge_expired(now, 100).await.unwrap(),
+            Default::default(),
+            "nothing left to purge"
+        );
+
+        let kept = reply_to("k3", &merchant, now, String::new()).key;
+        assert!(
+            matches!(store.claim(&kept, "fp", now).await.unwrap(), Claim::Replay(_)),
+            "a live reply is kept"
+        );
+        let gone = reply_to("k0", &merchant, now, String::new()).key;
+        assert!(
+            matches!(store.claim(&gone, "fp", now).await.unwrap(), Claim::Acquired { .. }),
+            "an expired one is gone"
+        );
+        assert_eq!(
+            store.attempts_of("we_a", &recent.id).await.unwrap().len(),
+            2,
+            "29 days old: kept"
+        );
+        for (target, e) in [("we_a", &old[0]), ("we_b", &old[1]), ("order_webhook", &old[2])] {
+            assert!(
+                store.attempts_of(target, &e.id).await.unwrap().is_empty(),
+                "{target}: purged"
+            );
+        }
+    }
+
+    /// A data directory written before replies had an expiry column: opened, its replies get
+    /// their expiry from the stored record, and the purge finds them.
+    #[tokio::test]
+    async fn a_database_from_before_the_purge_is_migrated() {
+        let path = fresh_path();
+        let merchant = merchant();
+        let now = checkout::clock::now();
+        let old = reply_to("old", &merchant, now - chrono::Duration::hours(1), String::new());
+        let live = reply_to("live", &merchant, now + chrono::Duration::hours(1), String::new());
+        {
+            let raw = rusqlite::Connection::open(&path).unwrap();
+            raw.execute_batch("CREATE TABLE idempotency (key TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;")
+                .unwrap();
+            for done in [&old, &live] {
+                let record = checkout::idempotency::IdempotencyRecord {
+                    fingerprint: "fp".to_owned(),
+                    state: checkout::idempotency::RecordState::Done {
+                        reply: done.reply.clone(),
+                    },
+                    expires_at: done.expires_at,
+                };
+                raw.execute(
+                    "INSERT INTO idempotency (key, record) VALUES (?1, ?2)",
+                    [done.key.storage_key(), serde_json::to_string(&record).unwrap()],
+                )
+                .unwrap();
+            }
+        }
+        let (store, _stream) = DurableStore::open(open(&path)).unwrap();
+        assert!(matches!(
+            store.claim(&live.key, "fp", now).await.unwrap(),
+            Claim::Replay(_)
+        ));
+        assert_eq!(store.purge_expired(now, 10).await.unwrap().replies, 1);
+        assert!(
+            matches!(store.claim(&live.key, "fp", now).await.unwrap(), Claim::Replay(_)),
+            "the live one stays"
+        );
+        assert!(matches!(
+            store.claim(&old.key, "fp", now).await.unwrap(),
+            Claim::Acquired { .. }
+        ));
     }
 }

@@ -36,6 +36,8 @@ pub struct Adapters {
     pub slow_queue: Arc<dyn DeliveryQueue>,
     pub dead_letters: Arc<dyn DeliveryQueue>,
     pub source: EventSource,
+    /// The durable store, whose expired records the stack purges.
+    pub purge: Option<Arc<DurableStore>>,
 }
 
 pub async fn build(config: &Config) -> anyhow::Result<Adapters> {
@@ -85,7 +87,11 @@ fn durable(config: &Config) -> anyhow::Result<Adapters> {
         queue,
         slow_queue,
         dead_letters,
-        source: EventSource::Durable { stream, store },
+        source: EventSource::Durable {
+            stream,
+            store: store.clone(),
+        },
+        purge: Some(store),
     })
 }
 
@@ -102,6 +108,7 @@ fn in_memory() -> Adapters {
         slow_queue,
         dead_letters,
         source: EventSource::Feed(feed),
+        purge: None,
     }
 }
 
@@ -155,5 +162,6 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
         slow_queue: Arc::new(SqsQueue::new(sqs.clone(), slow_queue_url)),
         dead_letters: Arc::new(SqsQueue::new(sqs, dead_letter_queue_url)),
         source: EventSource::Stream(reader),
+        purge: None,
     })
 }

@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod config;
 mod projection;
+mod purge;
 pub mod server;
 
 use anyhow::Context;
@@ -38,6 +39,7 @@ pub struct Stack {
     server: JoinHandle<std::io::Result<()>>,
     stop_projection: watch::Sender<bool>,
     projection: JoinHandle<()>,
+    purge: JoinHandle<()>,
     stop_dispatcher: watch::Sender<bool>,
     dispatcher: JoinHandle<()>,
 }
@@ -59,6 +61,10 @@ impl Stack {
 
         let projector = Projector::new(backend.views.clone(), adapters.publisher.clone());
         let (stop_projection, projection_stopped) = watch::channel(false);
+        let purge = match adapters.purge.clone() {
+            Some(store) => tokio::spawn(purge::run(store, projection_stopped.clone())),
+            None => tokio::spawn(async {}),
+        };
         let projection = tokio::spawn(projection::run(projector, adapters.source, projection_stopped));
         let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
             .with_url_policy(policy)
@@ -86,6 +92,7 @@ impl Stack {
             server,
             stop_projection,
             projection,
+            purge,
             stop_dispatcher,
             dispatcher,
         })
@@ -103,6 +110,7 @@ impl Stack {
         self.server.await.context("server task")??;
         let _ = self.stop_projection.send(true);
         self.projection.await.context("projection task")?;
+        self.purge.await.context("purge task")?;
         let _ = self.stop_dispatcher.send(true);
         self.dispatcher.await.context("dispatcher task")?;
         Ok(())

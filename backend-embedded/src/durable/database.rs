@@ -31,7 +31,11 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     UNIQUE (session_id, version)
 );
-CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    expires_at INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS merchants (
     id TEXT PRIMARY KEY,
     api_key_hash TEXT NOT NULL UNIQUE,
@@ -86,6 +90,24 @@ fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Brings a database written by an earlier version up to [`SCHEMA`].
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let idempotency_expires = conn
+        .prepare("SELECT 1 FROM pragma_table_info('idempotency') WHERE name = 'expires_at'")?
+        .exists([])?;
+    if !idempotency_expires {
+        // Replies stored before the purge existed: their expiry is read from the record (an
+        // unreadable one expires at once).
+        conn.execute_batch(
+            "ALTER TABLE idempotency ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+             UPDATE idempotency SET expires_at = COALESCE(unixepoch(json_extract(record, '$.expires_at')), 0)
+             WHERE json_valid(record);",
+        )?;
+    }
+    // The purge finds expired replies by this index, a bounded number per pass.
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);")
+}
+
 impl Database {
     /// Opens (or creates) the database file at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -100,6 +122,7 @@ impl Database {
         }
         let writer = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
         writer.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
+        migrate(&writer).map_err(StoreError::unavailable)?;
         let readers = (0..READERS)
             .map(|_| {
                 let reader = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;

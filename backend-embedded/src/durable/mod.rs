@@ -4,4 +4,4 @@ mod database;
 mod store;
 
 pub use database::Database;
-pub use store::{Committed, DurableStore, SetAside};
+pub use store::{Committed, DurableStore, Purged, SetAside};

@@ -127,6 +127,28 @@ impl DurableStore {
         ))
     }
 
+    /// Deletes up to `limit` expired idempotency replies and up to `limit` attempt records past
+    /// the attempt log's retention (by event time, as replay windows are). Each call is one
+    /// short write, so the purge never holds the writer for long: call it again while it
+    /// reports a full batch.
+    pub async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<Purged, StoreError> {
+        let (now_s, limit) = (now.timestamp(), i64::try_from(limit).unwrap_or(i64::MAX));
+        let attempts_before = attempt_log::time_bound(now - attempt_log::RETENTION);
+        self.db
+            .write(move |conn| {
+                let replies = conn
+                    .prepare_cached(
+                        "DELETE FROM idempotency WHERE key IN \
+                         (SELECT key FROM idempotency WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![now_s, limit]))
+                    .map_err(sql)?;
+                let attempts = purge_attempts(conn, &attempts_before, limit).map_err(sql)?;
+                Ok(Purged { replies, attempts })
+            })
+            .await
+    }
+
     /// The events set aside at startup because they could not be read back.
     pub fn set_aside(&self) -> &[SetAside] {
         &self.set_aside
@@ -173,9 +195,10 @@ impl DurableStore {
 }
 
 fn put_idempotency_record(conn: &Connection, key: &str, record: &IdempotencyRecord) -> Result<(), StoreError> {
+    let expires_at = record.expires_at.timestamp();
     let record = to_json(record)?;
-    conn.prepare_cached("INSERT OR REPLACE INTO idempotency (key, record) VALUES (?1, ?2)")
-        .and_then(|mut s| s.execute(params![key, record]))
+    conn.prepare_cached("INSERT OR REPLACE INTO idempotency (key, record, expires_at) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![key, record, expires_at]))
         .map_err(sql)?;
     Ok(())
 }
@@ -518,6 +541,33 @@ impl DeliveryLog for DurableStore {
             ),
         }
     }
+}
+
+/// How much one [`DurableStore::purge_expired`] call deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub replies: usize,
+    pub attempts: usize,
+}
+
+/// Deletes up to `limit` attempt records whose sort key (event time first) is below `before`,
+/// target by target: the table is keyed by (target, sk), so each target's old records are one
+/// key range, and the next target is found by one index seek.
+fn purge_attempts(conn: &Connection, before: &str, limit: i64) -> rusqlite::Result<usize> {
+    let mut next_target = conn.prepare_cached("SELECT min(target) FROM deliveries WHERE target > ?1")?;
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM deliveries WHERE target = ?1 AND sk IN \
+         (SELECT sk FROM deliveries WHERE target = ?1 AND sk < ?2 LIMIT ?3)",
+    )?;
+    let (mut deleted, mut target) = (0usize, String::new());
+    while (deleted as i64) < limit {
+        match next_target.query_row([&target], |row| row.get::<_, Option<String>>(0))? {
+            Some(next) => target = next,
+            None => break,
+        }
+        deleted += delete.execute(params![target, before, limit - deleted as i64])?;
+    }
+    Ok(deleted)
 }
 
 /// The sort keys of one event's attempts: `[event#, event$)` (`$` follows `#`).
