@@ -24,6 +24,10 @@ use tracing::debug;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// The longest request target (path and query) served; no route needs more than a few hundred
+/// bytes. A longer one is a 414 in the ACP error shape. (Past 64 KiB hyper refuses the request
+/// line itself, with a bare 414, before any of this code sees it.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight finish.
 pub async fn serve(
@@ -31,7 +35,7 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let app = app.layer(axum::middleware::from_fn(require_host));
+    let app = app.layer(axum::middleware::from_fn(check_request_line));
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -71,18 +75,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// HTTP/1.1 requires a `Host` header (RFC 9112 §3.2): a request without one is a 400 in the ACP
-/// error shape, as hyper would otherwise let it through.
-async fn require_host(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+/// What hyper lets through but a public server must refuse, in the ACP error shape: an HTTP/1.1
+/// request without `Host` (RFC 9112 §3.2), and a request target longer than [`MAX_URI_BYTES`].
+async fn check_request_line(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::http::{StatusCode, Version, header};
-    if request.version() == Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
-        let body = r#"{"type":"invalid_request","code":"missing_host","message":"An HTTP/1.1 request must carry a Host header."}"#;
-        return (
+    let refusal = if request.version() == Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
+        Some((
             StatusCode::BAD_REQUEST,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response();
+            r#"{"type":"invalid_request","code":"missing_host","message":"An HTTP/1.1 request must carry a Host header."}"#,
+        ))
+    } else if request.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_BYTES {
+        Some((
+            StatusCode::URI_TOO_LONG,
+            r#"{"type":"invalid_request","code":"uri_too_long","message":"The request path and query may be at most 8 KiB."}"#,
+        ))
+    } else {
+        None
+    };
+    match refusal {
+        Some((status, body)) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        None => next.run(request).await,
     }
-    next.run(request).await
 }

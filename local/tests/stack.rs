@@ -147,3 +147,25 @@ async fn a_request_without_host_is_refused() {
     assert!(answer.contains("\"code\":\"missing_host\""), "{answer}");
     stack.shutdown().await.unwrap();
 }
+
+/// A request target longer than the server serves is a 414 in the ACP error shape, not an
+/// empty body; one just under the limit reaches the router (a 404 for an unknown session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_path_is_a_414_in_the_acp_shape() {
+    let (config, _dir) = ephemeral("sk_demo_uri");
+    let stack = Stack::start(&config).await.unwrap();
+    let client = reqwest::Client::new();
+    let prefix = "/checkout_sessions/cs_";
+    let get = |len: usize| {
+        let url = format!("{}{prefix}{}", stack.base_url(), "a".repeat(len - prefix.len()));
+        client.get(url).bearer_auth("sk_demo_uri").send()
+    };
+    let too_long = get(local::server::MAX_URI_BYTES + 1).await.unwrap();
+    assert_eq!(too_long.status(), 414);
+    let body: serde_json::Value = too_long.json().await.unwrap();
+    assert_eq!(body["code"], "uri_too_long", "{body}");
+    assert_eq!(body["type"], "invalid_request");
+    let at_limit = get(local::server::MAX_URI_BYTES).await.unwrap();
+    assert_eq!(at_limit.status(), 404);
+    stack.shutdown().await.unwrap();
+}
