@@ -11,6 +11,7 @@ pub use edge::BODY_READ_TIMEOUT;
 mod endpoints;
 mod error;
 pub mod headers;
+pub mod lambda;
 pub mod onboarding;
 mod path_id;
 mod resolver;

@@ -24,5 +24,5 @@ async fn main() -> Result<(), lambda_http::Error> {
     if let Ok(url) = std::env::var("ORDER_UPDATES_QUEUE_URL") {
         state = state.with_delivery_queue(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));
     }
-    lambda_http::run(api::router(state)).await
+    lambda_http::run(api::lambda::service(state)).await
 }

@@ -8,6 +8,7 @@ mod endpoints;
 mod examples;
 mod flow;
 mod idempotency;
+mod lambda;
 mod onboarding;
 mod schema;
 mod tenancy;

@@ -1,0 +1,80 @@
+//! The API as the SessionManagerFunction serves it, behind an API Gateway HTTP API.
+//!
+//! On a named stage (`/dev`, `/prod`), API Gateway puts the stage into the path the function is
+//! given (`rawPath` is `/dev/checkout_sessions`), and `lambda_http` keeps it there, whatever
+//! `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` says: every route would be a 404. The stage prefix is
+//! therefore removed here, before routing; on the `$default` stage the path has none.
+
+use crate::{AppState, router};
+use axum::Router;
+use axum::http::Uri;
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+use tower::util::MapRequest;
+
+/// The API with the stage taken out of each request's path.
+pub fn service(state: AppState) -> MapRequest<Router, fn(Request) -> Request> {
+    MapRequest::new(router(state), strip_stage)
+}
+
+/// `/dev/checkout_sessions` on stage `dev` becomes `/checkout_sessions`; anything else is left as
+/// it came.
+pub fn strip_stage(mut request: Request) -> Request {
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| s != "$default" && !s.is_empty()) else {
+        return request;
+    };
+    let prefix = format!("/{stage}");
+    let uri = request.uri();
+    let Some(rest) = uri.path().strip_prefix(&prefix) else {
+        return request;
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        // `/device/...` on stage `dev` is not under the stage.
+        return request;
+    }
+    let path = if rest.is_empty() { "/" } else { rest };
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(target) = target.parse() {
+        parts.path_and_query = Some(target);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+
+    fn on_stage(stage: &str, path: &str) -> Request {
+        let mut request = Request::new(lambda_http::Body::Empty);
+        *request.uri_mut() = path.parse().unwrap();
+        let mut context = ApiGatewayV2httpRequestContext::default();
+        context.stage = Some(stage.to_owned());
+        request.extensions_mut().insert(RequestContext::ApiGatewayV2(context));
+        request
+    }
+
+    fn stripped(stage: &str, path: &str) -> String {
+        strip_stage(on_stage(stage, path)).uri().to_string()
+    }
+
+    #[test]
+    fn only_a_whole_leading_stage_segment_is_removed() {
+        assert_eq!(stripped("dev", "/dev/checkout_sessions?x=1"), "/checkout_sessions?x=1");
+        assert_eq!(stripped("dev", "/dev"), "/");
+        assert_eq!(stripped("check", "/checkout_sessions"), "/checkout_sessions");
+        assert_eq!(stripped("$default", "/checkout_sessions"), "/checkout_sessions");
+        assert_eq!(stripped("dev", "/webhook_endpoints/dev"), "/webhook_endpoints/dev");
+    }
+}
