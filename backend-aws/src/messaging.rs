@@ -192,6 +192,16 @@ impl DeliveryQueue for SqsQueue {
     }
 
     async fn set_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), PipelineError> {
+        // SQS refuses a visibility that ends more than 12 h after the receive; moto does not.
+        // Refused here as SQS would, so a caller asking for it fails in every test, not only on
+        // AWS (the dispatcher asks for at most 11 h at a time).
+        if timeout > MAX_VISIBILITY {
+            return Err(PipelineError(format!(
+                "a visibility timeout of {} s is over SQS's limit of {} s",
+                timeout.as_secs(),
+                MAX_VISIBILITY.as_secs()
+            )));
+        }
         self.client
             .change_message_visibility()
             .queue_url(&self.url)

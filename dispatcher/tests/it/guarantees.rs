@@ -259,6 +259,47 @@ async fn a_timed_out_attempt_is_retried_when_its_record_says(kind: Kind) {
     );
 }
 
+/// Retries late in the schedule are hours apart; SQS hides a message at most 12 h from its
+/// receive, so a wait of 14 h or 24 h is made of steps of at most 11 h, each one accepted by the
+/// queue (before, 43,200 s was asked for and SQS refused it every time).
+async fn a_retry_due_beyond_twelve_hours_waits_in_steps_the_queue_accepts(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let target = rig.endpoint.id.as_str();
+    let hour = Duration::from_secs(3600);
+    for (attempt, hours, first_step) in [(6, 24, 11), (7, 14, 11), (8, 3, 3)] {
+        let e = rig.publish().await;
+        let _ = rig.queue.receive(10, Duration::from_millis(200)).await.unwrap();
+        let mut failed = checkout::testkit::attempt_record(target, &e, attempt);
+        failed.next_attempt_at = Some(checkout::clock::now() + chrono::Duration::hours(hours));
+        assert!(rig.backend.deliveries.record(&failed).await.unwrap());
+        let raw = serde_json::to_string(&e).unwrap();
+        let task = TaskMessage::new(target, 1, false, serde_json::from_str(&raw).unwrap()).to_body();
+        let message = Incoming {
+            message_id: format!("late-{attempt}"),
+            body: task.clone(),
+            receive_count: 2,
+            lane: Lane::Main,
+        };
+        let disposition = rig.dispatcher.handle(&[message]).await;
+        let Disposition::RetryIn(wait) = disposition[0] else {
+            panic!("a retry {hours} h away waits, got {disposition:?}");
+        };
+        let step = hour * first_step;
+        assert!(
+            wait <= step && wait + Duration::from_secs(60) >= step,
+            "{hours} h away: the first step is {first_step} h, got {wait:?}"
+        );
+        // The queue takes that wait for a message it just handed out.
+        rig.queue.send(&task, Duration::ZERO).await.unwrap();
+        let got = rig.queue.receive(1, Duration::from_secs(2)).await.unwrap();
+        rig.queue
+            .set_visibility(&got[0].receipt, wait)
+            .await
+            .expect("the queue accepts the step");
+        assert!(rig.receiver.seen().is_empty(), "nothing was sent before its time");
+    }
+}
+
 async fn a_replay_right_after_enabling_again_is_sent(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
     let mut endpoint = rig.stored_endpoint().await;
@@ -338,6 +379,7 @@ fn incoming(id: &str, e: &Event) -> Incoming {
 }
 
 on_every_backend!(
+    a_retry_due_beyond_twelve_hours_waits_in_steps_the_queue_accepts,
     a_new_endpoint_gets_every_event_created_after_it_was_registered,
     a_deleted_endpoint_gets_nothing_after_the_deletion,
     a_rotation_takes_effect_for_the_next_event,
