@@ -6,7 +6,6 @@ checkout::pipeline_contract_tests!(async { aws_backend::testkit::fresh_pipeline(
 /// refuses it too, so a caller asking for one fails here and not only on AWS.
 #[tokio::test]
 async fn a_visibility_over_twelve_hours_is_refused_as_sqs_would() {
-    use checkout::ports::DeliveryQueue;
     use std::time::Duration;
     let (pipeline, _) = aws_backend::testkit::fresh_pipeline().await;
     pipeline.queue.send("m", Duration::ZERO).await.unwrap();
