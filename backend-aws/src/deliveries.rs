@@ -4,7 +4,7 @@
 //! (one write unit), expiring after the log's retention.
 
 use crate::dynamo::{DynamoStore, Item, conditional_put, doc, get_s, n, s, to_doc};
-use crate::error::unavailable;
+use crate::error::{failed_call, unavailable};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
@@ -60,7 +60,7 @@ impl DynamoStore {
                 .request_items(&self.tables.deliveries, request)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(failed_call)?;
             for item in out
                 .responses
                 .unwrap_or_default()
@@ -104,7 +104,7 @@ impl DynamoStore {
                 let left = limit.saturating_sub(records.len()).max(1);
                 query = query.limit(i32::try_from(left).unwrap_or(i32::MAX));
             }
-            let out = query.send().await.map_err(unavailable)?;
+            let out = query.send().await.map_err(failed_call)?;
             for item in out.items() {
                 records.push(doc(item, "attempt")?);
             }

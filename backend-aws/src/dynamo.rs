@@ -1,6 +1,6 @@
 //! [`DynamoStore`]: the event store, idempotency records and merchants in DynamoDB.
 
-use crate::error::{corrupt, unavailable};
+use crate::error::{corrupt, failed_call, unavailable};
 use crate::tables::TableNames;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -83,7 +83,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(failed_call)?;
         Ok(out.item)
     }
 
@@ -103,7 +103,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(failed_call)?;
             for item in out.items() {
                 events.push(parse_event(item)?);
             }
@@ -208,7 +208,7 @@ pub(crate) fn conditional_put<T>(result: Result<T, SdkError<PutItemError, HttpRe
     match result {
         Ok(_) => Ok(true),
         Err(err) if is_condition_failure(&err) => Ok(false),
-        Err(err) => Err(unavailable(err)),
+        Err(err) => Err(failed_call(err)),
     }
 }
 
@@ -254,7 +254,7 @@ impl EventStore for DynamoStore {
             return match self.put_alone(put).await {
                 Ok(_) => Ok(()),
                 Err(err) if is_condition_failure(&err) => Err(conflict()),
-                Err(err) => Err(unavailable(err)),
+                Err(err) => Err(failed_call(err)),
             };
         };
         let result = self
@@ -273,7 +273,7 @@ impl EventStore for DynamoStore {
                         .iter()
                         .map(|r| r.code().map(str::to_owned))
                         .collect(),
-                    _ => return Err(unavailable(err)),
+                    _ => return Err(failed_call(err)),
                 };
                 let failed = |i: usize| reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
                 if failed(0) {
@@ -281,7 +281,7 @@ impl EventStore for DynamoStore {
                 } else if failed(1) {
                     Err(StoreError::ClaimLost)
                 } else {
-                    Err(unavailable(err))
+                    Err(failed_call(err))
                 }
             }
         }
@@ -322,7 +322,7 @@ impl IdempotencyStore for DynamoStore {
             match result {
                 Ok(_) => return Ok(Claim::Acquired { token }),
                 Err(err) if is_condition_failure(&err) => {}
-                Err(err) => return Err(unavailable(err)),
+                Err(err) => return Err(failed_call(err)),
             }
             let Some(item) = self.get(&self.tables.idempotency, pk_key(&pk)).await? else {
                 continue;
@@ -338,7 +338,7 @@ impl IdempotencyStore for DynamoStore {
         match self.put_alone(self.completion_put(completion)?).await {
             Ok(_) => Ok(()),
             Err(err) if is_condition_failure(&err) => Err(StoreError::ClaimLost),
-            Err(err) => Err(unavailable(err)),
+            Err(err) => Err(failed_call(err)),
         }
     }
 
@@ -363,7 +363,7 @@ impl IdempotencyStore for DynamoStore {
             {
                 Ok(())
             }
-            Err(err) => Err(unavailable(err)),
+            Err(err) => Err(failed_call(err)),
         }
     }
 }
@@ -460,7 +460,7 @@ impl MerchantStore for DynamoStore {
         match request.send().await {
             Ok(_) => Ok(()),
             Err(err) if first_condition_failed(&err) => Err(changed()),
-            Err(err) => Err(unavailable(err)),
+            Err(err) => Err(failed_call(err)),
         }
     }
 
@@ -531,7 +531,7 @@ impl EndpointStore for DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(failed_call)?;
             for item in out.items() {
                 endpoints.push(doc(item, "endpoint")?);
             }
@@ -552,7 +552,7 @@ impl EndpointStore for DynamoStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(failed_call)?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::durable::Database;
 use async_trait::async_trait;
-use checkout::ports::{DeliveryQueue, PipelineError, QueuedMessage, StoreError};
+use checkout::ports::{DeliveryQueue, MAX_MESSAGE_BYTES, PipelineError, QueuedMessage, StoreError};
 use parking_lot::Mutex;
 use rusqlite::params;
 use std::collections::{BTreeSet, HashMap};
@@ -338,6 +338,13 @@ impl EmbeddedQueue {
 #[async_trait]
 impl DeliveryQueue for EmbeddedQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<(), PipelineError> {
+        if body.len() > MAX_MESSAGE_BYTES {
+            // As SQS refuses it.
+            return Err(PipelineError(format!(
+                "the message is {} bytes; a queue takes at most {MAX_MESSAGE_BYTES}",
+                body.len()
+            )));
+        }
         self.push(body.to_owned(), Vec::new(), delay).await
     }
 

@@ -4,7 +4,7 @@
 use crate::EmbeddedQueue;
 use async_trait::async_trait;
 use checkout::event::Event;
-use checkout::ports::{PipelineError, Publisher};
+use checkout::ports::{MAX_MESSAGE_BYTES, PipelineError, Publisher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,21 @@ fn message(event: &Event) -> Result<(String, Vec<(String, String)>), PipelineErr
         ("event_type".to_owned(), event.kind.to_string()),
     ];
     Ok((body, attributes))
+}
+
+/// A message's size as SNS counts it: body, attribute names, types and values.
+fn size((body, attributes): &(String, Vec<(String, String)>)) -> usize {
+    body.len()
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + "String".len() + v.len())
+            .sum::<usize>()
+}
+
+fn too_large(size: usize) -> PipelineError {
+    PipelineError(format!(
+        "the message is {size} bytes; at most {MAX_MESSAGE_BYTES} can be published"
+    ))
 }
 
 pub struct EmbeddedTopic {
@@ -31,16 +46,28 @@ impl EmbeddedTopic {
 #[async_trait]
 impl Publisher for EmbeddedTopic {
     async fn publish(&self, events: &[&Event]) -> Vec<Result<(), PipelineError>> {
-        // One commit per subscriber for the whole batch: all of it is queued or none of it.
-        let messages = match events.iter().map(|e| message(e)).collect::<Result<Vec<_>, _>>() {
-            Ok(messages) => messages,
-            Err(err) => return events.iter().map(|_| Err(err.clone())).collect(),
-        };
-        for queue in &self.subscribers {
-            if let Err(err) = queue.push_all(messages.clone(), Duration::ZERO).await {
-                return events.iter().map(|_| Err(err.clone())).collect();
+        // What SNS would refuse is refused here too, alone; the rest goes on.
+        let mut results: Vec<Result<(), PipelineError>> = Vec::with_capacity(events.len());
+        let mut messages = Vec::with_capacity(events.len());
+        for event in events {
+            match message(event) {
+                Ok(message) if size(&message) > MAX_MESSAGE_BYTES => results.push(Err(too_large(size(&message)))),
+                Ok(message) => {
+                    messages.push(message);
+                    results.push(Ok(()));
+                }
+                Err(err) => results.push(Err(err)),
             }
         }
-        events.iter().map(|_| Ok(())).collect()
+        // One commit per subscriber for the whole batch: all of it is queued or none of it.
+        for queue in &self.subscribers {
+            if let Err(err) = queue.push_all(messages.clone(), Duration::ZERO).await {
+                for result in results.iter_mut().filter(|r| r.is_ok()) {
+                    *result = Err(err.clone());
+                }
+                return results;
+            }
+        }
+        results
     }
 }

@@ -6,6 +6,15 @@ use crate::ids::{EventId, MerchantId, SessionId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The largest event the pipeline carries, as JSON. SNS and SQS take 256 KiB per message (a
+/// `PublishBatch` 256 KiB in all), and a delivery task or dead letter wraps the event in up to a
+/// few KiB more; DynamoDB's 400 KB items hold it with its idempotency reply beside it.
+pub const MAX_EVENT_BYTES: usize = 200 * 1024;
+
+/// Room kept under [`MAX_EVENT_BYTES`] when a session is created or updated, for what completing
+/// it adds (the order): a session that could be built can always be completed.
+pub const COMPLETION_HEADROOM: usize = 16 * 1024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     #[serde(rename = "checkout.session.created")]
@@ -32,6 +41,14 @@ impl EventType {
 
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == raw)
+    }
+
+    /// The largest event of this type that may be stored (see [`MAX_EVENT_BYTES`]).
+    pub fn size_limit(self) -> usize {
+        match self {
+            Self::Created | Self::Updated => MAX_EVENT_BYTES - COMPLETION_HEADROOM,
+            Self::Completed | Self::Cancelled => MAX_EVENT_BYTES,
+        }
     }
 }
 
@@ -76,6 +93,24 @@ impl Event {
             api_version: api_version.to_owned(),
             data,
         }
+    }
+
+    /// The length of the event as JSON, as stored and published, counted without building it.
+    pub fn encoded_len(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        // Writing to a counter cannot fail, and the event always serializes.
+        let _ = serde_json::to_writer(&mut count, self);
+        count.0
     }
 }
 

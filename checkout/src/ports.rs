@@ -27,6 +27,10 @@ pub enum StoreError {
     Changed { what: &'static str, id: String },
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// The storage refused the write as invalid (over an item size limit, say): trying again
+    /// cannot help.
+    #[error("storage refused the write: {0}")]
+    Refused(String),
     #[error("storage unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -123,11 +127,16 @@ pub trait DeliveryLog: Send + Sync {
 #[error("{0}")]
 pub struct PipelineError(pub String);
 
+/// The largest message the topic and the queues carry, body and attributes together (SNS and
+/// SQS: 256 KiB; a `PublishBatch` also 256 KiB in all).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// The checkout-events topic: one message per event, with `merchant_id` and `event_type`
 /// attributes so subscribers can filter.
 #[async_trait]
 pub trait Publisher: Send + Sync {
-    /// Publishes each event; the result at index i is event i's.
+    /// Publishes each event; the result at index i is event i's. An event over
+    /// [`MAX_MESSAGE_BYTES`] is refused (its result is an error) and the others still go.
     async fn publish(&self, events: &[&Event]) -> Vec<Result<(), PipelineError>>;
 }
 

@@ -286,6 +286,11 @@ impl CheckoutService {
     }
 
     async fn commit(&self, call: &Call<'_>, token: &str, event: &Event, status: u16) -> Result<Outcome, AttemptError> {
+        let (size, limit) = (event.encoded_len(), event.kind.size_limit());
+        if size > limit {
+            // Stored, it could never be published or delivered: refused, nothing changes.
+            return Ok(Outcome::NotStored(too_large(size, limit)));
+        }
         let reply = Reply::session(status, &event.data);
         let completion = self.completion(call, token, &reply);
         match self.backend.events.append(event, Some(&completion)).await {
@@ -433,7 +438,28 @@ fn in_flight() -> Reply {
     }
 }
 
+fn too_large(size: usize, limit: usize) -> Reply {
+    let message = format!(
+        "This change would make the checkout session {} KiB; a session can be at most {} KiB \
+         (roughly 400 line items, less with long metadata).",
+        size.div_ceil(1024),
+        limit / 1024
+    );
+    Reply::error(400, &AcpError::invalid("session_too_large", message))
+}
+
 fn unavailable(err: &StoreError) -> Reply {
+    if let StoreError::Refused(reason) = err {
+        // Permanent: a 503 would have the client retry what can never be stored.
+        error!(%reason, "storage refused a write");
+        return Reply::error(
+            500,
+            &AcpError::processing(
+                "storage_refused",
+                "This change cannot be stored; retrying will not help.",
+            ),
+        );
+    }
     if let StoreError::Corrupt(reason) = err {
         // Retrying will not help: say so, rather than a 503 the client would retry forever.
         error!(%reason, "a stored record cannot be read back");

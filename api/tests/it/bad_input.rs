@@ -13,7 +13,75 @@ on_both_backends!(
     unsupported_api_version_lists_the_supported_ones,
     array_bodies_cancel_nothing,
     undecodable_ids_are_404_in_the_acp_shape,
+    a_cart_too_large_to_publish_is_refused_and_a_large_one_completes,
 );
+
+/// `n` line items, one per catalog item `item_0`, `item_1`, …
+fn lines(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"id": format!("item_{i}"), "quantity": 1}))
+            .collect(),
+    )
+}
+
+/// Gives the app's merchant a catalog of `n` more items (`item_0`…), before its first request.
+async fn big_catalog(app: &TestApp, n: usize) {
+    let mut merchant = app.backend.merchants.merchant(&app.merchant.id).await.unwrap().unwrap();
+    let template = merchant.catalog.items[0].clone();
+    for i in 0..n {
+        let mut item = template.clone();
+        item.id = format!("item_{i}");
+        item.name = format!("Catalog item number {i}");
+        merchant.catalog.items.push(item);
+    }
+    app.backend.merchants.put_merchant(&merchant).await.unwrap();
+}
+
+/// A session whose event could never travel the pipeline (SNS takes 256 KiB) is refused with a
+/// 400 that names the limit, and nothing is stored; before, it was stored (201) and its
+/// webhooks were lost, or the API answered 503 "retry later" forever. A large cart under the
+/// limit can still be updated and completed.
+async fn a_cart_too_large_to_publish_is_refused_and_a_large_one_completes(app: TestApp) {
+    big_catalog(&app, 700).await;
+    let huge = json!({"currency": "usd", "line_items": lines(700)});
+    let refused = app.post("/checkout_sessions", &huge).send().await.unwrap();
+    let body = expect(refused, 400).await;
+    assert_error(&body, "session_too_large");
+    assert!(body["message"].as_str().unwrap().contains("KiB"), "{body}");
+
+    let large = json!({"currency": "usd", "line_items": lines(300)});
+    let created = expect(app.post("/checkout_sessions", &large).send().await.unwrap(), 201).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let size = serde_json::to_vec(&created).unwrap().len();
+    assert!(size > 100 * 1024, "a large cart: {size} bytes");
+    let grown = json!({"line_items": lines(700)});
+    let refused = app
+        .post(&format!("/checkout_sessions/{id}"), &grown)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(refused, 400).await, "session_too_large");
+    assert_eq!(app.history_len(&id).await, 1, "the refused update stored nothing");
+
+    expect(
+        app.post(&format!("/checkout_sessions/{id}"), &shipping_details())
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let done = app.complete(&id, "tok_visa").await;
+    let done = expect(done, 200).await;
+    assert_eq!(done["status"], "completed", "{}", &done.to_string()[..200]);
+    let history = app.history_len(&id).await;
+    assert_eq!(history, 3);
+    let id = checkout::ids::SessionId::parse(&id).unwrap();
+    for event in app.backend.events.history(&id).await.unwrap() {
+        assert!(event.encoded_len() <= checkout::event::MAX_EVENT_BYTES);
+    }
+}
 
 struct Case {
     name: &'static str,

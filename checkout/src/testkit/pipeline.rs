@@ -58,6 +58,45 @@ pub async fn published_events_arrive_once_each_with_attributes(p: &Pipeline) {
     );
 }
 
+/// An event padded to about `bytes` of JSON.
+fn event_of_size(m: &crate::merchant::Merchant, bytes: usize) -> Event {
+    let mut e = event(m, None, 1);
+    let base = e.encoded_len();
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("pad".to_owned(), "x".repeat(bytes.saturating_sub(base + 20)).into());
+    e.data.metadata = Some(metadata);
+    e
+}
+
+/// Ten events of the largest size the API accepts go out (SNS batches hold 256 KiB in all, so
+/// they cannot share one); an event over 256 KiB is refused on its own and the others still go;
+/// a queue refuses a message over 256 KiB.
+pub async fn the_largest_events_are_published_and_a_larger_one_is_refused_alone(p: &Pipeline) {
+    let m = merchant();
+    let mut events: Vec<Event> = (0..10)
+        .map(|_| event_of_size(&m, crate::event::MAX_EVENT_BYTES))
+        .collect();
+    events.insert(4, event_of_size(&m, crate::ports::MAX_MESSAGE_BYTES + 1));
+    let refs: Vec<&Event> = events.iter().collect();
+    let results = p.publisher.publish(&refs).await;
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result.is_ok(), i != 4, "event {i}: {result:?}");
+    }
+    let mut arrived = std::collections::HashSet::new();
+    while arrived.len() < 10 {
+        let batch = p.queue.receive(10, Duration::from_secs(2)).await.unwrap();
+        assert!(!batch.is_empty(), "only {} of 10 arrived", arrived.len());
+        for message in batch {
+            let body: Event = serde_json::from_str(&message.body).unwrap();
+            arrived.insert(body.id);
+            p.queue.delete(&message.receipt).await.unwrap();
+        }
+    }
+    assert!(!arrived.contains(&events[4].id));
+    let too_big = "x".repeat(crate::ports::MAX_MESSAGE_BYTES + 1);
+    assert!(p.queue.send(&too_big, Duration::ZERO).await.is_err());
+}
+
 pub async fn unacknowledged_message_comes_back_after_its_visibility_timeout(p: &Pipeline) {
     p.queue.send("hello", Duration::ZERO).await.unwrap();
     let first = receive_one(p.queue.as_ref(), Duration::from_secs(2))
@@ -129,6 +168,7 @@ macro_rules! pipeline_contract_tests {
     ($factory:expr) => {
         $crate::backend_contract_tests!(@cases $factory;
             published_events_arrive_once_each_with_attributes,
+            the_largest_events_are_published_and_a_larger_one_is_refused_alone,
             unacknowledged_message_comes_back_after_its_visibility_timeout,
             visibility_can_be_shortened_and_extended,
             delayed_message_waits,
