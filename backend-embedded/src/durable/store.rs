@@ -59,10 +59,50 @@ pub struct DurableStore {
     set_aside: Vec<SetAside>,
 }
 
-type Recent = parking_lot::Mutex<HashMap<SessionId, Event>>;
+type Recent = parking_lot::Mutex<RecentEvents>;
 
-/// Sessions in [`DurableStore::recent`]; when full, it starts over.
-const RECENT_SESSIONS: usize = 16_384;
+/// Sessions per generation of [`RecentEvents`].
+const RECENT_SESSIONS: usize = 4_096;
+/// The age at which a generation of [`RecentEvents`] is retired.
+const RECENT_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The newest event of recently changed sessions, in two generations: new events go to the
+/// current one; when it is full or [`RECENT_AGE`] old it becomes the previous one and the old
+/// previous one is dropped. So the cache holds at most 2 × [`RECENT_SESSIONS`] sessions, and
+/// nothing older than 2 × [`RECENT_AGE`] once the store is idle (the purge ticks it). A session
+/// not found here is read from disk: the cache only spares reads, it never answers stale (an
+/// event enters it after its commit, and a newer one replaces it).
+#[derive(Default)]
+struct RecentEvents {
+    current: HashMap<SessionId, Event>,
+    previous: HashMap<SessionId, Event>,
+    since: Option<std::time::Instant>,
+}
+
+impl RecentEvents {
+    fn rotate_if_due(&mut self, now: std::time::Instant) {
+        let old = self.since.is_some_and(|since| now.duration_since(since) >= RECENT_AGE);
+        if self.current.len() >= RECENT_SESSIONS || old {
+            self.previous = std::mem::take(&mut self.current);
+            self.since = Some(now);
+        }
+    }
+
+    fn insert(&mut self, event: Event, now: std::time::Instant) {
+        self.rotate_if_due(now);
+        self.since.get_or_insert(now);
+        self.previous.remove(&event.session_id);
+        self.current.insert(event.session_id.clone(), event);
+    }
+
+    fn get(&self, session_id: &SessionId) -> Option<&Event> {
+        self.current.get(session_id).or_else(|| self.previous.get(session_id))
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
 
 type Claims = parking_lot::Mutex<HashMap<String, IdempotencyRecord>>;
 
@@ -134,6 +174,8 @@ impl DurableStore {
     pub async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<Purged, StoreError> {
         let (now_s, limit) = (now.timestamp(), i64::try_from(limit).unwrap_or(i64::MAX));
         let attempts_before = attempt_log::time_bound(now - attempt_log::RETENTION);
+        // The purge's tick also retires the idle store's recent events.
+        self.recent.lock().rotate_if_due(std::time::Instant::now());
         self.db
             .write(move |conn| {
                 let replies = conn
@@ -147,6 +189,11 @@ impl DurableStore {
                 Ok(Purged { replies, attempts })
             })
             .await
+    }
+
+    /// Sessions whose newest event is held in memory (bounded: see `RecentEvents`).
+    pub fn cached_sessions(&self) -> usize {
+        self.recent.lock().len()
     }
 
     /// The events set aside at startup because they could not be read back.
@@ -272,12 +319,7 @@ impl EventStore for DurableStore {
                     if let Some(done) = &finished {
                         forget_claim(&finishing, done);
                     }
-                    let mut recent = recent.lock();
-                    if recent.len() >= RECENT_SESSIONS {
-                        recent.clear();
-                    }
-                    recent.insert(committed.session_id.clone(), committed.clone());
-                    drop(recent);
+                    recent.lock().insert(committed.clone(), std::time::Instant::now());
                     let _ = feed.send(Committed {
                         position: *position,
                         event: committed,
@@ -575,4 +617,37 @@ fn event_range(event: &EventId) -> (String, String) {
     let prefix = attempt_log::event_prefix(event);
     let high = format!("{}$", prefix.trim_end_matches('#'));
     (prefix, high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkout::testkit::{event, merchant};
+    use std::time::Instant;
+
+    #[test]
+    fn recent_events_are_bounded_in_number_and_age_and_never_stale() {
+        let m = merchant();
+        let mut recent = RecentEvents::default();
+        let start = Instant::now();
+        let first = event(&m, None, 1);
+        recent.insert(first.clone(), start);
+        for _ in 0..3 * RECENT_SESSIONS {
+            recent.insert(event(&m, None, 1), start);
+            assert!(recent.len() <= 2 * RECENT_SESSIONS);
+        }
+        assert!(recent.get(&first.session_id).is_none(), "the oldest generation is gone");
+
+        let mut recent = RecentEvents::default();
+        let v1 = event(&m, None, 1);
+        recent.insert(v1.clone(), start);
+        recent.rotate_if_due(start + RECENT_AGE);
+        assert_eq!(recent.get(&v1.session_id), Some(&v1), "kept one generation more");
+        let v2 = event(&m, Some(&v1.session_id), 2);
+        recent.insert(v2.clone(), start + RECENT_AGE);
+        assert_eq!(recent.get(&v1.session_id), Some(&v2), "the newest version answers");
+        recent.rotate_if_due(start + RECENT_AGE * 2);
+        recent.rotate_if_due(start + RECENT_AGE * 3);
+        assert_eq!(recent.len(), 0, "an idle store forgets everything after two ages");
+    }
 }
