@@ -12,6 +12,75 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use tower::util::MapRequest;
 
+/// What the function reads from its environment, for `--help`.
+pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_process::Usage {
+    name: "session-manager",
+    about: "the ACP checkout API and the merchant API, behind an API Gateway HTTP API",
+    env: &[
+        (
+            "PAYMENT_PROCESSOR",
+            "required: the payment processor; `test` (the one built in) approves test tokens only",
+        ),
+        ("ACP_ENVIRONMENT", "the environment name the table names derive from"),
+        (
+            "SESSIONS_TABLE",
+            "the event store (default: {ACP_ENVIRONMENT}-acp-sessions)",
+        ),
+        ("IDEMPOTENCY_TABLE", "idempotency replies"),
+        ("MERCHANTS_TABLE", "merchants and their webhook endpoints"),
+        ("VIEWS_TABLE", "the read model"),
+        ("DELIVERIES_TABLE", "the attempt log"),
+        (
+            "ORDER_UPDATES_QUEUE_URL",
+            "where replays are queued (without it, replay answers 503)",
+        ),
+    ],
+};
+
+/// The payment processors this build can charge through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Processor {
+    /// [`checkout::payment::TestPaymentProcessor`]: test tokens only; every session says
+    /// `test_mode: true`.
+    Test,
+}
+
+/// The function's settings, from its environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub processor: Processor,
+    pub order_updates_queue_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error(
+        "PAYMENT_PROCESSOR is not set: a deployment must choose its payment processor (the \
+         template's PaymentProcessor parameter); `test` is the one built in"
+    )]
+    NoProcessor,
+    #[error("PAYMENT_PROCESSOR={0:?} is not a payment processor this build has (it has `test`)")]
+    UnknownProcessor(String),
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let processor = match get("PAYMENT_PROCESSOR").as_deref().map(str::trim) {
+            None | Some("") => return Err(SettingsError::NoProcessor),
+            Some("test") => Processor::Test,
+            Some(other) => return Err(SettingsError::UnknownProcessor(other.to_owned())),
+        };
+        Ok(Self {
+            processor,
+            order_updates_queue_url: get("ORDER_UPDATES_QUEUE_URL").filter(|u| !u.is_empty()),
+        })
+    }
+}
+
 /// The API with the stage taken out of each request's path.
 pub fn service(state: AppState) -> MapRequest<Router, fn(Request) -> Request> {
     MapRequest::new(router(state), strip_stage)
@@ -67,6 +136,25 @@ mod tests {
 
     fn stripped(stage: &str, path: &str) -> String {
         strip_stage(on_stage(stage, path)).uri().to_string()
+    }
+
+    #[test]
+    fn a_deployment_must_name_its_payment_processor() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(Settings::from_lookup(env(&[])), Err(SettingsError::NoProcessor));
+        assert_eq!(
+            Settings::from_lookup(env(&[("PAYMENT_PROCESSOR", "stripe")])),
+            Err(SettingsError::UnknownProcessor("stripe".into()))
+        );
+        let settings = Settings::from_lookup(env(&[
+            ("PAYMENT_PROCESSOR", "test"),
+            ("ORDER_UPDATES_QUEUE_URL", "https://q"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.processor, Processor::Test);
+        assert_eq!(settings.order_updates_queue_url.as_deref(), Some("https://q"));
     }
 
     #[test]

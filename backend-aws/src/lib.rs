@@ -4,6 +4,7 @@
 mod deliveries;
 mod dynamo;
 mod error;
+pub mod lambda_process;
 mod messaging;
 mod stream;
 mod tables;
@@ -53,6 +54,34 @@ pub mod testkit {
     use super::{DynamoStore, TableNames, create_tables, local_dynamodb_client};
     use checkout::ports::Backend;
     use std::sync::Arc;
+
+    /// Runs a Lambda bootstrap as an operator would by hand: `--help` answers at once with
+    /// every setting in `usage`, without network or AWS variables; started outside Lambda, it
+    /// exits 2 with a sentence saying so, not a panic.
+    pub fn check_bootstrap_outside_lambda(binary: &str, usage: &crate::lambda_process::Usage) {
+        use std::process::Command;
+        let bare = |args: &[&str]| {
+            Command::new(binary)
+                .args(args)
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .output()
+                .expect("the bootstrap runs")
+        };
+        let help = bare(&["--help"]);
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(help.status.success(), "--help: {help:?}");
+        for (name, _) in usage.env {
+            assert!(text.contains(name), "--help names {name}: {text}");
+        }
+        let outside = bare(&[]);
+        let said = String::from_utf8_lossy(&outside.stderr);
+        assert_eq!(outside.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains("not running on AWS Lambda") && !said.contains("panicked"),
+            "{said}"
+        );
+    }
 
     /// The moto endpoint `scripts/test` exported.
     pub fn endpoint() -> String {

@@ -7,6 +7,49 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use checkout::ports::DeliveryQueue;
 use tracing::warn;
 
+/// What the function reads from its environment, for `--help`.
+pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_process::Usage {
+    name: "webhook-dispatcher",
+    about: "the order-updates queue → signed webhooks to merchants' endpoints",
+    env: &[
+        ("ORDER_UPDATES_QUEUE_URL", "required: the queue of events to deliver"),
+        ("ORDER_UPDATES_DLQ_URL", "required: where exhausted deliveries go"),
+        (
+            "SLOW_DELIVERIES_QUEUE_URL",
+            "the slow lane: deliveries to failing or slow endpoints",
+        ),
+        (
+            "DISPATCHER_MAX_ATTEMPTS",
+            "attempts per delivery before the dead-letter queue",
+        ),
+        (
+            "DISPATCHER_MERCHANT_RATE_LIMIT",
+            "deliveries per second per merchant, over all instances",
+        ),
+        (
+            "DISPATCHER_INSTANCES",
+            "how many instances share that rate (the event source's maximum concurrency)",
+        ),
+        (
+            "DISPATCHER_MAX_IN_FLIGHT_PER_ENDPOINT",
+            "requests in flight per endpoint and instance",
+        ),
+        (
+            "DISPATCHER_DISABLE_AFTER_HOURS",
+            "an endpoint failing this long is disabled",
+        ),
+        ("ACP_ENVIRONMENT", "the environment name the table names derive from"),
+        (
+            "SESSIONS_TABLE",
+            "the event store (default: {ACP_ENVIRONMENT}-acp-sessions)",
+        ),
+        ("IDEMPOTENCY_TABLE", "idempotency replies"),
+        ("MERCHANTS_TABLE", "merchants and their webhook endpoints"),
+        ("VIEWS_TABLE", "the read model"),
+        ("DELIVERIES_TABLE", "the attempt log"),
+    ],
+};
+
 /// The queues the function's event source mappings read: the main one and, when deployed, the
 /// slow lane (told apart by the record's queue ARN, which ends with the queue's name).
 pub struct Queues<'a> {

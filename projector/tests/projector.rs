@@ -275,3 +275,11 @@ async fn poll_until(reader: &mut StreamReader, n: usize) -> Vec<StreamRecord> {
     assert_eq!(records.len(), n, "{records:?}");
     records
 }
+
+#[test]
+fn the_bootstrap_answers_help_and_refuses_to_run_outside_lambda() {
+    aws_backend::testkit::check_bootstrap_outside_lambda(
+        env!("CARGO_BIN_EXE_event-projector"),
+        &projector::lambda::USAGE,
+    );
+}

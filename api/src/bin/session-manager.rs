@@ -1,9 +1,11 @@
 //! SessionManagerFunction: the checkout API behind API Gateway (HTTP API).
 
 use api::AppState;
+use api::lambda::{Processor, Settings};
 use aws_backend::{DynamoStore, SqsQueue, TableNames};
-use checkout::payment::TestPaymentProcessor;
+use checkout::payment::{PaymentProcessor, TestPaymentProcessor};
 use checkout::ports::Backend;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 // mimalloc: glibc malloc slows a busy async service down with frees across worker threads.
@@ -11,18 +13,22 @@ use std::sync::Arc;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<ExitCode, lambda_http::Error> {
+    if let Some(exit) = aws_backend::lambda_process::preflight(&api::lambda::USAGE) {
+        return Ok(exit);
+    }
     lambda_http::tracing::init_default_subscriber();
+    let settings = Settings::from_env()?;
+    let processor: Arc<dyn PaymentProcessor> = match settings.processor {
+        Processor::Test => Arc::new(TestPaymentProcessor::new()),
+    };
     let sdk = aws_backend::sdk_config().await;
-    let tables = TableNames::from_env()?;
-    let store = DynamoStore::from_sdk_config(&sdk, tables);
-    let mut state = AppState::new(
-        Backend::from_one(Arc::new(store)),
-        Arc::new(TestPaymentProcessor::new()),
-    );
+    let store = DynamoStore::from_sdk_config(&sdk, TableNames::from_env()?);
+    let mut state = AppState::new(Backend::from_one(Arc::new(store)), processor);
     // Replays are queued on the order-updates queue.
-    if let Ok(url) = std::env::var("ORDER_UPDATES_QUEUE_URL") {
+    if let Some(url) = settings.order_updates_queue_url {
         state = state.with_delivery_queue(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));
     }
-    lambda_http::run(api::lambda::service(state)).await
+    lambda_http::run(api::lambda::service(state)).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -85,3 +85,8 @@ async fn a_stage_named_like_a_route_prefix_is_stripped_once() {
     let (status, body) = status_of("dev", "/dev").await;
     assert_eq!(status, 404, "{body}");
 }
+
+#[test]
+fn the_bootstrap_answers_help_and_refuses_to_run_outside_lambda() {
+    aws_backend::testkit::check_bootstrap_outside_lambda(env!("CARGO_BIN_EXE_session-manager"), &api::lambda::USAGE);
+}

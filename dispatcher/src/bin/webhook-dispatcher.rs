@@ -6,6 +6,7 @@ use checkout::ports::{Backend, DeliveryQueue};
 use dispatcher::lambda::{Queues, SlowLane};
 use dispatcher::{Dispatcher, DispatcherConfig};
 use lambda_runtime::{LambdaEvent, service_fn};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 // mimalloc: glibc malloc slows a busy async service down with frees across worker threads.
@@ -17,7 +18,10 @@ fn required(name: &str) -> Result<String, lambda_runtime::Error> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> Result<ExitCode, lambda_runtime::Error> {
+    if let Some(exit) = aws_backend::lambda_process::preflight(&dispatcher::lambda::USAGE) {
+        return Ok(exit);
+    }
     lambda_runtime::tracing::init_default_subscriber();
     let sdk = aws_backend::sdk_config().await;
     let backend = Backend::from_one(Arc::new(DynamoStore::from_sdk_config(&sdk, TableNames::from_env()?)));
@@ -46,5 +50,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, lambda_runtime::Error>(dispatcher::lambda::handle(dispatcher, queues, event.payload).await)
     }))
-    .await
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }

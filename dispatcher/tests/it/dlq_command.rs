@@ -92,3 +92,12 @@ async fn operators_list_and_redrive_dead_letters_of_the_local_stack() {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].body, letter.message);
 }
+
+/// The Lambda bootstrap, run by hand.
+#[test]
+fn the_lambda_bootstrap_answers_help_and_refuses_to_run_outside_lambda() {
+    aws_backend::testkit::check_bootstrap_outside_lambda(
+        env!("CARGO_BIN_EXE_webhook-dispatcher"),
+        &dispatcher::lambda::USAGE,
+    );
+}

@@ -3,6 +3,7 @@
 use aws_backend::{DynamoStore, SnsPublisher, TableNames};
 use lambda_runtime::{LambdaEvent, service_fn};
 use projector::Projector;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 // mimalloc: glibc malloc slows a busy async service down with frees across worker threads.
@@ -10,7 +11,10 @@ use std::sync::Arc;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> Result<ExitCode, lambda_runtime::Error> {
+    if let Some(exit) = aws_backend::lambda_process::preflight(&projector::lambda::USAGE) {
+        return Ok(exit);
+    }
     lambda_runtime::tracing::init_default_subscriber();
     let sdk = aws_backend::sdk_config().await;
     let topic_arn = std::env::var("CHECKOUT_EVENTS_TOPIC_ARN").map_err(|_| "CHECKOUT_EVENTS_TOPIC_ARN is not set")?;
@@ -21,5 +25,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, lambda_runtime::Error>(projector::lambda::handle(projector, event.payload).await)
     }))
-    .await
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }

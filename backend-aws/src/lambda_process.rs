@@ -1,0 +1,117 @@
+//! What every Lambda bootstrap does before it reaches the runtime: answer `--help` and
+//! `--version` without touching the network, and refuse to start outside Lambda with a clear
+//! message instead of failing on the runtime API.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+/// A function's name, what it does and the environment it reads, for `--help`.
+pub struct Usage {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// (variable, meaning)
+    pub env: &'static [(&'static str, &'static str)],
+}
+
+/// Set by the Lambda service in every function's environment.
+const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
+
+/// `None` when the process should go on to serve invocations; otherwise how it should exit.
+pub fn preflight(usage: &Usage) -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    match decide(&args, std::env::var_os(RUNTIME_API).is_some()) {
+        Preflight::Serve => None,
+        Preflight::Help => {
+            let _ = out.write_all(help(usage).as_bytes());
+            Some(ExitCode::SUCCESS)
+        }
+        Preflight::Version => {
+            let _ = writeln!(out, "{} {}", usage.name, env!("CARGO_PKG_VERSION"));
+            Some(ExitCode::SUCCESS)
+        }
+        Preflight::NotInLambda => {
+            let _ = writeln!(
+                err,
+                "{name}: {RUNTIME_API} is not set, so this is not running on AWS Lambda.\n\
+                 {name} is a Lambda function's bootstrap: deploy it with `sam build && sam deploy`, \
+                 or run the whole system locally with `acp-local`. `{name} --help` lists its settings.",
+                name = usage.name
+            );
+            Some(ExitCode::from(2))
+        }
+        Preflight::UnknownArgument(arg) => {
+            let _ = writeln!(err, "{}: unknown argument {arg:?}; try --help", usage.name);
+            Some(ExitCode::from(2))
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Preflight {
+    Serve,
+    Help,
+    Version,
+    NotInLambda,
+    UnknownArgument(String),
+}
+
+fn decide(args: &[String], in_lambda: bool) -> Preflight {
+    match args.first().map(String::as_str) {
+        Some("-h" | "--help" | "help") => Preflight::Help,
+        Some("-V" | "--version") => Preflight::Version,
+        Some(other) => Preflight::UnknownArgument(other.to_owned()),
+        None if in_lambda => Preflight::Serve,
+        None => Preflight::NotInLambda,
+    }
+}
+
+fn help(usage: &Usage) -> String {
+    let width = usage.env.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut text = format!(
+        "{name} — {about}\n\nThe bootstrap of an AWS Lambda function: it serves invocations from the \
+         Lambda runtime API and takes no arguments.\n\nEnvironment:\n",
+        name = usage.name,
+        about = usage.about
+    );
+    for (name, meaning) in usage.env {
+        text.push_str(&format!("  {name:width$}  {meaning}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn help_and_version_answer_anywhere_and_only_lambda_serves() {
+        assert_eq!(decide(&args(&["--help"]), false), Preflight::Help);
+        assert_eq!(decide(&args(&["-h"]), true), Preflight::Help);
+        assert_eq!(decide(&args(&["--version"]), false), Preflight::Version);
+        assert_eq!(decide(&args(&[]), true), Preflight::Serve);
+        assert_eq!(decide(&args(&[]), false), Preflight::NotInLambda);
+        assert_eq!(
+            decide(&args(&["--port"]), true),
+            Preflight::UnknownArgument("--port".into())
+        );
+    }
+
+    #[test]
+    fn help_lists_every_setting() {
+        let usage = Usage {
+            name: "f",
+            about: "does things",
+            env: &[("A_TABLE", "where things are"), ("B", "how many")],
+        };
+        let text = help(&usage);
+        assert!(
+            text.contains("A_TABLE  where things are") && text.contains("B        how many"),
+            "{text}"
+        );
+    }
+}
