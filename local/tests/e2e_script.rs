@@ -1,5 +1,6 @@
 //! `infra/test/e2e-test.sh`, the check an operator runs against a deployment, passes against
-//! acp-local (without the queue part, which needs the AWS CLI).
+//! acp-local: every call, and each event of its session attempted to its endpoint, read from the
+//! attempt log (it takes nothing off a queue).
 
 use local::Stack;
 use local::config::Config;
@@ -32,5 +33,8 @@ async fn the_end_to_end_script_passes_against_acp_local() {
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
+    for kind in ["created", "updated", "completed"] {
+        assert!(stdout.contains(&format!("checkout.session.{kind} was attempted")), "{stdout}");
+    }
     stack.shutdown().await.unwrap();
 }
