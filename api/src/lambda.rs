@@ -50,6 +50,9 @@ pub enum Processor {
 pub struct Settings {
     pub processor: Processor,
     pub order_updates_queue_url: Option<String>,
+    /// `ACP_ALLOW_LOOPBACK_WEBHOOKS=1`: webhook URLs on this machine are accepted. For test rigs
+    /// only; the template never sets it.
+    pub allow_loopback_webhooks: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,6 +80,7 @@ impl Settings {
         Ok(Self {
             processor,
             order_updates_queue_url: get("ORDER_UPDATES_QUEUE_URL").filter(|u| !u.is_empty()),
+            allow_loopback_webhooks: get("ACP_ALLOW_LOOPBACK_WEBHOOKS").as_deref() == Some("1"),
         })
     }
 }

@@ -75,6 +75,14 @@ impl DispatcherConfig {
         if let Some(hours) = read::<u32>("DISPATCHER_DISABLE_AFTER_HOURS", "hours")? {
             config.disable_after = chrono::Duration::hours(i64::from(hours));
         }
+        // For test rigs only (the template sets neither): retries in seconds instead of
+        // minutes, and receivers on this machine.
+        if let Some(scale) = read::<f64>("DISPATCHER_RETRY_TIME_SCALE", "a factor between 0.0001 and 1")? {
+            config.time_scale = scale.clamp(0.0001, 1.0);
+        }
+        if let Some(allow) = read::<u8>("ACP_ALLOW_LOOPBACK_WEBHOOKS", "1 or 0")? {
+            config.client.policy.allow_loopback = allow == 1;
+        }
         Ok(config)
     }
 }

@@ -34,7 +34,10 @@ async fn the_end_to_end_script_passes_against_acp_local() {
     assert!(stdout.contains("all checks passed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
     for kind in ["created", "updated", "completed"] {
-        assert!(stdout.contains(&format!("checkout.session.{kind} was attempted")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("checkout.session.{kind} was attempted")),
+            "{stdout}"
+        );
     }
     stack.shutdown().await.unwrap();
 }

@@ -24,7 +24,10 @@ async fn main() -> Result<ExitCode, lambda_http::Error> {
     };
     let sdk = aws_backend::sdk_config().await;
     let store = DynamoStore::from_sdk_config(&sdk, TableNames::from_env()?);
-    let mut state = AppState::new(Backend::from_one(Arc::new(store)), processor);
+    let policy = checkout::url_safety::UrlPolicy {
+        allow_loopback: settings.allow_loopback_webhooks,
+    };
+    let mut state = AppState::new(Backend::from_one(Arc::new(store)), processor).with_url_policy(policy);
     // Replays are queued on the order-updates queue.
     if let Some(url) = settings.order_updates_queue_url {
         state = state.with_delivery_queue(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));

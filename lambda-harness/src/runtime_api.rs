@@ -1,0 +1,217 @@
+//! One Lambda function: its real bootstrap started as the Lambda service starts it (the
+//! `AWS_LAMBDA_*` variables, the template's environment), several instances sharing one
+//! runtime API endpoint (`/2018-06-01/runtime/invocation/next`, `…/response`, `…/error`,
+//! `/runtime/init/error`), and [`Function::invoke`] to hand it an event and wait for its answer.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+/// What an invocation ended with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invocation {
+    Response(Value),
+    /// The function reported an error (`/error`), or did not answer within its timeout.
+    Error(String),
+}
+
+struct Pending {
+    id: String,
+    payload: Vec<u8>,
+    deadline: SystemTime,
+    reply: oneshot::Sender<Invocation>,
+}
+
+#[derive(Default)]
+struct Shared {
+    in_flight: Mutex<HashMap<String, oneshot::Sender<Invocation>>>,
+    init_errors: Mutex<Vec<String>>,
+}
+
+#[derive(Clone)]
+struct ApiState {
+    name: String,
+    queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
+    shared: Arc<Shared>,
+}
+
+/// How to start a function.
+pub struct Spec {
+    /// The bootstrap binary.
+    pub binary: PathBuf,
+    /// Where the instances' output goes (appended).
+    pub log: PathBuf,
+    /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`).
+    pub name: String,
+    pub memory_mb: i64,
+    pub timeout: Duration,
+    pub instances: usize,
+    /// The function's environment: the template's variables, resolved, and the harness's own.
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Function {
+    name: String,
+    timeout: Duration,
+    invocations: mpsc::UnboundedSender<Pending>,
+    shared: Arc<Shared>,
+    _instances: Vec<Child>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Function {
+    pub async fn start(spec: Spec) -> std::io::Result<Function> {
+        let (invocations, queue) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::default());
+        let state = ApiState {
+            name: spec.name.clone(),
+            queue: Arc::new(tokio::sync::Mutex::new(queue)),
+            shared: shared.clone(),
+        };
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&spec.log)?;
+        let mut instances = Vec::new();
+        for n in 0..spec.instances {
+            let mut command = Command::new(&spec.binary);
+            command
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+                .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string())
+                .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name))
+                .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("2026/12/02/[$LATEST]{n:032x}"))
+                .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+                .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
+                .env("_HANDLER", "bootstrap")
+                .env("LAMBDA_TASK_ROOT", "/var/task")
+                .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log.try_clone()?)
+                .kill_on_drop(true);
+            instances.push(command.spawn()?);
+        }
+        Ok(Function {
+            name: spec.name,
+            timeout: spec.timeout,
+            invocations,
+            shared,
+            _instances: instances,
+            server,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Hands `event` to the next free instance and waits for its answer, at most the function's
+    /// timeout (then the invocation is an error, as Lambda reports a timeout).
+    pub async fn invoke(&self, event: &Value) -> Invocation {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            id: ulid::Ulid::new().to_string().to_lowercase(),
+            payload: serde_json::to_vec(event).unwrap_or_default(),
+            deadline: SystemTime::now() + self.timeout,
+            reply,
+        };
+        if self.invocations.send(pending).is_err() {
+            return Invocation::Error("the runtime API is gone".into());
+        }
+        // Queued time does not count against the timeout on Lambda either: allow for it.
+        match tokio::time::timeout(self.timeout * 4, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Invocation::Error("the invocation was dropped".into()),
+            Err(_) => Invocation::Error(format!("Task timed out after {} seconds", self.timeout.as_secs())),
+        }
+    }
+
+    /// Errors reported to `/runtime/init/error` so far.
+    pub fn init_errors(&self) -> Vec<String> {
+        self.shared.init_errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+async fn next(State(state): State<ApiState>) -> Response {
+    let pending = { state.queue.lock().await.recv().await };
+    let Some(pending) = pending else {
+        return StatusCode::GONE.into_response();
+    };
+    if let Ok(mut in_flight) = state.shared.in_flight.lock() {
+        in_flight.insert(pending.id.clone(), pending.reply);
+    }
+    let deadline_ms = pending.deadline.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    set("lambda-runtime-aws-request-id", pending.id.clone());
+    set("lambda-runtime-deadline-ms", deadline_ms.to_string());
+    set(
+        "lambda-runtime-invoked-function-arn",
+        format!("arn:aws:lambda:us-east-1:123456789012:function:{}", state.name),
+    );
+    set(
+        "lambda-runtime-trace-id",
+        format!("Root=1-{}-{}", "674d0000", pending.id),
+    );
+    set("content-type", "application/json".to_owned());
+    (StatusCode::OK, headers, pending.payload).into_response()
+}
+
+fn finish(state: &ApiState, id: &str, result: Invocation) -> StatusCode {
+    let sender = state.shared.in_flight.lock().ok().and_then(|mut m| m.remove(id));
+    match sender {
+        Some(sender) => {
+            let _ = sender.send(result);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn respond(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    finish(&state, &id, Invocation::Response(value))
+}
+
+async fn fail(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    finish(&state, &id, Invocation::Error(String::from_utf8_lossy(&body).into()))
+}
+
+async fn init_error(State(state): State<ApiState>, body: Bytes) -> StatusCode {
+    if let Ok(mut errors) = state.shared.init_errors.lock() {
+        errors.push(String::from_utf8_lossy(&body).into());
+    }
+    StatusCode::ACCEPTED
+}

@@ -1,0 +1,363 @@
+//! The deployment as AWS runs it: the real bootstraps behind the Lambda runtime API, the checkout
+//! API through an API Gateway HTTP API front on the template's stage, the projector on the
+//! sessions stream and the dispatcher on its queues, all configured from `infra/template.yaml`,
+//! on moto. A checkout, its webhooks, a retry, a dead letter and its redrive, and the operator's
+//! end-to-end script.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use lambda_harness::{Deployment, Options};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const API_KEY: &str = "sk_harness_0123456789abcdef0123456789abcdef";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A webhook receiver: records each delivery, answers with the statuses it was given (then 200).
+#[derive(Clone, Default)]
+struct Receiver {
+    seen: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    /// The exact bytes of each delivery, for its signature.
+    raw: Arc<Mutex<Vec<Bytes>>>,
+    answers: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Receiver {
+    async fn start(answers: &[u16]) -> (Receiver, String) {
+        let receiver = Receiver::default();
+        *receiver.answers.lock().unwrap() = answers.iter().rev().copied().collect();
+        let app = axum::Router::new().fallback(receive).with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, url)
+    }
+
+    fn seen(&self) -> Vec<(HeaderMap, Value)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for what was received.
+    async fn wait_for(&self, what: &str, done: impl Fn(&[(HeaderMap, Value)]) -> bool) -> Vec<(HeaderMap, Value)> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let seen = self.seen();
+            if done(&seen) {
+                return seen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {PATIENCE:?} for {what}; got {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    receiver.seen.lock().unwrap().push((headers, value));
+    receiver.raw.lock().unwrap().push(body);
+    let status = receiver.answers.lock().unwrap().pop().unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// The deployment with one merchant, as `acp-admin merchant create` makes it.
+async fn deployed(options: Options) -> Deployment {
+    let deployment = Deployment::start(options).await;
+    let backend = aws_backend::DynamoStore::new(
+        aws_backend::local_dynamodb_client(&aws_backend::testkit::endpoint()),
+        deployment.tables.clone(),
+    );
+    let merchant = checkout::merchant::Merchant::demo(checkout::ids::MerchantId::generate(), API_KEY);
+    checkout::ports::MerchantStore::put_merchant(&backend, &merchant)
+        .await
+        .unwrap();
+    deployment
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, key: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .header("API-Version", "2026-04-17");
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        // The first calls may wait for the functions' cold start.
+        let response = request.timeout(PATIENCE).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn register(&self, url: &str) -> Value {
+        let (status, endpoint) = self
+            .call(
+                reqwest::Method::POST,
+                "/webhook_endpoints",
+                Some(json!({ "url": url })),
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "{endpoint}");
+        endpoint
+    }
+
+    /// Create, address and shipping, complete: three events.
+    async fn checkout(&self) -> String {
+        let create = json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": 2}]});
+        let key = ulid::Ulid::new().to_string();
+        let (status, session) = self
+            .call(reqwest::Method::POST, "/checkout_sessions", Some(create), Some(&key))
+            .await;
+        assert_eq!(status, 201, "{session}");
+        let id = session["id"].as_str().unwrap().to_owned();
+        let update = json!({
+            "fulfillment_details": {"name": "H", "email": "h@example.com", "address": {
+                "name": "H", "line_one": "1 Main St", "city": "Springfield", "state": "IL",
+                "country": "US", "postal_code": "62701"}},
+            "selected_fulfillment_options": [{"type": "shipping", "option_id": "fulfillment_option_123", "item_ids": ["test_1"]}]
+        });
+        let (status, session) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/checkout_sessions/{id}"),
+                Some(update),
+                Some(&format!("{key}-u")),
+            )
+            .await;
+        assert_eq!(
+            (status, session["status"].as_str()),
+            (200, Some("ready_for_payment")),
+            "{session}"
+        );
+        let pay = json!({"payment_data": {"handler_id": "card_tokenized", "instrument": {"type": "card",
+            "credential": {"type": "spt", "token": "spt_test_approve"}}}});
+        let (status, session) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/checkout_sessions/{id}/complete"),
+                Some(pay),
+                Some(&format!("{key}-c")),
+            )
+            .await;
+        assert_eq!(
+            (status, session["status"].as_str()),
+            (200, Some("completed")),
+            "{session}"
+        );
+        id
+    }
+}
+
+fn of_session<'a>(seen: &'a [(HeaderMap, Value)], session: &str) -> Vec<&'a (HeaderMap, Value)> {
+    seen.iter().filter(|(_, v)| v["session_id"] == session).collect()
+}
+
+fn types(seen: &[&(HeaderMap, Value)]) -> Vec<String> {
+    let mut types: Vec<String> = seen
+        .iter()
+        .map(|(_, v)| v["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    types.sort();
+    types.dedup();
+    types
+}
+
+/// The template's named stage: the API is reached under `/{stage}` (every route was a 404 there
+/// before), each event of a checkout reaches the merchant's endpoint, signed with its secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signed() {
+    let deployment = deployed(Options::default()).await;
+    assert_ne!(deployment.stage, "$default", "the template names its stage");
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: deployment.api_url(),
+    };
+    let (receiver, url) = Receiver::start(&[]).await;
+    let endpoint = client.register(&url).await;
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+    let session = client.checkout().await;
+    let seen = receiver
+        .wait_for("the three events", |seen| types(&of_session(seen, &session)).len() == 3)
+        .await;
+    let mine = of_session(&seen, &session);
+    assert_eq!(
+        types(&mine),
+        [
+            "checkout.session.completed",
+            "checkout.session.created",
+            "checkout.session.updated"
+        ]
+    );
+    let raw = receiver.raw.lock().unwrap().clone();
+    let now = checkout::clock::now().timestamp();
+    for (i, (headers, body)) in seen
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, b))| b["session_id"] == session.as_str())
+    {
+        let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+        checkout::signature::verify(
+            &secret,
+            &header("webhook-id"),
+            &header("webhook-timestamp"),
+            &header("webhook-signature"),
+            &raw[i],
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}: {body}"));
+    }
+    // Outside the stage, API Gateway answers itself.
+    let outside = reqwest::get(format!("{}/checkout_sessions", deployment.host_url()))
+        .await
+        .unwrap();
+    assert_eq!(outside.status(), 404);
+}
+
+/// The `$default` stage: the same API at the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_checkout_through_the_default_stage_works() {
+    let deployment = deployed(Options {
+        stage: Some("$default".to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: deployment.api_url(),
+    };
+    let (receiver, url) = Receiver::start(&[]).await;
+    client.register(&url).await;
+    let session = client.checkout().await;
+    receiver
+        .wait_for("the completed event", |seen| {
+            types(&of_session(seen, &session)).contains(&"checkout.session.completed".to_owned())
+        })
+        .await;
+}
+
+/// A failed delivery is retried with the same webhook-id; one that fails every attempt goes to
+/// the dead-letter queue, and a redrive delivers it once the endpoint answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_a_dead_letter_and_its_redrive() {
+    let deployment = deployed(Options {
+        env: vec![
+            ("DISPATCHER_RETRY_TIME_SCALE".to_owned(), "0.01".to_owned()),
+            ("DISPATCHER_MAX_ATTEMPTS".to_owned(), "2".to_owned()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: deployment.api_url(),
+    };
+    // The first answer fails: retried. Then every answer fails for a while: dead-lettered.
+    let (receiver, url) = Receiver::start(&[500]).await;
+    client.register(&url).await;
+    let create = json!({"currency": "usd", "line_items": [{"id": "test_1"}]});
+    let (status, first) = client
+        .call(
+            reqwest::Method::POST,
+            "/checkout_sessions",
+            Some(create.clone()),
+            Some("retry-1"),
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let session = first["id"].as_str().unwrap().to_owned();
+    let seen = receiver
+        .wait_for("a retry", |seen| of_session(seen, &session).len() >= 2)
+        .await;
+    let ids: Vec<String> = of_session(&seen, &session)
+        .iter()
+        .map(|(h, _)| h["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids[0], ids[1], "the retry carries the same webhook-id");
+
+    *receiver.answers.lock().unwrap() = vec![500; 4];
+    let (status, second) = client
+        .call(
+            reqwest::Method::POST,
+            "/checkout_sessions",
+            Some(create),
+            Some("retry-2"),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let doomed = second["id"].as_str().unwrap().to_owned();
+    let dead_letters = aws_backend::SqsQueue::new(
+        deployment.sqs.clone(),
+        deployment.pipeline.dead_letter_queue_url.clone(),
+    );
+    let queue = aws_backend::SqsQueue::new(deployment.sqs.clone(), deployment.pipeline.queue_url.clone());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let letters = dispatcher::dead_letters::list(&dead_letters, 10).await.unwrap();
+        if letters.iter().any(|l| format!("{l:?}").contains(&doomed)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letter for {doomed}: {letters:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        of_session(&receiver.seen(), &doomed).len(),
+        2,
+        "two attempts, then the dead-letter queue"
+    );
+
+    receiver.answers.lock().unwrap().clear();
+    let moved = dispatcher::dead_letters::redrive(&dead_letters, &queue, 10)
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    receiver
+        .wait_for("the redriven delivery", |seen| of_session(seen, &doomed).len() >= 3)
+        .await;
+}
+
+/// `infra/test/e2e-test.sh`, the operator's check of a deployment, passes against the front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_operators_end_to_end_script_passes() {
+    let deployment = deployed(Options::default()).await;
+    let (_receiver, url) = Receiver::start(&[]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/test/e2e-test.sh");
+    let api = deployment.api_url();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .arg(script)
+            .arg(api)
+            .env("ACP_API_KEY", API_KEY)
+            .env("E2E_WEBHOOK_URL", url)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("all checks passed") && !stdout.contains("FAIL"),
+        "{stdout}"
+    );
+}
