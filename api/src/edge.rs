@@ -118,7 +118,9 @@ impl Edge {
         };
         let api_version = match header_str(&parts.headers, headers::API_VERSION) {
             None => merchant.pinned_version(),
-            Some(raw) => ApiVersion::parse(raw).ok_or_else(|| refuse(EdgeError::UnsupportedVersion(raw.to_owned())))?,
+            // Echoed in the message: only its start, whatever a client sent.
+            Some(raw) => ApiVersion::parse(raw)
+                .ok_or_else(|| refuse(EdgeError::UnsupportedVersion(raw.chars().take(40).collect())))?,
         };
         let idempotency_key = match (parts.headers.get(headers::IDEMPOTENCY_KEY), keys) {
             (None, KeyRule::Required) => return Err(refuse(EdgeError::IdempotencyKeyRequired)),

@@ -352,6 +352,18 @@ async fn validate_update(state: &AppState, req: UpdateEndpoint) -> Result<ValidU
     if let Some(rate) = req.rate_limit {
         check_rate_limit(rate)?;
     }
+    let nothing = req.url.is_none()
+        && event_types.is_none()
+        && req.description.is_none()
+        && req.rate_limit.is_none()
+        && req.enabled.is_none();
+    if nothing {
+        return Err(invalid(
+            "nothing_to_update",
+            "the update changes nothing: give at least one field to change",
+            "$",
+        ));
+    }
     Ok(ValidUpdate {
         url: req.url,
         event_types,

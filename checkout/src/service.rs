@@ -274,6 +274,13 @@ impl CheckoutService {
             Ok(decision) => decision,
             Err(err) => return Ok(Outcome::NotStored(refusal(&err))),
         };
+        if let (EventType::Updated, Some(cur)) = (kind, &current)
+            && unchanged(&next, &cur.data)
+        {
+            // An update that changes nothing (the values it sets are already there) is answered
+            // with the session as it is: no event, no webhook.
+            return Ok(Outcome::Unchanged(Reply::session(200, &cur.data)));
+        }
         let event = Event::new(
             kind,
             call.merchant.id.clone(),
@@ -436,6 +443,13 @@ fn in_flight() -> Reply {
             ),
         )
     }
+}
+
+/// Whether `next` is `current` but for the time of the change.
+fn unchanged(next: &crate::acp::CheckoutSession, current: &crate::acp::CheckoutSession) -> bool {
+    let mut next = next.clone();
+    next.updated_at.clone_from(&current.updated_at);
+    next == *current
 }
 
 fn too_large(size: usize, limit: usize) -> Reply {

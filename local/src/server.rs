@@ -4,8 +4,9 @@
 //! - a request's headers must arrive within [`HEADER_READ_TIMEOUT`] (also how long an idle
 //!   keep-alive connection may wait for its next request): a connection that dribbles its
 //!   headers, or sends nothing, is closed;
-//! - at most [`MAX_CONNECTIONS`] connections at once; more wait in the listen backlog instead of
-//!   exhausting file descriptors;
+//! - at most [`MAX_CONNECTIONS`] connections at once, [`MAX_CONNECTIONS_PER_CLIENT`] from one
+//!   address; more wait in the listen backlog instead of exhausting file descriptors;
+//! - a request's head is at most [`MAX_HEAD_BYTES`];
 //! - request bodies are read under the API's own body timeout.
 
 use axum::response::IntoResponse;
@@ -13,7 +14,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -24,6 +27,13 @@ use tracing::debug;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections one client address may hold at once: a single client holding connections open
+/// cannot take every place (more are accepted and closed at once).
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+/// The most a connection buffers of a request's head (request line and headers) before it is
+/// refused with 431: bounds what a client sending huge unfinished headers can make the server
+/// hold (the HTTP library's default is about 400 KiB per connection).
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// The longest request target (path and query) served; no route needs more than a few hundred
 /// bytes. A longer one is a 414 in the ACP error shape. (Past 64 KiB hyper refuses the request
 /// line itself, with a bare 414, before any of this code sees it.)
@@ -37,6 +47,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = app.layer(axum::middleware::from_fn(check_request_line));
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let clients = Arc::new(Clients::default());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let service = TowerToHyperService::new(app);
@@ -58,21 +69,71 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(client_place) = clients.enter(peer.ip()) else {
+            debug!(%peer, "connection refused: the client holds too many");
+            drop(stream);
+            continue;
+        };
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEAD_BYTES);
         let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 debug!(%peer, error = %err, "connection ended");
             }
+            drop(client_place);
             drop(permit);
         });
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Connections held per client address.
+#[derive(Default)]
+struct Clients {
+    held: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in [`Clients`], given back when dropped.
+struct ClientPlace {
+    clients: Arc<Clients>,
+    ip: IpAddr,
+}
+
+impl Clients {
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<ClientPlace> {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = held.entry(ip).or_default();
+        if *count >= MAX_CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        *count += 1;
+        Some(ClientPlace {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientPlace {
+    fn drop(&mut self) {
+        let mut held = self
+            .clients
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// What hyper lets through but a public server must refuse, in the ACP error shape: an HTTP/1.1

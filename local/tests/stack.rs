@@ -169,3 +169,59 @@ async fn an_overlong_path_is_a_414_in_the_acp_shape() {
     assert_eq!(at_limit.status(), 404);
     stack.shutdown().await.unwrap();
 }
+
+/// One client holding connections open cannot take every place: past its share, its new
+/// connections are closed at once, and another client is still served. A request head over
+/// the limit is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_connection_or_buffer_huge_heads() {
+    use local::server::{MAX_CONNECTIONS_PER_CLIENT, MAX_HEAD_BYTES};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (config, _dir) = ephemeral("sk_demo_hog");
+    let stack = Stack::start(&config).await.unwrap();
+    let connect_from = |source: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(stack.addr).await.unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_CLIENT {
+        let mut stream = connect_from("127.0.0.2").await;
+        stream
+            .write_all(b"GET /checkout_sessions/x HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    let mut one_more = connect_from("127.0.0.2").await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), one_more.read(&mut buf))
+        .await
+        .expect("the connection past the client's share is closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let served = reqwest::Client::new()
+        .get(format!("{}/checkout_sessions/cs_none", stack.base_url()))
+        .bearer_auth("sk_demo_hog")
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .expect("another client is served");
+    assert_eq!(served.status(), 404);
+    drop(held);
+
+    let mut stream = tokio::net::TcpStream::connect(stack.addr).await.unwrap();
+    let huge = format!(
+        "GET /checkout_sessions/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(MAX_HEAD_BYTES * 2)
+    );
+    let _ = stream.write_all(huge.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    stack.shutdown().await.unwrap();
+}

@@ -14,7 +14,27 @@ on_both_backends!(
     array_bodies_cancel_nothing,
     undecodable_ids_are_404_in_the_acp_shape,
     a_cart_too_large_to_publish_is_refused_and_a_large_one_completes,
+    an_update_that_changes_nothing_appends_nothing,
 );
+
+/// Setting what is already there (no fulfillment option on a session without one, the same
+/// address twice) answers the session as it is and appends no event, so no webhook goes out.
+async fn an_update_that_changes_nothing_appends_nothing(app: TestApp) {
+    let id = app.create().await["id"].as_str().unwrap().to_owned();
+    let path = format!("/checkout_sessions/{id}");
+    let same = app
+        .post(&path, &json!({"selected_fulfillment_options": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect(same, 200).await["id"], id.as_str());
+    assert_eq!(app.history_len(&id).await, 1, "nothing appended");
+    expect(app.post(&path, &shipping_details()).send().await.unwrap(), 200).await;
+    assert_eq!(app.history_len(&id).await, 2);
+    let again = expect(app.post(&path, &shipping_details()).send().await.unwrap(), 200).await;
+    assert_eq!(again["status"], "ready_for_payment");
+    assert_eq!(app.history_len(&id).await, 2, "the same address again appends nothing");
+}
 
 /// `n` line items, one per catalog item `item_0`, `item_1`, …
 fn lines(n: usize) -> Value {

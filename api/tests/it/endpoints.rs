@@ -91,6 +91,12 @@ async fn endpoint_lifecycle(app: TestApp) {
     )
     .await;
     assert_eq!(patched["rate_limit"], Value::Null);
+    let empty = app
+        .send(reqwest::Method::PATCH, &path, Some(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(empty, 400).await, "nothing_to_update");
 
     let fetched = expect(app.send(reqwest::Method::GET, &path, None).send().await.unwrap(), 200).await;
     assert_eq!(fetched, patched);

@@ -183,7 +183,7 @@ async fn keys_are_scoped_to_merchant_and_endpoint(app: TestApp) {
 async fn a_percent_encoded_path_is_the_same_request(app: TestApp) {
     let ready = app.ready().await;
     let id = ready["id"].as_str().unwrap();
-    let body = json!({"order_notes": "leave at the door"});
+    let body = json!({"line_items": [{"id": "test_1", "quantity": 3}]});
     let plain = app
         .post_keyed(&format!("/checkout_sessions/{id}"), &body, "encoded-1")
         .send()
