@@ -56,7 +56,8 @@ pub async fn fifty_concurrent_api_updates_lose_nothing(backend: &Backend) {
     ));
     let sid = create_session(&service, &m).await;
     let mut tasks = Vec::new();
-    for quantity in 1..=50 {
+    // The session starts with quantity 1; each update sets another, so each changes it.
+    for quantity in 2..=51 {
         let (service, m, sid) = (service.clone(), m.clone(), sid.clone());
         tasks.push(tokio::spawn(async move {
             let req = UpdateSessionRequest {
@@ -84,7 +85,7 @@ pub async fn fifty_concurrent_api_updates_lose_nothing(backend: &Backend) {
     quantities.sort_unstable();
     assert_eq!(
         quantities,
-        (1..=50).collect::<Vec<_>>(),
+        (2..=51).collect::<Vec<_>>(),
         "every update is in the log once"
     );
 }
