@@ -80,7 +80,8 @@ impl Settings {
         Ok(Self {
             processor,
             order_updates_queue_url: get("ORDER_UPDATES_QUEUE_URL").filter(|u| !u.is_empty()),
-            allow_loopback_webhooks: get("ACP_ALLOW_LOOPBACK_WEBHOOKS").as_deref() == Some("1"),
+            allow_loopback_webhooks: get("ACP_ALLOW_LOOPBACK_WEBHOOKS")
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")),
         })
     }
 }

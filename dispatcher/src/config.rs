@@ -56,6 +56,20 @@ fn read<T: std::str::FromStr>(name: &'static str, expected: &'static str) -> Res
     }
 }
 
+/// An on/off setting, spelled as `acp-local`'s flags accept it.
+struct Switch(bool);
+
+impl std::str::FromStr for Switch {
+    type Err = ();
+    fn from_str(raw: &str) -> Result<Self, ()> {
+        match raw.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Switch(true)),
+            "0" | "false" | "no" | "off" | "" => Ok(Switch(false)),
+            _ => Err(()),
+        }
+    }
+}
+
 impl DispatcherConfig {
     /// Defaults, overridden by whichever `DISPATCHER_*` variables are set.
     pub fn from_env() -> Result<Self, InvalidSetting> {
@@ -65,6 +79,10 @@ impl DispatcherConfig {
         }
         if let Some(instances) = read("DISPATCHER_INSTANCES", "a count, at least 1")? {
             config.instances = instances;
+        }
+        // The slow lane's instances run beside the main lane's and share the same limits.
+        if let Some(slow) = read::<u32>("DISPATCHER_SLOW_LANE_INSTANCES", "a count")? {
+            config.instances = config.instances.saturating_add(slow);
         }
         if let Some(cap) = read("DISPATCHER_MAX_IN_FLIGHT_PER_ENDPOINT", "a count")? {
             config.max_in_flight_per_endpoint = cap;
@@ -80,8 +98,8 @@ impl DispatcherConfig {
         if let Some(scale) = read::<f64>("DISPATCHER_RETRY_TIME_SCALE", "a factor between 0.0001 and 1")? {
             config.time_scale = scale.clamp(0.0001, 1.0);
         }
-        if let Some(allow) = read::<u8>("ACP_ALLOW_LOOPBACK_WEBHOOKS", "1 or 0")? {
-            config.client.policy.allow_loopback = allow == 1;
+        if let Some(allow) = read::<Switch>("ACP_ALLOW_LOOPBACK_WEBHOOKS", "1, true, yes, on, 0, false, no or off")? {
+            config.client.policy.allow_loopback = allow.0;
         }
         Ok(config)
     }
