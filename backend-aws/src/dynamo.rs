@@ -170,8 +170,16 @@ fn record_item(pk: &str, record: &IdempotencyRecord) -> Item {
         }
         RecordState::Done { reply } => {
             item.insert("state".to_owned(), s("done"));
-            item.insert("reply_status".to_owned(), n(i64::from(reply.status)));
-            item.insert("reply_body".to_owned(), s(&reply.body));
+            item.insert("reply_status".to_owned(), n(i64::from(reply.status())));
+            match reply {
+                StoredReply::Session { session_id, version, .. } => {
+                    item.insert("reply_session".to_owned(), s(session_id.as_str()));
+                    item.insert("reply_version".to_owned(), n(*version as i64));
+                }
+                StoredReply::Body { body, .. } => {
+                    item.insert("reply_body".to_owned(), s(body));
+                }
+            }
         }
     }
     item
@@ -188,12 +196,22 @@ fn parse_record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
             token: get_s(item, "token")?.to_owned(),
             lease_until: time(None, Some(get_n(item, "lease_until")?))?,
         },
-        "done" => RecordState::Done {
-            reply: StoredReply {
-                status: u16::try_from(get_n(item, "reply_status")?).map_err(|_| corrupt("reply_status"))?,
-                body: get_s(item, "reply_body")?.to_owned(),
-            },
-        },
+        "done" => {
+            let status = u16::try_from(get_n(item, "reply_status")?).map_err(|_| corrupt("reply_status"))?;
+            let reply = match item.get("reply_session") {
+                Some(_) => StoredReply::Session {
+                    status,
+                    session_id: SessionId::parse(get_s(item, "reply_session")?).ok_or_else(|| corrupt("reply_session"))?,
+                    version: u64::try_from(get_n(item, "reply_version")?).map_err(|_| corrupt("reply_version"))?,
+                },
+                // Replies stored before they named their event.
+                None => StoredReply::Body {
+                    status,
+                    body: get_s(item, "reply_body")?.to_owned(),
+                },
+            };
+            RecordState::Done { reply }
+        }
         other => return Err(corrupt(&format!("idempotency state {other}"))),
     };
     Ok(IdempotencyRecord {

@@ -81,7 +81,7 @@ mod restart {
                 key: key.clone(),
                 token,
                 fingerprint: "fp".to_owned(),
-                reply: StoredReply {
+                reply: StoredReply::Body {
                     status: 201,
                     body: "{}".to_owned(),
                 },
@@ -98,7 +98,7 @@ mod restart {
             store.history(&first.session_id).await.unwrap(),
             vec![first.clone(), second.clone()]
         );
-        assert!(matches!(store.claim(&key, "fp", now).await.unwrap(), Claim::Replay(reply) if reply.status == 201));
+        assert!(matches!(store.claim(&key, "fp", now).await.unwrap(), Claim::Replay(reply) if reply.status() == 201));
         let again = stream.recv().await.unwrap();
         assert_eq!(again.event, second, "only the event after the checkpoint is fed again");
         assert!(stream.try_recv().is_err());
@@ -220,7 +220,7 @@ mod restart {
             },
             token,
             fingerprint: "fp".to_owned(),
-            reply: StoredReply {
+            reply: StoredReply::Body {
                 status: 201,
                 body: "{}".to_owned(),
             },

@@ -4,7 +4,7 @@
 //! 5xx replies are never stored, so the client's retry runs again.
 
 use crate::clock::Timestamp;
-use crate::ids::MerchantId;
+use crate::ids::{MerchantId, SessionId};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -45,9 +45,26 @@ pub fn fingerprint(body: &[u8]) -> String {
 
 /// A reply as it went out, kept for replays.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredReply {
-    pub status: u16,
-    pub body: String,
+#[serde(untagged)]
+pub enum StoredReply {
+    /// The reply of a change that appended an event: the session as that event left it. It is
+    /// rebuilt from the event store on replay (byte for byte the same JSON), not kept a second
+    /// time beside the event — the copy doubled what every checkout call wrote.
+    Session {
+        status: u16,
+        session_id: SessionId,
+        version: u64,
+    },
+    /// Any other reply, kept as it went out.
+    Body { status: u16, body: String },
+}
+
+impl StoredReply {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Session { status, .. } | Self::Body { status, .. } => *status,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +160,7 @@ mod tests {
         IdempotencyRecord {
             fingerprint: fp.to_owned(),
             state: RecordState::Done {
-                reply: StoredReply {
+                reply: StoredReply::Body {
                     status: 201,
                     body: "{}".to_owned(),
                 },

@@ -85,7 +85,7 @@ impl Reply {
     }
 
     fn stored(&self) -> StoredReply {
-        StoredReply {
+        StoredReply::Body {
             status: self.status,
             body: self.body.clone(),
         }
@@ -212,7 +212,7 @@ impl CheckoutService {
             Ok(Claim::Acquired { token }) => Ok(token),
             Ok(Claim::Replay(stored)) => Err(Reply {
                 replayed: true,
-                ..Reply::json(stored.status, stored.body)
+                ..self.replay(stored).await
             }),
             Ok(Claim::Mismatch) => Err(idempotency_conflict()),
             Ok(Claim::InFlight) => Err(in_flight()),
@@ -299,7 +299,13 @@ impl CheckoutService {
             return Ok(Outcome::NotStored(too_large(size, limit)));
         }
         let reply = Reply::session(status, &event.data);
-        let completion = self.completion(call, token, &reply);
+        // The reply is the event's session: the record names the event instead of copying it.
+        let stored = StoredReply::Session {
+            status,
+            session_id: event.session_id.clone(),
+            version: event.version,
+        };
+        let completion = self.completion_with(call, token, stored);
         match self.backend.events.append(event, Some(&completion)).await {
             Ok(()) => {
                 info!(
@@ -370,12 +376,36 @@ impl CheckoutService {
     }
 
     fn completion(&self, call: &Call<'_>, token: &str, reply: &Reply) -> Completion {
+        self.completion_with(call, token, reply.stored())
+    }
+
+    fn completion_with(&self, call: &Call<'_>, token: &str, reply: StoredReply) -> Completion {
         Completion {
             key: call.idempotency_key.clone(),
             token: token.to_owned(),
             fingerprint: call.fingerprint.clone(),
-            reply: reply.stored(),
+            reply,
             expires_at: clock::now() + idempotency::RETENTION,
+        }
+    }
+
+    /// The reply a stored one stands for: as it was kept, or the session its event left.
+    async fn replay(&self, stored: StoredReply) -> Reply {
+        let (status, session_id, version) = match stored {
+            StoredReply::Body { status, body } => return Reply::json(status, body),
+            StoredReply::Session {
+                status,
+                session_id,
+                version,
+            } => (status, session_id, version),
+        };
+        match self.backend.events.history(&session_id).await {
+            Ok(history) => match history.into_iter().find(|e| e.version == version) {
+                Some(event) => Reply::session(status, &event.data),
+                // Stored in the same write as its reply: only a damaged store lacks it.
+                None => unavailable(&StoreError::Corrupt(format!("{session_id} has no version {version}"))),
+            },
+            Err(err) => unavailable(&err),
         }
     }
 }

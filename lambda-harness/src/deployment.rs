@@ -3,6 +3,8 @@
 //! would, the HTTP API front and the event source mappings.
 
 use crate::api_gateway;
+use crate::meter::{Counts, Meter};
+use crate::runtime_api::Invocations;
 use crate::runtime_api::{Function, Spec};
 use crate::sqs_source::SqsSource;
 use crate::stream_source::{OnFailure, StreamSource};
@@ -20,6 +22,8 @@ pub struct Options {
     pub stage: Option<String>,
     /// More variables for every function (e.g. `DISPATCHER_MAX_ATTEMPTS`).
     pub env: Vec<(String, String)>,
+    /// Count every AWS request each function makes (see [`crate::meter`]).
+    pub metered: bool,
 }
 
 pub struct Deployment {
@@ -32,9 +36,19 @@ pub struct Deployment {
     pub sqs: aws_sdk_sqs::Client,
     pub stage: String,
     front: SocketAddr,
-    _functions: Vec<Arc<Function>>,
+    /// Each function by its binary's name, with its meter when metered.
+    functions: Vec<(&'static str, Arc<Function>, Option<Meter>)>,
     _stream: StreamSource,
-    _queues: Vec<SqsSource>,
+    queues: Vec<SqsSource>,
+    /// Log bytes at the last [`Deployment::take_usage`], per function.
+    logged: std::sync::Mutex<HashMap<&'static str, u64>>,
+}
+
+/// What the deployment did since the last look, for its bill.
+pub struct Usage {
+    pub functions: Vec<(&'static str, Invocations, i64, Counts, u64)>,
+    /// SQS requests of the queue event sources (receives that got messages, deletes).
+    pub queue_requests: u64,
 }
 
 /// The bootstrap `name` of this build: beside the test binary's folder (`target/debug/`),
@@ -100,7 +114,14 @@ impl Deployment {
             ("Environment", environment.clone()),
             ("PaymentProcessor", "test".to_owned()),
         ]);
+        let mut meters = HashMap::new();
+        for binary in ["session-manager", "event-projector", "webhook-dispatcher"] {
+            if options.metered {
+                meters.insert(binary, Meter::start(&endpoint).await.expect("a meter"));
+            }
+        }
         let start = |binary: &'static str, instances: usize| {
+            let aws_endpoint = meters.get(binary).map_or(endpoint.clone(), |m| m.url.clone());
             let function = template.function_of_binary(binary);
             let mut env: Vec<(String, String)> = template
                 .environment(&function)
@@ -116,7 +137,7 @@ impl Deployment {
                 .collect();
             env.extend(template.logging_environment(&function));
             env.extend([
-                ("AWS_ENDPOINT_URL".to_owned(), endpoint.clone()),
+                ("AWS_ENDPOINT_URL".to_owned(), aws_endpoint),
                 ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
                 ("AWS_DEFAULT_REGION".to_owned(), "us-east-1".to_owned()),
                 ("AWS_ACCESS_KEY_ID".to_owned(), "testing".to_owned()),
@@ -203,9 +224,14 @@ impl Deployment {
             sqs,
             stage,
             front,
-            _functions: vec![session_manager, projector, dispatcher],
+            functions: vec![
+                ("session-manager", session_manager, meters.remove("session-manager")),
+                ("event-projector", projector, meters.remove("event-projector")),
+                ("webhook-dispatcher", dispatcher, meters.remove("webhook-dispatcher")),
+            ],
             _stream: stream,
-            _queues: queues,
+            queues,
+            logged: std::sync::Mutex::default(),
         }
     }
 
@@ -215,6 +241,31 @@ impl Deployment {
             format!("http://{}", self.front)
         } else {
             format!("http://{}/{}", self.front, self.stage)
+        }
+    }
+
+    /// Invocations, AWS requests, log bytes and queue polling since the last call (or the start).
+    pub fn take_usage(&self) -> Usage {
+        let mut logged = self.logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let functions = self
+            .functions
+            .iter()
+            .map(|(name, function, meter)| {
+                let size = std::fs::metadata(self.logs.join(format!("{name}.log"))).map_or(0, |m| m.len());
+                let before = logged.insert(name, size).unwrap_or(0);
+                (
+                    *name,
+                    function.take_invocations(),
+                    function.memory_mb(),
+                    meter.as_ref().map(Meter::take).unwrap_or_default(),
+                    size.saturating_sub(before),
+                )
+            })
+            .collect();
+        let queue_requests = self.queues.iter().map(SqsSource::take_requests).sum();
+        Usage {
+            functions,
+            queue_requests,
         }
     }
 

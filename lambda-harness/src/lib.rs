@@ -5,7 +5,9 @@
 //! setting read from `infra/template.yaml`.
 
 pub mod api_gateway;
+pub mod bill;
 pub mod deployment;
+pub mod meter;
 pub mod runtime_api;
 pub mod sqs_source;
 pub mod stream_source;

@@ -34,7 +34,9 @@ struct Pending {
 
 #[derive(Default)]
 struct Shared {
-    in_flight: Mutex<HashMap<String, oneshot::Sender<Invocation>>>,
+    /// Each invocation an instance holds: who waits for its answer, and since when it runs.
+    in_flight: Mutex<HashMap<String, (oneshot::Sender<Invocation>, std::time::Instant)>>,
+    invocations: Mutex<Invocations>,
     init_errors: Mutex<Vec<String>>,
 }
 
@@ -60,8 +62,17 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
 }
 
+/// Invocations of a function and their time, for its bill.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Invocations {
+    pub count: u64,
+    /// Billed duration summed: each invocation rounded up to the millisecond.
+    pub billed: Duration,
+}
+
 pub struct Function {
     name: String,
+    memory_mb: i64,
     timeout: Duration,
     invocations: mpsc::UnboundedSender<Pending>,
     shared: Arc<Shared>,
@@ -120,6 +131,7 @@ impl Function {
             instances.push(command.spawn()?);
         }
         Ok(Function {
+            memory_mb: spec.memory_mb,
             name: spec.name,
             timeout: spec.timeout,
             invocations,
@@ -154,6 +166,16 @@ impl Function {
         }
     }
 
+    /// Invocations so far, and their billed time (measured from the hand-over to the answer);
+    /// counting starts again from nothing.
+    pub fn take_invocations(&self) -> Invocations {
+        self.shared.invocations.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+
+    pub fn memory_mb(&self) -> i64 {
+        self.memory_mb
+    }
+
     /// Errors reported to `/runtime/init/error` so far.
     pub fn init_errors(&self) -> Vec<String> {
         self.shared.init_errors.lock().map(|e| e.clone()).unwrap_or_default()
@@ -166,7 +188,7 @@ async fn next(State(state): State<ApiState>) -> Response {
         return StatusCode::GONE.into_response();
     };
     if let Ok(mut in_flight) = state.shared.in_flight.lock() {
-        in_flight.insert(pending.id.clone(), pending.reply);
+        in_flight.insert(pending.id.clone(), (pending.reply, std::time::Instant::now()));
     }
     let deadline_ms = pending.deadline.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let mut headers = HeaderMap::new();
@@ -192,7 +214,12 @@ async fn next(State(state): State<ApiState>) -> Response {
 fn finish(state: &ApiState, id: &str, result: Invocation) -> StatusCode {
     let sender = state.shared.in_flight.lock().ok().and_then(|mut m| m.remove(id));
     match sender {
-        Some(sender) => {
+        Some((sender, since)) => {
+            // Billed as Lambda bills: from the hand-over to the answer, per started millisecond.
+            if let Ok(mut made) = state.shared.invocations.lock() {
+                made.count += 1;
+                made.billed += Duration::from_millis((since.elapsed().as_micros() as u64).div_ceil(1000));
+            }
             let _ = sender.send(result);
             StatusCode::ACCEPTED
         }

@@ -11,12 +11,14 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// A running mapping; stops when dropped.
 pub struct SqsSource {
     pollers: Vec<JoinHandle<()>>,
+    requests: Arc<AtomicU64>,
 }
 
 impl Drop for SqsSource {
@@ -43,7 +45,9 @@ impl SqsSource {
             .attributes
             .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
             .unwrap_or_default();
+        let requests = Arc::new(AtomicU64::new(0));
         let poller = Arc::new(Poller {
+            requests: requests.clone(),
             sqs,
             queue_url,
             arn,
@@ -56,11 +60,19 @@ impl SqsSource {
                 tokio::spawn(async move { poller.run().await })
             })
             .collect();
-        Ok(SqsSource { pollers })
+        Ok(SqsSource { pollers, requests })
+    }
+
+    /// Billable SQS requests the mapping made since the last call: each receive that brought
+    /// messages, and one delete per batch (Lambda deletes a batch's successes in one request).
+    /// Empty long polls are not counted: at a steady load they are a fixed monthly cost.
+    pub fn take_requests(&self) -> u64 {
+        self.requests.swap(0, Ordering::Relaxed)
     }
 }
 
 struct Poller {
+    requests: Arc<AtomicU64>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     arn: String,
@@ -90,6 +102,9 @@ impl Poller {
                 Invocation::Error(_) => None,
             };
             let Some(failed) = failed else { continue };
+            if batch.len() > failed.len() {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+            }
             for message in batch
                 .iter()
                 .filter(|m| !failed.contains(m.message_id().unwrap_or_default()))
@@ -130,6 +145,9 @@ impl Poller {
                 }
             };
             let empty = got.is_empty();
+            if !empty {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+            }
             batch.extend(got);
             if batch.len() >= self.settings.batch_size
                 || tokio::time::Instant::now() >= deadline

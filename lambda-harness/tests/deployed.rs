@@ -361,3 +361,107 @@ async fn the_operators_end_to_end_script_passes() {
         "{stdout}"
     );
 }
+
+/// One bill per run: every function's invocations and billed time, its AWS requests counted on
+/// the wire (DynamoDB units by the item-size rules), the queue source's requests and the log
+/// bytes, per event.
+fn bill(usage: &lambda_harness::deployment::Usage, events: u64) -> Vec<lambda_harness::bill::Line> {
+    let functions: Vec<lambda_harness::bill::FunctionUsage<'_>> = usage
+        .functions
+        .iter()
+        .map(|(name, invocations, memory_mb, calls, log_bytes)| lambda_harness::bill::FunctionUsage {
+            name,
+            invocations: *invocations,
+            memory_mb: *memory_mb,
+            calls,
+            log_bytes: *log_bytes,
+        })
+        .collect();
+    let api_requests = usage.functions[0].1.count;
+    lambda_harness::bill::lines(events, api_requests, &functions, usage.queue_requests)
+}
+
+/// How many requests of `service operation` a function made.
+fn requests(usage: &lambda_harness::deployment::Usage, function: &str, service: &str, operation: &str) -> u64 {
+    usage
+        .functions
+        .iter()
+        .find(|f| f.0 == function)
+        .and_then(|f| f.3.get(&(service.to_owned(), operation.to_owned())))
+        .map_or(0, |u| u.requests)
+}
+
+fn invocations(usage: &lambda_harness::deployment::Usage, function: &str) -> u64 {
+    usage.functions.iter().find(|f| f.0 == function).map_or(0, |f| f.1.count)
+}
+
+/// What a checkout event costs on AWS, measured: one checkout at a time (every batch holds one
+/// record: the most expensive case) and twenty at once (batches fill). The request counts per
+/// event are asserted where they are deterministic; the bill is printed and written to
+/// `target/tmp/cost-report.md`, never asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bill_of_a_checkout_event() {
+    let deployment = deployed(Options {
+        metered: true,
+        ..Options::default()
+    })
+    .await;
+    let client = Arc::new(Client {
+        http: reqwest::Client::new(),
+        base: deployment.api_url(),
+    });
+    let (receiver, url) = Receiver::start(&[]).await;
+    client.register(&url).await;
+    let delivered = |session: String| {
+        let receiver = receiver.clone();
+        async move {
+            receiver
+                .wait_for("a checkout's three webhooks", |seen| of_session(seen, &session).len() >= 3)
+                .await;
+        }
+    };
+    // Cold starts and the merchant caches first.
+    for _ in 0..2 {
+        delivered(client.checkout().await).await;
+    }
+    deployment.take_usage();
+
+    const ALONE: u64 = 5;
+    for _ in 0..ALONE {
+        delivered(client.checkout().await).await;
+    }
+    let alone = deployment.take_usage();
+    let events = 3 * ALONE;
+    assert_eq!(invocations(&alone, "session-manager"), events, "one API call per event");
+    assert_eq!(requests(&alone, "session-manager", "DynamoDB", "TransactWriteItems"), events, "one transaction per event");
+    assert_eq!(invocations(&alone, "event-projector"), events, "alone, each stream batch holds one record");
+    assert_eq!(requests(&alone, "event-projector", "SNS", "PublishBatch"), events);
+    assert_eq!(invocations(&alone, "webhook-dispatcher"), events);
+    assert_eq!(requests(&alone, "webhook-dispatcher", "DynamoDB", "PutItem"), events, "one attempt record per delivery");
+    assert_eq!(requests(&alone, "webhook-dispatcher", "DynamoDB", "BatchGetItem"), events, "one duplicate check per batch");
+
+    const TOGETHER: u64 = 20;
+    let sessions = futures_util::future::join_all((0..TOGETHER).map(|_| {
+        let client = client.clone();
+        async move { client.checkout().await }
+    }))
+    .await;
+    for session in sessions {
+        delivered(session).await;
+    }
+    let together = deployment.take_usage();
+    let loaded_events = 3 * TOGETHER;
+    assert_eq!(invocations(&together, "session-manager"), loaded_events);
+    assert!(invocations(&together, "webhook-dispatcher") <= loaded_events);
+
+    let (alone_bill, together_bill) = (bill(&alone, events), bill(&together, loaded_events));
+    let report = format!(
+        "## One checkout at a time ({events} events, one per batch)\n\n{}\n## Twenty at once ({loaded_events} events)\n\n{}",
+        lambda_harness::bill::table(&alone_bill),
+        lambda_harness::bill::table(&together_bill)
+    );
+    println!("{report}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cost-report.md");
+    std::fs::write(&path, &report).unwrap();
+    assert!(lambda_harness::bill::total(&alone_bill) > 0.0);
+}

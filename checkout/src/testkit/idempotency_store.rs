@@ -17,7 +17,7 @@ fn completion(key: &IdempotencyKey, token: &str, fingerprint: &str, status: u16)
         key: key.clone(),
         token: token.to_owned(),
         fingerprint: fingerprint.to_owned(),
-        reply: StoredReply {
+        reply: StoredReply::Body {
             status,
             body: format!("{{\"status\":{status}}}"),
         },
@@ -52,8 +52,17 @@ pub async fn committed_append_replays_its_reply(backend: &Backend) {
     let m = merchant();
     let k = key(&m);
     let token = acquire(backend, &k, "fp", clock::now()).await;
-    let done = completion(&k, &token, "fp", 201);
-    backend.events.append(&event(&m, None, 1), Some(&done)).await.unwrap();
+    let e = event(&m, None, 1);
+    // A committed change's reply names its event rather than copying the session.
+    let done = Completion {
+        reply: StoredReply::Session {
+            status: 201,
+            session_id: e.session_id.clone(),
+            version: e.version,
+        },
+        ..completion(&k, &token, "fp", 201)
+    };
+    backend.events.append(&e, Some(&done)).await.unwrap();
     assert_eq!(
         backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(),
         Claim::Replay(done.reply.clone())
