@@ -172,7 +172,9 @@ fn record_item(pk: &str, record: &IdempotencyRecord) -> Item {
             item.insert("state".to_owned(), s("done"));
             item.insert("reply_status".to_owned(), n(i64::from(reply.status())));
             match reply {
-                StoredReply::Session { session_id, version, .. } => {
+                StoredReply::Session {
+                    session_id, version, ..
+                } => {
                     item.insert("reply_session".to_owned(), s(session_id.as_str()));
                     item.insert("reply_version".to_owned(), n(*version as i64));
                 }
@@ -201,7 +203,8 @@ fn parse_record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
             let reply = match item.get("reply_session") {
                 Some(_) => StoredReply::Session {
                     status,
-                    session_id: SessionId::parse(get_s(item, "reply_session")?).ok_or_else(|| corrupt("reply_session"))?,
+                    session_id: SessionId::parse(get_s(item, "reply_session")?)
+                        .ok_or_else(|| corrupt("reply_session"))?,
                     version: u64::try_from(get_n(item, "reply_version")?).map_err(|_| corrupt("reply_version"))?,
                 },
                 // Replies stored before they named their event.

@@ -183,7 +183,7 @@ mod tests {
     fn same_body_replays_other_body_conflicts() {
         let now = clock::now();
         let record = done("fp", now);
-        assert!(matches!(judge(&record, "fp", now), Some(Claim::Replay(r)) if r.status == 201));
+        assert!(matches!(judge(&record, "fp", now), Some(Claim::Replay(r)) if r.status() == 201));
         assert_eq!(judge(&record, "other", now), Some(Claim::Mismatch));
     }
 

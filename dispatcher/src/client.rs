@@ -25,6 +25,9 @@ impl Default for ClientSettings {
 }
 
 pub fn build(settings: ClientSettings) -> reqwest::Result<reqwest::Client> {
+    // The same crypto as the AWS SDK's TLS (aws-lc-rs), so the bootstrap carries one library,
+    // not two. Already installed (by an earlier client, or a test) is fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.total_timeout)

@@ -59,11 +59,26 @@ pub fn lines(events: u64, api_requests: u64, functions: &[FunctionUsage<'_>], qu
             });
         }
     };
-    push("API Gateway HTTP API".into(), api_requests as f64, "requests", price::API_REQUEST);
+    push(
+        "API Gateway HTTP API".into(),
+        api_requests as f64,
+        "requests",
+        price::API_REQUEST,
+    );
     for f in functions {
-        push(format!("{} invocations", f.name), f.invocations.count as f64, "requests", price::LAMBDA_REQUEST);
+        push(
+            format!("{} invocations", f.name),
+            f.invocations.count as f64,
+            "requests",
+            price::LAMBDA_REQUEST,
+        );
         let gb_seconds = f.invocations.billed.as_secs_f64() * f.memory_mb as f64 / 1024.0;
-        push(format!("{} duration", f.name), gb_seconds, "GB-s", price::LAMBDA_GB_SECOND);
+        push(
+            format!("{} duration", f.name),
+            gb_seconds,
+            "GB-s",
+            price::LAMBDA_GB_SECOND,
+        );
         for ((service, operation), usage) in f.calls {
             let what = format!("{}: {service} {operation}", f.name);
             match service.as_str() {
@@ -77,9 +92,19 @@ pub fn lines(events: u64, api_requests: u64, functions: &[FunctionUsage<'_>], qu
                 _ => {}
             }
         }
-        push(format!("{} logs", f.name), f.log_bytes as f64 / 1e9, "GB", price::LOG_GB);
+        push(
+            format!("{} logs", f.name),
+            f.log_bytes as f64 / 1e9,
+            "GB",
+            price::LOG_GB,
+        );
     }
-    push("SQS event source (receive + delete)".into(), queue_requests as f64, "requests", price::SQS_REQUEST);
+    push(
+        "SQS event source (receive + delete)".into(),
+        queue_requests as f64,
+        "requests",
+        price::SQS_REQUEST,
+    );
     lines
 }
 

@@ -244,8 +244,19 @@ impl Deployment {
         }
     }
 
-    /// Invocations, AWS requests, log bytes and queue polling since the last call (or the start).
-    pub fn take_usage(&self) -> Usage {
+    /// Invocations, AWS requests, log bytes and queue polling since the last call (or the start),
+    /// once no function has run anything for half a second (the work a test waited for may
+    /// still be finishing: a webhook arrives before its attempt is recorded).
+    pub async fn take_usage(&self) -> Usage {
+        let mut quiet = 0;
+        while quiet < 5 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            quiet = if self.functions.iter().any(|(_, f, _)| f.busy()) {
+                0
+            } else {
+                quiet + 1
+            };
+        }
         let mut logged = self.logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let functions = self
             .functions

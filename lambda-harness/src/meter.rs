@@ -59,7 +59,10 @@ impl Meter {
 
     /// What was counted so far; counting starts again from nothing.
     pub fn take(&self) -> Counts {
-        self.counts.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default()
+        self.counts
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
     }
 }
 
@@ -87,10 +90,11 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let answer_body = answer.bytes().await.unwrap_or_default();
     if let Some((service, operation)) = operation(&parts.headers, &body) {
         let usage = units(&service, &operation, &body, &answer_body);
+        let billed = billed(&service, &operation, &body);
         if let Ok(mut counts) = proxy.counts.lock() {
             let entry = counts.entry((service, operation)).or_default();
             entry.requests += 1;
-            entry.billed += billed(&service, &operation, &body);
+            entry.billed += billed;
             entry.write_units += usage.write_units;
             entry.read_units += usage.read_units;
         }
@@ -157,7 +161,9 @@ fn units(service: &str, operation: &str, request: &Bytes, answer: &Bytes) -> Usa
         "DeleteItem" | "UpdateItem" => usage.write_units = 1.0,
         "TransactWriteItems" => {
             for item in request["TransactItems"].as_array().into_iter().flatten() {
-                let size = item["Put"]["Item"].as_object().map_or(0, |_| item_size(&item["Put"]["Item"]));
+                let size = item["Put"]["Item"]
+                    .as_object()
+                    .map_or(0, |_| item_size(&item["Put"]["Item"]));
                 usage.write_units += 2.0 * write(size);
             }
         }
@@ -182,8 +188,12 @@ fn units(service: &str, operation: &str, request: &Bytes, answer: &Bytes) -> Usa
 
 /// An item's size by DynamoDB's rules: each attribute's name and value in UTF-8 bytes.
 fn item_size(item: &Value) -> usize {
-    item.as_object()
-        .map_or(0, |attributes| attributes.iter().map(|(name, value)| name.len() + value_size(value)).sum())
+    item.as_object().map_or(0, |attributes| {
+        attributes
+            .iter()
+            .map(|(name, value)| name.len() + value_size(value))
+            .sum()
+    })
 }
 
 fn value_size(value: &Value) -> usize {
@@ -195,9 +205,19 @@ fn value_size(value: &Value) -> usize {
         // Numbers: about one byte per two digits, plus one.
         "N" => inner.as_str().map_or(1, |n| n.len().div_ceil(2) + 1),
         "BOOL" | "NULL" => 1,
-        "M" => 3 + inner.as_object().map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v) + 1).sum::<usize>()),
-        "L" => 3 + inner.as_array().map_or(0, |l| l.iter().map(|v| value_size(v) + 1).sum::<usize>()),
-        "SS" | "NS" | "BS" => inner.as_array().map_or(0, |l| l.iter().filter_map(Value::as_str).map(str::len).sum()),
+        "M" => {
+            3 + inner
+                .as_object()
+                .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v) + 1).sum::<usize>())
+        }
+        "L" => {
+            3 + inner
+                .as_array()
+                .map_or(0, |l| l.iter().map(|v| value_size(v) + 1).sum::<usize>())
+        }
+        "SS" | "NS" | "BS" => inner
+            .as_array()
+            .map_or(0, |l| l.iter().filter_map(Value::as_str).map(str::len).sum()),
         _ => 0,
     }
 }
@@ -213,17 +233,34 @@ mod tests {
         let put = json!({"TableName": "t", "Item": item});
         let usage = units("DynamoDB", "PutItem", &Bytes::from(put.to_string()), &Bytes::new());
         assert_eq!(usage.write_units, 2.0, "1,020 + 2 + 1 + 2 bytes is over 1 KB");
-        let transaction = json!({"TransactItems": [{"Put": {"Item": {"a": {"S": "x"}}}}, {"Put": {"Item": {"b": {"S": "y"}}}}]});
-        let usage = units("DynamoDB", "TransactWriteItems", &Bytes::from(transaction.to_string()), &Bytes::new());
+        let transaction =
+            json!({"TransactItems": [{"Put": {"Item": {"a": {"S": "x"}}}}, {"Put": {"Item": {"b": {"S": "y"}}}}]});
+        let usage = units(
+            "DynamoDB",
+            "TransactWriteItems",
+            &Bytes::from(transaction.to_string()),
+            &Bytes::new(),
+        );
         assert_eq!(usage.write_units, 4.0, "transactional writes bill twice");
         let query = json!({"ConsistentRead": true});
         let answer = json!({"Items": [{"d": {"S": "x".repeat(5000)}}]});
-        let usage = units("DynamoDB", "Query", &Bytes::from(query.to_string()), &Bytes::from(answer.to_string()));
+        let usage = units(
+            "DynamoDB",
+            "Query",
+            &Bytes::from(query.to_string()),
+            &Bytes::from(answer.to_string()),
+        );
         assert_eq!(usage.read_units, 2.0, "5 KB read strongly is 2 units");
         let mut headers = HeaderMap::new();
         headers.insert("x-amz-target", "AmazonSQS.SendMessage".parse().unwrap());
-        assert_eq!(operation(&headers, &Bytes::new()), Some(("SQS".into(), "SendMessage".into())));
+        assert_eq!(
+            operation(&headers, &Bytes::new()),
+            Some(("SQS".into(), "SendMessage".into()))
+        );
         let sns = Bytes::from("Action=PublishBatch&TopicArn=x");
-        assert_eq!(operation(&HeaderMap::new(), &sns), Some(("SNS".into(), "PublishBatch".into())));
+        assert_eq!(
+            operation(&HeaderMap::new(), &sns),
+            Some(("SNS".into(), "PublishBatch".into()))
+        );
     }
 }

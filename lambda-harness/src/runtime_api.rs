@@ -169,7 +169,16 @@ impl Function {
     /// Invocations so far, and their billed time (measured from the hand-over to the answer);
     /// counting starts again from nothing.
     pub fn take_invocations(&self) -> Invocations {
-        self.shared.invocations.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+        self.shared
+            .invocations
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+
+    /// Whether an instance is running an invocation now.
+    pub fn busy(&self) -> bool {
+        self.shared.in_flight.lock().map(|m| !m.is_empty()).unwrap_or(false)
     }
 
     pub fn memory_mb(&self) -> i64 {

@@ -117,25 +117,36 @@ impl Client {
 
     /// Create, address and shipping, complete: three events.
     async fn checkout(&self) -> String {
+        let id = self.create().await;
+        self.ready(&id).await;
+        self.complete(&id).await;
+        id
+    }
+
+    async fn create(&self) -> String {
         let create = json!({"currency": "usd", "line_items": [{"id": "test_1", "quantity": 2}]});
         let key = ulid::Ulid::new().to_string();
         let (status, session) = self
             .call(reqwest::Method::POST, "/checkout_sessions", Some(create), Some(&key))
             .await;
         assert_eq!(status, 201, "{session}");
-        let id = session["id"].as_str().unwrap().to_owned();
+        session["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn ready(&self, id: &str) {
         let update = json!({
             "fulfillment_details": {"name": "H", "email": "h@example.com", "address": {
                 "name": "H", "line_one": "1 Main St", "city": "Springfield", "state": "IL",
                 "country": "US", "postal_code": "62701"}},
             "selected_fulfillment_options": [{"type": "shipping", "option_id": "fulfillment_option_123", "item_ids": ["test_1"]}]
         });
+        let key = ulid::Ulid::new().to_string();
         let (status, session) = self
             .call(
                 reqwest::Method::POST,
                 &format!("/checkout_sessions/{id}"),
                 Some(update),
-                Some(&format!("{key}-u")),
+                Some(&key),
             )
             .await;
         assert_eq!(
@@ -143,14 +154,18 @@ impl Client {
             (200, Some("ready_for_payment")),
             "{session}"
         );
+    }
+
+    async fn complete(&self, id: &str) {
         let pay = json!({"payment_data": {"handler_id": "card_tokenized", "instrument": {"type": "card",
             "credential": {"type": "spt", "token": "spt_test_approve"}}}});
+        let key = ulid::Ulid::new().to_string();
         let (status, session) = self
             .call(
                 reqwest::Method::POST,
                 &format!("/checkout_sessions/{id}/complete"),
                 Some(pay),
-                Some(&format!("{key}-c")),
+                Some(&key),
             )
             .await;
         assert_eq!(
@@ -158,7 +173,6 @@ impl Client {
             (200, Some("completed")),
             "{session}"
         );
-        id
     }
 }
 
@@ -369,13 +383,15 @@ fn bill(usage: &lambda_harness::deployment::Usage, events: u64) -> Vec<lambda_ha
     let functions: Vec<lambda_harness::bill::FunctionUsage<'_>> = usage
         .functions
         .iter()
-        .map(|(name, invocations, memory_mb, calls, log_bytes)| lambda_harness::bill::FunctionUsage {
-            name,
-            invocations: *invocations,
-            memory_mb: *memory_mb,
-            calls,
-            log_bytes: *log_bytes,
-        })
+        .map(
+            |(name, invocations, memory_mb, calls, log_bytes)| lambda_harness::bill::FunctionUsage {
+                name,
+                invocations: *invocations,
+                memory_mb: *memory_mb,
+                calls,
+                log_bytes: *log_bytes,
+            },
+        )
         .collect();
     let api_requests = usage.functions[0].1.count;
     lambda_harness::bill::lines(events, api_requests, &functions, usage.queue_requests)
@@ -392,7 +408,11 @@ fn requests(usage: &lambda_harness::deployment::Usage, function: &str, service: 
 }
 
 fn invocations(usage: &lambda_harness::deployment::Usage, function: &str) -> u64 {
-    usage.functions.iter().find(|f| f.0 == function).map_or(0, |f| f.1.count)
+    usage
+        .functions
+        .iter()
+        .find(|f| f.0 == function)
+        .map_or(0, |f| f.1.count)
 }
 
 /// What a checkout event costs on AWS, measured: one checkout at a time (every batch holds one
@@ -416,7 +436,9 @@ async fn the_bill_of_a_checkout_event() {
         let receiver = receiver.clone();
         async move {
             receiver
-                .wait_for("a checkout's three webhooks", |seen| of_session(seen, &session).len() >= 3)
+                .wait_for("a checkout's three webhooks", |seen| {
+                    of_session(seen, &session).len() >= 3
+                })
                 .await;
         }
     };
@@ -424,21 +446,51 @@ async fn the_bill_of_a_checkout_event() {
     for _ in 0..2 {
         delivered(client.checkout().await).await;
     }
-    deployment.take_usage();
+    deployment.take_usage().await;
 
+    // Low traffic: each call's webhook arrives before the next call is made.
     const ALONE: u64 = 5;
     for _ in 0..ALONE {
-        delivered(client.checkout().await).await;
+        let id = client.create().await;
+        let arrived = |n: usize| {
+            let (receiver, id) = (receiver.clone(), id.clone());
+            async move {
+                receiver
+                    .wait_for("the call's webhook", |seen| of_session(seen, &id).len() >= n)
+                    .await
+            }
+        };
+        arrived(1).await;
+        client.ready(&id).await;
+        arrived(2).await;
+        client.complete(&id).await;
+        arrived(3).await;
     }
-    let alone = deployment.take_usage();
+    let alone = deployment.take_usage().await;
     let events = 3 * ALONE;
     assert_eq!(invocations(&alone, "session-manager"), events, "one API call per event");
-    assert_eq!(requests(&alone, "session-manager", "DynamoDB", "TransactWriteItems"), events, "one transaction per event");
-    assert_eq!(invocations(&alone, "event-projector"), events, "alone, each stream batch holds one record");
+    assert_eq!(
+        requests(&alone, "session-manager", "DynamoDB", "TransactWriteItems"),
+        events,
+        "one transaction per event"
+    );
+    assert_eq!(
+        invocations(&alone, "event-projector"),
+        events,
+        "alone, each stream batch holds one record"
+    );
     assert_eq!(requests(&alone, "event-projector", "SNS", "PublishBatch"), events);
     assert_eq!(invocations(&alone, "webhook-dispatcher"), events);
-    assert_eq!(requests(&alone, "webhook-dispatcher", "DynamoDB", "PutItem"), events, "one attempt record per delivery");
-    assert_eq!(requests(&alone, "webhook-dispatcher", "DynamoDB", "BatchGetItem"), events, "one duplicate check per batch");
+    assert_eq!(
+        requests(&alone, "webhook-dispatcher", "DynamoDB", "PutItem"),
+        events,
+        "one attempt record per delivery"
+    );
+    assert_eq!(
+        requests(&alone, "webhook-dispatcher", "DynamoDB", "BatchGetItem"),
+        events,
+        "one duplicate check per batch"
+    );
 
     const TOGETHER: u64 = 20;
     let sessions = futures_util::future::join_all((0..TOGETHER).map(|_| {
@@ -449,7 +501,7 @@ async fn the_bill_of_a_checkout_event() {
     for session in sessions {
         delivered(session).await;
     }
-    let together = deployment.take_usage();
+    let together = deployment.take_usage().await;
     let loaded_events = 3 * TOGETHER;
     assert_eq!(invocations(&together, "session-manager"), loaded_events);
     assert!(invocations(&together, "webhook-dispatcher") <= loaded_events);
