@@ -28,7 +28,6 @@ pub enum Invocation {
 struct Pending {
     id: String,
     payload: Vec<u8>,
-    deadline: SystemTime,
     reply: oneshot::Sender<Invocation>,
 }
 
@@ -43,6 +42,7 @@ struct Shared {
 #[derive(Clone)]
 struct ApiState {
     name: String,
+    timeout: Duration,
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
     shared: Arc<Shared>,
 }
@@ -73,15 +73,19 @@ pub struct Invocations {
 pub struct Function {
     name: String,
     memory_mb: i64,
-    timeout: Duration,
     invocations: mpsc::UnboundedSender<Pending>,
     shared: Arc<Shared>,
-    _instances: Vec<Child>,
+    /// Each instance's keeper: it runs the process and starts a new one when it exits.
+    instances: Vec<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Function {
     fn drop(&mut self) {
+        // Dropping a keeper drops its process, which `kill_on_drop` ends.
+        for instance in &self.instances {
+            instance.abort();
+        }
         self.server.abort();
     }
 }
@@ -92,6 +96,7 @@ impl Function {
         let shared = Arc::new(Shared::default());
         let state = ApiState {
             name: spec.name.clone(),
+            timeout: spec.timeout,
             queue: Arc::new(tokio::sync::Mutex::new(queue)),
             shared: shared.clone(),
         };
@@ -107,40 +112,56 @@ impl Function {
             let _ = axum::serve(listener, app).await;
         });
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&spec.log)?;
+        let spec = Arc::new(spec);
         let mut instances = Vec::new();
         for n in 0..spec.instances {
-            let mut command = Command::new(&spec.binary);
-            command
-                .env_clear()
-                .env("PATH", "/usr/bin:/bin")
-                .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-                .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
-                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string())
-                .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name))
-                .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("2026/12/02/[$LATEST]{n:032x}"))
-                .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-                .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
-                .env("_HANDLER", "bootstrap")
-                .env("LAMBDA_TASK_ROOT", "/var/task")
-                .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log.try_clone()?)
-                .kill_on_drop(true);
-            instances.push(command.spawn()?);
+            let (spec, log, addr) = (spec.clone(), log.try_clone()?, addr);
+            // An instance that exits (a crash, an init failure) is replaced by a cold one, as
+            // Lambda does; what it held times out.
+            instances.push(tokio::spawn(async move {
+                loop {
+                    let Ok(mut child) = spawn_instance(&spec, &log, addr, n) else {
+                        return;
+                    };
+                    let _ = child.wait().await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }));
         }
         Ok(Function {
             memory_mb: spec.memory_mb,
-            name: spec.name,
-            timeout: spec.timeout,
+            name: spec.name.clone(),
             invocations,
             shared,
-            _instances: instances,
+            instances,
             server,
         })
     }
+}
 
+fn spawn_instance(spec: &Spec, log: &std::fs::File, addr: std::net::SocketAddr, n: usize) -> std::io::Result<Child> {
+    Command::new(&spec.binary)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string())
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name))
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("2026/12/02/[$LATEST]{n:032x}"))
+        .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+        .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
+        .env("_HANDLER", "bootstrap")
+        .env("LAMBDA_TASK_ROOT", "/var/task")
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log.try_clone()?)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+impl Function {
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -152,18 +173,16 @@ impl Function {
         let pending = Pending {
             id: ulid::Ulid::new().to_string().to_lowercase(),
             payload: serde_json::to_vec(event).unwrap_or_default(),
-            deadline: SystemTime::now() + self.timeout,
             reply,
         };
         if self.invocations.send(pending).is_err() {
             return Invocation::Error("the runtime API is gone".into());
         }
-        // Queued time does not count against the timeout on Lambda either: allow for it.
-        match tokio::time::timeout(self.timeout * 4, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Invocation::Error("the invocation was dropped".into()),
-            Err(_) => Invocation::Error(format!("Task timed out after {} seconds", self.timeout.as_secs())),
-        }
+        // The function's timeout runs from the hand-over to an instance (see `next`); waiting for a
+        // free instance does not count, as on Lambda.
+        answer
+            .await
+            .unwrap_or_else(|_| Invocation::Error("the invocation was dropped".into()))
     }
 
     /// Invocations so far, and their billed time (measured from the hand-over to the answer);
@@ -199,7 +218,20 @@ async fn next(State(state): State<ApiState>) -> Response {
     if let Ok(mut in_flight) = state.shared.in_flight.lock() {
         in_flight.insert(pending.id.clone(), (pending.reply, std::time::Instant::now()));
     }
-    let deadline_ms = pending.deadline.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    // The function's time runs from the hand-over: past it, the invocation has timed out (billed
+    // in full), whatever the instance answers later.
+    let deadline = SystemTime::now() + state.timeout;
+    let (timer_state, id) = (state.clone(), pending.id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(timer_state.timeout).await;
+        let secs = timer_state.timeout.as_secs();
+        finish(
+            &timer_state,
+            &id,
+            Invocation::Error(format!("Task timed out after {secs}.00 seconds")),
+        );
+    });
+    let deadline_ms = deadline.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {

@@ -71,6 +71,25 @@ impl SqsSource {
     }
 }
 
+/// The messages an answer reports as failed, or `None` when the answer is not a valid partial
+/// batch response — then Lambda treats the whole batch as failed (an entry without an
+/// `itemIdentifier`, or naming a message that is not in the batch).
+fn failures(answer: &Value, batch: &HashSet<&str>) -> Option<HashSet<String>> {
+    let Some(entries) = answer.get("batchItemFailures") else {
+        return Some(HashSet::new());
+    };
+    let entries = entries.as_array()?;
+    entries
+        .iter()
+        .map(|f| {
+            f["itemIdentifier"]
+                .as_str()
+                .filter(|id| !id.is_empty() && batch.contains(id))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 struct Poller {
     requests: Arc<AtomicU64>,
     sqs: aws_sdk_sqs::Client,
@@ -88,15 +107,9 @@ impl Poller {
                 continue;
             }
             let event = json!({ "Records": batch.iter().map(|m| self.record(m)).collect::<Vec<_>>() });
+            let ids: HashSet<&str> = batch.iter().filter_map(|m| m.message_id()).collect();
             let failed: Option<HashSet<String>> = match self.function.invoke(&event).await {
-                Invocation::Response(answer) if self.settings.report_item_failures => Some(
-                    answer["batchItemFailures"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
-                        .collect(),
-                ),
+                Invocation::Response(answer) if self.settings.report_item_failures => failures(&answer, &ids),
                 Invocation::Response(_) => Some(HashSet::new()),
                 // The whole batch comes back after its visibility timeout.
                 Invocation::Error(_) => None,
@@ -120,10 +133,11 @@ impl Poller {
         }
     }
 
-    /// Up to `BatchSize` messages, waiting up to the batching window for more once one came.
+    /// Up to `BatchSize` messages: once one came, the mapping keeps polling until the batch is
+    /// full or the batching window has passed, as Lambda does.
     async fn batch(&self) -> Vec<aws_sdk_sqs::types::Message> {
         let mut batch = Vec::new();
-        let deadline = tokio::time::Instant::now() + self.settings.window;
+        let mut deadline = tokio::time::Instant::now() + self.settings.window;
         loop {
             let want = (self.settings.batch_size - batch.len()).clamp(1, 10);
             let wait = if batch.is_empty() { 1 } else { 0 };
@@ -144,20 +158,18 @@ impl Poller {
                     Vec::new()
                 }
             };
-            let empty = got.is_empty();
-            if !empty {
+            if !got.is_empty() {
                 self.requests.fetch_add(1, Ordering::Relaxed);
+                if batch.is_empty() {
+                    // The window starts with the first message.
+                    deadline = tokio::time::Instant::now() + self.settings.window;
+                }
             }
             batch.extend(got);
-            if batch.len() >= self.settings.batch_size
-                || tokio::time::Instant::now() >= deadline
-                || (empty && !batch.is_empty())
-            {
+            if batch.is_empty() || batch.len() >= self.settings.batch_size || tokio::time::Instant::now() >= deadline {
                 return batch;
             }
-            if batch.is_empty() {
-                return batch;
-            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -142,11 +142,7 @@ impl Mapping {
             }
             let event = json!({ "Records": batch.iter().map(|r| self.record(r)).collect::<Vec<_>>() });
             let retry_from = match self.function.invoke(&event).await {
-                Invocation::Response(answer) if self.settings.report_item_failures => answer["batchItemFailures"]
-                    .as_array()
-                    .and_then(|f| f.first())
-                    .and_then(|f| f["itemIdentifier"].as_str())
-                    .map(|sequence| batch.iter().position(|r| sequence_of(r) == sequence).unwrap_or(0)),
+                Invocation::Response(answer) if self.settings.report_item_failures => retry_position(&answer, &batch),
                 Invocation::Response(_) => None,
                 Invocation::Error(_) => Some(0),
             };
@@ -220,6 +216,25 @@ impl Mapping {
             },
         })
     }
+}
+
+/// Where a partial batch response says to retry from: the earliest failed record. An entry
+/// without an identifier, or naming a record not in the batch, fails the whole batch (as Lambda
+/// treats an invalid response).
+fn retry_position(answer: &Value, batch: &[Record]) -> Option<usize> {
+    let entries = answer.get("batchItemFailures")?;
+    let Some(entries) = entries.as_array() else {
+        return Some(0);
+    };
+    let mut earliest: Option<usize> = None;
+    for entry in entries {
+        let position = entry["itemIdentifier"]
+            .as_str()
+            .and_then(|sequence| batch.iter().position(|r| sequence_of(r) == sequence));
+        let Some(position) = position else { return Some(0) };
+        earliest = Some(earliest.map_or(position, |e| e.min(position)));
+    }
+    earliest
 }
 
 fn sequence_of(record: &Record) -> &str {
