@@ -21,15 +21,6 @@ pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_proces
             "PAYMENT_PROCESSOR",
             "required: the payment processor; `test` (the one built in) approves test tokens only",
         ),
-        ("ACP_ENVIRONMENT", "the environment name the table names derive from"),
-        (
-            "SESSIONS_TABLE",
-            "the event store (default: {ACP_ENVIRONMENT}-acp-sessions)",
-        ),
-        ("IDEMPOTENCY_TABLE", "idempotency replies"),
-        ("MERCHANTS_TABLE", "merchants and their webhook endpoints"),
-        ("VIEWS_TABLE", "the read model"),
-        ("DELIVERIES_TABLE", "the attempt log"),
         (
             "ORDER_UPDATES_QUEUE_URL",
             "where replays are queued (without it, replay answers 503)",

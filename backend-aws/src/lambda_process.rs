@@ -9,9 +9,29 @@ use std::process::ExitCode;
 pub struct Usage {
     pub name: &'static str,
     pub about: &'static str,
-    /// (variable, meaning)
+    /// (variable, meaning), besides the [`TABLE_VARIABLES`] every function reads.
     pub env: &'static [(&'static str, &'static str)],
 }
+
+impl Usage {
+    /// Every variable the function reads: its own, then the tables'.
+    pub fn variables(&self) -> impl Iterator<Item = &(&'static str, &'static str)> {
+        self.env.iter().chain(TABLE_VARIABLES)
+    }
+}
+
+/// The tables every function finds the way [`crate::TableNames::from_env`] does.
+pub const TABLE_VARIABLES: &[(&str, &str)] = &[
+    ("ACP_ENVIRONMENT", "the environment name the table names derive from"),
+    (
+        "SESSIONS_TABLE",
+        "the event store (default: {ACP_ENVIRONMENT}-acp-sessions)",
+    ),
+    ("IDEMPOTENCY_TABLE", "idempotency replies"),
+    ("MERCHANTS_TABLE", "merchants and their webhook endpoints"),
+    ("VIEWS_TABLE", "the read model"),
+    ("DELIVERIES_TABLE", "the attempt log"),
+];
 
 /// Set by the Lambda service in every function's environment.
 const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -67,14 +87,14 @@ fn decide(args: &[String], in_lambda: bool) -> Preflight {
 }
 
 fn help(usage: &Usage) -> String {
-    let width = usage.env.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let width = usage.variables().map(|(name, _)| name.len()).max().unwrap_or(0);
     let mut text = format!(
         "{name} — {about}\n\nThe bootstrap of an AWS Lambda function: it serves invocations from the \
          Lambda runtime API and takes no arguments.\n\nEnvironment:\n",
         name = usage.name,
         about = usage.about
     );
-    for (name, meaning) in usage.env {
+    for (name, meaning) in usage.variables() {
         text.push_str(&format!("  {name:width$}  {meaning}\n"));
     }
     text
@@ -109,9 +129,13 @@ mod tests {
             env: &[("A_TABLE", "where things are"), ("B", "how many")],
         };
         let text = help(&usage);
-        assert!(
-            text.contains("A_TABLE  where things are") && text.contains("B        how many"),
-            "{text}"
-        );
+        for (name, meaning) in usage.variables() {
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+                .unwrap_or_default();
+            assert!(line.ends_with(meaning), "{name}: {text}");
+        }
+        assert!(text.contains("SESSIONS_TABLE"), "{text}");
     }
 }

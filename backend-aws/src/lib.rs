@@ -71,7 +71,7 @@ pub mod testkit {
         let help = bare(&["--help"]);
         let text = String::from_utf8_lossy(&help.stdout);
         assert!(help.status.success(), "--help: {help:?}");
-        for (name, _) in usage.env {
+        for (name, _) in usage.variables() {
             assert!(text.contains(name), "--help names {name}: {text}");
         }
         let outside = bare(&[]);

@@ -38,15 +38,6 @@ pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_proces
             "DISPATCHER_DISABLE_AFTER_HOURS",
             "an endpoint failing this long is disabled",
         ),
-        ("ACP_ENVIRONMENT", "the environment name the table names derive from"),
-        (
-            "SESSIONS_TABLE",
-            "the event store (default: {ACP_ENVIRONMENT}-acp-sessions)",
-        ),
-        ("IDEMPOTENCY_TABLE", "idempotency replies"),
-        ("MERCHANTS_TABLE", "merchants and their webhook endpoints"),
-        ("VIEWS_TABLE", "the read model"),
-        ("DELIVERIES_TABLE", "the attempt log"),
     ],
 };
 

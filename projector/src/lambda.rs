@@ -9,21 +9,10 @@ use checkout::event::StreamRecord;
 pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_process::Usage {
     name: "event-projector",
     about: "the sessions table's stream → the read model and the checkout-events topic",
-    env: &[
-        (
-            "CHECKOUT_EVENTS_TOPIC_ARN",
-            "required: the SNS topic every event is published to",
-        ),
-        ("ACP_ENVIRONMENT", "the environment name the table names derive from"),
-        (
-            "SESSIONS_TABLE",
-            "the event store (default: {ACP_ENVIRONMENT}-acp-sessions)",
-        ),
-        ("IDEMPOTENCY_TABLE", "idempotency replies"),
-        ("MERCHANTS_TABLE", "merchants and their webhook endpoints"),
-        ("VIEWS_TABLE", "the read model"),
-        ("DELIVERIES_TABLE", "the attempt log"),
-    ],
+    env: &[(
+        "CHECKOUT_EVENTS_TOPIC_ARN",
+        "required: the SNS topic every event is published to",
+    )],
 };
 
 /// The event envelope an item of the sessions table carries in its `event` attribute.
