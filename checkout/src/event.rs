@@ -11,6 +11,10 @@ use std::fmt;
 /// few KiB more; DynamoDB's 400 KB items hold it with its idempotency reply beside it.
 pub const MAX_EVENT_BYTES: usize = 200 * 1024;
 
+/// An upper bound of the envelope around the session in an event's JSON (ids, type, times,
+/// version): an event is at most its session's JSON plus this.
+pub const ENVELOPE_BYTES: usize = 512;
+
 /// Room kept under [`MAX_EVENT_BYTES`] when a session is created or updated, for what completing
 /// it adds (the order): a session that could be built can always be completed.
 pub const COMPLETION_HEADROOM: usize = 16 * 1024;

@@ -270,12 +270,12 @@ impl CheckoutService {
                 )));
             }
         };
-        let (kind, version, next, status) = match decided {
+        let (kind, version, mut next, status) = match decided {
             Ok(decision) => decision,
             Err(err) => return Ok(Outcome::NotStored(refusal(&err))),
         };
         if let (EventType::Updated, Some(cur)) = (kind, &current)
-            && unchanged(&next, &cur.data)
+            && unchanged(&mut next, &cur.data)
         {
             // An update that changes nothing (the values it sets are already there) is answered
             // with the session as it is: no event, no webhook.
@@ -293,12 +293,14 @@ impl CheckoutService {
     }
 
     async fn commit(&self, call: &Call<'_>, token: &str, event: &Event, status: u16) -> Result<Outcome, AttemptError> {
-        let (size, limit) = (event.encoded_len(), event.kind.size_limit());
+        let reply = Reply::session(status, &event.data);
+        // The reply is the session's JSON: with room for the envelope, the event's size, without
+        // serializing the event a second time here.
+        let (size, limit) = (reply.body.len() + crate::event::ENVELOPE_BYTES, event.kind.size_limit());
         if size > limit {
             // Stored, it could never be published or delivered: refused, nothing changes.
             return Ok(Outcome::NotStored(too_large(size, limit)));
         }
-        let reply = Reply::session(status, &event.data);
         // The reply is the event's session: the record names the event instead of copying it.
         let stored = StoredReply::Session {
             status,
@@ -476,10 +478,11 @@ fn in_flight() -> Reply {
 }
 
 /// Whether `next` is `current` but for the time of the change.
-fn unchanged(next: &crate::acp::CheckoutSession, current: &crate::acp::CheckoutSession) -> bool {
-    let mut next = next.clone();
-    next.updated_at.clone_from(&current.updated_at);
-    next == *current
+fn unchanged(next: &mut crate::acp::CheckoutSession, current: &crate::acp::CheckoutSession) -> bool {
+    let updated_at = std::mem::replace(&mut next.updated_at, current.updated_at.clone());
+    let same = *next == *current;
+    next.updated_at = updated_at;
+    same
 }
 
 fn too_large(size: usize, limit: usize) -> Reply {

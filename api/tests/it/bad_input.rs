@@ -100,6 +100,11 @@ async fn a_cart_too_large_to_publish_is_refused_and_a_large_one_completes(app: T
     let id = checkout::ids::SessionId::parse(&id).unwrap();
     for event in app.backend.events.history(&id).await.unwrap() {
         assert!(event.encoded_len() <= checkout::event::MAX_EVENT_BYTES);
+        let session = serde_json::to_vec(&event.data).unwrap().len();
+        assert!(
+            event.encoded_len() <= session + checkout::event::ENVELOPE_BYTES,
+            "the envelope bound holds"
+        );
     }
 }
 
