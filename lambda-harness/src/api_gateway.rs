@@ -17,6 +17,9 @@ use std::sync::Arc;
 
 /// The most API Gateway takes in a request body (10 MB); its own limits answer before Lambda.
 const MAX_BODY: usize = 10 * 1024 * 1024;
+/// An HTTP API waits at most 30 s for its integration, whatever the function's own timeout,
+/// then answers 503 itself.
+const INTEGRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone)]
 struct Front {
@@ -69,7 +72,15 @@ async fn handle(State(front): State<Front>, request: Request) -> Response {
         return not_found();
     }
     let event = event(&front.stage, &parts, &path, route_path, &body);
-    match front.function.invoke(&event).await {
+    let Ok(answer) = tokio::time::timeout(INTEGRATION_TIMEOUT, front.function.invoke(&event)).await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/json")],
+            r#"{"message":"Service Unavailable"}"#,
+        )
+            .into_response();
+    };
+    match answer {
         Invocation::Response(answer) => response(&answer),
         Invocation::Error(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,

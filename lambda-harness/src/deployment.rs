@@ -22,8 +22,6 @@ pub struct Options {
     pub stage: Option<String>,
     /// More variables for every function (e.g. `DISPATCHER_MAX_ATTEMPTS`).
     pub env: Vec<(String, String)>,
-    /// Count every AWS request each function makes (see [`crate::meter`]).
-    pub metered: bool,
 }
 
 pub struct Deployment {
@@ -36,8 +34,11 @@ pub struct Deployment {
     pub sqs: aws_sdk_sqs::Client,
     pub stage: String,
     front: SocketAddr,
-    /// Each function by its binary's name, with its meter when metered.
-    functions: Vec<(&'static str, Arc<Function>, Option<Meter>)>,
+    /// Each function by its binary's name, with the meter its AWS calls go through.
+    functions: Vec<(&'static str, Arc<Function>, Meter)>,
+    /// Physical name (table, queue, topic) → logical id in the template.
+    logical: HashMap<String, String>,
+    template: Template,
     _stream: StreamSource,
     queues: Vec<SqsSource>,
     /// Log bytes at the last [`Deployment::take_usage`], per function.
@@ -114,12 +115,16 @@ impl Deployment {
             ("Environment", environment.clone()),
             ("PaymentProcessor", "test".to_owned()),
         ]);
+        // Every function's AWS calls go through its meter: counted for the bill, and checked
+        // against its policies (see `denied_calls`).
         let mut meters = HashMap::new();
         for binary in ["session-manager", "event-projector", "webhook-dispatcher"] {
-            if options.metered {
-                meters.insert(binary, Meter::start(&endpoint).await.expect("a meter"));
-            }
+            meters.insert(binary, Meter::start(&endpoint).await.expect("a meter"));
         }
+        let logical = resolved
+            .iter()
+            .map(|(id, physical)| (physical_name(physical), (*id).to_owned()))
+            .collect();
         let start = |binary: &'static str, instances: usize| {
             let aws_endpoint = meters.get(binary).map_or(endpoint.clone(), |m| m.url.clone());
             let function = template.function_of_binary(binary);
@@ -225,10 +230,20 @@ impl Deployment {
             stage,
             front,
             functions: vec![
-                ("session-manager", session_manager, meters.remove("session-manager")),
-                ("event-projector", projector, meters.remove("event-projector")),
-                ("webhook-dispatcher", dispatcher, meters.remove("webhook-dispatcher")),
+                (
+                    "session-manager",
+                    session_manager,
+                    meter(&mut meters, "session-manager"),
+                ),
+                ("event-projector", projector, meter(&mut meters, "event-projector")),
+                (
+                    "webhook-dispatcher",
+                    dispatcher,
+                    meter(&mut meters, "webhook-dispatcher"),
+                ),
             ],
+            logical,
+            template,
             _stream: stream,
             queues,
             logged: std::sync::Mutex::default(),
@@ -268,7 +283,7 @@ impl Deployment {
                     *name,
                     function.take_invocations(),
                     function.memory_mb(),
-                    meter.as_ref().map(Meter::take).unwrap_or_default(),
+                    meter.take(),
                     size.saturating_sub(before),
                 )
             })
@@ -280,8 +295,89 @@ impl Deployment {
         }
     }
 
+    /// The AWS calls a function made that its policies in the template do not allow (IAM would
+    /// answer `AccessDenied`), by function.
+    pub fn denied_calls(&self) -> Vec<(&'static str, crate::iam::Access)> {
+        self.functions
+            .iter()
+            .flat_map(|(name, _, meter)| {
+                let grants = crate::iam::grants(&self.template, &self.template.function_of_binary(name));
+                crate::iam::denied(&grants, &meter.accesses(), &self.logical)
+                    .into_iter()
+                    .map(move |access| (*name, access))
+            })
+            .collect()
+    }
+
+    /// What each function called AWS for so far, as IAM names it: `dynamodb:PutItem on
+    /// DeliveriesTable` (the resource's logical id in the template).
+    pub fn calls(&self) -> Vec<(&'static str, Vec<String>)> {
+        self.functions
+            .iter()
+            .map(|(name, _, meter)| {
+                let calls = meter
+                    .accesses()
+                    .iter()
+                    .map(|a| {
+                        let (base, rest) = a.resource.split_once('/').unwrap_or((&a.resource, ""));
+                        let id = self.logical.get(base).map_or(base, String::as_str);
+                        let suffix = if rest.is_empty() {
+                            String::new()
+                        } else {
+                            format!("/{rest}")
+                        };
+                        format!("{} on {id}{suffix}", a.action)
+                    })
+                    .collect::<std::collections::BTreeSet<_>>();
+                (*name, calls.into_iter().collect())
+            })
+            .collect()
+    }
+
+    /// Each function's peak memory so far (the largest of its instances) and its `MemorySize`, MB.
+    pub fn memory(&self) -> Vec<(&'static str, f64, i64)> {
+        self.functions
+            .iter()
+            .map(|(name, function, _)| (*name, function.peak_memory_mb(), function.memory_mb()))
+            .collect()
+    }
+
+    /// Checks what AWS would refuse that moto does not: every call allowed by the function's
+    /// policies, and no instance using more memory than its function's `MemorySize` (Lambda
+    /// ends such an instance). Returns how many distinct calls were checked.
+    pub fn assert_within_the_templates_limits(&self) -> usize {
+        let denied = self.denied_calls();
+        assert!(
+            denied.is_empty(),
+            "calls the template's policies do not allow: {denied:#?}"
+        );
+        for (name, peak, limit) in self.memory() {
+            assert!(
+                peak <= limit as f64,
+                "{name} used {peak:.0} MB, over its MemorySize of {limit} MB"
+            );
+        }
+        self.functions.iter().map(|(_, _, meter)| meter.accesses().len()).sum()
+    }
+
     /// The front's address without any stage.
     pub fn host_url(&self) -> String {
         format!("http://{}", self.front)
+    }
+}
+
+fn meter(meters: &mut HashMap<&'static str, Meter>, binary: &str) -> Meter {
+    meters.remove(binary).expect("each function has its meter")
+}
+
+/// A table's name, a queue's (from its URL) or a topic's (from its ARN): what IAM calls the
+/// resource, and what the calls name.
+fn physical_name(resolved: &str) -> String {
+    if resolved.starts_with("arn:") {
+        resolved.rsplit(':').next().unwrap_or_default().to_owned()
+    } else if resolved.starts_with("http") {
+        resolved.rsplit('/').next().unwrap_or_default().to_owned()
+    } else {
+        resolved.to_owned()
     }
 }

@@ -7,6 +7,7 @@
 pub mod api_gateway;
 pub mod bill;
 pub mod deployment;
+pub mod iam;
 pub mod meter;
 pub mod runtime_api;
 pub mod sqs_source;

@@ -4,13 +4,14 @@
 //! (attribute names plus values; writes per 1 KB, transactional writes twice; reads per 4 KB,
 //! eventually consistent ones half). moto answers; the proxy only counts.
 
+use crate::iam::{self, Access};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// Requests, write units and read units of one (service, operation).
@@ -32,21 +33,26 @@ struct Proxy {
     upstream: String,
     client: reqwest::Client,
     counts: Arc<Mutex<Counts>>,
+    accesses: Arc<Mutex<BTreeSet<Access>>>,
 }
 
 pub struct Meter {
     pub url: String,
     counts: Arc<Mutex<Counts>>,
+    /// Every authorisation the calls needed, for the least-privilege check.
+    accesses: Arc<Mutex<BTreeSet<Access>>>,
 }
 
 impl Meter {
     /// A proxy to `upstream` (moto); give the functions its [`Meter::url`] as their endpoint.
     pub async fn start(upstream: &str) -> std::io::Result<Meter> {
         let counts = Arc::new(Mutex::new(Counts::new()));
+        let accesses = Arc::new(Mutex::new(BTreeSet::new()));
         let proxy = Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::new(),
             counts: counts.clone(),
+            accesses: accesses.clone(),
         };
         let app = Router::new().fallback(forward).with_state(proxy);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -54,7 +60,12 @@ impl Meter {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Meter { url, counts })
+        Ok(Meter { url, counts, accesses })
+    }
+
+    /// Every authorisation the calls so far needed (kept across [`Meter::take`]).
+    pub fn accesses(&self) -> BTreeSet<Access> {
+        self.accesses.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     /// What was counted so far; counting starts again from nothing.
@@ -91,6 +102,9 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     if let Some((service, operation)) = operation(&parts.headers, &body) {
         let usage = units(&service, &operation, &body, &answer_body);
         let billed = billed(&service, &body);
+        if let Ok(mut accesses) = proxy.accesses.lock() {
+            accesses.extend(iam::accesses(&service, &operation, &body));
+        }
         if let Ok(mut counts) = proxy.counts.lock() {
             let entry = counts.entry((service, operation)).or_default();
             entry.requests += 1;

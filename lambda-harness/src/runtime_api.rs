@@ -37,6 +37,8 @@ struct Shared {
     in_flight: Mutex<HashMap<String, (oneshot::Sender<Invocation>, std::time::Instant)>>,
     invocations: Mutex<Invocations>,
     init_errors: Mutex<Vec<String>>,
+    /// The process id of each running instance.
+    pids: Mutex<HashMap<usize, u32>>,
 }
 
 #[derive(Clone)]
@@ -115,7 +117,7 @@ impl Function {
         let spec = Arc::new(spec);
         let mut instances = Vec::new();
         for n in 0..spec.instances {
-            let (spec, log, addr) = (spec.clone(), log.try_clone()?, addr);
+            let (spec, log, addr, shared) = (spec.clone(), log.try_clone()?, addr, shared.clone());
             // An instance that exits (a crash, an init failure) is replaced by a cold one, as
             // Lambda does; what it held times out.
             instances.push(tokio::spawn(async move {
@@ -123,6 +125,9 @@ impl Function {
                     let Ok(mut child) = spawn_instance(&spec, &log, addr, n) else {
                         return;
                     };
+                    if let (Some(pid), Ok(mut pids)) = (child.id(), shared.pids.lock()) {
+                        pids.insert(n, pid);
+                    }
                     let _ = child.wait().await;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -202,6 +207,25 @@ impl Function {
 
     pub fn memory_mb(&self) -> i64 {
         self.memory_mb
+    }
+
+    /// The most memory any running instance has held (its peak resident set, `VmHWM`), in MB
+    /// as Lambda counts `MemorySize` (MiB).
+    pub fn peak_memory_mb(&self) -> f64 {
+        let pids: Vec<u32> = self
+            .shared
+            .pids
+            .lock()
+            .map(|p| p.values().copied().collect())
+            .unwrap_or_default();
+        pids.iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .filter_map(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse::<f64>().ok()
+            })
+            .fold(0.0, f64::max)
+            / 1024.0
     }
 
     /// Errors reported to `/runtime/init/error` so far.

@@ -126,6 +126,14 @@ impl Template {
         env
     }
 
+    /// The function's `Policies`, as written (see [`crate::iam`]).
+    pub fn policies(&self, function: &str) -> Vec<Yaml> {
+        self.resource(function)["Properties"]["Policies"]
+            .as_vec()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn memory_size(&self, function: &str) -> i64 {
         let own = &self.resource(function)["Properties"]["MemorySize"];
         self.number(own)

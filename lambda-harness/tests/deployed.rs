@@ -239,6 +239,8 @@ async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signe
         .await
         .unwrap();
     assert_eq!(outside.status(), 404);
+    let checked = deployment.assert_within_the_templates_limits();
+    assert!(checked > 0, "the functions' calls went through the meters");
 }
 
 /// The `$default` stage: the same API at the root.
@@ -261,6 +263,8 @@ async fn a_checkout_through_the_default_stage_works() {
             types(&of_session(seen, &session)).contains(&"checkout.session.completed".to_owned())
         })
         .await;
+    let checked = deployment.assert_within_the_templates_limits();
+    assert!(checked > 0, "the functions' calls went through the meters");
 }
 
 /// A failed delivery is retried with the same webhook-id; one that fails every attempt goes to
@@ -344,6 +348,8 @@ async fn a_retry_a_dead_letter_and_its_redrive() {
     receiver
         .wait_for("the redriven delivery", |seen| of_session(seen, &doomed).len() >= 3)
         .await;
+    let checked = deployment.assert_within_the_templates_limits();
+    assert!(checked > 0, "the functions' calls went through the meters");
 }
 
 /// `infra/test/e2e-test.sh`, the operator's check of a deployment, passes against the front.
@@ -374,6 +380,8 @@ async fn the_operators_end_to_end_script_passes() {
         stdout.contains("all checks passed") && !stdout.contains("FAIL"),
         "{stdout}"
     );
+    let checked = deployment.assert_within_the_templates_limits();
+    assert!(checked > 0, "the functions' calls went through the meters");
 }
 
 /// One bill per run: every function's invocations and billed time, its AWS requests counted on
@@ -421,11 +429,7 @@ fn invocations(usage: &lambda_harness::deployment::Usage, function: &str) -> u64
 /// `target/tmp/cost-report.md`, never asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bill_of_a_checkout_event() {
-    let deployment = deployed(Options {
-        metered: true,
-        ..Options::default()
-    })
-    .await;
+    let deployment = deployed(Options::default()).await;
     let client = Arc::new(Client {
         http: reqwest::Client::new(),
         base: deployment.api_url(),
@@ -507,8 +511,18 @@ async fn the_bill_of_a_checkout_event() {
     assert!(invocations(&together, "webhook-dispatcher") <= loaded_events);
 
     let (alone_bill, together_bill) = (bill(&alone, events), bill(&together, loaded_events));
+    let calls: String = deployment
+        .calls()
+        .iter()
+        .map(|(function, calls)| format!("- {function}: {}\n", calls.join(", ")))
+        .collect();
+    let memory: String = deployment
+        .memory()
+        .iter()
+        .map(|(function, peak, limit)| format!("- {function}: {peak:.1} MB of {limit} MB\n"))
+        .collect();
     let report = format!(
-        "## One checkout at a time ({events} events, one per batch)\n\n{}\n## Twenty at once ({loaded_events} events)\n\n{}",
+        "## One checkout at a time ({events} events, one per batch)\n\n{}\n## Twenty at once ({loaded_events} events)\n\n{}\n## What each function calls (each allowed by its policies in the template)\n\n{calls}\n## Peak memory of an instance (debug build)\n\n{memory}",
         lambda_harness::bill::table(&alone_bill),
         lambda_harness::bill::table(&together_bill)
     );
@@ -516,4 +530,6 @@ async fn the_bill_of_a_checkout_event() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cost-report.md");
     std::fs::write(&path, &report).unwrap();
     assert!(lambda_harness::bill::total(&alone_bill) > 0.0);
+    let checked = deployment.assert_within_the_templates_limits();
+    assert!(checked > 0, "the functions' calls went through the meters");
 }
