@@ -14,8 +14,7 @@ use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState, StoredReply};
 use checkout::ids::{EndpointId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
-use checkout::ports::{EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError};
-use checkout::read_model::SessionView;
+use checkout::ports::{EndpointStore, EventStore, IdempotencyStore, MerchantStore, StoreError};
 use checkout::webhook_endpoint::WebhookEndpoint;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -575,34 +574,5 @@ impl EndpointStore for DynamoStore {
             .await
             .map_err(failed_call)?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
-    }
-}
-
-#[async_trait]
-impl ReadModel for DynamoStore {
-    async fn apply(&self, view: &SessionView) -> Result<bool, StoreError> {
-        let item = HashMap::from([
-            ("session_id".to_owned(), s(view.session_id.as_str())),
-            ("version".to_owned(), n(view.version as i64)),
-            ("merchant_id".to_owned(), s(view.merchant_id.as_str())),
-            ("status".to_owned(), to_doc(&view.status)?),
-            ("doc".to_owned(), to_doc(view)?),
-        ]);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.views)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(session_id) OR version < :v")
-            .expression_attribute_values(":v", n(view.version as i64))
-            .send()
-            .await;
-        conditional_put(result)
-    }
-
-    async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError> {
-        let key = HashMap::from([("session_id".to_owned(), s(session_id.as_str()))]);
-        let item = self.get(&self.tables.views, key).await?;
-        item.map(|item| doc(&item, "view")).transpose()
     }
 }

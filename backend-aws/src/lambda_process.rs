@@ -29,7 +29,6 @@ pub const TABLE_VARIABLES: &[(&str, &str)] = &[
     ),
     ("IDEMPOTENCY_TABLE", "idempotency replies"),
     ("MERCHANTS_TABLE", "merchants and their webhook endpoints"),
-    ("VIEWS_TABLE", "the read model"),
     ("DELIVERIES_TABLE", "the attempt log"),
 ];
 

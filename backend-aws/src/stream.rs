@@ -2,8 +2,8 @@
 //! `acp-local --backend aws` and the tests: every shard in order, from where the last reader
 //! left off.
 //!
-//! The position of each shard (the last record projected) is a checkpoint item in the views
-//! table — the projector's own table — written after the records are projected, so a restart
+//! The position of each shard (the last record projected) is a checkpoint item in the
+//! stream positions table, written after the records are projected, so a restart
 //! goes on from there instead of re-publishing the whole stream. The shard list is described
 //! once at start, when a shard is read to its end (DynamoDB then opens its child), and at
 //! most once a minute otherwise: `DescribeStream` is limited to 10 calls per second per account.

@@ -12,19 +12,21 @@ pub struct TableNames {
     pub sessions: String,
     pub idempotency: String,
     pub merchants: String,
-    pub views: String,
+    /// Where `acp-local --backend aws` keeps its position in the sessions stream (the Lambda
+    /// event source mapping keeps its own): created with the other tables, not deployed.
+    pub stream_positions: String,
     pub deliveries: String,
 }
 
 impl TableNames {
-    /// `{env}-acp-sessions`, `{env}-acp-idempotency`, `{env}-acp-merchants`, `{env}-acp-views`,
+    /// `{env}-acp-sessions`, `{env}-acp-idempotency`, `{env}-acp-merchants`, `{env}-acp-stream-positions`,
     /// `{env}-acp-deliveries`.
     pub fn for_environment(env: &str) -> Self {
         Self {
             sessions: format!("{env}-acp-sessions"),
             idempotency: format!("{env}-acp-idempotency"),
             merchants: format!("{env}-acp-merchants"),
-            views: format!("{env}-acp-views"),
+            stream_positions: format!("{env}-acp-stream-positions"),
             deliveries: format!("{env}-acp-deliveries"),
         }
     }
@@ -66,7 +68,7 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aw
     }
     let keyed_tables = [
         (&names.idempotency, "pk", None, Some("expires_at")),
-        (&names.views, "session_id", None, None),
+        (&names.stream_positions, "session_id", None, None),
         (&names.merchants, "pk", Some("sk"), None),
         (&names.deliveries, "target", Some("sk"), Some("expires_at")),
     ];
@@ -110,9 +112,9 @@ pub struct MissingTableName {
 }
 
 impl TableNames {
-    /// `SESSIONS_TABLE`, `IDEMPOTENCY_TABLE`, `MERCHANTS_TABLE`, `VIEWS_TABLE` and
-    /// `DELIVERIES_TABLE`, each
-    /// defaulting to the name derived from `ACP_ENVIRONMENT`.
+    /// `SESSIONS_TABLE`, `IDEMPOTENCY_TABLE`, `MERCHANTS_TABLE` and `DELIVERIES_TABLE`, each
+    /// defaulting to the name derived from `ACP_ENVIRONMENT`; `STREAM_POSITIONS_TABLE` (only
+    /// `acp-local` reads the stream itself) defaults to `{sessions table}-stream-positions`.
     pub fn from_env() -> Result<Self, MissingTableName> {
         let derived = std::env::var("ACP_ENVIRONMENT")
             .ok()
@@ -123,12 +125,15 @@ impl TableNames {
                 .or_else(|| derived.as_ref().map(|d| from(d).clone()))
                 .ok_or(MissingTableName { missing: var })
         };
+        let sessions = pick("SESSIONS_TABLE", |t| &t.sessions)?;
+        let stream_positions = pick("STREAM_POSITIONS_TABLE", |t| &t.stream_positions)
+            .unwrap_or_else(|_| format!("{sessions}-stream-positions"));
         Ok(Self {
-            sessions: pick("SESSIONS_TABLE", |t| &t.sessions)?,
             idempotency: pick("IDEMPOTENCY_TABLE", |t| &t.idempotency)?,
             merchants: pick("MERCHANTS_TABLE", |t| &t.merchants)?,
-            views: pick("VIEWS_TABLE", |t| &t.views)?,
             deliveries: pick("DELIVERIES_TABLE", |t| &t.deliveries)?,
+            stream_positions,
+            sessions,
         })
     }
 }

@@ -8,10 +8,7 @@ use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, Idempotency
 use checkout::ids::EventId;
 use checkout::ids::{EndpointId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
-use checkout::ports::{
-    Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError,
-};
-use checkout::read_model::SessionView;
+use checkout::ports::{Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, StoreError};
 use checkout::webhook_endpoint::WebhookEndpoint;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +24,6 @@ struct State {
     api_keys: HashMap<String, MerchantId>,
     /// Per merchant, in creation order.
     endpoints: HashMap<MerchantId, Vec<WebhookEndpoint>>,
-    views: HashMap<SessionId, SessionView>,
 }
 
 #[derive(Default)]
@@ -228,24 +224,6 @@ impl EndpointStore for EmbeddedStore {
         let before = list.len();
         list.retain(|e| &e.id != id);
         Ok(list.len() < before)
-    }
-}
-
-#[async_trait]
-impl ReadModel for EmbeddedStore {
-    async fn apply(&self, view: &SessionView) -> Result<bool, StoreError> {
-        let mut state = self.state.lock();
-        match state.views.get(&view.session_id) {
-            Some(stored) if stored.version >= view.version => Ok(false),
-            _ => {
-                state.views.insert(view.session_id.clone(), view.clone());
-                Ok(true)
-            }
-        }
-    }
-
-    async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError> {
-        Ok(self.state.lock().views.get(session_id).cloned())
     }
 }
 

@@ -25,7 +25,6 @@ pub mod merchant;
 pub mod payment;
 pub mod ports;
 pub mod pricing;
-pub mod read_model;
 pub mod retry_schedule;
 pub mod service;
 pub mod session;

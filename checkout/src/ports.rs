@@ -6,7 +6,6 @@ use crate::event::Event;
 use crate::idempotency::{Claim, Completion, IdempotencyKey};
 use crate::ids::{EndpointId, EventId, MerchantId, SessionId};
 use crate::merchant::Merchant;
-use crate::read_model::SessionView;
 use crate::webhook_endpoint::WebhookEndpoint;
 use async_trait::async_trait;
 use std::net::IpAddr;
@@ -94,14 +93,6 @@ pub trait EndpointStore: Send + Sync {
 }
 
 /// The read model: the latest state of each session, folded from events by version.
-#[async_trait]
-pub trait ReadModel: Send + Sync {
-    /// Folds `view` in unless the stored view is at the same or a newer version; says whether
-    /// it was applied. Duplicates and late arrivals are therefore harmless.
-    async fn apply(&self, view: &SessionView) -> Result<bool, StoreError>;
-    async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError>;
-}
-
 /// The attempt log (see [`crate::attempt_log`]); a target is an endpoint id or the order webhook.
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
@@ -175,7 +166,6 @@ pub struct Backend {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub merchants: Arc<dyn MerchantStore>,
     pub endpoints: Arc<dyn EndpointStore>,
-    pub views: Arc<dyn ReadModel>,
     pub deliveries: Arc<dyn DeliveryLog>,
 }
 
@@ -183,14 +173,13 @@ impl Backend {
     /// For adapters that implement every storage port on one type.
     pub fn from_one<T>(adapter: Arc<T>) -> Self
     where
-        T: EventStore + IdempotencyStore + MerchantStore + EndpointStore + ReadModel + DeliveryLog + 'static,
+        T: EventStore + IdempotencyStore + MerchantStore + EndpointStore + DeliveryLog + 'static,
     {
         Self {
             events: adapter.clone(),
             idempotency: adapter.clone(),
             merchants: adapter.clone(),
             endpoints: adapter.clone(),
-            views: adapter.clone(),
             deliveries: adapter,
         }
     }

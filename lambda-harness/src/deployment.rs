@@ -105,7 +105,6 @@ impl Deployment {
             ("SessionsTable", tables.sessions.clone()),
             ("IdempotencyTable", tables.idempotency.clone()),
             ("MerchantsTable", tables.merchants.clone()),
-            ("ViewsTable", tables.views.clone()),
             ("DeliveriesTable", tables.deliveries.clone()),
             ("OrderUpdatesQueue", pipeline.queue_url.clone()),
             ("SlowDeliveriesQueue", pipeline.slow_queue_url.clone()),

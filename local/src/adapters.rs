@@ -151,7 +151,7 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
         &dynamodb,
         aws_backend::StreamsClient::new(&sdk),
         &tables.sessions,
-        &tables.views,
+        &tables.stream_positions,
     )
     .await
     .context("opening the sessions table's stream")?;

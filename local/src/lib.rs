@@ -59,7 +59,7 @@ impl Stack {
         };
         let (stop_dispatcher, dispatcher) = start_dispatcher(config, &backend, &adapters, policy)?;
 
-        let projector = Projector::new(backend.views.clone(), adapters.publisher.clone());
+        let projector = Projector::new(adapters.publisher.clone());
         let (stop_projection, projection_stopped) = watch::channel(false);
         let purge = match adapters.purge.clone() {
             Some(store) => tokio::spawn(purge::run(store, projection_stopped.clone())),

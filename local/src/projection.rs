@@ -152,7 +152,7 @@ mod tests {
             refused: events[1].id.clone(),
             published: Mutex::default(),
         });
-        let projector = Projector::new(embedded_backend::EmbeddedStore::backend().views, topic.clone());
+        let projector = Projector::new(topic.clone());
         let done = tokio::time::timeout(
             Duration::from_secs(30),
             project_all(&projector, events.iter().cloned().map(record).collect()),

@@ -1,20 +1,18 @@
-//! The projector: for each record of the event store's stream, fold the event into the read
-//! model (by version, so duplicates and late records are harmless) and publish it to the
-//! checkout-events topic. The Lambda and `acp-local` both call [`Projector::project`].
+//! The projector: each record of the event store's stream is published to the checkout-events
+//! topic, in stream order. The Lambda and `acp-local` both call [`Projector::project`].
+//!
+//! There is no read model: `GET /checkout_sessions/{id}` reads the latest event, strongly
+//! consistent, so a second copy of each session written per event would be paid for and never
+//! read.
 
 pub mod lambda;
 
 use checkout::event::{Event, StreamRecord};
-use checkout::ids::SessionId;
-use checkout::ports::{Publisher, ReadModel};
-use checkout::read_model::SessionView;
-use futures_util::future::join_all;
-use std::collections::{HashMap, HashSet};
+use checkout::ports::Publisher;
 use std::sync::Arc;
 use tracing::{error, warn};
 
 pub struct Projector {
-    views: Arc<dyn ReadModel>,
     publisher: Arc<dyn Publisher>,
 }
 
@@ -28,8 +26,8 @@ pub struct Projection {
 }
 
 impl Projector {
-    pub fn new(views: Arc<dyn ReadModel>, publisher: Arc<dyn Publisher>) -> Self {
-        Self { views, publisher }
+    pub fn new(publisher: Arc<dyn Publisher>) -> Self {
+        Self { publisher }
     }
 
     /// Handles the records in stream order and stops at the first one that fails: the
@@ -46,18 +44,7 @@ impl Projector {
             .iter()
             .filter_map(|r| r.event.as_ref().ok())
             .collect();
-
-        let failed = self.fold_views(&events).await;
-        let done = events
-            .iter()
-            .position(|e| failed.contains(&e.session_id))
-            .unwrap_or(events.len());
-        if done < events.len() {
-            retry_from = Some(records[done].sequence.clone());
-        }
-        let events = &events[..done];
-
-        let results = self.publisher.publish(events).await;
+        let results = self.publisher.publish(&events).await;
         let mut published = 0;
         for (i, result) in results.iter().enumerate() {
             if let Err(err) = result {
@@ -68,30 +55,5 @@ impl Projector {
             published += 1;
         }
         Projection { published, retry_from }
-    }
-
-    /// Folds the newest event of each session into the read model, all sessions at once (the
-    /// writes are conditional on version, so order does not matter and older versions in the
-    /// batch would change nothing). Returns the sessions whose view could not be written.
-    async fn fold_views<'a>(&self, events: &[&'a Event]) -> HashSet<&'a SessionId> {
-        let mut newest: HashMap<&SessionId, &Event> = HashMap::new();
-        for event in events {
-            let slot = newest.entry(&event.session_id).or_insert(event);
-            if event.version > slot.version {
-                *slot = event;
-            }
-        }
-        let writes = newest.into_values().map(|event| async move {
-            let result = self.views.apply(&SessionView::of(event)).await;
-            (event, result)
-        });
-        let mut failed = HashSet::new();
-        for (event, result) in join_all(writes).await {
-            if let Err(err) = result {
-                warn!(session_id = %event.session_id, error = %err, "read model not updated");
-                failed.insert(&event.session_id);
-            }
-        }
-        failed
     }
 }

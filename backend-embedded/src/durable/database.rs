@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS endpoints (
     body TEXT NOT NULL,
     UNIQUE (merchant_id, id)
 );
-CREATE TABLE IF NOT EXISTS views (session_id TEXT PRIMARY KEY, version INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     target TEXT NOT NULL,
     sk TEXT NOT NULL,
@@ -104,8 +103,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              WHERE json_valid(record);",
         )?;
     }
-    // The purge finds expired replies by this index, a bounded number per pass.
-    conn.execute_batch("CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);")
+    // The purge finds expired replies by this index, a bounded number per pass. The read model
+    // of earlier versions (never read: `GET` reads the latest event) is dropped.
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
+         DROP TABLE IF EXISTS views;",
+    )
 }
 
 impl Database {

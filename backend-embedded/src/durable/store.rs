@@ -12,8 +12,7 @@ use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
 use checkout::ids::{EndpointId, EventId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
-use checkout::ports::{DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReadModel, StoreError};
-use checkout::read_model::SessionView;
+use checkout::ports::{DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, StoreError};
 use checkout::webhook_endpoint::WebhookEndpoint;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -497,29 +496,6 @@ impl EndpointStore for DurableStore {
                     .map_err(sql)
             })
             .await
-    }
-}
-
-#[async_trait]
-impl ReadModel for DurableStore {
-    async fn apply(&self, view: &SessionView) -> Result<bool, StoreError> {
-        let (session, version, body) = (view.session_id.to_string(), view.version as i64, to_json(view)?);
-        self.db
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO views (session_id, version, body) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (session_id) DO UPDATE SET version = excluded.version, body = excluded.body \
-                     WHERE excluded.version > views.version",
-                )
-                .and_then(|mut s| s.execute(params![session, version, body]))
-                .map(|changed| changed > 0)
-                .map_err(sql)
-            })
-            .await
-    }
-
-    async fn view(&self, session_id: &SessionId) -> Result<Option<SessionView>, StoreError> {
-        self.read_one("SELECT body FROM views WHERE session_id = ?1", &[&session_id.as_str()])
     }
 }
 

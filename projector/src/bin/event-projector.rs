@@ -1,6 +1,6 @@
-//! EventProjectorFunction: the sessions table's stream → read model + checkout-events topic.
+//! EventProjectorFunction: the sessions table's stream → the checkout-events topic.
 
-use aws_backend::{DynamoStore, SnsPublisher, TableNames};
+use aws_backend::SnsPublisher;
 use lambda_runtime::{LambdaEvent, service_fn};
 use projector::Projector;
 use std::process::ExitCode;
@@ -18,9 +18,8 @@ async fn main() -> Result<ExitCode, lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let sdk = aws_backend::sdk_config().await;
     let topic_arn = std::env::var("CHECKOUT_EVENTS_TOPIC_ARN").map_err(|_| "CHECKOUT_EVENTS_TOPIC_ARN is not set")?;
-    let views = Arc::new(DynamoStore::from_sdk_config(&sdk, TableNames::from_env()?));
     let publisher = Arc::new(SnsPublisher::new(aws_backend::SnsClient::new(&sdk), topic_arn));
-    let projector = Projector::new(views, publisher);
+    let projector = Projector::new(publisher);
     let projector = &projector;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, lambda_runtime::Error>(projector::lambda::handle(projector, event.payload).await)
