@@ -262,6 +262,34 @@ pub(crate) fn is_condition_failure(err: &SdkError<PutItemError, HttpResponse>) -
     )
 }
 
+/// Why the append's transaction (the event, then the idempotency reply) was cancelled.
+#[derive(Debug, PartialEq, Eq)]
+enum Cancelled {
+    /// The version exists, or another transaction holds the item right now
+    /// (`TransactionConflict`): the caller reloads and tries again.
+    VersionTaken,
+    /// Our idempotency claim was taken over.
+    ClaimLost,
+    /// An item the service refuses (over 400 KB, say): permanent, never "retry later".
+    Invalid,
+    Other,
+}
+
+fn cancellation(reasons: &[Option<String>]) -> Cancelled {
+    let code = |i: usize| reasons.get(i).and_then(|c| c.as_deref());
+    if reasons.iter().flatten().any(|c| c == "ValidationError") {
+        Cancelled::Invalid
+    } else if matches!(code(0), Some("ConditionalCheckFailed" | "TransactionConflict")) {
+        Cancelled::VersionTaken
+    } else if code(1) == Some("ConditionalCheckFailed") {
+        Cancelled::ClaimLost
+    } else if reasons.iter().flatten().any(|c| c == "TransactionConflict") {
+        Cancelled::VersionTaken
+    } else {
+        Cancelled::Other
+    }
+}
+
 #[async_trait]
 impl EventStore for DynamoStore {
     async fn append(&self, event: &Event, completes: Option<&Completion>) -> Result<(), StoreError> {
@@ -295,13 +323,13 @@ impl EventStore for DynamoStore {
                         .collect(),
                     _ => return Err(failed_call(err)),
                 };
-                let failed = |i: usize| reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
-                if failed(0) {
-                    Err(conflict())
-                } else if failed(1) {
-                    Err(StoreError::ClaimLost)
-                } else {
-                    Err(failed_call(err))
+                match cancellation(&reasons) {
+                    Cancelled::VersionTaken => Err(conflict()),
+                    Cancelled::ClaimLost => Err(StoreError::ClaimLost),
+                    Cancelled::Invalid => Err(StoreError::Refused(
+                        aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string(),
+                    )),
+                    Cancelled::Other => Err(failed_call(err)),
                 }
             }
         }
@@ -574,5 +602,43 @@ impl EndpointStore for DynamoStore {
             .await
             .map_err(failed_call)?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(codes: &[&str]) -> Vec<Option<String>> {
+        codes.iter().map(|c| (*c != "None").then(|| (*c).to_owned())).collect()
+    }
+
+    /// What AWS answers that moto does not: a transaction cancelled for an invalid item is a
+    /// permanent refusal (it was a 503 "retry later"), one that met another transaction on the
+    /// same item is a version race to retry.
+    #[test]
+    fn a_cancelled_append_says_why() {
+        assert_eq!(cancellation(&reasons(&["ValidationError", "None"])), Cancelled::Invalid);
+        assert_eq!(cancellation(&reasons(&["None", "ValidationError"])), Cancelled::Invalid);
+        assert_eq!(
+            cancellation(&reasons(&["TransactionConflict", "None"])),
+            Cancelled::VersionTaken
+        );
+        assert_eq!(
+            cancellation(&reasons(&["ConditionalCheckFailed", "None"])),
+            Cancelled::VersionTaken
+        );
+        assert_eq!(
+            cancellation(&reasons(&["None", "ConditionalCheckFailed"])),
+            Cancelled::ClaimLost
+        );
+        assert_eq!(
+            cancellation(&reasons(&["None", "TransactionConflict"])),
+            Cancelled::VersionTaken
+        );
+        assert_eq!(
+            cancellation(&reasons(&["ProvisionedThroughputExceeded", "None"])),
+            Cancelled::Other
+        );
     }
 }

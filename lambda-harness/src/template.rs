@@ -141,23 +141,45 @@ impl Template {
             .unwrap_or(128)
     }
 
-    fn events(&self, function: &str, kind: &str) -> Vec<&Yaml> {
-        let Some(events) = self.resource(function)["Properties"]["Events"].as_hash() else {
-            return Vec::new();
-        };
-        events
+    /// The properties of the `AWS::Lambda::EventSourceMapping`s of `function` whose source is a
+    /// stream (`stream`) or a queue (not `stream`).
+    fn mappings(&self, function: &str, stream: bool) -> Vec<&Yaml> {
+        let resources = self.doc["Resources"].as_hash().expect("Resources");
+        resources
             .values()
-            .filter(|e| e["Type"].as_str() == Some(kind))
-            .map(|e| &e["Properties"])
+            .filter(|r| r["Type"].as_str() == Some("AWS::Lambda::EventSourceMapping"))
+            .map(|r| &r["Properties"])
+            .filter(|p| p["FunctionName"].as_str() == Some(function))
+            .filter(|p| {
+                let source = p["EventSourceArn"].as_str().unwrap_or_default();
+                source.ends_with(".StreamArn") == stream
+            })
+            .collect()
+    }
+
+    /// SAM `Events` of these types attach AWS's managed execution roles, which read every stream
+    /// or queue in the account: the template declares its mappings as resources instead.
+    pub fn functions_with_sam_event_sources(&self) -> Vec<String> {
+        let resources = self.doc["Resources"].as_hash().expect("Resources");
+        resources
+            .iter()
+            .filter(|(_, r)| {
+                r["Properties"]["Events"].as_hash().is_some_and(|events| {
+                    events
+                        .values()
+                        .any(|e| matches!(e["Type"].as_str(), Some("DynamoDB" | "SQS" | "Kinesis")))
+                })
+            })
+            .filter_map(|(id, _)| id.as_str().map(str::to_owned))
             .collect()
     }
 
     /// The function's DynamoDB stream mapping.
     pub fn stream_source(&self, function: &str) -> StreamSource {
         let p = *self
-            .events(function, "DynamoDB")
+            .mappings(function, true)
             .first()
-            .unwrap_or_else(|| panic!("{function} has no DynamoDB event"));
+            .unwrap_or_else(|| panic!("{function} has no stream mapping"));
         StreamSource {
             trim_horizon: p["StartingPosition"].as_str() == Some("TRIM_HORIZON"),
             batch_size: self.number(&p["BatchSize"]).unwrap_or(100) as usize,
@@ -171,12 +193,12 @@ impl Template {
 
     /// The function's SQS mappings.
     pub fn queue_sources(&self, function: &str) -> Vec<QueueSource> {
-        self.events(function, "SQS")
+        self.mappings(function, false)
             .into_iter()
             .map(|p| QueueSource {
-                queue: scalar(&p["Queue"])
+                queue: scalar(&p["EventSourceArn"])
                     .map(logical_id)
-                    .expect("an SQS event names its queue"),
+                    .expect("a queue mapping names its queue"),
                 batch_size: self.number(&p["BatchSize"]).unwrap_or(10) as usize,
                 window: Duration::from_secs(self.number(&p["MaximumBatchingWindowInSeconds"]).unwrap_or(0) as u64),
                 report_item_failures: reports_item_failures(p),
@@ -244,6 +266,11 @@ mod tests {
                 .any(|(k, v)| k == "ORDER_UPDATES_QUEUE_URL" && v == "OrderUpdatesQueue")
         );
         assert_eq!(t.http_api_stage(), "dev");
+        assert_eq!(
+            t.functions_with_sam_event_sources(),
+            Vec::<String>::new(),
+            "no account-wide managed policies"
+        );
         let logging = t.logging_environment(&dispatcher);
         assert!(
             logging.contains(&("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned())),
