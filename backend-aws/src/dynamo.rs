@@ -1,6 +1,7 @@
 //! [`DynamoStore`]: the event store, idempotency records and merchants in DynamoDB.
 
 use crate::error::{corrupt, failed_call, unavailable};
+use crate::stored_event;
 use crate::tables::TableNames;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -37,10 +38,9 @@ impl DynamoStore {
     }
 
     fn event_put(&self, event: &Event) -> Result<Put, StoreError> {
-        let json = serde_json::to_string(event).map_err(|e| corrupt(&e.to_string()))?;
         Put::builder()
             .table_name(&self.tables.sessions)
-            .set_item(Some(event_item(event, json)))
+            .set_item(Some(event_item(event)?))
             .condition_expression("attribute_not_exists(session_id)")
             .build()
             .map_err(unavailable)
@@ -71,6 +71,175 @@ impl DynamoStore {
             .send()
             .await
             .map(|_| ())
+    }
+
+    /// Claims `key`: a fresh record, or one that may be replaced (expired, or a claim whose
+    /// lease ran out and whose call committed nothing). A claim naming its `subject` lets the
+    /// call commit with one write (see [`DynamoStore::append_under_claim`]); its reply is then
+    /// found from the committed event, by the claim's token.
+    async fn claim_with(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        subject: Option<&SessionId>,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let pk = key.storage_key();
+        let mut held = String::new();
+        for _ in 0..CLAIM_ATTEMPTS {
+            let (token, record) = idempotency::new_claim(fingerprint, now);
+            let mut item = record_item(&pk, &record);
+            if let Some(subject) = subject {
+                item.insert(SUBJECT.to_owned(), s(subject.as_str()));
+            }
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(item))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR expires_at <= :now_s \
+                     OR (#st = :in_flight AND #tok = :held AND lease_until <= :now_ms)",
+                )
+                .expression_attribute_names("#st", "state")
+                .expression_attribute_names("#tok", "token")
+                .expression_attribute_values(":in_flight", s("in_flight"))
+                .expression_attribute_values(":held", s(&held))
+                .expression_attribute_values(":now_s", n(now.timestamp()))
+                .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Claim::Acquired { token }),
+                Err(err) if is_condition_failure(&err) => {}
+                Err(err) => return Err(failed_call(err)),
+            }
+            let Some(item) = self.get(&self.tables.idempotency, pk_key(&pk)).await? else {
+                continue;
+            };
+            let existing = parse_record(&item)?;
+            if existing.expires_at > now
+                && let RecordState::InFlight { token: running, .. } = &existing.state
+            {
+                // A claim whose call committed its event keeps the key: its reply, or 422.
+                if let Some(reply) = self.committed(&item, running).await? {
+                    return Ok(if existing.fingerprint == fingerprint {
+                        Claim::Replay(reply)
+                    } else {
+                        Claim::Mismatch
+                    });
+                }
+                held.clone_from(running);
+            }
+            if let Some(verdict) = idempotency::judge(&existing, fingerprint, now) {
+                return Ok(verdict);
+            }
+        }
+        Err(StoreError::Corrupt(format!("idempotency record {pk} keeps changing")))
+    }
+
+    /// The reply of the call that holds claim `token`, if it committed its event: the event of
+    /// the claim's subject that carries the token.
+    async fn committed(&self, claim: &Item, token: &str) -> Result<Option<StoredReply>, StoreError> {
+        let Some(subject) = claim.get(SUBJECT).and_then(|v| v.as_s().ok()) else {
+            return Ok(None);
+        };
+        let session_id = SessionId::parse(subject).ok_or_else(|| corrupt("idempotency subject"))?;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.sessions)
+                .key_condition_expression("session_id = :sid")
+                .filter_expression("#claim = :token")
+                .projection_expression("version, reply_status")
+                .expression_attribute_names("#claim", CLAIM)
+                .expression_attribute_values(":sid", s(session_id.as_str()))
+                .expression_attribute_values(":token", s(token))
+                .consistent_read(true)
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(failed_call)?;
+            if let Some(item) = out.items().first() {
+                let status = u16::try_from(get_n(item, "reply_status")?).map_err(|_| corrupt("reply_status"))?;
+                let version = u64::try_from(get_n(item, "version")?).map_err(|_| corrupt("version"))?;
+                return Ok(Some(StoredReply::Session {
+                    status,
+                    session_id,
+                    version,
+                }));
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Commits a claimed call's event with one write instead of a transaction with its reply:
+    /// the event carries the claim's token (and the reply's status), which is how a repeat of
+    /// the call finds its reply. `None` when the claim names no subject or another session (an
+    /// older claim, or another caller): then the transaction does it.
+    ///
+    /// Only the claim's holder may commit, and only well inside its lease: the claim is read
+    /// (strongly consistent) just before, and the write must start at least
+    /// [`COMMIT_MARGIN`] before the lease ends, with a bounded time in flight. A request that
+    /// took the claim over after the lease therefore never races a late commit of the first.
+    async fn append_under_claim(
+        &self,
+        event: &Event,
+        put: &Put,
+        done: &Completion,
+    ) -> Result<Option<Result<(), StoreError>>, StoreError> {
+        let StoredReply::Session { status, .. } = &done.reply else {
+            return Ok(None);
+        };
+        let Some(claim) = self
+            .get(&self.tables.idempotency, pk_key(&done.key.storage_key()))
+            .await?
+        else {
+            return Ok(Some(Err(StoreError::ClaimLost)));
+        };
+        if claim.get(SUBJECT).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(event.session_id.as_str()) {
+            return Ok(None);
+        }
+        let lease_until = match parse_record(&claim)?.state {
+            RecordState::InFlight { token, lease_until } if token == done.token => lease_until,
+            _ => return Ok(Some(Err(StoreError::ClaimLost))),
+        };
+        if checkout::clock::now() + COMMIT_MARGIN >= lease_until {
+            return Ok(Some(Err(StoreError::ClaimLost)));
+        }
+        let mut item = put.item().clone();
+        item.insert(CLAIM.to_owned(), s(&done.token));
+        item.insert("reply_status".to_owned(), n(i64::from(*status)));
+        let result = self
+            .client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(session_id)")
+            .customize()
+            .config_override(
+                aws_sdk_dynamodb::config::Config::builder().timeout_config(
+                    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(COMMIT_TIMEOUT)
+                        .build(),
+                ),
+            )
+            .send()
+            .await;
+        Ok(Some(match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Err(StoreError::VersionConflict {
+                session_id: event.session_id.clone(),
+                version: event.version,
+            }),
+            Err(err) => Err(failed_call(err)),
+        }))
     }
 
     async fn get(&self, table: &str, key: Item) -> Result<Option<Item>, StoreError> {
@@ -136,23 +305,29 @@ fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
         .ok_or_else(|| corrupt(&format!("attribute {name} missing or not a number")))
 }
 
-/// The envelope is stored whole in `event`; the other attributes are for streams, filters and
-/// operators reading the table.
-fn event_item(event: &Event, json: String) -> Item {
-    HashMap::from([
+/// The keys and the envelope, compressed (see [`stored_event`]): nothing else, since every
+/// attribute is billed by its bytes on each write and `GET` and the stream need only the event.
+fn event_item(event: &Event) -> Result<Item, StoreError> {
+    let encoded = stored_event::encode(event).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(HashMap::from([
         ("session_id".to_owned(), s(event.session_id.as_str())),
         ("version".to_owned(), n(event.version as i64)),
-        ("event_id".to_owned(), s(event.id.as_str())),
-        ("event_type".to_owned(), s(event.kind.as_str())),
-        ("merchant_id".to_owned(), s(event.merchant_id.as_str())),
-        ("created_at".to_owned(), s(&checkout::clock::rfc3339(&event.created_at))),
-        ("event".to_owned(), AttributeValue::S(json)),
-    ])
+        (
+            stored_event::ATTRIBUTE.to_owned(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(encoded)),
+        ),
+    ]))
 }
 
-/// The event held in an item of the sessions table (also what the stream's NEW_IMAGE carries).
+/// The event held in an item of the sessions table (also what the stream's NEW_IMAGE carries):
+/// compressed, or as JSON in items written before the codec.
 pub fn parse_event(item: &Item) -> Result<Event, StoreError> {
-    serde_json::from_str(get_s(item, "event")?).map_err(|e| corrupt(&format!("event: {e}")))
+    let decoded = match item.get(stored_event::ATTRIBUTE) {
+        Some(AttributeValue::B(bytes)) => stored_event::decode(bytes.as_ref()),
+        Some(AttributeValue::S(json)) => stored_event::decode_json(json),
+        _ => return Err(corrupt("attribute event missing")),
+    };
+    decoded.map_err(|e| corrupt(&e.to_string()))
 }
 
 fn record_item(pk: &str, record: &IdempotencyRecord) -> Item {
@@ -298,6 +473,11 @@ impl EventStore for DynamoStore {
             version: event.version,
         };
         let put = self.event_put(event)?;
+        if let Some(done) = completes
+            && let Some(outcome) = self.append_under_claim(event, &put, done).await?
+        {
+            return outcome;
+        }
         let Some(done) = completes else {
             return match self.put_alone(put).await {
                 Ok(_) => Ok(()),
@@ -346,40 +526,29 @@ impl EventStore for DynamoStore {
 
 /// How many times a claim is retried when the record changes between the write and the read.
 const CLAIM_ATTEMPTS: usize = 5;
+/// The claim's attribute naming the session its call appends to.
+const SUBJECT: &str = "subject";
+/// The event item's attribute naming the claim (its token) whose call appended it.
+const CLAIM: &str = "claim";
+/// A claimed call commits no later than this before its lease ends...
+const COMMIT_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+/// ...and its write is given at most this long, retries included.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
     async fn claim(&self, key: &IdempotencyKey, fingerprint: &str, now: Timestamp) -> Result<Claim, StoreError> {
-        let pk = key.storage_key();
-        for _ in 0..CLAIM_ATTEMPTS {
-            let (token, record) = idempotency::new_claim(fingerprint, now);
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.tables.idempotency)
-                .set_item(Some(record_item(&pk, &record)))
-                .condition_expression(
-                    "attribute_not_exists(pk) OR expires_at <= :now_s OR (#st = :in_flight AND lease_until <= :now_ms)",
-                )
-                .expression_attribute_names("#st", "state")
-                .expression_attribute_values(":in_flight", s("in_flight"))
-                .expression_attribute_values(":now_s", n(now.timestamp()))
-                .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(Claim::Acquired { token }),
-                Err(err) if is_condition_failure(&err) => {}
-                Err(err) => return Err(failed_call(err)),
-            }
-            let Some(item) = self.get(&self.tables.idempotency, pk_key(&pk)).await? else {
-                continue;
-            };
-            if let Some(verdict) = idempotency::judge(&parse_record(&item)?, fingerprint, now) {
-                return Ok(verdict);
-            }
-        }
-        Err(StoreError::Corrupt(format!("idempotency record {pk} keeps changing")))
+        self.claim_with(key, fingerprint, None, now).await
+    }
+
+    async fn claim_for(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        subject: &SessionId,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        self.claim_with(key, fingerprint, Some(subject), now).await
     }
 
     async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@ mod dynamo;
 mod error;
 pub mod lambda_process;
 mod messaging;
+pub mod stored_event;
 mod stream;
 mod tables;
 

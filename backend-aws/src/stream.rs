@@ -166,12 +166,14 @@ impl StreamReader {
                 let Some(change) = record.dynamodb else { continue };
                 let sequence = change.sequence_number.unwrap_or_default();
                 shard.unsaved = Some(sequence.clone());
-                let json = change
+                let stored = change
                     .new_image
                     .as_ref()
-                    .and_then(|image| image.get("event"))
-                    .and_then(|value| value.as_s().ok());
-                records.push(StreamRecord::from_json(sequence, json.map(String::as_str)));
+                    .and_then(|image| image.get(crate::stored_event::ATTRIBUTE));
+                records.push(StreamRecord {
+                    sequence,
+                    event: event_of(stored),
+                });
             }
             shard.iterator = out.next_shard_iterator;
             self.a_shard_ended |= shard.iterator.is_none();
@@ -205,6 +207,17 @@ impl StreamReader {
         }
         Ok(())
     }
+}
+
+/// The event a stream image's `event` attribute holds, or why there is none.
+fn event_of(value: Option<&aws_sdk_dynamodbstreams::types::AttributeValue>) -> Result<checkout::event::Event, String> {
+    use aws_sdk_dynamodbstreams::types::AttributeValue;
+    let decoded = match value {
+        Some(AttributeValue::B(bytes)) => crate::stored_event::decode(bytes.as_ref()),
+        Some(AttributeValue::S(json)) => crate::stored_event::decode_json(json),
+        _ => return Err("record carries no event".to_owned()),
+    };
+    decoded.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -21,3 +21,45 @@ async fn an_item_over_the_size_limit_is_refused_for_good() {
     assert!(matches!(err, StoreError::Refused(_)), "{err:?}");
     assert!(backend.merchants.merchant(&merchant.id).await.unwrap().is_none());
 }
+
+/// Items written before the event codec (the envelope as a JSON string, with the attributes
+/// that used to sit beside it) are still read, and a session stored that way goes on: the next
+/// event is appended in the new shape on top of it.
+#[tokio::test]
+async fn events_stored_in_the_old_item_shape_are_read() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use checkout::testkit::{event, merchant};
+    let (client, tables) = aws_backend::testkit::fresh_tables().await;
+    let m = merchant();
+    let old = event(&m, None, 1);
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    client
+        .put_item()
+        .table_name(&tables.sessions)
+        .item("session_id", s(old.session_id.as_str()))
+        .item("version", AttributeValue::N("1".to_owned()))
+        .item("event_id", s(old.id.as_str()))
+        .item("event_type", s(old.kind.as_str()))
+        .item("merchant_id", s(old.merchant_id.as_str()))
+        .item("event", s(&serde_json::to_string(&old).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let store = aws_backend::DynamoStore::new(client.clone(), tables.clone());
+    let events: &dyn checkout::ports::EventStore = &store;
+    assert_eq!(events.latest(&old.session_id).await.unwrap(), Some(old.clone()));
+    let next = event(&m, Some(&old.session_id), 2);
+    events.append(&next, None).await.unwrap();
+    assert_eq!(events.history(&old.session_id).await.unwrap(), vec![old, next.clone()]);
+    let stored = client
+        .get_item()
+        .table_name(&tables.sessions)
+        .key("session_id", s(next.session_id.as_str()))
+        .key("version", AttributeValue::N("2".to_owned()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(stored["event"].is_b(), "new events are stored compressed");
+}

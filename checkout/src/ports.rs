@@ -61,6 +61,21 @@ pub trait IdempotencyStore: Send + Sync {
     /// Claims `key` for a request with this fingerprint, or says why not.
     async fn claim(&self, key: &IdempotencyKey, fingerprint: &str, now: Timestamp) -> Result<Claim, StoreError>;
 
+    /// [`IdempotencyStore::claim`] for a call that will append an event to `subject` (for a
+    /// create, the id the new session will have). A store may then find the call's reply from
+    /// its committed event instead of writing a reply record beside it (DynamoDB: one write per
+    /// call instead of a transaction of two). Stores that commit both together need not care.
+    async fn claim_for(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        subject: &SessionId,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let _ = subject;
+        self.claim(key, fingerprint, now).await
+    }
+
     /// Stores the reply of a claimed request that appended no event.
     async fn complete(&self, completion: &Completion) -> Result<(), StoreError>;
 

@@ -16,7 +16,7 @@ use crate::session::{self, CommandContext, CommandError, PaymentPlan};
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{error, info, warn};
+use tracing::{debug, error, warn};
 
 /// A write command of the checkout API, parsed and typed.
 #[derive(Debug, Clone)]
@@ -135,11 +135,13 @@ impl CheckoutService {
     /// Runs a write command exactly once per idempotency key.
     pub async fn execute(&self, call: &Call<'_>, command: Command) -> Reply {
         let key = &call.idempotency_key;
-        let token = match self.claim(call).await {
+        // The session the call changes; for a create, the id it will have, named in the claim.
+        let subject = command.session_id().cloned().unwrap_or_else(SessionId::generate);
+        let token = match self.claim(call, Some(&subject)).await {
             Ok(token) => token,
             Err(reply) => return reply,
         };
-        let run = || self.attempt(call, &command, &token);
+        let run = || self.attempt(call, &command, &token, &subject);
         let outcome = match run.retry(conflict_backoff()).await {
             Ok(outcome) => outcome,
             Err(AttemptError::Conflict) => {
@@ -181,7 +183,7 @@ impl CheckoutService {
         Fut: std::future::Future<Output = Reply>,
     {
         let key = &call.idempotency_key;
-        let token = match self.claim(call).await {
+        let token = match self.claim(call, None).await {
             Ok(token) => token,
             Err(reply) => return reply,
         };
@@ -202,12 +204,12 @@ impl CheckoutService {
 
     /// Claims the call's idempotency key: the claim's token to finish it with, or the answer
     /// to give instead (the stored reply, a conflict, a call still running).
-    async fn claim(&self, call: &Call<'_>) -> Result<String, Reply> {
-        let claim = self
-            .backend
-            .idempotency
-            .claim(&call.idempotency_key, &call.fingerprint, clock::now())
-            .await;
+    async fn claim(&self, call: &Call<'_>, subject: Option<&SessionId>) -> Result<String, Reply> {
+        let (key, fingerprint, now) = (&call.idempotency_key, &call.fingerprint, clock::now());
+        let claim = match subject {
+            Some(subject) => self.backend.idempotency.claim_for(key, fingerprint, subject, now).await,
+            None => self.backend.idempotency.claim(key, fingerprint, now).await,
+        };
         match claim {
             Ok(Claim::Acquired { token }) => Ok(token),
             Ok(Claim::Replay(stored)) => Err(Reply {
@@ -228,7 +230,13 @@ impl CheckoutService {
         }
     }
 
-    async fn attempt(&self, call: &Call<'_>, command: &Command, token: &str) -> Result<Outcome, AttemptError> {
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        command: &Command,
+        token: &str,
+        subject: &SessionId,
+    ) -> Result<Outcome, AttemptError> {
         let ctx = CommandContext {
             merchant: call.merchant,
             api_version: call.api_version,
@@ -243,7 +251,7 @@ impl CheckoutService {
         };
         let decided = match (command, &current) {
             (Command::Create(req), _) => {
-                session::create(&ctx, SessionId::generate(), req).map(|s| (EventType::Created, 1, s, 201))
+                session::create(&ctx, subject.clone(), req).map(|s| (EventType::Created, 1, s, 201))
             }
             (Command::Update(_, req), Some(cur)) => {
                 session::update(&ctx, &cur.data, req).map(|s| (EventType::Updated, cur.version + 1, s, 200))
@@ -310,7 +318,9 @@ impl CheckoutService {
         let completion = self.completion_with(call, token, stored);
         match self.backend.events.append(event, Some(&completion)).await {
             Ok(()) => {
-                info!(
+                // Debug, not info: a line per event is paid for on Lambda (CloudWatch Logs bills
+                // each byte) and says nothing the access log and the attempt log do not.
+                debug!(
                     merchant_id = %event.merchant_id,
                     session_id = %event.session_id,
                     event_id = %event.id,

@@ -474,9 +474,14 @@ async fn the_bill_of_a_checkout_event() {
     let events = 3 * ALONE;
     assert_eq!(invocations(&alone, "session-manager"), events, "one API call per event");
     assert_eq!(
+        requests(&alone, "session-manager", "DynamoDB", "PutItem"),
+        2 * events,
+        "the idempotency claim and the event: two single writes"
+    );
+    assert_eq!(
         requests(&alone, "session-manager", "DynamoDB", "TransactWriteItems"),
-        events,
-        "one transaction per event"
+        0,
+        "no transaction: the event carries its claim"
     );
     assert_eq!(
         invocations(&alone, "event-projector"),

@@ -1,6 +1,7 @@
 //! DynamoDB stream events in, partial batch failures out.
 
 use crate::Projector;
+use aws_backend::stored_event;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use checkout::event::StreamRecord;
@@ -22,11 +23,21 @@ pub fn records(event: &StreamEvent) -> Vec<StreamRecord> {
         .iter()
         .map(|record| {
             let sequence = record.change.sequence_number.clone().unwrap_or_default();
-            let json = match record.change.new_image.get("event") {
-                Some(serde_dynamo::AttributeValue::S(json)) => Some(json.as_str()),
-                _ => None,
+            let decoded = match record.change.new_image.get(stored_event::ATTRIBUTE) {
+                Some(serde_dynamo::AttributeValue::B(bytes)) => stored_event::decode(bytes),
+                // Items written before the codec.
+                Some(serde_dynamo::AttributeValue::S(json)) => stored_event::decode_json(json),
+                _ => {
+                    return StreamRecord {
+                        sequence,
+                        event: Err("record carries no event".to_owned()),
+                    };
+                }
             };
-            StreamRecord::from_json(sequence, json)
+            StreamRecord {
+                sequence,
+                event: decoded.map_err(|e| e.to_string()),
+            }
         })
         .collect()
 }
@@ -45,10 +56,11 @@ pub async fn handle(projector: &Projector, event: StreamEvent) -> DynamoDbEventR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use checkout::testkit::{event, merchant};
 
     /// A stream event as Lambda delivers it (DynamoDB JSON), with one good and one bad record.
-    fn stream_event(envelope: &str) -> StreamEvent {
+    fn stream_event(envelope: &str, compressed: &str) -> StreamEvent {
         let record = |seq: &str, image: serde_json::Value| {
             serde_json::json!({
                 "eventID": seq, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
@@ -65,6 +77,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({"Records": [
             record("100", serde_json::json!({"session_id": {"S": "cs_1"}, "event": {"S": envelope}})),
             record("200", serde_json::json!({"session_id": {"S": "cs_2"}})),
+            record("300", serde_json::json!({"session_id": {"S": "cs_1"}, "event": {"B": compressed}})),
         ]}))
         .expect("a valid DynamoDB stream event")
     }
@@ -72,10 +85,16 @@ mod tests {
     #[test]
     fn records_carry_the_stored_envelope_or_say_why_not() {
         let e = event(&merchant(), None, 1);
-        let records = records(&stream_event(&serde_json::to_string(&e).unwrap()));
+        let compressed = base64::engine::general_purpose::STANDARD.encode(stored_event::encode(&e).unwrap());
+        let records = records(&stream_event(&serde_json::to_string(&e).unwrap(), &compressed));
         assert_eq!(records[0].sequence, "100");
         assert_eq!(records[0].event.as_ref().unwrap(), &e);
         assert_eq!(records[1].sequence, "200");
         assert!(records[1].event.is_err());
+        assert_eq!(
+            records[2].event.as_ref().unwrap(),
+            &e,
+            "the compressed item, base64 in the event"
+        );
     }
 }

@@ -1,6 +1,7 @@
 use super::{event, merchant};
 use crate::clock;
 use crate::idempotency::{self, Claim, Completion, IdempotencyKey, StoredReply};
+use crate::ids::SessionId;
 use crate::ports::{Backend, StoreError};
 
 fn key(m: &crate::merchant::Merchant) -> IdempotencyKey {
@@ -125,6 +126,90 @@ pub async fn stale_claim_is_taken_over_and_old_owner_cannot_commit(backend: &Bac
             .await
             .is_err()
     );
+}
+
+async fn acquire_for(
+    backend: &Backend,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    subject: &SessionId,
+    now: clock::Timestamp,
+) -> String {
+    match backend
+        .idempotency
+        .claim_for(key, fingerprint, subject, now)
+        .await
+        .unwrap()
+    {
+        Claim::Acquired { token } => token,
+        other => panic!("expected to acquire, got {other:?}"),
+    }
+}
+
+/// A call that committed its event keeps its key long after its lease (a store may keep no
+/// reply record, only the event): a repeat replays the reply, another body is refused, and the
+/// call never runs twice.
+pub async fn a_committed_call_keeps_its_key_after_its_lease(backend: &Backend) {
+    let m = merchant();
+    let k = key(&m);
+    let e = event(&m, None, 1);
+    let start = clock::now();
+    let token = acquire_for(backend, &k, "fp", &e.session_id, start).await;
+    let done = Completion {
+        reply: StoredReply::Session {
+            status: 201,
+            session_id: e.session_id.clone(),
+            version: 1,
+        },
+        ..completion(&k, &token, "fp", 201)
+    };
+    backend.events.append(&e, Some(&done)).await.unwrap();
+    let claim = |fingerprint: &'static str, now: clock::Timestamp| {
+        let k = k.clone();
+        // A repeated create names a new session of its own: the stored claim's counts.
+        async move {
+            backend
+                .idempotency
+                .claim_for(&k, fingerprint, &SessionId::generate(), now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(claim("fp", start).await, Claim::Replay(done.reply.clone()));
+    let later = start + idempotency::LEASE + chrono::Duration::seconds(1);
+    assert_eq!(claim("fp", later).await, Claim::Replay(done.reply.clone()));
+    assert_eq!(claim("other", later).await, Claim::Mismatch);
+    assert_eq!(backend.events.history(&e.session_id).await.unwrap(), vec![e]);
+}
+
+/// A call that claimed a session's key and stalled past its lease cannot commit once a retry
+/// took the key over, whether or not the retry has committed yet.
+pub async fn a_claim_for_a_session_taken_over_cannot_commit(backend: &Backend) {
+    let m = merchant();
+    let k = key(&m);
+    let e = event(&m, None, 1);
+    let start = clock::now();
+    let old = acquire_for(backend, &k, "fp", &e.session_id, start).await;
+    let later = start + idempotency::LEASE + chrono::Duration::seconds(1);
+    let new = acquire_for(backend, &k, "fp", &e.session_id, later).await;
+    assert_ne!(old, new);
+    let reply = StoredReply::Session {
+        status: 201,
+        session_id: e.session_id.clone(),
+        version: 1,
+    };
+    let late = Completion {
+        reply: reply.clone(),
+        ..completion(&k, &old, "fp", 201)
+    };
+    let err = backend.events.append(&e, Some(&late)).await.unwrap_err();
+    assert!(matches!(err, StoreError::ClaimLost), "{err:?}");
+    assert!(backend.events.latest(&e.session_id).await.unwrap().is_none());
+    let current = Completion {
+        reply,
+        ..completion(&k, &new, "fp", 201)
+    };
+    backend.events.append(&e, Some(&current)).await.unwrap();
 }
 
 pub async fn expired_record_is_replaced(backend: &Backend) {
