@@ -1,8 +1,8 @@
 //! The checkout API at the HTTP edge. [`router`] is the whole API as one axum `Router`:
 //! `acp-local` serves it on a socket, the `session-manager` Lambda serves it behind API Gateway.
 //!
-//! Everything HTTP-specific lives here (headers, auth, body limits, status codes); what a
-//! command means is decided in the `checkout` crate.
+//! Everything HTTP-specific lives here (headers, auth, body limits, the ACP error shape); what a
+//! command means, and the status of its reply, is decided in the `checkout` crate's service.
 
 mod auth;
 mod deliveries;

@@ -1,4 +1,5 @@
-//! The five ACP checkout endpoints.
+//! The API's routes: the ACP checkout endpoints (create, update, retrieve, complete, cancel)
+//! and the merchant's webhook endpoints, attempt log and replay.
 
 use crate::AppState;
 use crate::edge::{Echo, Edge, KeyRule};

@@ -1,7 +1,8 @@
 //! The attempt log in DynamoDB: partition key the target (an endpoint id or the order
 //! webhook), sort key `{event_id}#{attempt}` — event ids are ULIDs, so a target's attempts sort
-//! by event time, and one event's attempts are a key prefix. One item per attempt, under 1 KB
-//! (one write unit), expiring after the log's retention.
+//! by event time, and one event's attempts are a key prefix. One item per attempt, expiring after
+//! the log's retention: usually under 1 KB (one write unit); the receiver's answer snippet, up to
+//! 4 KiB, can make it several.
 
 use crate::dynamo::{DynamoStore, Item, conditional_put, doc, get_s, n, s, to_doc};
 use crate::error::{failed_call, unavailable};

@@ -50,10 +50,11 @@ impl DynamoStore {
         Put::builder()
             .table_name(&self.tables.idempotency)
             .set_item(Some(record_item(&done.key.storage_key(), &done.record())))
-            .condition_expression("#st = :in_flight AND #tok = :token")
+            .condition_expression("#st IN (:in_flight, :in_flight_subject) AND #tok = :token")
             .expression_attribute_names("#st", "state")
             .expression_attribute_names("#tok", "token")
             .expression_attribute_values(":in_flight", s("in_flight"))
+            .expression_attribute_values(":in_flight_subject", s(IN_FLIGHT_FOR_SUBJECT))
             .expression_attribute_values(":token", s(&done.token))
             .build()
             .map_err(unavailable)
@@ -91,6 +92,9 @@ impl DynamoStore {
             let mut item = record_item(&pk, &record);
             if let Some(subject) = subject {
                 item.insert(SUBJECT.to_owned(), s(subject.as_str()));
+                // A state earlier versions do not know: they refuse such a key (a 500) instead
+                // of taking it over, since they would not look for its committed event.
+                item.insert("state".to_owned(), s(IN_FLIGHT_FOR_SUBJECT));
             }
             let result = self
                 .client
@@ -99,11 +103,12 @@ impl DynamoStore {
                 .set_item(Some(item))
                 .condition_expression(
                     "attribute_not_exists(pk) OR expires_at <= :now_s \
-                     OR (#st = :in_flight AND #tok = :held AND lease_until <= :now_ms)",
+                     OR (#st IN (:in_flight, :in_flight_subject) AND #tok = :held AND lease_until <= :now_ms)",
                 )
                 .expression_attribute_names("#st", "state")
                 .expression_attribute_names("#tok", "token")
                 .expression_attribute_values(":in_flight", s("in_flight"))
+                .expression_attribute_values(":in_flight_subject", s(IN_FLIGHT_FOR_SUBJECT))
                 .expression_attribute_values(":held", s(&held))
                 .expression_attribute_values(":now_s", n(now.timestamp()))
                 .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
@@ -118,6 +123,12 @@ impl DynamoStore {
                 continue;
             };
             let existing = parse_record(&item)?;
+            if let RecordState::InFlight { token: running, .. } = &existing.state
+                && *running == token
+            {
+                // Our own write: it was applied, and the SDK's retry of it met its condition.
+                return Ok(Claim::Acquired { token });
+            }
             if existing.expires_at > now
                 && let RecordState::InFlight { token: running, .. } = &existing.state
             {
@@ -234,12 +245,27 @@ impl DynamoStore {
             .await;
         Ok(Some(match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::VersionConflict {
-                session_id: event.session_id.clone(),
-                version: event.version,
-            }),
+            // The SDK retries a write whose answer was lost: if the first try was applied, the
+            // retry meets our own event.
+            Err(err) if is_condition_failure(&err) => match self.event_claim(event).await? {
+                Some(claim) if claim == done.token => Ok(()),
+                _ => Err(StoreError::VersionConflict {
+                    session_id: event.session_id.clone(),
+                    version: event.version,
+                }),
+            },
             Err(err) => Err(failed_call(err)),
         }))
+    }
+
+    /// The claim token carried by the stored event at `event`'s version, if any.
+    async fn event_claim(&self, event: &Event) -> Result<Option<String>, StoreError> {
+        let key = HashMap::from([
+            ("session_id".to_owned(), s(event.session_id.as_str())),
+            ("version".to_owned(), n(event.version as i64)),
+        ]);
+        let stored = self.get(&self.tables.sessions, key).await?;
+        Ok(stored.and_then(|item| item.get(CLAIM).and_then(|v| v.as_s().ok()).cloned()))
     }
 
     async fn get(&self, table: &str, key: Item) -> Result<Option<Item>, StoreError> {
@@ -368,7 +394,7 @@ fn parse_record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
             .ok_or_else(|| corrupt("idempotency timestamp"))
     };
     let state = match get_s(item, "state")? {
-        "in_flight" => RecordState::InFlight {
+        "in_flight" | IN_FLIGHT_FOR_SUBJECT => RecordState::InFlight {
             token: get_s(item, "token")?.to_owned(),
             lease_until: time(None, Some(get_n(item, "lease_until")?))?,
         },
@@ -528,10 +554,13 @@ impl EventStore for DynamoStore {
 const CLAIM_ATTEMPTS: usize = 5;
 /// The claim's attribute naming the session its call appends to.
 const SUBJECT: &str = "subject";
+/// The state of a claim naming its subject, whose call commits without a reply record.
+const IN_FLIGHT_FOR_SUBJECT: &str = "in_flight_for_subject";
 /// The event item's attribute naming the claim (its token) whose call appended it.
 const CLAIM: &str = "claim";
-/// A claimed call commits no later than this before its lease ends...
-const COMMIT_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+/// A claimed call commits no later than this before its lease ends (leaving 7 s for the clocks
+/// of two instances to disagree, beyond the write's own time)...
+const COMMIT_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
 /// ...and its write is given at most this long, retries included.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -560,6 +589,16 @@ impl IdempotencyStore for DynamoStore {
     }
 
     async fn release(&self, key: &IdempotencyKey, token: &str) -> Result<(), StoreError> {
+        let pk = key.storage_key();
+        // A call released after an uncertain commit (its write may have been applied though the
+        // answer was an error or a timeout) keeps its key if its event is there: forgetting the
+        // claim would let a retry run the call again.
+        if let Some(claim) = self.get(&self.tables.idempotency, pk_key(&pk)).await?
+            && claim.contains_key(SUBJECT)
+            && self.committed(&claim, token).await?.is_some()
+        {
+            return Ok(());
+        }
         let result = self
             .client
             .delete_item()

@@ -36,6 +36,14 @@ pub struct QueueSource {
     pub max_concurrency: usize,
 }
 
+/// A DynamoDB table's keys — (name, `HASH`/`RANGE`, `S`/`N`/`B`) — stream and TTL attribute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableShape {
+    pub keys: Vec<(String, String, String)>,
+    pub stream_view: Option<String>,
+    pub ttl: Option<String>,
+}
+
 /// An SQS queue's own settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueueSettings {
@@ -205,6 +213,36 @@ impl Template {
                 max_concurrency: self.number(&p["ScalingConfig"]["MaximumConcurrency"]).unwrap_or(1000) as usize,
             })
             .collect()
+    }
+
+    /// A DynamoDB table's shape as the template declares it.
+    pub fn table(&self, logical_id: &str) -> TableShape {
+        let p = &self.resource(logical_id)["Properties"];
+        let types: std::collections::HashMap<String, String> = p["AttributeDefinitions"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| Some((scalar(&d["AttributeName"])?, scalar(&d["AttributeType"])?)))
+            .collect();
+        let keys = p["KeySchema"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| {
+                let name = scalar(&k["AttributeName"])?;
+                let kind = scalar(&k["KeyType"])?;
+                let attribute_type = types.get(&name).cloned().unwrap_or_default();
+                Some((name, kind, attribute_type))
+            })
+            .collect();
+        let ttl = &p["TimeToLiveSpecification"];
+        TableShape {
+            keys,
+            stream_view: scalar(&p["StreamSpecification"]["StreamViewType"]),
+            ttl: (ttl["Enabled"].as_bool() == Some(true))
+                .then(|| scalar(&ttl["AttributeName"]))
+                .flatten(),
+        }
     }
 
     /// The HTTP API's stage name, resolved (`$default` or a parameter's default).

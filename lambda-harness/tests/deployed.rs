@@ -538,3 +538,59 @@ async fn the_bill_of_a_checkout_event() {
     let checked = deployment.assert_within_the_templates_limits();
     assert!(checked > 0, "the functions' calls went through the meters");
 }
+
+/// The tables the code creates (tests, `acp-local --create-resources`) have the shape the
+/// template deploys: the same keys and types, stream and expiry attribute. Two definitions of
+/// one schema, checked against each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tables_the_code_creates_are_the_templates() {
+    use lambda_harness::template::{TableShape, Template};
+    let (client, tables) = aws_backend::testkit::fresh_tables().await;
+    let template = Template::load();
+    let pairs = [
+        ("SessionsTable", &tables.sessions),
+        ("IdempotencyTable", &tables.idempotency),
+        ("MerchantsTable", &tables.merchants),
+        ("DeliveriesTable", &tables.deliveries),
+    ];
+    for (logical, name) in pairs {
+        let table = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+        let types: std::collections::HashMap<String, String> = table
+            .attribute_definitions()
+            .iter()
+            .map(|d| (d.attribute_name().to_owned(), d.attribute_type().as_str().to_owned()))
+            .collect();
+        let keys = table
+            .key_schema()
+            .iter()
+            .map(|k| {
+                let name = k.attribute_name().to_owned();
+                let kind = types.get(&name).cloned().unwrap_or_default();
+                (name, k.key_type().as_str().to_owned(), kind)
+            })
+            .collect();
+        let stream_view = table
+            .stream_specification()
+            .filter(|s| s.stream_enabled())
+            .and_then(|s| s.stream_view_type())
+            .map(|v| v.as_str().to_owned());
+        let ttl = client
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap()
+            .time_to_live_description
+            .filter(|d| d.time_to_live_status().is_some_and(|s| s.as_str() == "ENABLED"))
+            .and_then(|d| d.attribute_name().map(str::to_owned));
+        let created = TableShape { keys, stream_view, ttl };
+        assert_eq!(created, template.table(logical), "{logical}");
+    }
+}

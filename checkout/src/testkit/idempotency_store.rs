@@ -182,6 +182,34 @@ pub async fn a_committed_call_keeps_its_key_after_its_lease(backend: &Backend) {
     assert_eq!(backend.events.history(&e.session_id).await.unwrap(), vec![e]);
 }
 
+/// A call whose commit looked failed (an error or a timeout after the write was applied) is
+/// released by the service; the key must stay with the committed event, or a retry would run
+/// the call a second time.
+pub async fn a_call_released_after_its_commit_keeps_its_key(backend: &Backend) {
+    let m = merchant();
+    let k = key(&m);
+    let e = event(&m, None, 1);
+    let token = acquire_for(backend, &k, "fp", &e.session_id, clock::now()).await;
+    let done = Completion {
+        reply: StoredReply::Session {
+            status: 201,
+            session_id: e.session_id.clone(),
+            version: 1,
+        },
+        ..completion(&k, &token, "fp", 201)
+    };
+    backend.events.append(&e, Some(&done)).await.unwrap();
+    backend.idempotency.release(&k, &token).await.unwrap();
+    assert_eq!(
+        backend
+            .idempotency
+            .claim_for(&k, "fp", &SessionId::generate(), clock::now())
+            .await
+            .unwrap(),
+        Claim::Replay(done.reply)
+    );
+}
+
 /// A call that claimed a session's key and stalled past its lease cannot commit once a retry
 /// took the key over, whether or not the retry has committed yet.
 pub async fn a_claim_for_a_session_taken_over_cannot_commit(backend: &Backend) {

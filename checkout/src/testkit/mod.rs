@@ -71,6 +71,7 @@ macro_rules! backend_contract_tests {
             reply_without_event_replays,
             stale_claim_is_taken_over_and_old_owner_cannot_commit,
             a_committed_call_keeps_its_key_after_its_lease,
+            a_call_released_after_its_commit_keeps_its_key,
             a_claim_for_a_session_taken_over_cannot_commit,
             expired_record_is_replaced,
             failed_append_leaves_no_reply,
