@@ -35,6 +35,36 @@ pub const TABLE_VARIABLES: &[(&str, &str)] = &[
 /// Set by the Lambda service in every function's environment.
 const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 
+/// Logs as Lambda's advanced logging controls ask: JSON lines when `AWS_LAMBDA_LOG_FORMAT` is
+/// `JSON` (the template's setting), at the level `AWS_LAMBDA_LOG_LEVEL` names, else `RUST_LOG` if
+/// it is a plain level, else INFO. One level for everything, no per-module filter: that filter
+/// needs a regex engine in every bootstrap. Each line carries the invocation's span (its request
+/// id), not the list of every enclosing span.
+pub fn init_logging() {
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let level = log_level(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+    );
+    let logs = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(level);
+    if json {
+        logs.json().with_span_list(false).init();
+    } else {
+        logs.init();
+    }
+}
+
+fn log_level(lambda: Option<&str>, rust_log: Option<&str>) -> tracing_subscriber::filter::LevelFilter {
+    [lambda, rust_log]
+        .into_iter()
+        .flatten()
+        .find_map(|level| level.trim().parse().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO)
+}
+
 /// `None` when the process should go on to serve invocations; otherwise how it should exit.
 pub fn preflight(usage: &Usage) -> Option<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -102,6 +132,16 @@ fn help(usage: &Usage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_level_follows_lambda_then_rust_log() {
+        use tracing_subscriber::filter::LevelFilter;
+        assert_eq!(log_level(Some("WARN"), Some("debug")), LevelFilter::WARN);
+        assert_eq!(log_level(None, Some("debug")), LevelFilter::DEBUG);
+        assert_eq!(log_level(Some("nonsense"), Some("error")), LevelFilter::ERROR);
+        assert_eq!(log_level(None, Some("info,aws_config=warn")), LevelFilter::INFO);
+        assert_eq!(log_level(None, None), LevelFilter::INFO);
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

@@ -148,7 +148,7 @@ async fn dispatcher_handler(url: &str, concurrency: usize, period: Duration) -> 
     };
     let dispatcher = Arc::new(
         Dispatcher::new(
-            &backend,
+            (&backend).into(),
             Arc::new(EmbeddedQueue::new(queue_config, None)),
             Arc::new(EmbeddedQueue::new(queue_config, None)),
             config,

@@ -25,7 +25,7 @@ use checkout::clock;
 use checkout::delivery_task::{DeadLetter, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
 use checkout::event::EventType;
 use checkout::ids::EventId;
-use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, PipelineError};
+use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, EndpointStore, MerchantStore, PipelineError};
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, Stream};
 use serde_json::value::RawValue;
@@ -105,16 +105,50 @@ struct Deliveries<'a> {
     pairs: Vec<(Target, Known)>,
 }
 
+/// The stores the dispatcher reads and writes: whom to deliver to, and the attempt log. (Not the
+/// whole [`Backend`]: the event store and idempotency records are none of its business, and
+/// leaving them out keeps their code out of the dispatcher's Lambda bootstrap.)
+#[derive(Clone)]
+pub struct DeliveryStores {
+    pub merchants: Arc<dyn MerchantStore>,
+    pub endpoints: Arc<dyn EndpointStore>,
+    pub deliveries: Arc<dyn DeliveryLog>,
+}
+
+impl DeliveryStores {
+    /// For an adapter that implements the three ports on one type.
+    pub fn from_one<T>(adapter: Arc<T>) -> Self
+    where
+        T: MerchantStore + EndpointStore + DeliveryLog + 'static,
+    {
+        Self {
+            merchants: adapter.clone(),
+            endpoints: adapter.clone(),
+            deliveries: adapter,
+        }
+    }
+}
+
+impl From<&Backend> for DeliveryStores {
+    fn from(backend: &Backend) -> Self {
+        Self {
+            merchants: backend.merchants.clone(),
+            endpoints: backend.endpoints.clone(),
+            deliveries: backend.deliveries.clone(),
+        }
+    }
+}
+
 impl Dispatcher {
     /// Built once per process; the HTTP client (and its pooled connections) lives as long.
     pub fn new(
-        backend: &Backend,
+        stores: DeliveryStores,
         queue: Arc<dyn DeliveryQueue>,
         dead_letters: Arc<dyn DeliveryQueue>,
         config: DispatcherConfig,
     ) -> reqwest::Result<Self> {
         let metrics = Arc::new(Metrics::default());
-        let health = Arc::new(EndpointHealth::new(backend.endpoints.clone(), config.disable_after));
+        let health = Arc::new(EndpointHealth::new(stores.endpoints.clone(), config.disable_after));
         let admission = Admission::new(
             config.merchant_rate_limit,
             config.instances,
@@ -127,7 +161,7 @@ impl Dispatcher {
         };
         let deliverer = Deliverer::new(
             crate::client::build(config.client)?,
-            backend.deliveries.clone(),
+            stores.deliveries.clone(),
             admission,
             health.clone(),
             dead_letters.clone(),
@@ -137,8 +171,8 @@ impl Dispatcher {
         Ok(Self {
             deliverer,
             health,
-            targets: TargetReader::new(backend.merchants.clone(), backend.endpoints.clone()),
-            log: backend.deliveries.clone(),
+            targets: TargetReader::new(stores.merchants, stores.endpoints),
+            log: stores.deliveries,
             queue,
             slow_queue: None,
             dead_letters,

@@ -23,4 +23,4 @@ pub mod targets;
 pub mod worker;
 
 pub use config::DispatcherConfig;
-pub use handler::{Dispatcher, Disposition, Incoming, Lane};
+pub use handler::{DeliveryStores, Dispatcher, Disposition, Incoming, Lane};

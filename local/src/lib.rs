@@ -161,7 +161,7 @@ fn start_dispatcher(
         settings.time_scale = scale;
     }
     let (queue, slow_queue) = (adapters.queue.clone(), adapters.slow_queue.clone());
-    let dispatcher = Dispatcher::new(backend, queue.clone(), adapters.dead_letters.clone(), settings)
+    let dispatcher = Dispatcher::new(backend.into(), queue.clone(), adapters.dead_letters.clone(), settings)
         .context("building the webhook client")?
         .with_slow_lane(slow_queue.clone());
     let dispatcher = Arc::new(dispatcher);

@@ -17,7 +17,7 @@ async fn main() -> Result<ExitCode, lambda_http::Error> {
     if let Some(exit) = aws_backend::lambda_process::preflight(&api::lambda::USAGE) {
         return Ok(exit);
     }
-    lambda_http::tracing::init_default_subscriber();
+    aws_backend::lambda_process::init_logging();
     let settings = Settings::from_env()?;
     let processor: Arc<dyn PaymentProcessor> = match settings.processor {
         Processor::Test => Arc::new(TestPaymentProcessor::new()),

@@ -2,9 +2,9 @@
 
 use aws_backend::{DynamoStore, SqsQueue, TableNames};
 use aws_lambda_events::event::sqs::SqsEvent;
-use checkout::ports::{Backend, DeliveryQueue};
+use checkout::ports::DeliveryQueue;
 use dispatcher::lambda::{Queues, SlowLane};
-use dispatcher::{Dispatcher, DispatcherConfig};
+use dispatcher::{DeliveryStores, Dispatcher, DispatcherConfig};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,13 +22,13 @@ async fn main() -> Result<ExitCode, lambda_runtime::Error> {
     if let Some(exit) = aws_backend::lambda_process::preflight(&dispatcher::lambda::USAGE) {
         return Ok(exit);
     }
-    lambda_runtime::tracing::init_default_subscriber();
+    aws_backend::lambda_process::init_logging();
     let sdk = aws_backend::sdk_config().await;
-    let backend = Backend::from_one(Arc::new(DynamoStore::from_sdk_config(&sdk, TableNames::from_env()?)));
+    let stores = DeliveryStores::from_one(Arc::new(DynamoStore::from_sdk_config(&sdk, TableNames::from_env()?)));
     let sqs = aws_backend::SqsClient::new(&sdk);
     let queue: Arc<dyn DeliveryQueue> = Arc::new(SqsQueue::new(sqs.clone(), required("ORDER_UPDATES_QUEUE_URL")?));
     let dead_letters = Arc::new(SqsQueue::new(sqs.clone(), required("ORDER_UPDATES_DLQ_URL")?));
-    let mut dispatcher = Dispatcher::new(&backend, queue.clone(), dead_letters, DispatcherConfig::from_env()?)?;
+    let mut dispatcher = Dispatcher::new(stores, queue.clone(), dead_letters, DispatcherConfig::from_env()?)?;
     // The slow lane: deliveries to failing endpoints, on a queue (and event source) of their own.
     let slow = match std::env::var("SLOW_DELIVERIES_QUEUE_URL") {
         Ok(url) => {

@@ -347,7 +347,7 @@ impl Rig {
         let endpoint =
             WebhookEndpoint::new(merchant.id.clone(), format!("{base_url}/hook"), checkout::clock::now()).unwrap();
         backend.endpoints.put_endpoint(&endpoint).await.unwrap();
-        let dispatcher = Dispatcher::new(&backend, queue.clone(), dead_letters.clone(), config)
+        let dispatcher = Dispatcher::new((&backend).into(), queue.clone(), dead_letters.clone(), config)
             .unwrap()
             .with_slow_lane(slow_queue.clone());
         Self {

@@ -15,7 +15,7 @@ async fn main() -> Result<ExitCode, lambda_runtime::Error> {
     if let Some(exit) = aws_backend::lambda_process::preflight(&projector::lambda::USAGE) {
         return Ok(exit);
     }
-    lambda_runtime::tracing::init_default_subscriber();
+    aws_backend::lambda_process::init_logging();
     let sdk = aws_backend::sdk_config().await;
     let topic_arn = std::env::var("CHECKOUT_EVENTS_TOPIC_ARN").map_err(|_| "CHECKOUT_EVENTS_TOPIC_ARN is not set")?;
     let publisher = Arc::new(SnsPublisher::new(aws_backend::SnsClient::new(&sdk), topic_arn));
