@@ -826,27 +826,17 @@ mod tests {
     /// same item is a version race to retry.
     #[test]
     fn a_cancelled_append_says_why() {
-        assert_eq!(cancellation(&reasons(&["ValidationError", "None"])), Cancelled::Invalid);
-        assert_eq!(cancellation(&reasons(&["None", "ValidationError"])), Cancelled::Invalid);
-        assert_eq!(
-            cancellation(&reasons(&["TransactionConflict", "None"])),
-            Cancelled::VersionTaken
-        );
-        assert_eq!(
-            cancellation(&reasons(&["ConditionalCheckFailed", "None"])),
-            Cancelled::VersionTaken
-        );
-        assert_eq!(
-            cancellation(&reasons(&["None", "ConditionalCheckFailed"])),
-            Cancelled::ClaimLost
-        );
-        assert_eq!(
-            cancellation(&reasons(&["None", "TransactionConflict"])),
-            Cancelled::VersionTaken
-        );
-        assert_eq!(
-            cancellation(&reasons(&["ProvisionedThroughputExceeded", "None"])),
-            Cancelled::Other
-        );
+        let cases = [
+            (["ValidationError", "None"], Cancelled::Invalid),
+            (["None", "ValidationError"], Cancelled::Invalid),
+            (["TransactionConflict", "None"], Cancelled::VersionTaken),
+            (["ConditionalCheckFailed", "None"], Cancelled::VersionTaken),
+            (["None", "ConditionalCheckFailed"], Cancelled::ClaimLost),
+            (["None", "TransactionConflict"], Cancelled::VersionTaken),
+            (["ProvisionedThroughputExceeded", "None"], Cancelled::Other),
+        ];
+        for (codes, why) in cases {
+            assert_eq!(cancellation(&reasons(&codes)), why, "{codes:?}");
+        }
     }
 }

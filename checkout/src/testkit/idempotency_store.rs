@@ -55,14 +55,7 @@ pub async fn committed_append_replays_its_reply(backend: &Backend) {
     let token = acquire(backend, &k, "fp", clock::now()).await;
     let e = event(&m, None, 1);
     // A committed change's reply names its event rather than copying the session.
-    let done = Completion {
-        reply: StoredReply::Session {
-            status: 201,
-            session_id: e.session_id.clone(),
-            version: e.version,
-        },
-        ..completion(&k, &token, "fp", 201)
-    };
+    let done = created(&k, &token, &e);
     backend.events.append(&e, Some(&done)).await.unwrap();
     assert_eq!(
         backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(),
@@ -128,6 +121,18 @@ pub async fn stale_claim_is_taken_over_and_old_owner_cannot_commit(backend: &Bac
     );
 }
 
+/// The completion of a create that appended `e`: its reply names the event.
+fn created(key: &IdempotencyKey, token: &str, e: &crate::event::Event) -> Completion {
+    Completion {
+        reply: StoredReply::Session {
+            status: 201,
+            session_id: e.session_id.clone(),
+            version: e.version,
+        },
+        ..completion(key, token, "fp", 201)
+    }
+}
+
 async fn acquire_for(
     backend: &Backend,
     key: &IdempotencyKey,
@@ -155,14 +160,7 @@ pub async fn a_committed_call_keeps_its_key_after_its_lease(backend: &Backend) {
     let e = event(&m, None, 1);
     let start = clock::now();
     let token = acquire_for(backend, &k, "fp", &e.session_id, start).await;
-    let done = Completion {
-        reply: StoredReply::Session {
-            status: 201,
-            session_id: e.session_id.clone(),
-            version: 1,
-        },
-        ..completion(&k, &token, "fp", 201)
-    };
+    let done = created(&k, &token, &e);
     backend.events.append(&e, Some(&done)).await.unwrap();
     let claim = |fingerprint: &'static str, now: clock::Timestamp| {
         let k = k.clone();
@@ -190,14 +188,7 @@ pub async fn a_call_released_after_its_commit_keeps_its_key(backend: &Backend) {
     let k = key(&m);
     let e = event(&m, None, 1);
     let token = acquire_for(backend, &k, "fp", &e.session_id, clock::now()).await;
-    let done = Completion {
-        reply: StoredReply::Session {
-            status: 201,
-            session_id: e.session_id.clone(),
-            version: 1,
-        },
-        ..completion(&k, &token, "fp", 201)
-    };
+    let done = created(&k, &token, &e);
     backend.events.append(&e, Some(&done)).await.unwrap();
     backend.idempotency.release(&k, &token).await.unwrap();
     assert_eq!(
@@ -221,23 +212,14 @@ pub async fn a_claim_for_a_session_taken_over_cannot_commit(backend: &Backend) {
     let later = start + idempotency::LEASE + chrono::Duration::seconds(1);
     let new = acquire_for(backend, &k, "fp", &e.session_id, later).await;
     assert_ne!(old, new);
-    let reply = StoredReply::Session {
-        status: 201,
-        session_id: e.session_id.clone(),
-        version: 1,
-    };
-    let late = Completion {
-        reply: reply.clone(),
-        ..completion(&k, &old, "fp", 201)
-    };
-    let err = backend.events.append(&e, Some(&late)).await.unwrap_err();
+    let err = backend
+        .events
+        .append(&e, Some(&created(&k, &old, &e)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::ClaimLost), "{err:?}");
     assert!(backend.events.latest(&e.session_id).await.unwrap().is_none());
-    let current = Completion {
-        reply,
-        ..completion(&k, &new, "fp", 201)
-    };
-    backend.events.append(&e, Some(&current)).await.unwrap();
+    backend.events.append(&e, Some(&created(&k, &new, &e))).await.unwrap();
 }
 
 pub async fn expired_record_is_replaced(backend: &Backend) {
