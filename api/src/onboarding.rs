@@ -1,6 +1,7 @@
 //! Adding a merchant to a deployment and rotating its API key: what `acp-admin` does. The key
 //! is shown once, here; only its hash is stored.
 
+use checkout::acp::Link;
 use checkout::catalog::Catalog;
 use checkout::ids::MerchantId;
 use checkout::merchant::{Merchant, generate_api_key, hash_api_key};
@@ -24,6 +25,8 @@ pub struct NewMerchant {
     pub catalog: Catalog,
     /// Orders are linked as `{order_url_base}/{order_id}`.
     pub order_url_base: String,
+    /// The legal pages every session links to (`terms_of_use`, `return_policy`, …).
+    pub links: Vec<Link>,
 }
 
 /// Stores a new merchant; returns it with its API key.
@@ -35,12 +38,7 @@ pub async fn create_merchant(
         return Err(OnboardingError::AlreadyExists(new.id));
     }
     let api_key = generate_api_key()?;
-    let merchant = Merchant {
-        name: new.name,
-        catalog: new.catalog,
-        order_url_base: new.order_url_base,
-        ..Merchant::demo(new.id, &api_key)
-    };
+    let merchant = Merchant::new(new.id, new.name, &api_key, new.catalog, new.order_url_base, new.links);
     match store.put_merchant(&merchant).await {
         Ok(()) => Ok((merchant, api_key)),
         // Created by someone else since the check above.

@@ -41,28 +41,49 @@ impl Merchant {
         ApiVersion::parse(&self.default_api_version).unwrap_or(ApiVersion::CURRENT)
     }
 
-    /// A demo tenant selling [`Catalog::demo`].
-    pub fn demo(id: MerchantId, api_key: &str) -> Self {
+    /// A new tenant: its own name, catalog, order pages and legal links, at the current API
+    /// version, never stored yet.
+    pub fn new(
+        id: MerchantId,
+        name: String,
+        api_key: &str,
+        catalog: Catalog,
+        order_url_base: String,
+        links: Vec<Link>,
+    ) -> Self {
         Self {
             id,
-            name: "Demo Shop".to_owned(),
+            name,
             api_key_hash: hash_api_key(api_key),
-            catalog: Catalog::demo(),
+            catalog,
             default_api_version: ApiVersion::CURRENT.as_str().to_owned(),
-            links: vec![
-                Link {
-                    kind: "terms_of_use".to_owned(),
-                    url: "https://shop.example.com/legal/terms".to_owned(),
-                },
-                Link {
-                    kind: "return_policy".to_owned(),
-                    url: "https://shop.example.com/legal/returns".to_owned(),
-                },
-            ],
+            links,
             revision: 0,
-            order_url_base: "https://shop.example.com/orders".to_owned(),
+            order_url_base,
             order_webhook: None,
         }
+    }
+
+    /// A demo tenant selling [`Catalog::demo`].
+    pub fn demo(id: MerchantId, api_key: &str) -> Self {
+        let links = vec![
+            Link {
+                kind: "terms_of_use".to_owned(),
+                url: "https://shop.example.com/legal/terms".to_owned(),
+            },
+            Link {
+                kind: "return_policy".to_owned(),
+                url: "https://shop.example.com/legal/returns".to_owned(),
+            },
+        ];
+        Self::new(
+            id,
+            "Demo Shop".to_owned(),
+            api_key,
+            Catalog::demo(),
+            "https://shop.example.com/orders".to_owned(),
+            links,
+        )
     }
 }
 

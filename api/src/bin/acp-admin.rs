@@ -2,7 +2,8 @@
 //! find them: `ACP_ENVIRONMENT` or the `*_TABLE` variables; AWS settings as usual):
 //!
 //! ```text
-//! acp-admin merchant create --id mer_shop --name "My Shop" [--catalog catalog.json] [--order-url-base URL]
+//! acp-admin merchant create --id mer_shop --name "My Shop" --order-url-base URL \
+//!     [--catalog catalog.json] [--terms-url URL] [--return-policy-url URL] [--privacy-policy-url URL]
 //! acp-admin merchant rotate-key --id mer_shop
 //! ```
 //!
@@ -11,6 +12,7 @@
 use anyhow::Context;
 use api::onboarding::{self, NewMerchant};
 use aws_backend::{DynamoStore, TableNames};
+use checkout::acp::Link;
 use checkout::catalog::Catalog;
 use checkout::ids::MerchantId;
 use clap::{Parser, Subcommand};
@@ -45,8 +47,18 @@ enum MerchantAction {
         /// physical or digital), `shipping_rates`, `tax_rate_bps`. The demo catalog when absent.
         #[arg(long)]
         catalog: Option<PathBuf>,
-        #[arg(long, default_value = "https://shop.example.com/orders")]
+        /// Where the shop shows an order: orders link to `{URL}/{order_id}`.
+        #[arg(long)]
         order_url_base: String,
+        /// The shop's terms of use, linked from every session.
+        #[arg(long)]
+        terms_url: Option<String>,
+        /// The shop's return policy, linked from every session.
+        #[arg(long)]
+        return_policy_url: Option<String>,
+        /// The shop's privacy policy, linked from every session.
+        #[arg(long)]
+        privacy_policy_url: Option<String>,
     },
     /// Replace a merchant's API key and print the new one.
     RotateKey {
@@ -68,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
             name,
             catalog,
             order_url_base,
+            terms_url,
+            return_policy_url,
+            privacy_policy_url,
         } => {
             let catalog = match catalog {
                 Some(path) => {
@@ -81,6 +96,19 @@ async fn main() -> anyhow::Result<()> {
                 name,
                 catalog,
                 order_url_base,
+                links: [
+                    ("terms_of_use", terms_url),
+                    ("return_policy", return_policy_url),
+                    ("privacy_policy", privacy_policy_url),
+                ]
+                .into_iter()
+                .filter_map(|(kind, url)| {
+                    Some(Link {
+                        kind: kind.to_owned(),
+                        url: url?,
+                    })
+                })
+                .collect(),
             };
             let (merchant, api_key) = onboarding::create_merchant(&store, new).await?;
             println!("merchant {} created; API key (shown once): {api_key}", merchant.id);

@@ -15,6 +15,10 @@ async fn a_created_merchant_can_call_the_api_until_its_key_is_rotated(app: TestA
         name: "Corner Shop".to_owned(),
         catalog: Catalog::demo(),
         order_url_base: "https://corner.example.com/orders".to_owned(),
+        links: vec![checkout::acp::Link {
+            kind: "terms_of_use".to_owned(),
+            url: "https://corner.example.com/terms".to_owned(),
+        }],
     };
     let (merchant, key) = onboarding::create_merchant(app.backend.merchants.as_ref(), new())
         .await
@@ -27,6 +31,11 @@ async fn a_created_merchant_can_call_the_api_until_its_key_is_rotated(app: TestA
     )
     .await;
     assert!(created["id"].as_str().is_some());
+    // Its own legal links, not the demo shop's.
+    assert_eq!(
+        created["links"],
+        serde_json::json!([{"type": "terms_of_use", "url": "https://corner.example.com/terms"}])
+    );
 
     let again = onboarding::create_merchant(app.backend.merchants.as_ref(), new()).await;
     assert!(matches!(again, Err(OnboardingError::AlreadyExists(_))), "{again:?}");
