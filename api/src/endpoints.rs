@@ -111,6 +111,12 @@ pub(crate) fn unavailable(err: impl std::fmt::Display) -> Reply {
     EdgeError::Unavailable.reply()
 }
 
+/// The system's random source failed: not a storage problem, though also worth a retry.
+fn no_secret(err: getrandom::Error) -> Reply {
+    tracing::error!(error = %err, "no random bytes for a signing secret");
+    EdgeError::NoRandomness.reply()
+}
+
 pub(crate) fn not_found() -> Reply {
     EdgeError::NotFound.reply()
 }
@@ -225,7 +231,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Response
             };
             let mut endpoint = match WebhookEndpoint::new(merchant.id.clone(), req.url, clock::now()) {
                 Ok(endpoint) => endpoint,
-                Err(err) => return unavailable(err),
+                Err(err) => return no_secret(err),
             };
             endpoint.event_types = event_types;
             endpoint.description = req.description;
@@ -443,7 +449,7 @@ pub async fn rotate_secret(State(state): State<AppState>, PathId(id): PathId, re
                 }
             };
             let changed = change_endpoint(&state, &merchant, &id, |endpoint| {
-                endpoint.rotate(clock::now(), grace).map(|_| ()).map_err(unavailable)
+                endpoint.rotate(clock::now(), grace).map(|_| ()).map_err(no_secret)
             })
             .await;
             respond(changed, 200, true, "webhook secret rotated")

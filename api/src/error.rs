@@ -27,6 +27,9 @@ pub enum EdgeError {
     MethodNotAllowed,
     #[error("merchant lookup failed")]
     Unavailable,
+    /// The operating system gave no random bytes for a signing secret.
+    #[error("no randomness for a signing secret")]
+    NoRandomness,
     #[error("{}", .0.message)]
     InvalidBody(AcpError),
 }
@@ -55,8 +58,30 @@ impl EdgeError {
                 503,
                 AcpError::unavailable("storage_unavailable", "Storage is unavailable; retry later."),
             ),
+            Self::NoRandomness => (
+                503,
+                AcpError::unavailable(
+                    "secret_generation_failed",
+                    "A signing secret could not be generated; retry later.",
+                ),
+            ),
             Self::InvalidBody(error) => (400, error),
         };
         Reply::error(status, &error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed random source is told as what it is, not as a storage outage.
+    #[test]
+    fn no_randomness_is_not_a_storage_outage() {
+        let reply = EdgeError::NoRandomness.reply();
+        assert_eq!(reply.status, 503);
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["code"], "secret_generation_failed");
+        assert_ne!(body["code"], "storage_unavailable");
     }
 }
