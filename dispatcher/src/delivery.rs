@@ -261,6 +261,7 @@ impl Deliverer {
                     self.health.note_timeout(target);
                 }
                 let made = attempt + 1 - pair.series.first_attempt;
+                let told_when = pushback.retry_after.is_some();
                 let Some(wait) = self.retry_delay(made, pushback) else {
                     let reason = format!("exhausted after {made} attempts");
                     return self.give_up(pair, attempt, started, Some(result), reason).await;
@@ -270,8 +271,14 @@ impl Deliverer {
                     return self.store(&record).await;
                 }
                 // The schedule counts from the attempt's start (a timed-out attempt ends long
-                // after it started), and never before now: the record says when it comes back.
-                let due = (started + chrono::Duration::from_std(wait).unwrap_or_default()).max(clock::now());
+                // after it started); a `Retry-After` counts from the answer (RFC 9110: "after the
+                // response is received"); never before now: the record says when it comes back.
+                let from = if told_when {
+                    started + chrono::Duration::from_std(result.latency).unwrap_or_default()
+                } else {
+                    started
+                };
+                let due = (from + chrono::Duration::from_std(wait).unwrap_or_default()).max(clock::now());
                 record.next_attempt_at = Some(due);
                 info!(
                     endpoint_id = target.name(),
