@@ -51,11 +51,8 @@ pub fn accesses(service: &str, operation: &str, body: &[u8]) -> Vec<Access> {
             vec![access(format!("sqs:{action}"), last_segment(queue, '/'), None)]
         }
         "SNS" => {
-            let text = std::str::from_utf8(body).unwrap_or_default();
-            let topic = text
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("TopicArn="))
-                .map(percent_decode)
+            let topic = form_urlencoded::parse(body)
+                .find_map(|(name, value)| (name == "TopicArn").then(|| value.into_owned()))
                 .unwrap_or_default();
             let action = operation.strip_suffix("Batch").unwrap_or(operation);
             vec![access(format!("sns:{action}"), last_segment(&topic, ':'), None)]
@@ -121,33 +118,6 @@ fn partition_key(request: &Value) -> Option<String> {
 
 fn last_segment(s: &str, separator: char) -> String {
     s.rsplit(separator).next().unwrap_or_default().to_owned()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The function's grants, from its `Policies`.

@@ -136,9 +136,8 @@ fn operation(headers: &HeaderMap, body: &Bytes) -> Option<(String, String)> {
         };
         return Some((service.to_owned(), op.to_owned()));
     }
-    let text = std::str::from_utf8(body).ok()?;
-    let action = text.split('&').find_map(|kv| kv.strip_prefix("Action="))?;
-    Some(("SNS".to_owned(), action.to_owned()))
+    let action = form_urlencoded::parse(body).find_map(|(name, value)| (name == "Action").then_some(value))?;
+    Some(("SNS".to_owned(), action.into_owned()))
 }
 
 /// How many requests the service bills for one call.
