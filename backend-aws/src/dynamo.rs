@@ -222,7 +222,7 @@ impl DynamoStore {
             _ => return Ok(Some(Err(StoreError::ClaimLost))),
         };
         if checkout::clock::now() + COMMIT_MARGIN >= lease_until {
-            return Ok(Some(Err(StoreError::ClaimLost)));
+            return Ok(Some(Err(StoreError::OutOfTime)));
         }
         let mut item = put.item().clone();
         item.insert(CLAIM.to_owned(), s(&done.token));

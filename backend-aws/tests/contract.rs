@@ -63,3 +63,35 @@ async fn events_stored_in_the_old_item_shape_are_read() {
         .unwrap();
     assert!(stored["event"].is_b(), "new events are stored compressed");
 }
+
+/// A call still holding its claim, but too close to the lease's end to commit safely (a write
+/// might land after a retry took the key over), stores nothing and says so — `OutOfTime`, which
+/// the service answers with a retryable 503 and a released key — rather than `ClaimLost`, which
+/// answered "another request is processing this key" to the request that held it.
+/// Found by fifty racing updates of one session on a slow moto, where the last took over 20 s.
+#[tokio::test]
+async fn a_call_out_of_time_commits_nothing_and_can_be_retried_at_once() {
+    use checkout::idempotency::{Claim, LEASE};
+    use checkout::ports::StoreError;
+    use checkout::testkit::{acquire_for, created, event, key, merchant};
+    let backend = aws_backend::testkit::fresh_backend().await;
+    let m = merchant();
+    let k = key(&m);
+    let e = event(&m, None, 1);
+    let claimed_at = checkout::clock::now() - LEASE + chrono::Duration::seconds(5);
+    let token = acquire_for(&backend, &k, "fp", &e.session_id, claimed_at).await;
+    let err = backend
+        .events
+        .append(&e, Some(&created(&k, &token, &e)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::OutOfTime), "{err:?}");
+    assert!(backend.events.latest(&e.session_id).await.unwrap().is_none());
+    backend.idempotency.release(&k, &token).await.unwrap();
+    let retry = backend
+        .idempotency
+        .claim_for(&k, "fp", &e.session_id, checkout::clock::now())
+        .await
+        .unwrap();
+    assert!(matches!(retry, Claim::Acquired { .. }), "{retry:?}");
+}

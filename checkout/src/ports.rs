@@ -20,6 +20,10 @@ pub enum StoreError {
     /// The idempotency claim this write finishes is no longer ours (its lease ran out).
     #[error("idempotency claim lost")]
     ClaimLost,
+    /// The call's own claim is about to run out: too late to commit safely, so nothing was
+    /// stored. The caller releases the claim and the client may retry at once.
+    #[error("the call ran out of time to commit")]
+    OutOfTime,
     /// The item was stored by someone else since this copy was read: read it again, change it
     /// again.
     #[error("{what} {id} changed since it was read")]
@@ -107,7 +111,6 @@ pub trait EndpointStore: Send + Sync {
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError>;
 }
 
-/// The read model: the latest state of each session, folded from events by version.
 /// The attempt log (see [`crate::attempt_log`]); a target is an endpoint id or the order webhook.
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
@@ -117,9 +120,21 @@ pub trait DeliveryLog: Send + Sync {
     /// made the same attempt at once (one before a crash, one after) may disagree; the receiver
     /// got the event if either delivered it, so the log says delivered.
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError>;
-    /// For each (target, event) pair: whether its delivery has begun (its first attempt is
-    /// recorded), read strongly consistent and batched — one request for a whole queue batch on
-    /// DynamoDB. A copy of an event message whose pair has begun is a duplicate.
+    /// Stores the first attempts ([`AttemptRecord::is_first`]) of several pairs — a queue
+    /// batch's — in as few writes as the store allows (on DynamoDB one item per target and
+    /// second of event time, where one item per attempt would bill a write unit each).
+    /// Unconditional: an attempt that another copy also recorded reads as one, delivered if
+    /// either copy delivered (see [`crate::attempt_log::merge`]).
+    async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
+        for record in records {
+            self.record(record).await?;
+        }
+        Ok(())
+    }
+    /// For each (target, event) pair: whether its delivery has begun — its first attempt was
+    /// stored by [`DeliveryLog::record_first_attempts`] — read strongly consistent and batched
+    /// (on DynamoDB one query per target and second of event time in the batch). A copy of an
+    /// event message whose pair has begun is a duplicate.
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError>;
     /// The newest record of one event to one target: that delivery's state.
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError>;

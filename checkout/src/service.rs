@@ -528,6 +528,16 @@ fn unavailable(err: &StoreError) -> Reply {
             ),
         );
     }
+    if let StoreError::OutOfTime = err {
+        warn!("the call took too long to commit; nothing was stored");
+        return Reply::error(
+            503,
+            &AcpError::unavailable(
+                "request_timeout",
+                "The request took too long and changed nothing; retry it with the same Idempotency-Key.",
+            ),
+        );
+    }
     warn!(error = %err, "storage failed");
     Reply::error(
         503,

@@ -4,7 +4,7 @@ use crate::idempotency::{self, Claim, Completion, IdempotencyKey, StoredReply};
 use crate::ids::SessionId;
 use crate::ports::{Backend, StoreError};
 
-fn key(m: &crate::merchant::Merchant) -> IdempotencyKey {
+pub fn key(m: &crate::merchant::Merchant) -> IdempotencyKey {
     IdempotencyKey {
         merchant_id: m.id.clone(),
         method: "POST".to_owned(),
@@ -122,7 +122,8 @@ pub async fn stale_claim_is_taken_over_and_old_owner_cannot_commit(backend: &Bac
 }
 
 /// The completion of a create that appended `e`: its reply names the event.
-fn created(key: &IdempotencyKey, token: &str, e: &crate::event::Event) -> Completion {
+/// The completion of a create that stored `e`.
+pub fn created(key: &IdempotencyKey, token: &str, e: &crate::event::Event) -> Completion {
     Completion {
         reply: StoredReply::Session {
             status: 201,
@@ -133,7 +134,7 @@ fn created(key: &IdempotencyKey, token: &str, e: &crate::event::Event) -> Comple
     }
 }
 
-async fn acquire_for(
+pub async fn acquire_for(
     backend: &Backend,
     key: &IdempotencyKey,
     fingerprint: &str,
