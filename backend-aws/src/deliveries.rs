@@ -1,17 +1,27 @@
-//! The attempt log in DynamoDB: partition key the target (an endpoint id or the order
-//! webhook), sort key `{event_id}#{attempt}` — event ids are ULIDs, so a target's attempts sort
-//! by event time, and one event's attempts are a key prefix. One item per attempt, expiring after
-//! the log's retention: usually under 1 KB (one write unit); the receiver's answer snippet, up to
-//! 4 KiB, can make it several.
+//! The attempt log in DynamoDB, partition key the target (an endpoint id or the order webhook).
+//!
+//! - Later attempts, and replays, are one item each: sort key `{event_id}#{attempt}` — event ids
+//!   are ULIDs, so a target's attempts sort by event time and one event's attempts are a key
+//!   prefix. Written conditionally, so two copies of a message cannot both record an attempt.
+//! - First attempts — almost every delivery — are kept together: one item per target and second
+//!   of event time for a queue batch, sort key `g#{second}#{ulid}`, the records a JSON array
+//!   compressed with DEFLATE in the binary attribute `records`. A first attempt alone is a
+//!   ~400-byte item, one write unit; a batch's together cost one for all (~70 bytes each). They
+//!   are written unconditionally; readers merge copies ([`attempt_log::merge`]).
+//!
+//! Every item expires after the log's retention. Readers of one event's attempts query both
+//! places: its key prefix and its second's groups (a few KB even at a hundred events a second).
 
+use crate::deflate;
 use crate::dynamo::{DynamoStore, Item, conditional_put, doc, get_s, n, s, to_doc};
-use crate::error::{failed_call, unavailable};
+use crate::error::{corrupt, failed_call, unavailable};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, event_second, second_of_sort_key};
 use checkout::ids::EventId;
 use checkout::ports::{DeliveryLog, StoreError};
-use std::collections::{HashMap, HashSet};
+use futures_util::future::try_join_all;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 fn record_item(record: &AttemptRecord) -> Result<Item, StoreError> {
     let expires = record.at + attempt_log::RETENTION;
@@ -32,89 +42,266 @@ fn record_item(record: &AttemptRecord) -> Result<Item, StoreError> {
 /// Set on the item of a delivered attempt, so a conditional put can tell it from a failure.
 const DELIVERED: &str = "delivered";
 
-/// Keys per `BatchGetItem` (the DynamoDB limit).
-const BATCH_GET_MAX: usize = 100;
+/// The attribute of a group item holding its records.
+const RECORDS: &str = "records";
+/// `records` is codec byte 1 then raw DEFLATE of the JSON array.
+const GROUP_DEFLATE: u8 = 1;
+/// Records per group item: 64 with a full 4 KiB answer snippet each stay well under the 400 KB
+/// item limit.
+const GROUP_MAX: usize = 64;
+/// More than any group decompresses to.
+const GROUP_MAX_DECODED: usize = 1024 * 1024;
+/// Items per `BatchWriteItem` (the DynamoDB limit).
+const BATCH_WRITE_MAX: usize = 25;
+/// Items per page when paging through groups: a page stops early when it has enough.
+const GROUP_PAGE: i32 = 16;
+
+/// The sort-key prefix of the groups of one second; seconds are zero-padded so they sort.
+fn group_prefix(second: i64) -> String {
+    format!("g#{second:011}#")
+}
+
+/// The second a group's sort key names.
+fn group_second(sk: &str) -> Option<i64> {
+    sk.strip_prefix("g#")?.get(..11)?.parse().ok()
+}
+
+fn group_item(target: &str, second: i64, records: &[&AttemptRecord]) -> Result<Item, StoreError> {
+    let json = serde_json::to_vec(records).map_err(|e| corrupt(&format!("attempt records: {e}")))?;
+    let bytes = deflate::compress(&json, None, &[GROUP_DEFLATE]).map_err(unavailable)?;
+    let newest = records.iter().map(|r| r.at).max().unwrap_or_else(checkout::clock::now);
+    Ok(HashMap::from([
+        ("target".to_owned(), s(target)),
+        (
+            "sk".to_owned(),
+            s(&format!("{}{}", group_prefix(second), ulid::Ulid::new())),
+        ),
+        (RECORDS.to_owned(), AttributeValue::B(bytes.into())),
+        (
+            "expires_at".to_owned(),
+            n((newest + attempt_log::RETENTION).timestamp()),
+        ),
+    ]))
+}
+
+/// One item per target and second of event time, at most [`GROUP_MAX`] records each.
+fn group_items(records: &[AttemptRecord]) -> Result<Vec<Item>, StoreError> {
+    let mut groups: BTreeMap<(&str, i64), Vec<&AttemptRecord>> = BTreeMap::new();
+    for record in records {
+        groups
+            .entry((record.target.as_str(), event_second(&record.event_id)))
+            .or_default()
+            .push(record);
+    }
+    let mut items = Vec::new();
+    for ((target, second), records) in groups {
+        for chunk in records.chunks(GROUP_MAX) {
+            items.push(group_item(target, second, chunk)?);
+        }
+    }
+    Ok(items)
+}
+
+/// The records of an item: a group's, or the one record of an attempt's own item.
+fn records_of(item: &Item) -> Result<Vec<AttemptRecord>, StoreError> {
+    let Some(group) = item.get(RECORDS) else {
+        return Ok(vec![doc(item, "attempt")?]);
+    };
+    let bytes = group
+        .as_b()
+        .map_err(|_| corrupt("attempt group: records not binary"))?
+        .as_ref();
+    match bytes.split_first() {
+        Some((&GROUP_DEFLATE, compressed)) => {
+            let json = deflate::decompress(compressed, None, GROUP_MAX_DECODED)
+                .map_err(|e| corrupt(&format!("attempt group: {e}")))?;
+            serde_json::from_slice(&json).map_err(|e| corrupt(&format!("attempt group: {e}")))
+        }
+        _ => Err(corrupt("attempt group: unknown codec")),
+    }
+}
+
+/// A key condition and its values.
+struct KeyCondition<'a> {
+    expression: &'a str,
+    values: Vec<(&'a str, String)>,
+}
 
 impl DynamoStore {
-    /// Which of these (target, sk) keys exist, by `BatchGetItem` (consistent, keys only),
-    /// asking again for keys DynamoDB leaves unprocessed.
-    async fn existing_keys(&self, keys: Vec<Item>) -> Result<Vec<(String, String)>, StoreError> {
-        let mut found = Vec::new();
-        let mut pending = Some(keys);
-        let mut round = 0u32;
-        while let Some(keys) = pending.take().filter(|k| !k.is_empty()) {
-            if round > 0 {
-                // Unprocessed keys mean the table is throttling us: back off a little.
-                tokio::time::sleep(std::time::Duration::from_millis(20 << round.min(5))).await;
-            }
-            round += 1;
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .projection_expression("#t, sk")
-                .expression_attribute_names("#t", "target")
-                .build()
-                .map_err(unavailable)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.tables.deliveries, request)
-                .send()
-                .await
-                .map_err(failed_call)?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.tables.deliveries)
-                .unwrap_or_default()
-            {
-                found.push((get_s(&item, "target")?.to_owned(), get_s(&item, "sk")?.to_owned()));
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut left| left.remove(&self.tables.deliveries))
-                .map(|left| left.keys);
-        }
-        Ok(found)
-    }
-
-    async fn query_attempts(
+    /// Pages through a target's items newest (or oldest) first, handing each to `take` until it
+    /// answers `false`.
+    async fn query_items(
         &self,
         target: &str,
-        condition: &str,
-        values: &[(&str, String)],
+        condition: KeyCondition<'_>,
         newest_first: bool,
-        limit: Option<usize>,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let mut records = Vec::new();
+        page: Option<i32>,
+        mut take: impl FnMut(&Item) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let mut start = None;
         loop {
             let mut query = self
                 .client
                 .query()
                 .table_name(&self.tables.deliveries)
-                .key_condition_expression(condition)
+                .key_condition_expression(condition.expression)
                 .expression_attribute_values(":t", s(target))
                 .consistent_read(true)
                 .scan_index_forward(!newest_first)
+                .set_limit(page)
                 .set_exclusive_start_key(start);
-            for (name, value) in values {
+            for (name, value) in &condition.values {
                 query = query.expression_attribute_values(*name, s(value));
-            }
-            if let Some(limit) = limit {
-                let left = limit.saturating_sub(records.len()).max(1);
-                query = query.limit(i32::try_from(left).unwrap_or(i32::MAX));
             }
             let out = query.send().await.map_err(failed_call)?;
             for item in out.items() {
-                records.push(doc(item, "attempt")?);
+                if !take(item)? {
+                    return Ok(());
+                }
             }
             start = out.last_evaluated_key;
-            let full = limit.is_some_and(|l| records.len() >= l);
-            if full || start.is_none() {
-                return Ok(records);
+            if start.is_none() {
+                return Ok(());
             }
         }
+    }
+
+    /// Every record in the target's items that match the condition.
+    async fn query_records(
+        &self,
+        target: &str,
+        condition: KeyCondition<'_>,
+        newest_first: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut records = Vec::new();
+        let page = limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX));
+        self.query_items(target, condition, newest_first, page, |item| {
+            records.extend(records_of(item)?);
+            Ok(limit.is_none_or(|l| records.len() < l))
+        })
+        .await?;
+        Ok(records)
+    }
+
+    /// The first attempts kept in the target's groups of one second.
+    async fn grouped_in(&self, target: &str, second: i64) -> Result<Vec<AttemptRecord>, StoreError> {
+        let condition = KeyCondition {
+            expression: "target = :t AND begins_with(sk, :g)",
+            values: vec![(":g", group_prefix(second))],
+        };
+        self.query_records(target, condition, false, None).await
+    }
+
+    /// Every record of one event to one target, from its own items and its second's groups.
+    async fn records_of_event(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let own = KeyCondition {
+            expression: "target = :t AND begins_with(sk, :p)",
+            values: vec![(":p", attempt_log::event_prefix(event))],
+        };
+        let (own, grouped) = futures_util::future::try_join(
+            self.query_records(target, own, false, None),
+            self.grouped_in(target, event_second(event)),
+        )
+        .await?;
+        let grouped = grouped.into_iter().filter(|r| r.event_id == *event);
+        Ok(attempt_log::merge(own.into_iter().chain(grouped)))
+    }
+
+    /// Up to `limit` of the records in groups whose sort keys fall in [from, before), newest
+    /// first. Groups are read second by second, newest first, and whole: a second's records are
+    /// in no particular order among its groups, but all sort after every earlier second's.
+    async fn grouped_page(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
+        let from = query.from.as_deref().unwrap_or("");
+        let low = query.from.as_deref().and_then(second_of_sort_key).unwrap_or(0);
+        let high = query
+            .before
+            .as_deref()
+            .and_then(second_of_sort_key)
+            .unwrap_or(99_999_999_999);
+        let condition = KeyCondition {
+            expression: "target = :t AND sk BETWEEN :low AND :high",
+            values: vec![
+                (":low", group_prefix(low)),
+                (":high", format!("{}~", group_prefix(high))),
+            ],
+        };
+        let in_window = |key: &str| key >= from && query.before.as_deref().is_none_or(|before| key < before);
+        let mut records = Vec::new();
+        let mut second = None;
+        self.query_items(target, condition, true, Some(GROUP_PAGE), |item| {
+            let this = group_second(get_s(item, "sk")?);
+            if second != this && records.len() >= query.limit {
+                return Ok(false);
+            }
+            second = this;
+            records.extend(records_of(item)?.into_iter().filter(|r| in_window(&r.sort_key())));
+            Ok(true)
+        })
+        .await?;
+        Ok(records)
+    }
+
+    /// Up to `limit` of the attempts' own items in [from, before), newest first.
+    async fn own_page(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
+        // Own items' keys start with the event prefix; groups' (`g#…`) sort after them all.
+        let low = query.from.clone().unwrap_or_else(|| EventId::PREFIX.to_owned());
+        let high = query.before.clone().unwrap_or_else(|| format!("{}~", EventId::PREFIX));
+        if high <= low {
+            return Ok(Vec::new());
+        }
+        let condition = KeyCondition {
+            expression: "target = :t AND sk BETWEEN :low AND :high",
+            values: vec![(":low", low), (":high", high)],
+        };
+        // BETWEEN is inclusive; the cursor's own record was on the previous page.
+        let mut page = self
+            .query_records(target, condition, true, Some(query.limit + 1))
+            .await?;
+        page.retain(|r| {
+            query
+                .before
+                .as_deref()
+                .is_none_or(|before| r.sort_key().as_str() < before)
+        });
+        page.truncate(query.limit);
+        Ok(page)
+    }
+
+    /// Writes the items, asking again for those DynamoDB leaves unprocessed.
+    async fn write_all(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH_WRITE_MAX) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map_err(unavailable)?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<_, StoreError>>()?;
+            let mut round = 0u32;
+            while !pending.is_empty() {
+                if round > 0 {
+                    // Unprocessed items mean the table is throttling us: back off a little.
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << round.min(5))).await;
+                }
+                round += 1;
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.tables.deliveries, pending)
+                    .send()
+                    .await
+                    .map_err(failed_call)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.tables.deliveries))
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -137,71 +324,54 @@ impl DeliveryLog for DynamoStore {
         conditional_put(result)
     }
 
-    async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
-        let mut found = HashSet::new();
-        for chunk in pairs.chunks(BATCH_GET_MAX) {
-            let keys = chunk
-                .iter()
-                .map(|(target, event)| {
-                    HashMap::from([
-                        ("target".to_owned(), s(target)),
-                        ("sk".to_owned(), s(&attempt_log::sort_key(event, 1))),
-                    ])
-                })
-                .collect();
-            found.extend(self.existing_keys(keys).await?);
+    async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
+        let mut items = group_items(records)?;
+        if items.len() > 1 {
+            return self.write_all(items).await;
         }
+        let Some(item) = items.pop() else {
+            return Ok(());
+        };
+        self.client
+            .put_item()
+            .table_name(&self.tables.deliveries)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(failed_call)?;
+        Ok(())
+    }
+
+    async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
+        let groups: HashSet<(&str, i64)> = pairs.iter().map(|(t, e)| (*t, event_second(e))).collect();
+        let reads = groups.iter().map(|&(target, second)| self.grouped_in(target, second));
+        let begun: HashSet<(String, EventId)> = try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter(AttemptRecord::is_first)
+            .map(|r| (r.target, r.event_id))
+            .collect();
         Ok(pairs
             .iter()
-            .map(|(target, event)| found.contains(&((*target).to_owned(), attempt_log::sort_key(event, 1))))
+            .map(|(target, event)| begun.contains(&((*target).to_owned(), (*event).clone())))
             .collect())
     }
 
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
-        let prefix = [(":p", attempt_log::event_prefix(event))];
-        let found = self
-            .query_attempts(target, "target = :t AND begins_with(sk, :p)", &prefix, true, Some(1))
-            .await?;
-        Ok(found.into_iter().next())
+        Ok(self.records_of_event(target, event).await?.pop())
     }
 
     async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
-        let prefix = [(":p", attempt_log::event_prefix(event))];
-        self.query_attempts(target, "target = :t AND begins_with(sk, :p)", &prefix, false, None)
-            .await
+        self.records_of_event(target, event).await
     }
 
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
-        let from = query.from.clone().unwrap_or_default();
-        let limit = Some(query.limit);
-        match &query.before {
-            Some(before) if *before <= from => Ok(Vec::new()),
-            Some(before) if from.is_empty() => {
-                let bound = [(":before", before.clone())];
-                self.query_attempts(target, "target = :t AND sk < :before", &bound, true, limit)
-                    .await
-            }
-            Some(before) => {
-                // BETWEEN is inclusive; the cursor's own record was on the previous page.
-                let bounds = [(":from", from), (":before", before.clone())];
-                let mut page = self
-                    .query_attempts(
-                        target,
-                        "target = :t AND sk BETWEEN :from AND :before",
-                        &bounds,
-                        true,
-                        limit.map(|l| l + 1),
-                    )
-                    .await?;
-                page.retain(|r| r.sort_key() < *before);
-                page.truncate(query.limit);
-                Ok(page)
-            }
-            None if from.is_empty() => self.query_attempts(target, "target = :t", &[], true, limit).await,
-            None => {
-                self.query_attempts(target, "target = :t AND sk >= :from", &[(":from", from)], true, limit)
-                    .await
-            }
-        }
+        let (own, grouped) =
+            futures_util::future::try_join(self.own_page(target, query), self.grouped_page(target, query)).await?;
+        let mut page = attempt_log::merge(own.into_iter().chain(grouped));
+        page.reverse();
+        page.truncate(query.limit);
+        Ok(page)
     }
 }

@@ -12,8 +12,8 @@
 //! The first byte names the codec, so a later one can sit beside it. Items written before the
 //! codec hold the JSON as a string attribute and are still read.
 
+use crate::deflate;
 use checkout::event::Event;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// The attribute holding the event.
 pub const ATTRIBUTE: &str = "event";
@@ -39,22 +39,8 @@ pub enum CodecError {
 /// The bytes of the `event` attribute for `event`.
 pub fn encode(event: &Event) -> Result<Vec<u8>, CodecError> {
     let json = serde_json::to_vec(event).map_err(|e| CodecError::Encode(e.to_string()))?;
-    let mut deflate = Compress::new(Compression::best(), false);
-    deflate
-        .set_dictionary(DICTIONARY_V1)
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
-    let mut out = Vec::with_capacity(json.len() / 4 + 64);
-    out.push(DEFLATE_DICTIONARY_V1);
-    loop {
-        let consumed = deflate.total_in() as usize;
-        let status = deflate
-            .compress_vec(&json[consumed..], &mut out, FlushCompress::Finish)
-            .map_err(|e| CodecError::Encode(e.to_string()))?;
-        if status == Status::StreamEnd {
-            return Ok(out);
-        }
-        out.reserve(out.capacity().max(256));
-    }
+    deflate::compress(&json, Some(DICTIONARY_V1), &[DEFLATE_DICTIONARY_V1])
+        .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
 /// The event of a binary `event` attribute.
@@ -64,25 +50,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
     if codec != DEFLATE_DICTIONARY_V1 {
         return Err(decode_error(&format!("unknown codec {codec}")));
     }
-    let mut inflate = Decompress::new(false);
-    inflate
-        .set_dictionary(DICTIONARY_V1)
+    let json = deflate::decompress(compressed, Some(DICTIONARY_V1), MAX_DECODED)
         .map_err(|e| CodecError::Decode(e.to_string()))?;
-    let mut json = Vec::with_capacity(compressed.len() * 8 + 1024);
-    loop {
-        let consumed = inflate.total_in() as usize;
-        let status = inflate
-            .decompress_vec(&compressed[consumed..], &mut json, FlushDecompress::Finish)
-            .map_err(|e| CodecError::Decode(e.to_string()))?;
-        match status {
-            Status::StreamEnd => break,
-            _ if json.len() >= MAX_DECODED => return Err(decode_error("larger than any event")),
-            _ if inflate.total_in() as usize == compressed.len() && json.len() < json.capacity() => {
-                return Err(decode_error("truncated"));
-            }
-            _ => json.reserve(json.capacity()),
-        }
-    }
     decode_json_bytes(&json)
 }
 
@@ -142,12 +111,8 @@ mod tests {
     /// A decompression bomb (1 byte repeated) is refused, not allocated.
     #[test]
     fn a_bomb_is_refused() {
-        let mut deflate = Compress::new(Compression::best(), false);
-        deflate.set_dictionary(DICTIONARY_V1).unwrap();
         let zeros = vec![b' '; 8 * 1024 * 1024];
-        let mut out = vec![DEFLATE_DICTIONARY_V1];
-        out.reserve(64 * 1024);
-        deflate.compress_vec(&zeros, &mut out, FlushCompress::Finish).unwrap();
+        let out = deflate::compress(&zeros, Some(DICTIONARY_V1), &[DEFLATE_DICTIONARY_V1]).unwrap();
         assert!(matches!(decode(&out), Err(CodecError::Decode(_))));
     }
 

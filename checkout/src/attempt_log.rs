@@ -84,6 +84,43 @@ impl AttemptRecord {
     pub fn sort_key(&self) -> String {
         sort_key(&self.event_id, self.attempt)
     }
+
+    /// The first attempt of the event's first series: a store may keep these together (see
+    /// [`crate::ports::DeliveryLog::record_first_attempts`]).
+    pub fn is_first(&self) -> bool {
+        self.attempt == 1 && !self.replay
+    }
+}
+
+/// The second (Unix time) the event was created in, read from its id (a ULID); 0 for an id that
+/// is not one. Stores that keep first attempts together group them by it.
+pub fn event_second(event: &EventId) -> i64 {
+    second_of_sort_key(event.as_str()).unwrap_or(0)
+}
+
+/// The second of the event a sort key (or a [`time_bound`]) starts with.
+pub fn second_of_sort_key(key: &str) -> Option<i64> {
+    let ulid = key.strip_prefix(EventId::PREFIX)?.get(..26)?;
+    let millis = ulid::Ulid::from_string(ulid).ok()?.timestamp_ms();
+    i64::try_from(millis / 1000).ok()
+}
+
+/// Records of the same pairs read from several places (a store that keeps first attempts
+/// together, and copies of one message that each recorded the attempt they made): one per
+/// attempt, a delivered one winning (the receiver got the event if either copy delivered it),
+/// ordered by sort key.
+pub fn merge(records: impl IntoIterator<Item = AttemptRecord>) -> Vec<AttemptRecord> {
+    let mut by_key: std::collections::BTreeMap<(String, String), AttemptRecord> = Default::default();
+    for record in records {
+        let key = (record.target.clone(), record.sort_key());
+        match by_key.get(&key) {
+            Some(kept) if kept.delivered() || !record.delivered() => {}
+            _ => {
+                by_key.insert(key, record);
+            }
+        }
+    }
+    by_key.into_values().collect()
 }
 
 pub fn sort_key(event_id: &EventId, attempt: u32) -> String {
@@ -124,6 +161,31 @@ mod tests {
         assert!(sort_key(&early, 10) < sort_key(&late, 1));
         assert!(sort_key(&late, 2) < sort_key(&late, 10));
         assert!(sort_key(&late, 1).starts_with(&event_prefix(&late)));
+    }
+
+    #[test]
+    fn merged_records_keep_one_per_attempt_and_a_delivery_wins() {
+        let e = crate::testkit::event(&crate::testkit::merchant(), None, 1);
+        let failed = crate::testkit::attempt_record("we_1", &e, 1);
+        let mut delivered = failed.clone();
+        delivered.status = AttemptStatus::Succeeded;
+        let second = crate::testkit::attempt_record("we_1", &e, 2);
+        let other = crate::testkit::attempt_record("we_2", &e, 1);
+        let merged = merge([second.clone(), failed.clone(), delivered.clone(), failed, other.clone()]);
+        assert_eq!(merged, vec![delivered, second, other]);
+    }
+
+    #[test]
+    fn an_events_second_is_read_from_its_id() {
+        let before = crate::clock::now().timestamp();
+        let id = EventId::generate();
+        let after = crate::clock::now().timestamp();
+        let second = event_second(&id);
+        assert!((before..=after).contains(&second), "{second} not in {before}..={after}");
+        assert_eq!(second_of_sort_key(&sort_key(&id, 3)), Some(second));
+        assert_eq!(event_second(&EventId::parse("evt_operator_made").unwrap()), 0);
+        let t = chrono::DateTime::from_timestamp(1_790_000_000, 999_000_000).unwrap();
+        assert_eq!(second_of_sort_key(&time_bound(t)), Some(1_790_000_000));
     }
 
     #[test]

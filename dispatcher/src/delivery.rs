@@ -4,6 +4,7 @@
 use crate::admission::Admission;
 use crate::dead_letters;
 use crate::endpoint_health::EndpointHealth;
+use crate::first_attempts::Slot;
 use crate::metrics::Metrics;
 use crate::request::{self, WebhookRequest};
 use crate::send::{self, AttemptResult};
@@ -83,6 +84,9 @@ pub(crate) struct Pair<'a> {
     pub body: &'a Bytes,
     pub target: &'a Target,
     pub series: Series,
+    /// Where its first attempt is recorded with the rest of its batch's (see
+    /// [`crate::first_attempts`]).
+    pub first: &'a Slot,
 }
 
 /// What the attempt log says to do next.
@@ -234,7 +238,7 @@ impl Deliverer {
                     "delivered"
                 );
                 record.status = AttemptStatus::Succeeded;
-                let stored = self.store(&record).await;
+                let stored = self.store(pair, &record).await;
                 if stored == PairResult::Done {
                     self.health.note_success(target).await;
                 }
@@ -249,7 +253,7 @@ impl Deliverer {
                     "the endpoint answered 410 Gone"
                 );
                 record.final_reason = Some("the endpoint answered 410 Gone and was disabled".to_owned());
-                let stored = self.store(&record).await;
+                let stored = self.store(pair, &record).await;
                 self.health
                     .disable(target, "the endpoint answered 410 Gone", started)
                     .await;
@@ -268,7 +272,7 @@ impl Deliverer {
                 };
                 if let Some(reason) = self.health.note_failure(target, started).await {
                     record.final_reason = Some(reason);
-                    return self.store(&record).await;
+                    return self.store(pair, &record).await;
                 }
                 // The schedule counts from the attempt's start (a timed-out attempt ends long
                 // after it started); a `Retry-After` counts from the answer (RFC 9110: "after the
@@ -288,7 +292,7 @@ impl Deliverer {
                     next_attempt_at = %due.to_rfc3339(),
                     "delivery attempt failed"
                 );
-                match self.store(&record).await {
+                match self.store(pair, &record).await {
                     PairResult::Done => {
                         PairResult::Wait(until(due, clock::now()).unwrap_or_default(), WaitReason::Retry)
                     }
@@ -322,7 +326,7 @@ impl Deliverer {
         record.dead_lettered = true;
         self.metrics.exhausted(&pair.head.merchant_id);
         warn!(endpoint_id = pair.target.name(), attempt, reason, "delivery exhausted");
-        match self.store(&record).await {
+        match self.store(pair, &record).await {
             PairResult::Done => self.send_dead_letter(pair, attempt, &reason).await,
             other => other,
         }
@@ -352,7 +356,7 @@ impl Deliverer {
             endpoint_id = pair.target.name(),
             attempt, "skipped: the endpoint is disabled"
         );
-        let stored = self.store(&record).await;
+        let stored = self.store(pair, &record).await;
         if stored != PairResult::Done {
             return stored;
         }
@@ -365,7 +369,16 @@ impl Deliverer {
         }
     }
 
-    async fn store(&self, record: &AttemptRecord) -> PairResult {
+    async fn store(&self, pair: Pair<'_>, record: &AttemptRecord) -> PairResult {
+        if record.is_first() {
+            return match pair.first.record(record.clone()).await {
+                Ok(()) => PairResult::Done,
+                Err(err) => {
+                    warn!(endpoint_id = %record.target, error = %err, "could not record the attempt");
+                    PairResult::StorageFailed
+                }
+            };
+        }
         match self.log.record(record).await {
             Ok(true) => PairResult::Done,
             Ok(false) => {

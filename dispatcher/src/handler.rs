@@ -17,6 +17,7 @@ use crate::admission::Admission;
 use crate::config::DispatcherConfig;
 use crate::delivery::{Deliverer, DelivererSettings, Known, Pair, PairResult, Series, WaitReason};
 use crate::endpoint_health::EndpointHealth;
+use crate::first_attempts::{FirstAttempts, Slot};
 use crate::in_progress::InProgress;
 use crate::metrics::{DeliveryCounts, Metrics};
 use crate::targets::{Target, TargetReader};
@@ -103,6 +104,8 @@ struct Deliveries<'a> {
     /// The message itself when it is a task (re-sent as it is on a deferral).
     task_body: Option<&'a str>,
     pairs: Vec<(Target, Known)>,
+    /// One per pair: where its first attempt is recorded (filled once the batch is routed).
+    slots: Vec<Slot>,
 }
 
 /// The stores the dispatcher reads and writes: whom to deliver to, and the attempt log. (Not the
@@ -216,6 +219,12 @@ impl Dispatcher {
         )
         .await;
         self.drop_duplicates(&mut plans).await;
+        let first_attempts = FirstAttempts::new(self.log.clone());
+        for plan in &mut plans {
+            if let Plan::Deliver(d) = plan {
+                d.slots = d.pairs.iter().map(|_| first_attempts.slot()).collect();
+            }
+        }
         plans
             .into_iter()
             .zip(batch)
@@ -269,6 +278,7 @@ impl Dispatcher {
                     series: Series::FIRST,
                     task_body: None,
                     pairs,
+                    slots: Vec::new(),
                 })
             }
             QueueMessage::Task { head, message } => {
@@ -283,6 +293,7 @@ impl Dispatcher {
                     series: Series::of(&message.delivery),
                     task_body: Some(&incoming.body),
                     pairs: vec![(target, Known::ReadLog)],
+                    slots: Vec::new(),
                 })
             }
         }
@@ -378,30 +389,10 @@ impl Dispatcher {
     }
 
     async fn fan_out(&self, d: &Deliveries<'_>) -> Disposition {
-        let results = join_all(d.pairs.iter().map(|(target, known)| async move {
-            if self.lane_of(target) == Lane::Slow {
-                // Not attempted here: a failing endpoint would hold this message, and the batch
-                // it came in, for as long as its attempt takes.
-                return (target, PairResult::Wait(Duration::ZERO, WaitReason::Defer));
-            }
-            let Some(_claim) = self.in_progress.claim(&d.head.id, target.name()) else {
-                info!(
-                    endpoint_id = target.name(),
-                    "a copy of this event is being delivered here right now"
-                );
-                return (target, PairResult::Done);
-            };
-            let pair = Pair {
-                head: &d.head,
-                raw: d.raw,
-                body: &d.body,
-                target,
-                series: d.series,
-            };
-            (
-                target,
-                self.deliverer.deliver(pair, *known, self.patient(Lane::Main)).await,
-            )
+        let results = join_all(d.pairs.iter().zip(&d.slots).map(|((target, known), slot)| async move {
+            let result = self.fan_out_pair(d, target, *known, slot).await;
+            slot.close();
+            (target, result)
         }))
         .await;
         let mut disposition = Disposition::Done;
@@ -427,11 +418,37 @@ impl Dispatcher {
         disposition
     }
 
+    /// One target of an event fresh from the topic.
+    async fn fan_out_pair(&self, d: &Deliveries<'_>, target: &Target, known: Known, slot: &Slot) -> PairResult {
+        if self.lane_of(target) == Lane::Slow {
+            // Not attempted here: a failing endpoint would hold this message, and the batch
+            // it came in, for as long as its attempt takes.
+            return PairResult::Wait(Duration::ZERO, WaitReason::Defer);
+        }
+        let Some(_claim) = self.in_progress.claim(&d.head.id, target.name()) else {
+            info!(
+                endpoint_id = target.name(),
+                "a copy of this event is being delivered here right now"
+            );
+            return PairResult::Done;
+        };
+        let pair = Pair {
+            head: &d.head,
+            raw: d.raw,
+            body: &d.body,
+            target,
+            series: d.series,
+            first: slot,
+        };
+        self.deliverer.deliver(pair, known, self.patient(Lane::Main)).await
+    }
+
     async fn run_task(&self, d: &Deliveries<'_>, body: &str, lane: Lane) -> Disposition {
-        let Some((target, known)) = d.pairs.first() else {
+        let (Some((target, known)), Some(slot)) = (d.pairs.first(), d.slots.first()) else {
             return Disposition::Done;
         };
         if lane == Lane::Main && self.lane_of(target) == Lane::Slow {
+            slot.close();
             return match self.send(Lane::Slow, body, Duration::ZERO).await {
                 Ok(()) => Disposition::Done,
                 Err(_) => Disposition::RetryIn(TRANSIENT_RETRY),
@@ -439,6 +456,7 @@ impl Dispatcher {
         }
         let Some(_claim) = self.in_progress.claim(&d.head.id, target.name()) else {
             // Another copy of this pair is in hand here: look again once it is done.
+            slot.close();
             return match self.send(lane, body, IN_HAND_RECHECK).await {
                 Ok(()) => Disposition::Done,
                 Err(_) => Disposition::RetryIn(IN_HAND_RECHECK),
@@ -450,8 +468,11 @@ impl Dispatcher {
             body: &d.body,
             target,
             series: d.series,
+            first: slot,
         };
-        let (wait, onward) = match self.deliverer.deliver(pair, *known, self.patient(lane)).await {
+        let delivered = self.deliverer.deliver(pair, *known, self.patient(lane)).await;
+        slot.close();
+        let (wait, onward) = match delivered {
             PairResult::Done => return Disposition::Done,
             PairResult::StorageFailed => return Disposition::RetryIn(TRANSIENT_RETRY),
             PairResult::Wait(wait, WaitReason::Retry) => return Disposition::RetryIn(wait.min(MAX_VISIBILITY)),

@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod deferral;
 mod delivery;
 mod endpoint_health;
+mod first_attempts;
 pub mod handler;
 pub mod headers;
 pub mod in_flight;

@@ -415,6 +415,15 @@ fn requests(usage: &lambda_harness::deployment::Usage, function: &str, service: 
         .map_or(0, |u| u.requests)
 }
 
+fn write_units(usage: &lambda_harness::deployment::Usage, function: &str, operation: &str) -> f64 {
+    usage
+        .functions
+        .iter()
+        .find(|f| f.0 == function)
+        .and_then(|f| f.3.get(&("DynamoDB".to_owned(), operation.to_owned())))
+        .map_or(0.0, |u| u.write_units)
+}
+
 fn invocations(usage: &lambda_harness::deployment::Usage, function: &str) -> u64 {
     usage
         .functions
@@ -493,13 +502,14 @@ async fn the_bill_of_a_checkout_event() {
     assert_eq!(
         requests(&alone, "webhook-dispatcher", "DynamoDB", "PutItem"),
         events,
-        "one attempt record per delivery"
+        "one write of the batch's first attempts"
     );
     assert_eq!(
-        requests(&alone, "webhook-dispatcher", "DynamoDB", "BatchGetItem"),
-        events,
-        "one duplicate check per batch"
+        requests(&alone, "webhook-dispatcher", "DynamoDB", "Query"),
+        2 * events,
+        "per batch: the merchant's endpoints, and the duplicate check (the endpoint's first attempts of that second)"
     );
+    assert_eq!(requests(&alone, "webhook-dispatcher", "DynamoDB", "BatchGetItem"), 0);
 
     const TOGETHER: u64 = 20;
     let sessions = futures_util::future::join_all((0..TOGETHER).map(|_| {
@@ -514,6 +524,14 @@ async fn the_bill_of_a_checkout_event() {
     let loaded_events = 3 * TOGETHER;
     assert_eq!(invocations(&together, "session-manager"), loaded_events);
     assert!(invocations(&together, "webhook-dispatcher") <= loaded_events);
+    let dispatcher_writes: f64 = ["PutItem", "BatchWriteItem"]
+        .iter()
+        .map(|op| write_units(&together, "webhook-dispatcher", op))
+        .sum();
+    assert!(
+        dispatcher_writes < loaded_events as f64,
+        "a batch's first attempts share items: {dispatcher_writes} write units for {loaded_events} deliveries"
+    );
 
     let (alone_bill, together_bill) = (bill(&alone, events), bill(&together, loaded_events));
     let calls: String = deployment

@@ -502,19 +502,19 @@ impl EndpointStore for DurableStore {
 #[async_trait]
 impl DeliveryLog for DurableStore {
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
-        let (target, sk, body) = (record.target.clone(), record.sort_key(), to_json(record)?);
-        let delivered = record.delivered();
+        let row = AttemptRow::of(record)?;
+        self.db.write(move |conn| row.upsert(conn).map_err(sql)).await
+    }
+
+    /// One commit for the batch's first attempts.
+    async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
+        let rows = records.iter().map(AttemptRow::of).collect::<Result<Vec<_>, _>>()?;
         self.db
             .write(move |conn| {
-                // A delivered attempt replaces a failed record of the same attempt (see the port).
-                conn.prepare_cached(
-                    "INSERT INTO deliveries (target, sk, body) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (target, sk) DO UPDATE SET body = excluded.body \
-                     WHERE ?4 AND json_extract(deliveries.body, '$.status') <> 'succeeded'",
-                )
-                .and_then(|mut s| s.execute(params![target, sk, body, delivered]))
-                .map(|inserted| inserted > 0)
-                .map_err(sql)
+                for row in &rows {
+                    row.upsert(conn).map_err(sql)?;
+                }
+                Ok(())
             })
             .await
     }
@@ -558,6 +558,37 @@ impl DeliveryLog for DurableStore {
                 &[&target, &from, &limit],
             ),
         }
+    }
+}
+
+/// An attempt record as its row.
+struct AttemptRow {
+    target: String,
+    sk: String,
+    body: String,
+    delivered: bool,
+}
+
+impl AttemptRow {
+    fn of(record: &AttemptRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            target: record.target.clone(),
+            sk: record.sort_key(),
+            body: to_json(record)?,
+            delivered: record.delivered(),
+        })
+    }
+
+    /// Inserts the row unless that attempt is recorded; `false` when nothing changed.
+    fn upsert(&self, conn: &Connection) -> rusqlite::Result<bool> {
+        // A delivered attempt replaces a failed record of the same attempt (see the port).
+        conn.prepare_cached(
+            "INSERT INTO deliveries (target, sk, body) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (target, sk) DO UPDATE SET body = excluded.body \
+             WHERE ?4 AND json_extract(deliveries.body, '$.status') <> 'succeeded'",
+        )
+        .and_then(|mut s| s.execute(params![self.target, self.sk, self.body, self.delivered]))
+        .map(|inserted| inserted > 0)
     }
 }
 

@@ -2,6 +2,7 @@ use super::{event, merchant};
 use crate::attempt_log::{AttemptQuery, AttemptRecord, AttemptStatus, time_bound};
 use crate::clock;
 use crate::event::Event;
+use crate::ids::EventId;
 use crate::ports::Backend;
 
 /// A failed attempt of `event` to `target`.
@@ -137,7 +138,100 @@ pub async fn a_targets_attempts_page_newest_first(backend: &Backend) {
     assert!(empty.is_empty(), "an upside-down window is empty, not an error");
 }
 
+/// First attempts stored together (a queue batch's) read back like records stored one by one:
+/// by pair, as the pair's state, in a target's pages, and as "begun" for the duplicate check;
+/// a copy that recorded the same attempt again reads as one record, a delivery winning.
+pub async fn first_attempts_stored_together_read_like_any_other(backend: &Backend) {
+    let log = &backend.deliveries;
+    let m = merchant();
+    let target = format!("we_{}", m.id.as_str().trim_start_matches("mer_"));
+    let other = format!("{target}_other");
+    let events: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            event(&m, None, 1)
+        })
+        .collect();
+    let delivered = |target: &str, e: &Event| {
+        let mut r = attempt_record(target, e, 1);
+        r.status = AttemptStatus::Succeeded;
+        r.http_status = Some(204);
+        r.error_class = None;
+        r.next_attempt_at = None;
+        r
+    };
+    let batch = [
+        delivered(&target, &events[0]),
+        attempt_record(&target, &events[1], 1),
+        delivered(&target, &events[2]),
+        delivered(&other, &events[0]),
+    ];
+    log.record_first_attempts(&batch).await.unwrap();
+
+    let pairs = [
+        (target.as_str(), &events[0].id),
+        (target.as_str(), &events[1].id),
+        (target.as_str(), &events[3].id),
+        (other.as_str(), &events[0].id),
+        (other.as_str(), &events[1].id),
+    ];
+    assert_eq!(log.started(&pairs).await.unwrap(), vec![true, true, false, true, false]);
+
+    let state = log.latest(&target, &events[1].id).await.unwrap().unwrap();
+    assert_eq!((state.attempt, state.status), (1, AttemptStatus::Failed));
+    assert!(
+        state.next_attempt_at.is_some(),
+        "the retry it schedules is kept: {state:?}"
+    );
+    assert!(
+        log.record(&delivered(&target, &events[1]).with_attempt(2))
+            .await
+            .unwrap()
+    );
+    let state = log.latest(&target, &events[1].id).await.unwrap().unwrap();
+    assert_eq!((state.attempt, state.status), (2, AttemptStatus::Succeeded));
+
+    // A copy of the first event's message made the first attempt again, and failed.
+    log.record_first_attempts(&[attempt_record(&target, &events[0], 1)])
+        .await
+        .unwrap();
+    let all = log.attempts_of(&target, &events[0].id).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(all[0].delivered() && all[0].http_status == Some(204), "{all:?}");
+    assert!(log.latest(&target, &events[0].id).await.unwrap().unwrap().delivered());
+
+    let page = |before: Option<String>, limit| AttemptQuery {
+        before,
+        from: None,
+        limit,
+    };
+    let keys = |records: &[AttemptRecord]| -> Vec<(EventId, u32)> {
+        records.iter().map(|r| (r.event_id.clone(), r.attempt)).collect()
+    };
+    let first = log.attempts(&target, &page(None, 2)).await.unwrap();
+    assert_eq!(keys(&first), vec![(events[2].id.clone(), 1), (events[1].id.clone(), 2)]);
+    let rest = log
+        .attempts(&target, &page(first.last().map(|r| r.sort_key()), 10))
+        .await
+        .unwrap();
+    assert_eq!(keys(&rest), vec![(events[1].id.clone(), 1), (events[0].id.clone(), 1)]);
+    let window = AttemptQuery {
+        before: Some(time_bound(events[2].created_at)),
+        from: Some(time_bound(events[1].created_at)),
+        limit: 10,
+    };
+    assert_eq!(
+        keys(&log.attempts(&target, &window).await.unwrap()),
+        vec![(events[1].id.clone(), 2), (events[1].id.clone(), 1)]
+    );
+}
+
 impl AttemptRecord {
+    fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
     /// The same record with `other`'s time (records are built a moment apart).
     fn with_time_of(mut self, other: &AttemptRecord) -> Self {
         self.at = other.at;

@@ -193,6 +193,9 @@ pub struct FlakyLog {
     pub started_pairs: AtomicUsize,
     /// Calls of `latest` (one read per pair).
     pub latest_calls: AtomicUsize,
+    /// Calls of `record_first_attempts`, and the records they carried.
+    pub first_attempt_writes: AtomicUsize,
+    pub first_attempt_records: AtomicUsize,
     /// Stored just before the next `skipped` record is: a merchant's change that lands while a
     /// batch read before it is in hand.
     pub before_next_skip: tokio::sync::Mutex<Option<WebhookEndpoint>>,
@@ -202,17 +205,14 @@ pub struct FlakyLog {
 #[async_trait]
 impl DeliveryLog for FlakyLog {
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
-        if record.status == checkout::attempt_log::AttemptStatus::Skipped
-            && let Some(endpoint) = self.before_next_skip.lock().await.take()
-        {
-            self.endpoints.put_endpoint(&endpoint).await.unwrap();
-        }
-        let left = self.fail_records.load(Ordering::SeqCst);
-        if left > 0 {
-            self.fail_records.store(left - 1, Ordering::SeqCst);
-            return Err(StoreError::Corrupt("storage is down (test)".into()));
-        }
+        self.before_write(std::slice::from_ref(record)).await?;
         self.inner.record(record).await
+    }
+    async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
+        self.first_attempt_writes.fetch_add(1, Ordering::SeqCst);
+        self.first_attempt_records.fetch_add(records.len(), Ordering::SeqCst);
+        self.before_write(records).await?;
+        self.inner.record_first_attempts(records).await
     }
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
         self.started_calls.fetch_add(1, Ordering::SeqCst);
@@ -228,6 +228,25 @@ impl DeliveryLog for FlakyLog {
     }
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
         self.inner.attempts(target, query).await
+    }
+}
+
+impl FlakyLog {
+    /// The merchant's change due before a skip, then a failure if one is due.
+    async fn before_write(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
+        if records
+            .iter()
+            .any(|r| r.status == checkout::attempt_log::AttemptStatus::Skipped)
+            && let Some(endpoint) = self.before_next_skip.lock().await.take()
+        {
+            self.endpoints.put_endpoint(&endpoint).await.unwrap();
+        }
+        let left = self.fail_records.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_records.store(left - 1, Ordering::SeqCst);
+            return Err(StoreError::Corrupt("storage is down (test)".into()));
+        }
+        Ok(())
     }
 }
 
@@ -336,6 +355,8 @@ impl Rig {
             started_calls: AtomicUsize::new(0),
             started_pairs: AtomicUsize::new(0),
             latest_calls: AtomicUsize::new(0),
+            first_attempt_writes: AtomicUsize::new(0),
+            first_attempt_records: AtomicUsize::new(0),
             before_next_skip: tokio::sync::Mutex::new(None),
             endpoints: backend.endpoints.clone(),
         });

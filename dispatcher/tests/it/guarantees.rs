@@ -322,9 +322,11 @@ async fn a_replay_right_after_enabling_again_is_sent(kind: Kind) {
     assert_eq!(log.last().unwrap().status, AttemptStatus::Succeeded);
 }
 
-async fn a_batch_costs_one_read_of_delivery_state(kind: Kind) {
+/// A batch reads the delivery state of all its pairs at once, and writes all their first
+/// attempts at once (on DynamoDB one item per endpoint instead of one per attempt).
+async fn a_batch_costs_one_read_and_one_write_of_delivery_state(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
-    add_endpoint(&rig, "/second").await;
+    let second = add_endpoint(&rig, "/second").await;
     let events: Vec<Event> = (0..10).map(|_| event(&rig.merchant, None, 1)).collect();
     let batch: Vec<Incoming> = events
         .iter()
@@ -338,6 +340,15 @@ async fn a_batch_costs_one_read_of_delivery_state(kind: Kind) {
     assert_eq!(rig.log.started_calls.load(SeqCst), 1, "one batched read for the batch");
     assert_eq!(rig.log.started_pairs.load(SeqCst), 20, "of every pair");
     assert_eq!(rig.log.latest_calls.load(SeqCst), 0, "no read per pair");
+    assert_eq!(rig.log.first_attempt_writes.load(SeqCst), 1, "one write for the batch");
+    assert_eq!(rig.log.first_attempt_records.load(SeqCst), 20, "of every first attempt");
+    for e in &events {
+        for target in [rig.endpoint.id.as_str(), second.id.as_str()] {
+            let log = rig.attempts(target, e).await;
+            assert_eq!(log.len(), 1, "{log:?}");
+            assert!(log[0].delivered());
+        }
+    }
 }
 
 /// The merchant enables the endpoint while a batch whose targets were read before is in hand:
@@ -389,6 +400,6 @@ on_every_backend!(
     a_timed_out_endpoint_takes_the_slow_lane,
     a_timed_out_attempt_is_retried_when_its_record_says,
     a_replay_right_after_enabling_again_is_sent,
-    a_batch_costs_one_read_of_delivery_state,
+    a_batch_costs_one_read_and_one_write_of_delivery_state,
     an_endpoint_enabled_while_its_skip_is_recorded_still_gets_the_event,
 );
