@@ -53,13 +53,20 @@ pub struct Usage {
 }
 
 /// The bootstrap `name` of this build: beside the test binary's folder (`target/debug/`),
-/// built by `cargo test --workspace` with the rest of the workspace.
+/// built by `cargo test --workspace` with the rest of the workspace — or in the folder
+/// `ACP_HARNESS_BINARIES` names (`target/release`, to measure the bill with the durations of
+/// optimised code).
 pub fn bootstrap(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
+    let dir = match std::env::var_os("ACP_HARNESS_BINARIES") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("the test binary's path");
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>/deps")
+                .to_owned()
+        }
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
