@@ -44,6 +44,16 @@ fn read_page(uri: &Uri) -> Result<AttemptQuery, Reply> {
             "$.limit",
         ));
     }
+    // A cursor is a sort key this API returned: an event id (a ULID) and an attempt number.
+    if let Some(cursor) = &page.cursor
+        && checkout::attempt_log::second_of_sort_key(cursor).is_none()
+    {
+        return Err(invalid(
+            "invalid_cursor",
+            "cursor is not one this API returned: pass next_cursor of the previous page".to_owned(),
+            "$.cursor",
+        ));
+    }
     Ok(AttemptQuery {
         before: page.cursor,
         from: None,

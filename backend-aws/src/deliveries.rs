@@ -46,24 +46,28 @@ const DELIVERED: &str = "delivered";
 const RECORDS: &str = "records";
 /// `records` is codec byte 1 then raw DEFLATE of the JSON array.
 const GROUP_DEFLATE: u8 = 1;
-/// Records per group item: 64 with a full 4 KiB answer snippet each stay well under the 400 KB
-/// item limit.
-const GROUP_MAX: usize = 64;
+/// Records per group item: 16 with the largest answer snippet each (4 KiB of control bytes, six
+/// JSON bytes apiece: 24 KiB) stay under the 400 KB item limit even uncompressed.
+const GROUP_MAX: usize = 16;
 /// More than any group decompresses to.
 const GROUP_MAX_DECODED: usize = 1024 * 1024;
 /// Items per `BatchWriteItem` (the DynamoDB limit).
 const BATCH_WRITE_MAX: usize = 25;
 /// Items per page when paging through groups: a page stops early when it has enough.
 const GROUP_PAGE: i32 = 16;
+/// Rounds of `BatchWriteItem` for items DynamoDB leaves unprocessed before giving up: a table
+/// that keeps throttling is unavailable, and the messages come back.
+const WRITE_ROUNDS: u32 = 6;
 
-/// The sort-key prefix of the groups of one second; seconds are zero-padded so they sort.
+/// The sort-key prefix of the groups of one second; seconds are zero-padded to the 12 digits of
+/// the last second a ULID can name, so they sort.
 fn group_prefix(second: i64) -> String {
-    format!("g#{second:011}#")
+    format!("g#{second:012}#")
 }
 
 /// The second a group's sort key names.
 fn group_second(sk: &str) -> Option<i64> {
-    sk.strip_prefix("g#")?.get(..11)?.parse().ok()
+    sk.strip_prefix("g#")?.get(..12)?.parse().ok()
 }
 
 fn group_item(target: &str, second: i64, records: &[&AttemptRecord]) -> Result<Item, StoreError> {
@@ -84,14 +88,16 @@ fn group_item(target: &str, second: i64, records: &[&AttemptRecord]) -> Result<I
     ]))
 }
 
-/// One item per target and second of event time, at most [`GROUP_MAX`] records each.
-fn group_items(records: &[AttemptRecord]) -> Result<Vec<Item>, StoreError> {
+/// One item per target and second of event time, at most [`GROUP_MAX`] records each; and the
+/// records whose event id names no second (not a ULID), which keep an item each.
+fn group_items(records: &[AttemptRecord]) -> Result<(Vec<Item>, Vec<&AttemptRecord>), StoreError> {
     let mut groups: BTreeMap<(&str, i64), Vec<&AttemptRecord>> = BTreeMap::new();
+    let mut alone = Vec::new();
     for record in records {
-        groups
-            .entry((record.target.as_str(), event_second(&record.event_id)))
-            .or_default()
-            .push(record);
+        match event_second(&record.event_id) {
+            Some(second) => groups.entry((record.target.as_str(), second)).or_default().push(record),
+            None => alone.push(record),
+        }
     }
     let mut items = Vec::new();
     for ((target, second), records) in groups {
@@ -99,7 +105,7 @@ fn group_items(records: &[AttemptRecord]) -> Result<Vec<Item>, StoreError> {
             items.push(group_item(target, second, chunk)?);
         }
     }
-    Ok(items)
+    Ok((items, alone))
 }
 
 /// The records of an item: a group's, or the one record of an attempt's own item.
@@ -120,6 +126,10 @@ fn records_of(item: &Item) -> Result<Vec<AttemptRecord>, StoreError> {
         _ => Err(corrupt("attempt group: unknown codec")),
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("DynamoDB kept leaving attempt records unprocessed (the table is throttling)")]
+struct Throttled;
 
 /// A key condition and its values.
 struct KeyCondition<'a> {
@@ -199,11 +209,14 @@ impl DynamoStore {
             expression: "target = :t AND begins_with(sk, :p)",
             values: vec![(":p", attempt_log::event_prefix(event))],
         };
-        let (own, grouped) = futures_util::future::try_join(
-            self.query_records(target, own, false, None),
-            self.grouped_in(target, event_second(event)),
-        )
-        .await?;
+        let grouped = async {
+            match event_second(event) {
+                Some(second) => self.grouped_in(target, second).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (own, grouped) =
+            futures_util::future::try_join(self.query_records(target, own, false, None), grouped).await?;
         let grouped = grouped.into_iter().filter(|r| r.event_id == *event);
         Ok(attempt_log::merge(own.into_iter().chain(grouped)))
     }
@@ -228,14 +241,22 @@ impl DynamoStore {
         };
         let in_window = |key: &str| key >= from && query.before.as_deref().is_none_or(|before| key < before);
         let mut records = Vec::new();
+        // Two copies may have recorded one attempt: count attempts, not records.
+        let mut distinct = HashSet::new();
         let mut second = None;
         self.query_items(target, condition, true, Some(GROUP_PAGE), |item| {
             let this = group_second(get_s(item, "sk")?);
-            if second != this && records.len() >= query.limit {
+            if second != this && distinct.len() >= query.limit {
                 return Ok(false);
             }
             second = this;
-            records.extend(records_of(item)?.into_iter().filter(|r| in_window(&r.sort_key())));
+            for record in records_of(item)? {
+                let key = record.sort_key();
+                if in_window(&key) {
+                    distinct.insert(key);
+                    records.push(record);
+                }
+            }
             Ok(true)
         })
         .await?;
@@ -283,6 +304,9 @@ impl DynamoStore {
                 .collect::<Result<_, StoreError>>()?;
             let mut round = 0u32;
             while !pending.is_empty() {
+                if round == WRITE_ROUNDS {
+                    return Err(unavailable(Throttled));
+                }
                 if round > 0 {
                     // Unprocessed items mean the table is throttling us: back off a little.
                     tokio::time::sleep(std::time::Duration::from_millis(20 << round.min(5))).await;
@@ -325,7 +349,10 @@ impl DeliveryLog for DynamoStore {
     }
 
     async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
-        let mut items = group_items(records)?;
+        let (mut items, alone) = group_items(records)?;
+        for record in alone {
+            self.record(record).await?;
+        }
         if items.len() > 1 {
             return self.write_all(items).await;
         }
@@ -343,11 +370,27 @@ impl DeliveryLog for DynamoStore {
     }
 
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
-        let groups: HashSet<(&str, i64)> = pairs.iter().map(|(t, e)| (*t, event_second(e))).collect();
-        let reads = groups.iter().map(|&(target, second)| self.grouped_in(target, second));
-        let begun: HashSet<(String, EventId)> = try_join_all(reads)
-            .await?
+        let mut groups = HashSet::new();
+        let mut alone = Vec::new();
+        for &(target, event) in pairs {
+            match event_second(event) {
+                Some(second) => groups.insert((target, second)),
+                None => {
+                    alone.push((target, event));
+                    true
+                }
+            };
+        }
+        let grouped = try_join_all(groups.iter().map(|&(target, second)| self.grouped_in(target, second)));
+        let own = try_join_all(
+            alone
+                .iter()
+                .map(|&(target, event)| self.records_of_event(target, event)),
+        );
+        let (grouped, own) = futures_util::future::try_join(grouped, own).await?;
+        let begun: HashSet<(String, EventId)> = grouped
             .into_iter()
+            .chain(own)
             .flatten()
             .filter(AttemptRecord::is_first)
             .map(|r| (r.target, r.event_id))

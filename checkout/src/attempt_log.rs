@@ -92,10 +92,10 @@ impl AttemptRecord {
     }
 }
 
-/// The second (Unix time) the event was created in, read from its id (a ULID); 0 for an id that
-/// is not one. Stores that keep first attempts together group them by it.
-pub fn event_second(event: &EventId) -> i64 {
-    second_of_sort_key(event.as_str()).unwrap_or(0)
+/// The second (Unix time) the event was created in, read from its id (a ULID; `None` for an id
+/// that is not one). Stores that keep first attempts together group them by it.
+pub fn event_second(event: &EventId) -> Option<i64> {
+    second_of_sort_key(event.as_str())
 }
 
 /// The second of the event a sort key (or a [`time_bound`]) starts with.
@@ -180,10 +180,11 @@ mod tests {
         let before = crate::clock::now().timestamp();
         let id = EventId::generate();
         let after = crate::clock::now().timestamp();
-        let second = event_second(&id);
+        let second = event_second(&id).unwrap();
         assert!((before..=after).contains(&second), "{second} not in {before}..={after}");
         assert_eq!(second_of_sort_key(&sort_key(&id, 3)), Some(second));
-        assert_eq!(event_second(&EventId::parse("evt_operator_made").unwrap()), 0);
+        assert_eq!(event_second(&EventId::parse("evt_operator_made").unwrap()), None);
+        assert_eq!(second_of_sort_key("evt_0"), None);
         let t = chrono::DateTime::from_timestamp(1_790_000_000, 999_000_000).unwrap();
         assert_eq!(second_of_sort_key(&time_bound(t)), Some(1_790_000_000));
     }

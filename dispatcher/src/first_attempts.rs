@@ -8,6 +8,11 @@
 //! webhook. What it may lose: a crash in that wait loses the records of attempts already made;
 //! the messages come back, find nothing begun, and the receivers get those events again with
 //! the same `webhook-id` — as with a crash between an attempt and its record without the batch.
+//!
+//! First attempts are stored unconditionally (a conditional write per record is what a group
+//! saves). Two copies of one event handled at the same moment (neither saw the other's record)
+//! both make attempt 1, as before; if it failed, both schedule attempt 2, and the conditional
+//! record of attempt 2 stops the second series there — the receiver may get attempt 2 twice.
 
 use checkout::attempt_log::AttemptRecord;
 use checkout::ports::{DeliveryLog, StoreError};
@@ -117,7 +122,7 @@ impl Slot {
         }
         written
             .await
-            .unwrap_or_else(|_| Err(Arc::new(StoreError::unavailable(NoRuntime))))
+            .unwrap_or_else(|_| Err(Arc::new(StoreError::unavailable(Unfinished))))
     }
 
     /// The pair is finished (with or without a first attempt): the batch need not wait for it.
@@ -137,5 +142,5 @@ impl Drop for Slot {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the attempt log's write did not run (no async runtime)")]
-struct NoRuntime;
+#[error("the attempt log's write did not finish")]
+struct Unfinished;

@@ -177,6 +177,13 @@ fn units(service: &str, operation: &str, request: &Bytes, answer: &Bytes) -> Usa
                 usage.write_units += 2.0 * write(size);
             }
         }
+        "BatchWriteItem" => {
+            for (_, writes) in request["RequestItems"].as_object().into_iter().flatten() {
+                for put in writes.as_array().into_iter().flatten() {
+                    usage.write_units += write(item_size(&put["PutRequest"]["Item"]));
+                }
+            }
+        }
         "GetItem" => usage.read_units = read(item_size(&answer["Item"])),
         "Query" => {
             let bytes: usize = answer["Items"].as_array().into_iter().flatten().map(item_size).sum();
@@ -252,6 +259,17 @@ mod tests {
             &Bytes::new(),
         );
         assert_eq!(usage.write_units, 4.0, "transactional writes bill twice");
+        let batch = json!({"RequestItems": {"t": [
+            {"PutRequest": {"Item": {"pk": {"S": "a".repeat(1500)}}}},
+            {"PutRequest": {"Item": {"pk": {"S": "b"}}}}
+        ]}});
+        let usage = units(
+            "DynamoDB",
+            "BatchWriteItem",
+            &Bytes::from(batch.to_string()),
+            &Bytes::new(),
+        );
+        assert_eq!(usage.write_units, 3.0, "each item of a batch billed by its size");
         let query = json!({"ConsistentRead": true});
         let answer = json!({"Items": [{"d": {"S": "x".repeat(5000)}}]});
         let usage = units(

@@ -138,6 +138,19 @@ async fn attempts_are_listed_per_endpoint_and_per_event(app: TestApp) {
     .await;
     assert_eq!(summary(&second), vec![(id(0), 2), (id(0), 1)]);
     assert_eq!(second["has_more"], false);
+    // A cursor that is no sort key (on DynamoDB it would have the listing read every stored
+    // group of first attempts to fill a page): refused, and said why.
+    for cursor in ["evt_0", "evt_operator_made%230001", "nonsense"] {
+        let refused = expect(
+            app.get(&format!("/webhook_endpoints/{endpoint}/attempts?cursor={cursor}"))
+                .send()
+                .await
+                .unwrap(),
+            400,
+        )
+        .await;
+        assert_eq!(refused["code"], "invalid_cursor", "{cursor}");
+    }
 
     let of_event = expect(
         app.get(&format!("/events/{}/attempts", id(0))).send().await.unwrap(),

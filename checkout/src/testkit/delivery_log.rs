@@ -166,7 +166,17 @@ pub async fn first_attempts_stored_together_read_like_any_other(backend: &Backen
         delivered(&target, &events[2]),
         delivered(&other, &events[0]),
     ];
+    // An event id that is no ULID names no second: still recorded, found and counted as begun.
+    let mut operators = event(&m, None, 1);
+    operators.id = EventId::parse(&format!("evt_operator_{}", m.id.as_str())).unwrap();
+    let mut batch = batch.to_vec();
+    batch.push(delivered(&other, &operators));
     log.record_first_attempts(&batch).await.unwrap();
+    assert_eq!(
+        log.started(&[(other.as_str(), &operators.id)]).await.unwrap(),
+        vec![true]
+    );
+    assert!(log.latest(&other, &operators.id).await.unwrap().unwrap().delivered());
 
     let pairs = [
         (target.as_str(), &events[0].id),
