@@ -511,8 +511,12 @@ async fn the_bill_of_a_checkout_event() {
     );
     assert_eq!(requests(&alone, "webhook-dispatcher", "DynamoDB", "BatchGetItem"), 0);
 
-    const TOGETHER: u64 = 20;
-    let sessions = futures_util::future::join_all((0..TOGETHER).map(|_| {
+    // 20 in the suite; more (ACP_BILL_AT_ONCE) to see the batches of a busier deployment.
+    let together_count: u64 = std::env::var("ACP_BILL_AT_ONCE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let sessions = futures_util::future::join_all((0..together_count).map(|_| {
         let client = client.clone();
         async move { client.checkout().await }
     }))
@@ -521,7 +525,7 @@ async fn the_bill_of_a_checkout_event() {
         delivered(session).await;
     }
     let together = deployment.take_usage().await;
-    let loaded_events = 3 * TOGETHER;
+    let loaded_events = 3 * together_count;
     assert_eq!(invocations(&together, "session-manager"), loaded_events);
     assert!(invocations(&together, "webhook-dispatcher") <= loaded_events);
     let dispatcher_writes: f64 = ["PutItem", "BatchWriteItem"]
@@ -545,7 +549,7 @@ async fn the_bill_of_a_checkout_event() {
         .map(|(function, peak, limit)| format!("- {function}: {peak:.1} MB of {limit} MB\n"))
         .collect();
     let report = format!(
-        "## One checkout at a time ({events} events, one per batch)\n\n{}\n## Twenty at once ({loaded_events} events)\n\n{}\n## What each function calls (each allowed by its policies in the template)\n\n{calls}\n## Peak memory of an instance (debug build)\n\n{memory}",
+        "## One checkout at a time ({events} events, one per batch)\n\n{}\n## {together_count} at once ({loaded_events} events)\n\n{}\n## What each function calls (each allowed by its policies in the template)\n\n{calls}\n## Peak memory of an instance (debug build)\n\n{memory}",
         lambda_harness::bill::table(&alone_bill),
         lambda_harness::bill::table(&together_bill)
     );
