@@ -533,7 +533,7 @@ fn unavailable(err: &StoreError) -> Reply {
         return Reply::error(
             503,
             &AcpError::unavailable(
-                "request_timeout",
+                "commit_timeout",
                 "The request took too long and changed nothing; retry it with the same Idempotency-Key.",
             ),
         );

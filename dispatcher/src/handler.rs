@@ -108,6 +108,20 @@ struct Deliveries<'a> {
     slots: Vec<Slot>,
 }
 
+impl Deliveries<'_> {
+    /// The delivery of this message's event to `target`, recording its first attempt in `slot`.
+    fn pair<'b>(&'b self, target: &'b Target, slot: &'b Slot) -> Pair<'b> {
+        Pair {
+            head: &self.head,
+            raw: self.raw,
+            body: &self.body,
+            target,
+            series: self.series,
+            first: slot,
+        }
+    }
+}
+
 /// The stores the dispatcher reads and writes: whom to deliver to, and the attempt log. (Not the
 /// whole [`Backend`]: the event store and idempotency records are none of its business, and
 /// leaving them out keeps their code out of the dispatcher's Lambda bootstrap.)
@@ -432,15 +446,9 @@ impl Dispatcher {
             );
             return PairResult::Done;
         };
-        let pair = Pair {
-            head: &d.head,
-            raw: d.raw,
-            body: &d.body,
-            target,
-            series: d.series,
-            first: slot,
-        };
-        self.deliverer.deliver(pair, known, self.patient(Lane::Main)).await
+        self.deliverer
+            .deliver(d.pair(target, slot), known, self.patient(Lane::Main))
+            .await
     }
 
     async fn run_task(&self, d: &Deliveries<'_>, body: &str, lane: Lane) -> Disposition {
@@ -462,15 +470,10 @@ impl Dispatcher {
                 Err(_) => Disposition::RetryIn(IN_HAND_RECHECK),
             };
         };
-        let pair = Pair {
-            head: &d.head,
-            raw: d.raw,
-            body: &d.body,
-            target,
-            series: d.series,
-            first: slot,
-        };
-        let delivered = self.deliverer.deliver(pair, *known, self.patient(lane)).await;
+        let delivered = self
+            .deliverer
+            .deliver(d.pair(target, slot), *known, self.patient(lane))
+            .await;
         slot.close();
         let (wait, onward) = match delivered {
             PairResult::Done => return Disposition::Done,
