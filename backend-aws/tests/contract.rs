@@ -95,3 +95,47 @@ async fn a_call_out_of_time_commits_nothing_and_can_be_retried_at_once() {
         .unwrap();
     assert!(matches!(retry, Claim::Acquired { .. }), "{retry:?}");
 }
+
+/// A batch's first attempts at DynamoDB's limits: 30 endpoints (more items than one
+/// `BatchWriteItem` takes), and one endpoint with 40 first attempts (more than a group holds)
+/// whose receiver answered with the largest snippet (4 KiB of control bytes, 24 KiB as JSON
+/// each). Everything is stored and reads back: begun, by event, and in the endpoint's pages.
+/// (moto does not refuse a `BatchWriteItem` of more than 25 items as DynamoDB does: that limit
+/// is kept by the adapter's chunking, which this test runs but cannot catch breaking.)
+#[tokio::test]
+async fn first_attempts_at_dynamodbs_limits_are_stored_and_read_back() {
+    use checkout::attempt_log::AttemptQuery;
+    use checkout::testkit::{attempt_record, event, merchant};
+    let backend = aws_backend::testkit::fresh_backend().await;
+    let m = merchant();
+    let events: Vec<_> = (0..40).map(|_| event(&m, None, 1)).collect();
+    let mut records: Vec<_> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut r = attempt_record("we_busy", e, 1);
+            r.snippet = (0..4096).map(|j| char::from(1 + ((i + j) % 31) as u8)).collect();
+            r
+        })
+        .collect();
+    records.extend((0..30).map(|i| attempt_record(&format!("we_{i}"), &events[0], 1)));
+    backend.deliveries.record_first_attempts(&records).await.unwrap();
+
+    let pairs: Vec<_> = records.iter().map(|r| (r.target.as_str(), &r.event_id)).collect();
+    assert!(backend.deliveries.started(&pairs).await.unwrap().into_iter().all(|b| b));
+    for (e, sent) in events.iter().zip(&records) {
+        let read = backend.deliveries.attempts_of("we_busy", &e.id).await.unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].snippet, sent.snippet);
+    }
+    let query = AttemptQuery {
+        before: None,
+        from: None,
+        limit: 100,
+    };
+    let page = backend.deliveries.attempts("we_busy", &query).await.unwrap();
+    // Newest first by sort key (ids made in one millisecond sort by their random part).
+    let mut ids: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(page.into_iter().map(|r| r.event_id).collect::<Vec<_>>(), ids);
+}
