@@ -91,9 +91,55 @@ pub mod testkit {
             .expect("ACP_TEST_AWS_ENDPOINT is not set: run the suite with scripts/test, which starts moto")
     }
 
+    /// DynamoDB's request limits that moto does not enforce, checked on every request the tests
+    /// send: a call over them fails as DynamoDB would fail it.
+    #[derive(Debug)]
+    struct DynamoLimits;
+
+    /// Items per `BatchWriteItem`, keys per `BatchGetItem` (DynamoDB's limits).
+    const BATCH_WRITE_MAX: usize = 25;
+    const BATCH_GET_MAX: usize = 100;
+
+    impl aws_sdk_dynamodb::config::Intercept for DynamoLimits {
+        fn name(&self) -> &'static str {
+            "DynamoLimits"
+        }
+
+        fn read_before_execution(
+            &self,
+            context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+            _: &mut aws_sdk_dynamodb::config::ConfigBag,
+        ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+            use aws_sdk_dynamodb::operation::{
+                batch_get_item::BatchGetItemInput, batch_write_item::BatchWriteItemInput,
+            };
+            let input = context.input();
+            if let Some(batch) = input.downcast_ref::<BatchWriteItemInput>() {
+                let items: usize = batch.request_items().into_iter().flatten().map(|(_, w)| w.len()).sum();
+                if items > BATCH_WRITE_MAX {
+                    return Err(format!("BatchWriteItem of {items} items: DynamoDB takes at most 25").into());
+                }
+            }
+            if let Some(batch) = input.downcast_ref::<BatchGetItemInput>() {
+                let keys: usize = batch
+                    .request_items()
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, k)| k.keys().len())
+                    .sum();
+                if keys > BATCH_GET_MAX {
+                    return Err(format!("BatchGetItem of {keys} keys: DynamoDB takes at most 100").into());
+                }
+            }
+            Ok(())
+        }
+    }
+
     /// Fresh tables with a unique prefix, so tests never see each other's data.
     pub async fn fresh_tables() -> (aws_sdk_dynamodb::Client, TableNames) {
         let client = local_dynamodb_client(&endpoint());
+        let client =
+            aws_sdk_dynamodb::Client::from_conf(client.config().to_builder().interceptor(DynamoLimits).build());
         let tables = TableNames::for_environment(&format!("t{}", ulid::Ulid::new()).to_lowercase());
         create_tables(&client, &tables)
             .await

@@ -100,8 +100,8 @@ async fn a_call_out_of_time_commits_nothing_and_can_be_retried_at_once() {
 /// `BatchWriteItem` takes), and one endpoint with 40 first attempts (more than a group holds)
 /// whose receiver answered with the largest snippet (4 KiB of control bytes, 24 KiB as JSON
 /// each). Everything is stored and reads back: begun, by event, and in the endpoint's pages.
-/// (moto does not refuse a `BatchWriteItem` of more than 25 items as DynamoDB does: that limit
-/// is kept by the adapter's chunking, which this test runs but cannot catch breaking.)
+/// (moto takes a `BatchWriteItem` of any size; the test client refuses more than 25 items, as
+/// DynamoDB does — see `testkit::DynamoLimits`.)
 #[tokio::test]
 async fn first_attempts_at_dynamodbs_limits_are_stored_and_read_back() {
     use checkout::attempt_log::AttemptQuery;
