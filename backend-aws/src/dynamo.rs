@@ -55,7 +55,7 @@ impl DynamoStore {
             .expression_attribute_names("#tok", "token")
             .expression_attribute_values(":in_flight", s("in_flight"))
             .expression_attribute_values(":in_flight_subject", s(IN_FLIGHT_FOR_SUBJECT))
-            .expression_attribute_values(":token", s(&done.token))
+            .expression_attribute_values(":token", s(&done.hold.token))
             .build()
             .map_err(unavailable)
     }
@@ -88,7 +88,7 @@ impl DynamoStore {
         let pk = key.storage_key();
         let mut held = String::new();
         for _ in 0..CLAIM_ATTEMPTS {
-            let (token, record) = idempotency::new_claim(fingerprint, now);
+            let (hold, record) = idempotency::new_claim(fingerprint, subject, now);
             let mut item = record_item(&pk, &record);
             if let Some(subject) = subject {
                 item.insert(SUBJECT.to_owned(), s(subject.as_str()));
@@ -115,7 +115,7 @@ impl DynamoStore {
                 .send()
                 .await;
             match result {
-                Ok(_) => return Ok(Claim::Acquired { token }),
+                Ok(_) => return Ok(Claim::Acquired(hold)),
                 Err(err) if is_condition_failure(&err) => {}
                 Err(err) => return Err(failed_call(err)),
             }
@@ -124,10 +124,10 @@ impl DynamoStore {
             };
             let existing = parse_record(&item)?;
             if let RecordState::InFlight { token: running, .. } = &existing.state
-                && *running == token
+                && *running == hold.token
             {
                 // Our own write: it was applied, and the SDK's retry of it met its condition.
-                return Ok(Claim::Acquired { token });
+                return Ok(Claim::Acquired(hold));
             }
             if existing.expires_at > now
                 && let RecordState::InFlight { token: running, .. } = &existing.state
@@ -195,10 +195,13 @@ impl DynamoStore {
     /// the call finds its reply. `None` when the claim names no subject or another session (an
     /// older claim, or another caller): then the transaction does it.
     ///
-    /// Only the claim's holder may commit, and only well inside its lease: the claim is read
-    /// (strongly consistent) just before, and the write must start at least
-    /// [`COMMIT_MARGIN`] before the lease ends, with a bounded time in flight. A request that
-    /// took the claim over after the lease therefore never races a late commit of the first.
+    /// Only the claim's holder may commit, and only well inside its lease: the write must start
+    /// at least [`COMMIT_MARGIN`] before the lease ends, with a bounded time in flight. A request
+    /// that took the claim over after the lease therefore never races a late commit of the
+    /// first. The lease is the one the holder wrote (its [`Hold`](checkout::idempotency::Hold)), not read back: nobody but
+    /// the holder releases a claim, and nobody takes it over before its lease ends, so a read
+    /// (a read unit per call) could only confirm it. Lambdas' clocks are kept in sync by AWS
+    /// to well under the margin.
     async fn append_under_claim(
         &self,
         event: &Event,
@@ -208,24 +211,14 @@ impl DynamoStore {
         let StoredReply::Session { status, .. } = &done.reply else {
             return Ok(None);
         };
-        let Some(claim) = self
-            .get(&self.tables.idempotency, pk_key(&done.key.storage_key()))
-            .await?
-        else {
-            return Ok(Some(Err(StoreError::ClaimLost)));
-        };
-        if claim.get(SUBJECT).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(event.session_id.as_str()) {
+        if done.hold.subject.as_ref() != Some(&event.session_id) {
             return Ok(None);
         }
-        let lease_until = match parse_record(&claim)?.state {
-            RecordState::InFlight { token, lease_until } if token == done.token => lease_until,
-            _ => return Ok(Some(Err(StoreError::ClaimLost))),
-        };
-        if checkout::clock::now() + COMMIT_MARGIN >= lease_until {
+        if checkout::clock::now() + COMMIT_MARGIN >= done.hold.lease_until {
             return Ok(Some(Err(StoreError::OutOfTime)));
         }
         let mut item = put.item().clone();
-        item.insert(CLAIM.to_owned(), s(&done.token));
+        item.insert(CLAIM.to_owned(), s(&done.hold.token));
         item.insert("reply_status".to_owned(), n(i64::from(*status)));
         let result = self
             .client
@@ -248,7 +241,7 @@ impl DynamoStore {
             // The SDK retries a write whose answer was lost: if the first try was applied, the
             // retry meets our own event.
             Err(err) if is_condition_failure(&err) => match self.event_claim(event).await? {
-                Some(claim) if claim == done.token => Ok(()),
+                Some(claim) if claim == done.hold.token => Ok(()),
                 _ => Err(StoreError::VersionConflict {
                     session_id: event.session_id.clone(),
                     version: event.version,

@@ -79,15 +79,15 @@ async fn a_call_out_of_time_commits_nothing_and_can_be_retried_at_once() {
     let k = key(&m);
     let e = event(&m, None, 1);
     let claimed_at = checkout::clock::now() - LEASE + chrono::Duration::seconds(5);
-    let token = acquire_for(&backend, &k, "fp", &e.session_id, claimed_at).await;
+    let hold = acquire_for(&backend, &k, "fp", &e.session_id, claimed_at).await;
     let err = backend
         .events
-        .append(&e, Some(&created(&k, &token, &e)))
+        .append(&e, Some(&created(&k, &hold, &e)))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::OutOfTime), "{err:?}");
     assert!(backend.events.latest(&e.session_id).await.unwrap().is_none());
-    backend.idempotency.release(&k, &token).await.unwrap();
+    backend.idempotency.release(&k, &hold.token).await.unwrap();
     let retry = backend
         .idempotency
         .claim_for(&k, "fp", &e.session_id, checkout::clock::now())

@@ -77,7 +77,7 @@ impl EventStore for EmbeddedStore {
             });
         }
         if let Some(done) = completes {
-            if !holds_claim(&state, &done.key, &done.token) {
+            if !holds_claim(&state, &done.key, &done.hold.token) {
                 return Err(StoreError::ClaimLost);
             }
             state.idempotency.insert(done.key.storage_key(), done.record());
@@ -121,14 +121,14 @@ impl IdempotencyStore for EmbeddedStore {
         {
             return Ok(verdict);
         }
-        let (token, record) = idempotency::new_claim(fingerprint, now);
+        let (hold, record) = idempotency::new_claim(fingerprint, None, now);
         state.idempotency.insert(storage_key, record);
-        Ok(Claim::Acquired { token })
+        Ok(Claim::Acquired(hold))
     }
 
     async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {
         let mut state = self.state.lock();
-        if !holds_claim(&state, &completion.key, &completion.token) {
+        if !holds_claim(&state, &completion.key, &completion.hold.token) {
             return Err(StoreError::ClaimLost);
         }
         state

@@ -55,7 +55,7 @@ mod pipeline {
 
 mod restart {
     use super::*;
-    use checkout::idempotency::{Claim, Completion, IdempotencyKey, StoredReply};
+    use checkout::idempotency::{Claim, Completion, Hold, IdempotencyKey, StoredReply};
     use checkout::ports::DeliveryLog;
     use checkout::testkit::{event, merchant};
 
@@ -74,12 +74,12 @@ mod restart {
         };
         {
             let (store, mut stream) = DurableStore::open(open(&path)).unwrap();
-            let Claim::Acquired { token } = store.claim(&key, "fp", now).await.unwrap() else {
+            let Claim::Acquired(hold) = store.claim(&key, "fp", now).await.unwrap() else {
                 panic!("a fresh key is acquired");
             };
             let completion = Completion {
                 key: key.clone(),
-                token,
+                hold,
                 fingerprint: "fp".to_owned(),
                 reply: StoredReply::Body {
                     status: 201,
@@ -205,20 +205,24 @@ mod restart {
         assert_eq!(received[0].body, "still delivered");
     }
 
+    fn key_of(key: &str, merchant: &checkout::merchant::Merchant) -> IdempotencyKey {
+        IdempotencyKey {
+            merchant_id: merchant.id.clone(),
+            method: "POST".to_owned(),
+            path: "/checkout_sessions".to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
     fn reply_to(
         key: &str,
         merchant: &checkout::merchant::Merchant,
         expires_at: checkout::clock::Timestamp,
-        token: String,
+        hold: Hold,
     ) -> Completion {
         Completion {
-            key: IdempotencyKey {
-                merchant_id: merchant.id.clone(),
-                method: "POST".to_owned(),
-                path: "/checkout_sessions".to_owned(),
-                key: key.to_owned(),
-            },
-            token,
+            key: key_of(key, merchant),
+            hold,
             fingerprint: "fp".to_owned(),
             reply: StoredReply::Body {
                 status: 201,
@@ -247,14 +251,10 @@ mod restart {
         let now = checkout::clock::now();
         for (i, hours) in [-1i64, -2, -3, 5].into_iter().enumerate() {
             let key = format!("k{i}");
-            let Claim::Acquired { token } = store
-                .claim(&reply_to(&key, &merchant, now, String::new()).key, "fp", now)
-                .await
-                .unwrap()
-            else {
+            let Claim::Acquired(hold) = store.claim(&key_of(&key, &merchant), "fp", now).await.unwrap() else {
                 panic!("fresh key");
             };
-            let done = reply_to(&key, &merchant, now + chrono::Duration::hours(hours), token);
+            let done = reply_to(&key, &merchant, now + chrono::Duration::hours(hours), hold);
             store.complete(&done).await.unwrap();
         }
         let old: Vec<_> = (0..3).map(|_| event_of_age(&merchant, 31)).collect();
@@ -291,12 +291,12 @@ mod restart {
             "nothing left to purge"
         );
 
-        let kept = reply_to("k3", &merchant, now, String::new()).key;
+        let kept = key_of("k3", &merchant);
         assert!(
             matches!(store.claim(&kept, "fp", now).await.unwrap(), Claim::Replay(_)),
             "a live reply is kept"
         );
-        let gone = reply_to("k0", &merchant, now, String::new()).key;
+        let gone = key_of("k0", &merchant);
         assert!(
             matches!(store.claim(&gone, "fp", now).await.unwrap(), Claim::Acquired { .. }),
             "an expired one is gone"
@@ -321,8 +321,13 @@ mod restart {
         let path = fresh_path();
         let merchant = merchant();
         let now = checkout::clock::now();
-        let old = reply_to("old", &merchant, now - chrono::Duration::hours(1), String::new());
-        let live = reply_to("live", &merchant, now + chrono::Duration::hours(1), String::new());
+        let unused = || Hold {
+            token: String::new(),
+            lease_until: now,
+            subject: None,
+        };
+        let old = reply_to("old", &merchant, now - chrono::Duration::hours(1), unused());
+        let live = reply_to("live", &merchant, now + chrono::Duration::hours(1), unused());
         {
             let raw = rusqlite::Connection::open(&path).unwrap();
             raw.execute_batch("CREATE TABLE idempotency (key TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;")

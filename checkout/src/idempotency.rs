@@ -88,13 +88,23 @@ pub struct IdempotencyRecord {
     pub expires_at: Timestamp,
 }
 
+/// What the holder of a claim knows about it, as its store wrote it: the token that proves
+/// the claim is its own, when its lease ends, and the session it names (stores that find a
+/// call's reply from its committed event name one; others `None`). A commit checks the lease
+/// against this instead of reading the claim back: only the holder can release or renew its
+/// claim, and nobody else may take it over before the lease ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub token: String,
+    pub lease_until: Timestamp,
+    pub subject: Option<SessionId>,
+}
+
 /// The answer to "may this request run?".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// Run it; finish with a [`Completion`] carrying this token.
-    Acquired {
-        token: String,
-    },
+    /// Run it; finish with a [`Completion`] carrying this hold.
+    Acquired(Hold),
     Replay(StoredReply),
     /// Same key, different body.
     Mismatch,
@@ -105,7 +115,7 @@ pub enum Claim {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Completion {
     pub key: IdempotencyKey,
-    pub token: String,
+    pub hold: Hold,
     pub fingerprint: String,
     pub reply: StoredReply,
     pub expires_at: Timestamp,
@@ -137,18 +147,22 @@ pub fn judge(existing: &IdempotencyRecord, fingerprint: &str, now: Timestamp) ->
     }
 }
 
-/// A fresh claim record for `fingerprint`.
-pub fn new_claim(fingerprint: &str, now: Timestamp) -> (String, IdempotencyRecord) {
-    let token = ulid::Ulid::new().to_string();
+/// A fresh claim record for `fingerprint`, naming `subject` if the store keeps it.
+pub fn new_claim(fingerprint: &str, subject: Option<&SessionId>, now: Timestamp) -> (Hold, IdempotencyRecord) {
+    let hold = Hold {
+        token: ulid::Ulid::new().to_string(),
+        lease_until: now + LEASE,
+        subject: subject.cloned(),
+    };
     let record = IdempotencyRecord {
         fingerprint: fingerprint.to_owned(),
         state: RecordState::InFlight {
-            token: token.clone(),
-            lease_until: now + LEASE,
+            token: hold.token.clone(),
+            lease_until: hold.lease_until,
         },
         expires_at: now + RETENTION,
     };
-    (token, record)
+    (hold, record)
 }
 
 #[cfg(test)]
@@ -190,7 +204,7 @@ mod tests {
     #[test]
     fn live_claim_is_in_flight_stale_claim_is_replaceable() {
         let now = clock::now();
-        let (_, claim) = new_claim("fp", now);
+        let (_, claim) = new_claim("fp", None, now);
         assert_eq!(judge(&claim, "fp", now), Some(Claim::InFlight));
         assert_eq!(judge(&claim, "other", now), Some(Claim::Mismatch));
         assert_eq!(judge(&claim, "fp", now + LEASE), None);

@@ -7,7 +7,7 @@ use crate::acp::{
 };
 use crate::clock;
 use crate::event::{Event, EventType};
-use crate::idempotency::{self, Claim, Completion, IdempotencyKey, StoredReply};
+use crate::idempotency::{self, Claim, Completion, Hold, IdempotencyKey, StoredReply};
 use crate::ids::SessionId;
 use crate::merchant::Merchant;
 use crate::payment::{ChargeOutcome, ChargeRequest, PaymentProcessor};
@@ -137,11 +137,11 @@ impl CheckoutService {
         let key = &call.idempotency_key;
         // The session the call changes; for a create, the id it will have, named in the claim.
         let subject = command.session_id().cloned().unwrap_or_else(SessionId::generate);
-        let token = match self.claim(call, Some(&subject)).await {
-            Ok(token) => token,
+        let hold = match self.claim(call, Some(&subject)).await {
+            Ok(hold) => hold,
             Err(reply) => return reply,
         };
-        let run = || self.attempt(call, &command, &token, &subject);
+        let run = || self.attempt(call, &command, &hold, &subject);
         let outcome = match run.retry(conflict_backoff()).await {
             Ok(outcome) => outcome,
             Err(AttemptError::Conflict) => {
@@ -158,14 +158,14 @@ impl CheckoutService {
         match outcome {
             Outcome::Committed(reply) | Outcome::ClaimLost(reply) => reply,
             Outcome::Unchanged(reply) => {
-                let completion = self.completion(call, &token, &reply);
+                let completion = self.completion(call, &hold, &reply);
                 if let Err(err) = self.backend.idempotency.complete(&completion).await {
                     warn!(error = %err, "could not store the idempotent reply; a retry will run again");
                 }
                 reply
             }
             Outcome::NotStored(reply) => {
-                if let Err(err) = self.backend.idempotency.release(key, &token).await {
+                if let Err(err) = self.backend.idempotency.release(key, &hold.token).await {
                     warn!(error = %err, "could not release the idempotency claim; it expires with its lease");
                 }
                 reply
@@ -183,18 +183,18 @@ impl CheckoutService {
         Fut: std::future::Future<Output = Reply>,
     {
         let key = &call.idempotency_key;
-        let token = match self.claim(call, None).await {
-            Ok(token) => token,
+        let hold = match self.claim(call, None).await {
+            Ok(hold) => hold,
             Err(reply) => return reply,
         };
         let reply = run().await;
         let stored = if (200..300).contains(&reply.status) {
             self.backend
                 .idempotency
-                .complete(&self.completion(call, &token, &reply))
+                .complete(&self.completion(call, &hold, &reply))
                 .await
         } else {
-            self.backend.idempotency.release(key, &token).await
+            self.backend.idempotency.release(key, &hold.token).await
         };
         if let Err(err) = stored {
             warn!(error = %err, "could not settle the idempotency key; a retry may run again");
@@ -202,16 +202,16 @@ impl CheckoutService {
         reply
     }
 
-    /// Claims the call's idempotency key: the claim's token to finish it with, or the answer
-    /// to give instead (the stored reply, a conflict, a call still running).
-    async fn claim(&self, call: &Call<'_>, subject: Option<&SessionId>) -> Result<String, Reply> {
+    /// Claims the call's idempotency key: the hold to finish it with, or the answer to give
+    /// instead (the stored reply, a conflict, a call still running).
+    async fn claim(&self, call: &Call<'_>, subject: Option<&SessionId>) -> Result<Hold, Reply> {
         let (key, fingerprint, now) = (&call.idempotency_key, &call.fingerprint, clock::now());
         let claim = match subject {
             Some(subject) => self.backend.idempotency.claim_for(key, fingerprint, subject, now).await,
             None => self.backend.idempotency.claim(key, fingerprint, now).await,
         };
         match claim {
-            Ok(Claim::Acquired { token }) => Ok(token),
+            Ok(Claim::Acquired(hold)) => Ok(hold),
             Ok(Claim::Replay(stored)) => Err(Reply {
                 replayed: true,
                 ..self.replay(stored).await
@@ -234,7 +234,7 @@ impl CheckoutService {
         &self,
         call: &Call<'_>,
         command: &Command,
-        token: &str,
+        hold: &Hold,
         subject: &SessionId,
     ) -> Result<Outcome, AttemptError> {
         let ctx = CommandContext {
@@ -297,10 +297,10 @@ impl CheckoutService {
             next,
             ctx.now,
         );
-        self.commit(call, token, &event, status).await
+        self.commit(call, hold, &event, status).await
     }
 
-    async fn commit(&self, call: &Call<'_>, token: &str, event: &Event, status: u16) -> Result<Outcome, AttemptError> {
+    async fn commit(&self, call: &Call<'_>, hold: &Hold, event: &Event, status: u16) -> Result<Outcome, AttemptError> {
         let reply = Reply::session(status, &event.data);
         // The reply is the session's JSON: with room for the envelope, the event's size, without
         // serializing the event a second time here.
@@ -315,7 +315,7 @@ impl CheckoutService {
             session_id: event.session_id.clone(),
             version: event.version,
         };
-        let completion = self.completion_with(call, token, stored);
+        let completion = self.completion_with(call, hold, stored);
         match self.backend.events.append(event, Some(&completion)).await {
             Ok(()) => {
                 // Debug, not info: a line per event is paid for on Lambda (CloudWatch Logs bills
@@ -387,14 +387,14 @@ impl CheckoutService {
         }
     }
 
-    fn completion(&self, call: &Call<'_>, token: &str, reply: &Reply) -> Completion {
-        self.completion_with(call, token, reply.stored())
+    fn completion(&self, call: &Call<'_>, hold: &Hold, reply: &Reply) -> Completion {
+        self.completion_with(call, hold, reply.stored())
     }
 
-    fn completion_with(&self, call: &Call<'_>, token: &str, reply: StoredReply) -> Completion {
+    fn completion_with(&self, call: &Call<'_>, hold: &Hold, reply: StoredReply) -> Completion {
         Completion {
             key: call.idempotency_key.clone(),
-            token: token.to_owned(),
+            hold: hold.clone(),
             fingerprint: call.fingerprint.clone(),
             reply,
             expires_at: clock::now() + idempotency::RETENTION,

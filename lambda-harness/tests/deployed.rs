@@ -492,6 +492,10 @@ async fn the_bill_of_a_checkout_event() {
         0,
         "no transaction: the event carries its claim"
     );
+    assert!(
+        requests(&alone, "session-manager", "DynamoDB", "GetItem") <= 3,
+        "no read of the claim before the commit (the holder knows its lease); at most a merchant's profile read again as its cache expires"
+    );
     assert_eq!(
         invocations(&alone, "event-projector"),
         events,

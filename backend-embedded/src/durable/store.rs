@@ -261,7 +261,7 @@ fn holds_claim(claims: &HashMap<String, IdempotencyRecord>, key: &str, token: &s
 /// completion of that key can come between the check and the write).
 fn finish_claim(conn: &Connection, claims: &Claims, done: &Completion) -> Result<(), StoreError> {
     let key = done.key.storage_key();
-    if !holds_claim(&claims.lock(), &key, &done.token) {
+    if !holds_claim(&claims.lock(), &key, &done.hold.token) {
         return Err(StoreError::ClaimLost);
     }
     put_idempotency_record(conn, &key, &done.record())
@@ -278,7 +278,7 @@ fn forget_claim(claims: &Claims, (key, token): &(String, String)) {
 
 /// What [`forget_claim`] needs of a completion (not its reply).
 fn claim_of(done: &Completion) -> (String, String) {
-    (done.key.storage_key(), done.token.clone())
+    (done.key.storage_key(), done.hold.token.clone())
 }
 
 #[async_trait]
@@ -353,7 +353,7 @@ impl IdempotencyStore for DurableStore {
         let key = key.storage_key();
         // The claim is taken before the stored reply is read: a request finishing meanwhile
         // stores its reply before it lets go of its claim, so one of the two is always seen.
-        let token = {
+        let hold = {
             let mut claims = self.claims.lock();
             if let Some(verdict) = claims
                 .get(&key)
@@ -361,9 +361,9 @@ impl IdempotencyStore for DurableStore {
             {
                 return Ok(verdict);
             }
-            let (token, record) = idempotency::new_claim(fingerprint, now);
+            let (hold, record) = idempotency::new_claim(fingerprint, None, now);
             claims.insert(key.clone(), record);
-            token
+            hold
         };
         let stored: Option<IdempotencyRecord> =
             self.read_one("SELECT record FROM idempotency WHERE key = ?1", &[&key])?;
@@ -372,7 +372,7 @@ impl IdempotencyStore for DurableStore {
                 self.claims.lock().remove(&key);
                 Ok(verdict)
             }
-            None => Ok(Claim::Acquired { token }),
+            None => Ok(Claim::Acquired(hold)),
         }
     }
 

@@ -1,6 +1,6 @@
 use super::{event, merchant};
 use crate::clock;
-use crate::idempotency::{self, Claim, Completion, IdempotencyKey, StoredReply};
+use crate::idempotency::{self, Claim, Completion, Hold, IdempotencyKey, StoredReply};
 use crate::ids::SessionId;
 use crate::ports::{Backend, StoreError};
 
@@ -13,10 +13,10 @@ pub fn key(m: &crate::merchant::Merchant) -> IdempotencyKey {
     }
 }
 
-fn completion(key: &IdempotencyKey, token: &str, fingerprint: &str, status: u16) -> Completion {
+fn completion(key: &IdempotencyKey, hold: &Hold, fingerprint: &str, status: u16) -> Completion {
     Completion {
         key: key.clone(),
-        token: token.to_owned(),
+        hold: hold.clone(),
         fingerprint: fingerprint.to_owned(),
         reply: StoredReply::Body {
             status,
@@ -26,9 +26,9 @@ fn completion(key: &IdempotencyKey, token: &str, fingerprint: &str, status: u16)
     }
 }
 
-async fn acquire(backend: &Backend, key: &IdempotencyKey, fingerprint: &str, now: clock::Timestamp) -> String {
+async fn acquire(backend: &Backend, key: &IdempotencyKey, fingerprint: &str, now: clock::Timestamp) -> Hold {
     match backend.idempotency.claim(key, fingerprint, now).await.unwrap() {
-        Claim::Acquired { token } => token,
+        Claim::Acquired(hold) => hold,
         other => panic!("expected to acquire, got {other:?}"),
     }
 }
@@ -52,10 +52,10 @@ pub async fn claim_then_in_flight_then_mismatch(backend: &Backend) {
 pub async fn committed_append_replays_its_reply(backend: &Backend) {
     let m = merchant();
     let k = key(&m);
-    let token = acquire(backend, &k, "fp", clock::now()).await;
+    let hold = acquire(backend, &k, "fp", clock::now()).await;
     let e = event(&m, None, 1);
     // A committed change's reply names its event rather than copying the session.
-    let done = created(&k, &token, &e);
+    let done = created(&k, &hold, &e);
     backend.events.append(&e, Some(&done)).await.unwrap();
     assert_eq!(
         backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(),
@@ -69,15 +69,15 @@ pub async fn committed_append_replays_its_reply(backend: &Backend) {
 
 pub async fn released_claim_can_be_claimed_again(backend: &Backend) {
     let k = key(&merchant());
-    let token = acquire(backend, &k, "fp", clock::now()).await;
-    backend.idempotency.release(&k, &token).await.unwrap();
+    let hold = acquire(backend, &k, "fp", clock::now()).await;
+    backend.idempotency.release(&k, &hold.token).await.unwrap();
     acquire(backend, &k, "fp", clock::now()).await;
 }
 
 pub async fn reply_without_event_replays(backend: &Backend) {
     let k = key(&merchant());
-    let token = acquire(backend, &k, "fp", clock::now()).await;
-    let done = completion(&k, &token, "fp", 200);
+    let hold = acquire(backend, &k, "fp", clock::now()).await;
+    let done = completion(&k, &hold, "fp", 200);
     backend.idempotency.complete(&done).await.unwrap();
     assert_eq!(
         backend.idempotency.claim(&k, "fp", clock::now()).await.unwrap(),
@@ -122,15 +122,14 @@ pub async fn stale_claim_is_taken_over_and_old_owner_cannot_commit(backend: &Bac
 }
 
 /// The completion of a create that appended `e`: its reply names the event.
-/// The completion of a create that stored `e`.
-pub fn created(key: &IdempotencyKey, token: &str, e: &crate::event::Event) -> Completion {
+pub fn created(key: &IdempotencyKey, hold: &Hold, e: &crate::event::Event) -> Completion {
     Completion {
         reply: StoredReply::Session {
             status: 201,
             session_id: e.session_id.clone(),
             version: e.version,
         },
-        ..completion(key, token, "fp", 201)
+        ..completion(key, hold, "fp", 201)
     }
 }
 
@@ -140,14 +139,14 @@ pub async fn acquire_for(
     fingerprint: &str,
     subject: &SessionId,
     now: clock::Timestamp,
-) -> String {
+) -> Hold {
     match backend
         .idempotency
         .claim_for(key, fingerprint, subject, now)
         .await
         .unwrap()
     {
-        Claim::Acquired { token } => token,
+        Claim::Acquired(hold) => hold,
         other => panic!("expected to acquire, got {other:?}"),
     }
 }
@@ -160,8 +159,8 @@ pub async fn a_committed_call_keeps_its_key_after_its_lease(backend: &Backend) {
     let k = key(&m);
     let e = event(&m, None, 1);
     let start = clock::now();
-    let token = acquire_for(backend, &k, "fp", &e.session_id, start).await;
-    let done = created(&k, &token, &e);
+    let hold = acquire_for(backend, &k, "fp", &e.session_id, start).await;
+    let done = created(&k, &hold, &e);
     backend.events.append(&e, Some(&done)).await.unwrap();
     let claim = |fingerprint: &'static str, now: clock::Timestamp| {
         let k = k.clone();
@@ -188,10 +187,10 @@ pub async fn a_call_released_after_its_commit_keeps_its_key(backend: &Backend) {
     let m = merchant();
     let k = key(&m);
     let e = event(&m, None, 1);
-    let token = acquire_for(backend, &k, "fp", &e.session_id, clock::now()).await;
-    let done = created(&k, &token, &e);
+    let hold = acquire_for(backend, &k, "fp", &e.session_id, clock::now()).await;
+    let done = created(&k, &hold, &e);
     backend.events.append(&e, Some(&done)).await.unwrap();
-    backend.idempotency.release(&k, &token).await.unwrap();
+    backend.idempotency.release(&k, &hold.token).await.unwrap();
     assert_eq!(
         backend
             .idempotency
@@ -203,32 +202,34 @@ pub async fn a_call_released_after_its_commit_keeps_its_key(backend: &Backend) {
 }
 
 /// A call that claimed a session's key and stalled past its lease cannot commit once a retry
-/// took the key over, whether or not the retry has committed yet.
+/// took the key over, whether or not the retry has committed yet. (A store that commits the
+/// event and the reply apart refuses by the lease, `OutOfTime`; one that commits them together
+/// by the claim, `ClaimLost`.)
 pub async fn a_claim_for_a_session_taken_over_cannot_commit(backend: &Backend) {
     let m = merchant();
     let k = key(&m);
     let e = event(&m, None, 1);
-    let start = clock::now();
-    let old = acquire_for(backend, &k, "fp", &e.session_id, start).await;
-    let later = start + idempotency::LEASE + chrono::Duration::seconds(1);
-    let new = acquire_for(backend, &k, "fp", &e.session_id, later).await;
+    let now = clock::now();
+    let stalled_since = now - idempotency::LEASE - chrono::Duration::seconds(1);
+    let old = acquire_for(backend, &k, "fp", &e.session_id, stalled_since).await;
+    let new = acquire_for(backend, &k, "fp", &e.session_id, now).await;
     assert_ne!(old, new);
     let err = backend
         .events
         .append(&e, Some(&created(&k, &old, &e)))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::ClaimLost), "{err:?}");
+    assert!(matches!(err, StoreError::ClaimLost | StoreError::OutOfTime), "{err:?}");
     assert!(backend.events.latest(&e.session_id).await.unwrap().is_none());
     backend.events.append(&e, Some(&created(&k, &new, &e))).await.unwrap();
 }
 
 pub async fn expired_record_is_replaced(backend: &Backend) {
     let k = key(&merchant());
-    let token = acquire(backend, &k, "fp", clock::now()).await;
+    let hold = acquire(backend, &k, "fp", clock::now()).await;
     backend
         .idempotency
-        .complete(&completion(&k, &token, "fp", 200))
+        .complete(&completion(&k, &hold, "fp", 200))
         .await
         .unwrap();
     let later = clock::now() + idempotency::RETENTION + chrono::Duration::seconds(1);
@@ -241,11 +242,11 @@ pub async fn failed_append_leaves_no_reply(backend: &Backend) {
     let first = event(&m, None, 1);
     backend.events.append(&first, None).await.unwrap();
     let k = key(&m);
-    let token = acquire(backend, &k, "fp", clock::now()).await;
+    let hold = acquire(backend, &k, "fp", clock::now()).await;
     let rival = event(&m, Some(&first.session_id), 1);
     let err = backend
         .events
-        .append(&rival, Some(&completion(&k, &token, "fp", 200)))
+        .append(&rival, Some(&completion(&k, &hold, "fp", 200)))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::VersionConflict { .. }), "{err:?}");
