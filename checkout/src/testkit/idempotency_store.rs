@@ -99,7 +99,7 @@ pub async fn stale_claim_is_taken_over_and_old_owner_cannot_commit(backend: &Bac
         start + idempotency::LEASE + chrono::Duration::seconds(1),
     )
     .await;
-    assert_ne!(old, new);
+    assert_ne!(old.token, new.token);
 
     let late = event(&m, None, 1);
     let err = backend
@@ -213,7 +213,7 @@ pub async fn a_claim_for_a_session_taken_over_cannot_commit(backend: &Backend) {
     let stalled_since = now - idempotency::LEASE - chrono::Duration::seconds(1);
     let old = acquire_for(backend, &k, "fp", &e.session_id, stalled_since).await;
     let new = acquire_for(backend, &k, "fp", &e.session_id, now).await;
-    assert_ne!(old, new);
+    assert_ne!(old.token, new.token);
     let err = backend
         .events
         .append(&e, Some(&created(&k, &old, &e)))
@@ -221,6 +221,16 @@ pub async fn a_claim_for_a_session_taken_over_cannot_commit(backend: &Backend) {
         .unwrap_err();
     assert!(matches!(err, StoreError::ClaimLost | StoreError::OutOfTime), "{err:?}");
     assert!(backend.events.latest(&e.session_id).await.unwrap().is_none());
+    // The stalled call's release cannot free the key the retry holds.
+    backend.idempotency.release(&k, &old.token).await.unwrap();
+    assert_eq!(
+        backend
+            .idempotency
+            .claim_for(&k, "fp", &e.session_id, now)
+            .await
+            .unwrap(),
+        Claim::InFlight
+    );
     backend.events.append(&e, Some(&created(&k, &new, &e))).await.unwrap();
 }
 
