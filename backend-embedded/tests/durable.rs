@@ -363,3 +363,30 @@ mod restart {
         ));
     }
 }
+
+mod write_ahead_log {
+    use super::*;
+    use checkout::testkit::{event, merchant};
+
+    /// The write-ahead log is checkpointed beside the writer, soon after commits, not by the
+    /// writer once the log holds 1,000 pages (a checkpoint on the writer stopped every commit
+    /// while it copied and synced the database file). A few small commits reach the database
+    /// file while the store stays open.
+    #[tokio::test]
+    async fn commits_reach_the_database_file_while_the_store_is_open() {
+        let path = fresh_path();
+        let (store, _stream) = DurableStore::open(open(&path)).unwrap();
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        let merchant = merchant();
+        for _ in 0..20 {
+            store.append(&event(&merchant, None, 1), None).await.unwrap();
+        }
+        let mut waited = 0;
+        while size() <= before && waited < 300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += 1;
+        }
+        assert!(size() > before, "the database file stayed at {before} bytes");
+    }
+}
