@@ -2,11 +2,10 @@
 //! flows back to back, optionally paced to a total rate of API calls, for a number of flows or
 //! a duration.
 
+use crate::pacer::Pacer;
 use crate::report::{Operation, Recorder};
-use governor::{Quota, RateLimiter};
 use reqwest::Client;
 use serde_json::{Value, json};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,13 +30,6 @@ pub struct FlowConfig {
     pub duration: Option<Duration>,
 }
 
-type Pacer = RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    governor::clock::DefaultClock,
-    governor::middleware::NoOpMiddleware,
->;
-
 struct Buyer {
     client: Client,
     config: Arc<FlowConfig>,
@@ -50,7 +42,7 @@ impl Buyer {
     /// `version`).
     async fn call(&self, op: Operation, path: &str, body: &Value, version: u64) -> Option<Value> {
         if let Some(pacer) = &self.pacer {
-            pacer.until_ready().await;
+            pacer.ready().await;
         }
         let started = Instant::now();
         let response = self
@@ -119,16 +111,10 @@ fn first_option(session: &Value) -> Option<String> {
     session["fulfillment_options"][0]["id"].as_str().map(str::to_owned)
 }
 
-fn pacer(rate: Option<f64>) -> Option<Arc<Pacer>> {
-    let rate = rate.filter(|r| *r > 0.0)?;
-    let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))?.allow_burst(NonZeroU32::MIN);
-    Some(Arc::new(RateLimiter::direct(quota)))
-}
-
 /// Runs the flows into `recorder`; returns when the last one has finished.
 pub async fn drive(client: &Client, config: FlowConfig, recorder: Arc<Recorder>) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let pacer = pacer(config.rate);
+    let pacer = config.rate.and_then(Pacer::new).map(Arc::new);
     let next = Arc::new(AtomicU64::new(0));
     let stop_at = config.duration.map(|d| Instant::now() + d);
     let mut workers = Vec::with_capacity(config.concurrency);

@@ -4,12 +4,13 @@
 
 mod flow;
 pub mod html;
+mod pacer;
 mod progress;
 mod report;
 mod sink;
 
 pub use flow::FlowConfig;
-pub use report::{LatencyStats, Report, WebhookStats};
+pub use report::{LatencyStats, Parameters, Report, WebhookStats};
 pub use sink::SinkFaults;
 
 use anyhow::Context;
@@ -98,7 +99,24 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Report> {
         injected_failures: counters.injected_failures.load(Ordering::Relaxed),
         broken_requests: broken.map(|_| counters.broken.load(Ordering::Relaxed)),
     };
-    Report::build(&flows.target, &recorder, drive, &arrivals, totals)
+    Report::build(&flows.target, parameters(&config), &recorder, drive, &arrivals, totals)
+}
+
+fn parameters(config: &RunConfig) -> Parameters {
+    let (flows, sink) = (&config.flows, &config.sink);
+    Parameters {
+        sessions: flows.sessions,
+        concurrency: flows.concurrency,
+        rate: flows.rate,
+        duration_s: flows.duration.map(|d| d.as_secs_f64()),
+        cancel_every: flows.cancel_every,
+        sink_fail_rate: sink.faults.fail_rate,
+        sink_slow_ms: u64::try_from(sink.faults.slow.as_millis()).unwrap_or(u64::MAX),
+        broken_endpoint_s: sink.broken_endpoint.map(|d| d.as_secs_f64()),
+        patience_s: config.patience.as_secs_f64(),
+        build: if cfg!(debug_assertions) { "debug" } else { "release" },
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+    }
 }
 
 /// Creates the webhook endpoint for the sink; returns its id and signing secret.

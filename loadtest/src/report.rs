@@ -159,9 +159,29 @@ pub struct Bucket {
     pub count: u64,
 }
 
+/// What the run was asked to do, kept beside its results so a figure can be reproduced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Parameters {
+    pub sessions: u64,
+    pub concurrency: usize,
+    /// API calls per second asked for (`None`: as fast as they go).
+    pub rate: Option<f64>,
+    pub duration_s: Option<f64>,
+    pub cancel_every: u64,
+    pub sink_fail_rate: f64,
+    pub sink_slow_ms: u64,
+    pub broken_endpoint_s: Option<f64>,
+    pub patience_s: f64,
+    /// How the loadtest itself was built: `release` or `debug`.
+    pub build: &'static str,
+    /// CPUs this process could use.
+    pub cores: usize,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub target: String,
+    pub parameters: Parameters,
     pub flows_completed: u64,
     /// Time spent driving the API.
     pub elapsed_s: f64,
@@ -209,6 +229,7 @@ pub struct SinkTotals {
 impl Report {
     pub fn build(
         target: &str,
+        parameters: Parameters,
         recorder: &Recorder,
         drive: Duration,
         arrivals: &HashMap<(String, u64), Arrival>,
@@ -261,6 +282,7 @@ impl Report {
         let last = timeline.keys().next_back().copied().unwrap_or(0);
         Ok(Report {
             target: target.to_owned(),
+            parameters,
             flows_completed: recorder.flows(),
             elapsed_s: drive.as_secs_f64(),
             total_s: last_arrival.saturating_duration_since(recorder.start).as_secs_f64(),
@@ -294,8 +316,13 @@ impl Report {
     }
 
     pub fn print(&self) {
+        let asked = self
+            .parameters
+            .rate
+            .map(|rate| format!(" (asked: {rate:.0}/s)"))
+            .unwrap_or_default();
         println!(
-            "{} flows, {} requests in {:.2} s: {:.0} requests/s, {:.0} events/s",
+            "{} flows, {} requests in {:.2} s: {:.0} requests/s, {:.0} events/s{asked}",
             self.flows_completed, self.requests, self.elapsed_s, self.requests_per_s, self.events_per_s
         );
         println!(

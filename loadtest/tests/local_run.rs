@@ -57,6 +57,12 @@ async fn every_flow_completes_and_every_event_arrives_signed() {
     assert_eq!(count(&report, "update"), 40);
     assert_eq!(count(&report, "cancel"), 10);
     assert_eq!(count(&report, "complete"), 30);
+    let summary = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        summary["parameters"]["concurrency"], 4,
+        "the run's parameters are kept with it"
+    );
+    assert_eq!(summary["parameters"]["sessions"], 40);
     let webhooks = &report.webhooks;
     assert_eq!(webhooks.expected, 120, "three events per flow");
     assert_eq!(webhooks.delivered, 120);
