@@ -9,7 +9,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{File, TryLockError};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 use tracing::error;
@@ -20,9 +21,14 @@ const READERS: usize = 4;
 /// Least time between two checkpoints: each copies what the write-ahead log gathered since the
 /// last one into the database file and syncs it, so fewer, larger ones cost less.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-/// The write-ahead log file is cut back to this size when it starts over; under load it grows
-/// by what the writer commits between two checkpoints.
+/// The write-ahead log file is cut back to this size when it starts over.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// Pages in the write-ahead log past which the writer starts it over. Under steady load the
+/// writer adds pages while every checkpoint runs, so the log is never found fully copied at the
+/// start of a write, the one moment SQLite can start it over by itself: it grew by a gigabyte in
+/// 25 s. Starting over takes the writer a checkpoint of what the last passive one left (≤ 100 ms
+/// of commits) and waits for readers to leave the log: a few milliseconds, every 16 MB.
+const RESTART_AFTER_PAGES: i64 = 4096;
 
 /// Runs inside the batch's transaction; the returned callback runs after the commit (with
 /// whether it succeeded), on the writer thread, in commit order.
@@ -147,10 +153,13 @@ impl Database {
         migrate(&writer).map_err(StoreError::unavailable)?;
         let checkpointer = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
         let (checkpoint, commits) = mpsc::sync_channel::<()>(1);
+        let restart = Arc::new(AtomicBool::new(false));
+        let wanted = restart.clone();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_loop(checkpointer, commits))
+            .spawn(move || checkpoint_loop(checkpointer, commits, &wanted))
             .map_err(StoreError::unavailable)?;
+        let log = Log { checkpoint, restart };
         let readers = (0..READERS)
             .map(|_| {
                 let reader = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -163,7 +172,7 @@ impl Database {
         let (sender, jobs) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || write_loop(writer, jobs, checkpoint))
+            .spawn(move || write_loop(writer, jobs, log))
             .map_err(StoreError::unavailable)?;
         Ok(Self {
             _lock: lock,
@@ -238,19 +247,30 @@ fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R, 
     result
 }
 
+/// What the writer tells the checkpointer and hears back from it.
+struct Log {
+    /// Wakes the checkpointer after a commit; one wake-up pending is enough.
+    checkpoint: mpsc::SyncSender<()>,
+    /// Set by the checkpointer when the log should start over ([`RESTART_AFTER_PAGES`]).
+    restart: Arc<AtomicBool>,
+}
+
 /// Checkpoints the write-ahead log after commits, at most every [`CHECKPOINT_EVERY`]. Passive:
 /// it copies what no reader still needs and never waits for the writer or a reader, so neither
-/// waits for it. Ends when the writer does.
-fn checkpoint_loop(conn: Connection, commits: mpsc::Receiver<()>) {
+/// waits for it. Asks the writer to start the log over once it is long. Ends when the writer
+/// does.
+fn checkpoint_loop(conn: Connection, commits: mpsc::Receiver<()>, restart: &AtomicBool) {
     while commits.recv().is_ok() {
-        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            error!(error = %err, "checkpoint failed; the next commit tries again");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1)) {
+            Ok(pages) if pages > RESTART_AFTER_PAGES => restart.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(err) => error!(error = %err, "checkpoint failed; the next commit tries again"),
         }
         std::thread::sleep(CHECKPOINT_EVERY);
     }
 }
 
-fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::SyncSender<()>) {
+fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, log: Log) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -276,7 +296,11 @@ fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::Syn
         for after in finish {
             after(committed);
         }
-        // Wakes the checkpointer; one wake-up pending is enough.
-        let _ = checkpoint.try_send(());
+        if log.restart.swap(false, Ordering::Relaxed)
+            && let Err(err) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+        {
+            error!(error = %err, "could not start the write-ahead log over; the checkpointer asks again");
+        }
+        let _ = log.checkpoint.try_send(());
     }
 }
