@@ -9,18 +9,18 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{File, TryLockError};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tracing::error;
+use tracing::{debug, error, warn};
 
 /// Most writes in one transaction; bounds the wait of the first one in a burst.
 const MAX_BATCH: usize = 1024;
 const READERS: usize = 4;
 /// Least time between two checkpoints: each copies what the write-ahead log gathered since the
 /// last one into the database file and syncs it, so fewer, larger ones cost less.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// The write-ahead log file is cut back to this size when it starts over.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// Pages in the write-ahead log past which the writer starts it over. Under steady load the
@@ -29,6 +29,13 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// 25 s. Starting over takes the writer a checkpoint of what the last passive one left (≤ 100 ms
 /// of commits) and waits for readers to leave the log: a few milliseconds, every 16 MB.
 const RESTART_AFTER_PAGES: i64 = 4096;
+/// How long the writer waits for readers to leave the log when it starts it over (their queries
+/// take microseconds); a reader that stays longer (a backup, a shell) only postpones it.
+const RESTART_WAIT: Duration = Duration::from_millis(20);
+/// After a start-over found a reader in the log: when to try again.
+const RESTART_RETRY: Duration = Duration::from_secs(1);
+/// How long a connection waits for a lock another one holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs inside the batch's transaction; the returned callback runs after the commit (with
 /// whether it succeeded), on the writer thread, in commit order.
@@ -99,7 +106,8 @@ fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     // cache keeps SQLite's default size (2 MB): a larger one made every commit slower (SQLite
     // walks the whole cache when it truncates it, and it does at each transaction's end), and
     // the readers read through a memory map.
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
 
@@ -153,13 +161,10 @@ impl Database {
         migrate(&writer).map_err(StoreError::unavailable)?;
         let checkpointer = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
         let (checkpoint, commits) = mpsc::sync_channel::<()>(1);
-        let restart = Arc::new(AtomicBool::new(false));
-        let wanted = restart.clone();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_loop(checkpointer, commits, &wanted))
+            .spawn(move || checkpoint_loop(checkpointer, commits))
             .map_err(StoreError::unavailable)?;
-        let log = Log { checkpoint, restart };
         let readers = (0..READERS)
             .map(|_| {
                 let reader = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -172,7 +177,7 @@ impl Database {
         let (sender, jobs) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || write_loop(writer, jobs, log))
+            .spawn(move || write_loop(writer, jobs, checkpoint))
             .map_err(StoreError::unavailable)?;
         Ok(Self {
             _lock: lock,
@@ -247,30 +252,57 @@ fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R, 
     result
 }
 
-/// What the writer tells the checkpointer and hears back from it.
-struct Log {
-    /// Wakes the checkpointer after a commit; one wake-up pending is enough.
-    checkpoint: mpsc::SyncSender<()>,
-    /// Set by the checkpointer when the log should start over ([`RESTART_AFTER_PAGES`]).
-    restart: Arc<AtomicBool>,
-}
-
 /// Checkpoints the write-ahead log after commits, at most every [`CHECKPOINT_EVERY`]. Passive:
 /// it copies what no reader still needs and never waits for the writer or a reader, so neither
-/// waits for it. Asks the writer to start the log over once it is long. Ends when the writer
-/// does.
-fn checkpoint_loop(conn: Connection, commits: mpsc::Receiver<()>, restart: &AtomicBool) {
+/// waits for it. Ends when the writer does.
+fn checkpoint_loop(conn: Connection, commits: mpsc::Receiver<()>) {
     while commits.recv().is_ok() {
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1)) {
-            Ok(pages) if pages > RESTART_AFTER_PAGES => restart.store(true, Ordering::Relaxed),
-            Ok(_) => {}
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(0)) {
+            Ok(0) => {}
+            // Another checkpoint ran (the writer starting the log over): the next one goes on.
+            Ok(_) => debug!("checkpoint skipped: another one is running"),
             Err(err) => error!(error = %err, "checkpoint failed; the next commit tries again"),
         }
         std::thread::sleep(CHECKPOINT_EVERY);
     }
 }
 
-fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, log: Log) {
+/// Starts the write-ahead log over once it holds [`RESTART_AFTER_PAGES`] (see there); from
+/// the writer, between two commits, so no commit adds to the log meanwhile. Returns when to
+/// look again: at once, or after [`RESTART_RETRY`] when a reader (or the checkpointer's own
+/// pass) kept it from starting over.
+fn restart_long_log(conn: &Connection) -> Option<Instant> {
+    let checkpoint = |mode: &str| -> rusqlite::Result<(i64, i64)> {
+        conn.prepare_cached(&format!("PRAGMA wal_checkpoint({mode})"))?
+            .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+    };
+    match checkpoint("NOOP") {
+        Ok((_, pages)) if pages > RESTART_AFTER_PAGES => {}
+        Ok(_) => return None,
+        Err(err) => {
+            error!(error = %err, "could not read the write-ahead log's length");
+            return None;
+        }
+    }
+    let restarted = conn.busy_timeout(RESTART_WAIT).and_then(|()| checkpoint("RESTART"));
+    if let Err(err) = conn.busy_timeout(BUSY_TIMEOUT) {
+        error!(error = %err, "could not set the writer's busy timeout back");
+    }
+    match restarted {
+        Ok((0, _)) => None,
+        Ok(_) => {
+            warn!("the write-ahead log could not start over: a reader is still in it; trying again in a second");
+            Some(Instant::now() + RESTART_RETRY)
+        }
+        Err(err) => {
+            error!(error = %err, "could not start the write-ahead log over; trying again in a second");
+            Some(Instant::now() + RESTART_RETRY)
+        }
+    }
+}
+
+fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::SyncSender<()>) {
+    let mut postponed: Option<Instant> = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -296,11 +328,10 @@ fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, log: Log) {
         for after in finish {
             after(committed);
         }
-        if log.restart.swap(false, Ordering::Relaxed)
-            && let Err(err) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-        {
-            error!(error = %err, "could not start the write-ahead log over; the checkpointer asks again");
+        if postponed.is_none_or(|at| Instant::now() >= at) {
+            postponed = restart_long_log(&conn);
         }
-        let _ = log.checkpoint.try_send(());
+        // Wakes the checkpointer; one wake-up pending is enough.
+        let _ = checkpoint.try_send(());
     }
 }
