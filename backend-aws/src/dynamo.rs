@@ -198,10 +198,11 @@ impl DynamoStore {
     /// Only the claim's holder may commit, and only well inside its lease: the write must start
     /// at least [`COMMIT_MARGIN`] before the lease ends, with a bounded time in flight. A request
     /// that took the claim over after the lease therefore never races a late commit of the
-    /// first. The lease is the one the holder wrote (its [`Hold`](checkout::idempotency::Hold)), not read back: nobody but
-    /// the holder releases a claim, and nobody takes it over before its lease ends, so a read
-    /// (a read unit per call) could only confirm it. Lambdas' clocks are kept in sync by AWS
-    /// to well under the margin.
+    /// first. The lease is the one the holder wrote (its
+    /// [`Hold`](checkout::idempotency::Hold)), not read back: nobody but the holder releases a
+    /// claim, and nobody takes it over before its lease ends, so a read (a read unit per call)
+    /// could only confirm it. This needs the instances' clocks to agree within the margin less
+    /// the write's bound (7 s); Lambda keeps them in sync to well under a millisecond.
     async fn append_under_claim(
         &self,
         event: &Event,

@@ -91,8 +91,8 @@ pub struct IdempotencyRecord {
 /// What the holder of a claim knows about it, as its store wrote it: the token that proves
 /// the claim is its own, when its lease ends, and the session it names (stores that find a
 /// call's reply from its committed event name one; others `None`). A commit checks the lease
-/// against this instead of reading the claim back: only the holder can release or renew its
-/// claim, and nobody else may take it over before the lease ends.
+/// against this instead of reading the claim back: only the holder releases its claim, and
+/// nobody else may take it over before the lease ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
     pub token: String,
