@@ -9,7 +9,7 @@ mod queue;
 mod store;
 mod topic;
 
-pub use durable::{Committed, Database, DurableStore, Purged, SetAside};
+pub use durable::{Database, DurableStore, Purged};
 
 /// The names of the local stack's queues in a durable database.
 pub mod queue_names {

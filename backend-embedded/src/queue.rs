@@ -1,18 +1,42 @@
 //! An in-process queue with SQS semantics: at-least-once delivery, visibility timeouts, delays,
 //! receive counts, and a redrive to a dead-letter queue after too many receives. Optionally
 //! durable: messages are then also kept in the database, written before a send returns, so a
-//! restart finds every message not yet deleted (visible again at once, unless delayed).
+//! restart finds every message not yet deleted (visible again at once, unless delayed). An
+//! event's entry is written by the durable store in the event's own transaction (see
+//! [`EmbeddedQueue::stage_event`]): a reference to the event's row, not a copy of its bytes.
 
 use crate::durable::Database;
 use async_trait::async_trait;
 use checkout::ports::{DeliveryQueue, MAX_MESSAGE_BYTES, PipelineError, QueuedMessage, StoreError};
 use parking_lot::Mutex;
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// An event's queue entry written in a transaction not yet committed.
+pub(crate) struct Staged {
+    seq: u64,
+    id: String,
+    attributes: Vec<(String, String)>,
+}
+
+impl Staged {
+    /// After the commit: the entry becomes receivable, with the event's bytes as its body.
+    pub(crate) fn admit(&self, queue: &EmbeddedQueue, body: String) {
+        let message = Message {
+            id: self.id.clone(),
+            body,
+            attributes: self.attributes.clone(),
+            visible_at: Instant::now(),
+            receive_count: 0,
+            receipt: None,
+        };
+        queue.insert(self.seq, message);
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct QueueConfig {
@@ -112,10 +136,12 @@ impl EmbeddedQueue {
         name: &str,
     ) -> Result<Self, StoreError> {
         type Row = (i64, String, String, String, i64, i64);
-        let rows: Vec<Row> = db.read(|conn| {
+        let rows: Vec<Row> = db.read_blocking(|conn| {
+            // An event's entry holds no body: its bytes are the event's row.
             let mut statement = conn.prepare(
-                "SELECT seq, id, body, attributes, visible_at_ms, receive_count FROM messages \
-                 WHERE queue = ?1 ORDER BY seq",
+                "SELECT m.seq, m.id, COALESCE(e.body, m.body), m.attributes, m.visible_at_ms, m.receive_count \
+                 FROM messages m LEFT JOIN events e ON e.position = m.event_position \
+                 WHERE m.queue = ?1 ORDER BY m.seq",
             )?;
             let rows = statement.query_map([name], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
@@ -171,6 +197,29 @@ impl EmbeddedQueue {
     fn insert(&self, seq: u64, message: Message) {
         self.messages.lock().insert(seq, message);
         self.arrived.notify_waiters();
+    }
+
+    /// Writes the entry of the event stored at `position` in the caller's transaction (the
+    /// event's own): a reference to its row. It becomes receivable once [`Staged::admit`] is
+    /// called after the commit; a transaction rolled back leaves nothing behind (its sequence
+    /// number is simply skipped).
+    pub(crate) fn stage_event(
+        &self,
+        conn: &Connection,
+        position: u64,
+        attributes: Vec<(String, String)>,
+    ) -> Result<Staged, StoreError> {
+        let (seq, id) = (self.reserve_seq(), ulid::Ulid::new().to_string());
+        if let Some(log) = &self.log {
+            let stored = serde_json::to_string(&attributes).map_err(StoreError::unavailable)?;
+            conn.prepare_cached(
+                "INSERT INTO messages (queue, seq, id, body, attributes, visible_at_ms, receive_count, event_position) \
+                 VALUES (?1, ?2, ?3, '', ?4, 0, 0, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![log.name, seq as i64, id, stored, position as i64]))
+            .map_err(StoreError::unavailable)?;
+        }
+        Ok(Staged { seq, id, attributes })
     }
 
     /// Adds a message (stored first, when durable).
@@ -377,15 +426,16 @@ impl DeliveryQueue for EmbeddedQueue {
             return Ok(());
         };
         let name = log.name.clone();
-        log.db
-            .write(move |conn| {
-                conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND seq = ?2")
-                    .and_then(|mut s| s.execute(params![name, seq as i64]))
-                    .map_err(StoreError::unavailable)?;
-                Ok(())
-            })
-            .await
-            .map_err(failed)
+        // Not waited for: see `write_detached`. The dispatcher records a delivery before it
+        // deletes its message, so an entry whose delete a crash lost is received again and
+        // found delivered.
+        log.db.write_detached("deleting a queue entry", move |conn| {
+            conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND seq = ?2")
+                .and_then(|mut s| s.execute(params![name, seq as i64]))
+                .map_err(StoreError::unavailable)?;
+            Ok(())
+        });
+        Ok(())
     }
 
     async fn set_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), PipelineError> {

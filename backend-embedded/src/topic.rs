@@ -11,11 +11,15 @@ use std::time::Duration;
 /// An event as a queue message: raw JSON with its filter attributes.
 fn message(event: &Event) -> Result<(String, Vec<(String, String)>), PipelineError> {
     let body = serde_json::to_string(event).map_err(|e| PipelineError(e.to_string()))?;
-    let attributes = vec![
+    Ok((body, attributes(event)))
+}
+
+/// The message attributes subscribers filter an event by.
+pub(crate) fn attributes(event: &Event) -> Vec<(String, String)> {
+    vec![
         ("merchant_id".to_owned(), event.merchant_id.to_string()),
         ("event_type".to_owned(), event.kind.to_string()),
-    ];
-    Ok((body, attributes))
+    ]
 }
 
 /// A message's size as SNS counts it: body, attribute names, types and values.

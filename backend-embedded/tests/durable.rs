@@ -38,13 +38,17 @@ fn queues(db: &Arc<Database>) -> (Arc<EmbeddedQueue>, Arc<EmbeddedQueue>) {
     (queue, dead_letters)
 }
 
+/// The store on the database at `path`, and the queue its events go on.
+async fn store_at(path: &Path) -> (DurableStore, Arc<EmbeddedQueue>) {
+    let db = open(path);
+    let (queue, _) = queues(&db);
+    (DurableStore::open(db, queue.clone()).await.unwrap(), queue)
+}
+
 mod contract {
     use super::*;
 
-    checkout::backend_contract_tests!(async {
-        let (store, _stream) = DurableStore::open(open(&fresh_path())).unwrap();
-        Backend::from_one(Arc::new(store))
-    });
+    checkout::backend_contract_tests!(async { Backend::from_one(Arc::new(store_at(&fresh_path()).await.0)) });
 }
 
 mod pipeline {
@@ -69,7 +73,7 @@ mod restart {
     use checkout::testkit::{event, merchant};
 
     #[tokio::test]
-    async fn events_and_idempotency_replies_survive_a_restart_and_unprojected_events_are_fed_again() {
+    async fn events_idempotency_replies_and_undelivered_events_survive_a_restart() {
         let path = fresh_path();
         let now = checkout::clock::now();
         let merchant = merchant();
@@ -82,7 +86,7 @@ mod restart {
             key: "k1".to_owned(),
         };
         {
-            let (store, mut stream) = DurableStore::open(open(&path)).unwrap();
+            let (store, queue) = store_at(&path).await;
             let Claim::Acquired(hold) = store.claim(&key, "fp", now).await.unwrap() else {
                 panic!("a fresh key is acquired");
             };
@@ -98,19 +102,23 @@ mod restart {
             };
             store.append(&first, Some(&completion)).await.unwrap();
             store.append(&second, None).await.unwrap();
-            let fed = stream.recv().await.unwrap();
-            assert_eq!(fed.event, first);
-            store.checkpoint(fed.position).await.unwrap();
+            let delivered = queue.receive(1, Duration::ZERO).await.unwrap();
+            assert_eq!(delivered.len(), 1);
+            queue.delete(&delivered[0].receipt).await.unwrap();
         }
-        let (store, mut stream) = DurableStore::open(open(&path)).unwrap();
+        let (store, queue) = store_at(&path).await;
         assert_eq!(
             store.history(&first.session_id).await.unwrap(),
             vec![first.clone(), second.clone()]
         );
         assert!(matches!(store.claim(&key, "fp", now).await.unwrap(), Claim::Replay(reply) if reply.status() == 201));
-        let again = stream.recv().await.unwrap();
-        assert_eq!(again.event, second, "only the event after the checkpoint is fed again");
-        assert!(stream.try_recv().is_err());
+        let again = queue.receive(10, Duration::ZERO).await.unwrap();
+        let again: Vec<checkout::event::Event> = again.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
+        assert_eq!(
+            again,
+            vec![second.clone()],
+            "only the event not delivered is queued again"
+        );
         assert!(
             store.append(&second, None).await.is_err(),
             "the stored version is still taken after the restart"
@@ -164,21 +172,19 @@ mod restart {
     }
 
     /// One record that cannot be read back (damaged on disk, or written by an older version)
-    /// must not keep the store from starting: the event is set aside and reported, the events
-    /// after it are fed to the projector, and a message with unreadable attributes is still
-    /// delivered.
+    /// must not keep the store or its queues from starting: the damaged session reads as
+    /// damaged, the events after it stay queued as they were, and a message with unreadable
+    /// attributes is still delivered (the dispatcher sets an unreadable body aside).
     #[tokio::test]
-    async fn an_unreadable_record_is_set_aside_and_startup_goes_on() {
+    async fn an_unreadable_record_does_not_stop_startup() {
         let path = fresh_path();
         let merchant = merchant();
         let first = event(&merchant, None, 1);
         let second = event(&merchant, None, 1);
         {
-            let db = open(&path);
-            let (store, _stream) = DurableStore::open(db.clone()).unwrap();
+            let (store, queue) = store_at(&path).await;
             store.append(&first, None).await.unwrap();
             store.append(&second, None).await.unwrap();
-            let (queue, _) = queues(&db);
             queue.send("still delivered", Duration::ZERO).await.unwrap();
         }
         let raw = rusqlite::Connection::open(&path).unwrap();
@@ -192,14 +198,7 @@ mod restart {
         raw.execute("UPDATE messages SET attributes = '{oops'", []).unwrap();
         drop(raw);
 
-        let db = open(&path);
-        let (store, mut stream) = DurableStore::open(db.clone()).expect("startup goes on");
-        let set_aside = store.set_aside();
-        assert_eq!(set_aside.len(), 1, "{set_aside:?}");
-        assert_eq!(set_aside[0].session_id, first.session_id.as_str());
-        let fed = stream.try_recv().unwrap();
-        assert_eq!(fed.event, second, "the event after it is projected");
-        assert!(stream.try_recv().is_err());
+        let (store, queue) = store_at(&path).await;
         assert_eq!(store.history(&second.session_id).await.unwrap(), vec![second.clone()]);
         assert!(
             matches!(
@@ -208,10 +207,13 @@ mod restart {
             ),
             "the damaged session reads as damaged, not as empty"
         );
-        let (queue, _) = queues(&db);
         let received = queue.receive(10, Duration::from_millis(100)).await.unwrap();
-        assert_eq!(received.len(), 1);
-        assert_eq!(received[0].body, "still delivered");
+        let bodies: Vec<&str> = received.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            vec!["[[[[", &serde_json::to_string(&second).unwrap(), "still delivered"]
+        );
+        assert!(received.iter().all(|m| m.attributes.is_empty()));
     }
 
     fn reply_to(
@@ -246,7 +248,7 @@ mod restart {
     /// still within its time is kept.
     #[tokio::test]
     async fn expired_replies_and_old_attempts_are_purged_in_bounded_passes() {
-        let (store, _stream) = DurableStore::open(open(&fresh_path())).unwrap();
+        let (store, _queue) = store_at(&fresh_path()).await;
         let merchant = merchant();
         let now = checkout::clock::now();
         for (i, hours) in [-1i64, -2, -3, 5].into_iter().enumerate() {
@@ -347,7 +349,7 @@ mod restart {
                 .unwrap();
             }
         }
-        let (store, _stream) = DurableStore::open(open(&path)).unwrap();
+        let (store, _queue) = store_at(&path).await;
         assert!(matches!(
             store.claim(&live.key, "fp", now).await.unwrap(),
             Claim::Replay(_)
@@ -376,7 +378,7 @@ mod write_ahead_log {
     #[tokio::test]
     async fn commits_reach_the_database_file_while_the_store_is_open() {
         let path = fresh_path();
-        let (store, _stream) = DurableStore::open(open(&path)).unwrap();
+        let (store, _queue) = store_at(&path).await;
         let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let before = size();
         let merchant = merchant();
@@ -397,7 +399,7 @@ mod write_ahead_log {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_log_file_stays_bounded_under_continuous_writes() {
         let path = fresh_path();
-        let (store, _stream) = DurableStore::open(open(&path)).unwrap();
+        let (store, _queue) = store_at(&path).await;
         let store = Arc::new(store);
         let merchant = merchant();
         let now = checkout::clock::now();
@@ -429,5 +431,109 @@ mod write_ahead_log {
         }
         let log = std::fs::metadata(path.with_extension("db-wal")).unwrap().len();
         assert!(log < 32 * 1024 * 1024, "the log file grew to {log} bytes");
+    }
+}
+
+/// The durable store is its own outbox: an event's entry on the order-updates queue commits in
+/// the event's transaction, as a reference to the event's row.
+mod outbox {
+    use super::*;
+    use checkout::event::Event;
+    use checkout::testkit::{event, merchant};
+
+    fn queued_events(received: &[checkout::ports::QueuedMessage]) -> Vec<Event> {
+        received
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_appended_event_is_queued_in_its_own_commit_and_its_bytes_are_stored_once() {
+        let path = fresh_path();
+        let merchant = merchant();
+        let first = event(&merchant, None, 1);
+        let second = event(&merchant, Some(&first.session_id), 2);
+        {
+            let db = open(&path);
+            let (queue, _) = queues(&db);
+            let store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+            store.append(&first, None).await.unwrap();
+            store.append(&second, None).await.unwrap();
+            let received = queue.receive(10, Duration::ZERO).await.unwrap();
+            assert_eq!(
+                queued_events(&received),
+                vec![first.clone(), second.clone()],
+                "in commit order, at once"
+            );
+            let attributes = &received[0].attributes;
+            assert!(attributes.contains(&("merchant_id".to_owned(), merchant.id.to_string())));
+            assert!(attributes.contains(&("event_type".to_owned(), first.kind.to_string())));
+        }
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let (entries, copied): (i64, i64) = raw
+            .query_row("SELECT count(*), total(length(body)) FROM messages", [], |r| {
+                Ok((r.get(0)?, r.get::<_, f64>(1)? as i64))
+            })
+            .unwrap();
+        assert_eq!((entries, copied), (2, 0), "two entries, no copy of an event's bytes");
+        drop(raw);
+
+        let db = open(&path);
+        let (queue, _) = queues(&db);
+        let _store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+        let received = queue.receive(10, Duration::from_millis(100)).await.unwrap();
+        assert_eq!(
+            queued_events(&received),
+            vec![first, second],
+            "received and not deleted: after a restart, both come back, read from the events"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_append_queues_nothing() {
+        let db = open(&fresh_path());
+        let (queue, _) = queues(&db);
+        let store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+        let merchant = merchant();
+        let first = event(&merchant, None, 1);
+        store.append(&first, None).await.unwrap();
+        let conflicting = event(&merchant, Some(&first.session_id), 1);
+        assert!(store.append(&conflicting, None).await.is_err());
+        let received = queue.receive(10, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(queued_events(&received), vec![first]);
+    }
+
+    /// A database written by a version with a projector: the events it had not yet published
+    /// (after its checkpoint) are queued when the store opens, once.
+    #[tokio::test]
+    async fn events_an_earlier_version_had_not_published_are_queued_once_on_upgrade() {
+        let path = fresh_path();
+        let merchant = merchant();
+        let first = event(&merchant, None, 1);
+        let second = event(&merchant, None, 1);
+        {
+            let db = open(&path);
+            let (queue, _) = queues(&db);
+            let store = DurableStore::open(db, queue).await.unwrap();
+            store.append(&first, None).await.unwrap();
+            store.append(&second, None).await.unwrap();
+        }
+        // What the earlier version left: no entries of its own kind, a checkpoint after `first`.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "DELETE FROM messages; DELETE FROM cursors; \
+             INSERT INTO cursors (name, position) SELECT 'projector', min(position) FROM events;",
+        )
+        .unwrap();
+        drop(raw);
+        for _ in 0..2 {
+            let db = open(&path);
+            let (queue, _) = queues(&db);
+            let _store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+            assert_eq!(queue.len(), 1, "only the unpublished event, and only once");
+            let received = queue.receive(10, Duration::ZERO).await.unwrap();
+            assert_eq!(queued_events(&received), vec![second.clone()]);
+        }
     }
 }

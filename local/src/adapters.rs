@@ -5,7 +5,7 @@ use anyhow::Context;
 use aws_backend::{DynamoStore, QueueSettings, SnsPublisher, SqsQueue, StreamReader, TableNames};
 use checkout::event::Event;
 use checkout::ports::{Backend, DeliveryQueue, Publisher};
-use embedded_backend::{Committed, Database, DurableStore, EmbeddedQueue, EmbeddedStore, EmbeddedTopic, QueueConfig};
+use embedded_backend::{Database, DurableStore, EmbeddedQueue, EmbeddedStore, EmbeddedTopic, QueueConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -19,11 +19,8 @@ pub const MAX_RECEIVES: u32 = 50;
 pub enum EventSource {
     /// The in-memory store's in-process feed.
     Feed(mpsc::UnboundedReceiver<Event>),
-    /// The durable store's stream, checkpointed in the store as the projector finishes.
-    Durable {
-        stream: mpsc::UnboundedReceiver<Committed>,
-        store: Arc<DurableStore>,
-    },
+    /// None: the durable store queues each event in the event's own commit (its outbox).
+    Outbox,
     /// The sessions table's DynamoDB stream.
     Stream(StreamReader),
 }
@@ -42,7 +39,7 @@ pub struct Adapters {
 
 pub async fn build(config: &Config) -> anyhow::Result<Adapters> {
     match config.backend {
-        BackendKind::Embedded => durable(config),
+        BackendKind::Embedded => durable(config).await,
         BackendKind::Memory => Ok(in_memory()),
         BackendKind::Aws => aws(config).await,
     }
@@ -56,13 +53,11 @@ const QUEUE: QueueConfig = QueueConfig {
 pub use embedded_backend::DATABASE_FILE;
 use embedded_backend::queue_names;
 
-fn durable(config: &Config) -> anyhow::Result<Adapters> {
+async fn durable(config: &Config) -> anyhow::Result<Adapters> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let path = config.data_dir.join(DATABASE_FILE);
     let db = Arc::new(Database::open(&path).with_context(|| format!("opening {}", path.display()))?);
-    let (store, stream) = DurableStore::open(db.clone()).context("reading the event stream")?;
-    let store = Arc::new(store);
     let dead_letters = Arc::new(EmbeddedQueue::durable(
         QUEUE,
         None,
@@ -78,19 +73,21 @@ fn durable(config: &Config) -> anyhow::Result<Adapters> {
     let slow_queue = Arc::new(EmbeddedQueue::durable(
         QUEUE,
         Some(dead_letters.clone()),
-        db,
+        db.clone(),
         queue_names::SLOW_DELIVERIES,
     )?);
+    let store = Arc::new(
+        DurableStore::open(db, queue.clone())
+            .await
+            .context("queueing the events an earlier version had not published")?,
+    );
     Ok(Adapters {
         backend: Backend::from_one(store.clone()),
         publisher: Arc::new(EmbeddedTopic::new(vec![queue.clone()])),
         queue,
         slow_queue,
         dead_letters,
-        source: EventSource::Durable {
-            stream,
-            store: store.clone(),
-        },
+        source: EventSource::Outbox,
         purge: Some(store),
     })
 }

@@ -1,6 +1,7 @@
 //! Runs the projector in-process: committed events in stream order, the same handler as the
 //! EventProjectorFunction, and a retry of whatever it could not finish. When told to stop, it
-//! first projects every event already committed, so the dispatcher can deliver them.
+//! first projects every event already committed, so the dispatcher can deliver them. The
+//! durable store needs none: it queues each event in the event's own commit.
 
 use crate::adapters::EventSource;
 use checkout::event::{Event, StreamRecord};
@@ -80,18 +81,7 @@ pub async fn run(projector: Projector, source: EventSource, mut stop: watch::Rec
                 project_all(&projector, batch.into_iter().map(record).collect()).await;
             }
         }
-        EventSource::Durable { mut stream, store } => {
-            while let Some(batch) = next_batch(&mut stream, &mut stop).await {
-                let last = batch.last().map(|c| c.position);
-                project_all(&projector, batch.into_iter().map(|c| record(c.event)).collect()).await;
-                if let Some(position) = last
-                    && let Err(err) = store.checkpoint(position).await
-                {
-                    // Only costs a second projection of these events after a restart.
-                    warn!(error = %err, "could not store the projector's checkpoint");
-                }
-            }
-        }
+        EventSource::Outbox => {}
         EventSource::Stream(mut reader) => {
             while !*stop.borrow() {
                 match reader.poll().await {

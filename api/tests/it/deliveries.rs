@@ -23,7 +23,14 @@ on_both_backends!(
 async fn replay_sets_aside_an_unreadable_session_and_queues_the_rest() {
     let path = tempfile::tempdir().unwrap().keep().join("acp.db");
     let db = std::sync::Arc::new(embedded_backend::Database::open(&path).unwrap());
-    let (store, _stream) = embedded_backend::DurableStore::open(db).unwrap();
+    let settings = embedded_backend::QueueConfig {
+        visibility_timeout: Duration::from_secs(60),
+        max_receive_count: 5,
+    };
+    let queue = embedded_backend::EmbeddedQueue::durable(settings, None, db.clone(), "order-updates").unwrap();
+    let store = embedded_backend::DurableStore::open(db, std::sync::Arc::new(queue))
+        .await
+        .unwrap();
     let app = TestApp::spawn(checkout::ports::Backend::from_one(std::sync::Arc::new(store))).await;
     let (endpoint, events) = delivered_history(&app).await;
     let raw = rusqlite::Connection::open(&path).unwrap();

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{File, TryLockError};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS messages (
     attributes TEXT NOT NULL,
     visible_at_ms INTEGER NOT NULL,
     receive_count INTEGER NOT NULL,
+    event_position INTEGER,
     PRIMARY KEY (queue, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
@@ -88,10 +90,27 @@ CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT 
 
 pub struct Database {
     /// Held for the database's lifetime: one process per database (its queues live in memory).
+    /// Released only after the writer has committed every write handed to it (see `Drop`).
     _lock: File,
     writer: mpsc::Sender<Job>,
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    readers: Arc<Readers>,
+}
+
+/// The read connections, shared with the blocking threads that run reads.
+struct Readers {
+    connections: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    fn read<R>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let conn = (0..READERS)
+            .find_map(|i| self.connections[(start + i) % READERS].try_lock())
+            .unwrap_or_else(|| self.connections[start % READERS].lock());
+        read(&conn).map_err(StoreError::unavailable)
+    }
 }
 
 pub(crate) fn corrupt(err: impl std::fmt::Display) -> StoreError {
@@ -136,6 +155,13 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              WHERE json_valid(record);",
         )?;
     }
+    let message_references = conn
+        .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'event_position'")?
+        .exists([])?;
+    if !message_references {
+        // Queues of earlier versions held copies of the events' bytes: they keep them.
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN event_position INTEGER;")?;
+    }
     // The purge finds expired replies by this index, a bounded number per pass. The read model
     // of earlier versions (never read: `GET` reads the latest event) is dropped.
     conn.execute_batch(
@@ -165,7 +191,7 @@ impl Database {
             .name("sqlite-checkpoint".to_owned())
             .spawn(move || checkpoint_loop(checkpointer, commits))
             .map_err(StoreError::unavailable)?;
-        let readers = (0..READERS)
+        let connections = (0..READERS)
             .map(|_| {
                 let reader = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
                 // Reads through a memory map, without a read(2) and a copy per page.
@@ -175,15 +201,18 @@ impl Database {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(StoreError::unavailable)?;
         let (sender, jobs) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || write_loop(writer, jobs, checkpoint))
             .map_err(StoreError::unavailable)?;
         Ok(Self {
             _lock: lock,
             writer: sender,
-            readers,
-            next_reader: AtomicUsize::new(0),
+            writer_thread: Some(writer_thread),
+            readers: Arc::new(Readers {
+                connections,
+                next: AtomicUsize::new(0),
+            }),
         })
     }
 
@@ -231,13 +260,62 @@ impl Database {
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
     }
 
-    /// Runs `read` on one of the read connections (committed data only).
-    pub fn read<R>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        let conn = (0..READERS)
-            .find_map(|i| self.readers[(start + i) % READERS].try_lock())
-            .unwrap_or_else(|| self.readers[start % READERS].lock());
-        read(&conn).map_err(StoreError::unavailable)
+    /// [`Database::write`] without waiting for the commit, for a write whose loss in a crash
+    /// only repeats work that is safe to repeat (deleting a queue entry whose delivery is
+    /// recorded: after a crash it is received again and found done). It still commits in
+    /// order with every write handed over before it, and before the database is dropped; a
+    /// failure is logged as `what`.
+    pub fn write_detached<F>(&self, what: &'static str, op: F)
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    {
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => in_savepoint(conn, op),
+                None => Err(StoreError::Unavailable("could not begin a transaction".into())),
+            };
+            Box::new(move |committed| match result {
+                Ok(()) if committed => {}
+                Ok(()) => error!(what, "the commit failed"),
+                Err(err) => error!(what, error = %err, "a write failed"),
+            })
+        });
+        if self.writer.send(job).is_err() {
+            error!(what, "the database writer has stopped");
+        }
+    }
+
+    /// Runs `read` on one of the read connections (committed data only), on a blocking thread:
+    /// a read can wait for the disk, and must not hold up the tasks of an async worker.
+    pub async fn read<R, F>(&self, read: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.read(read))
+            .await
+            .map_err(|err| StoreError::Unavailable(format!("a read stopped: {err}").into()))?
+    }
+
+    /// [`Database::read`] on the calling thread: for startup, before anything else runs.
+    pub fn read_blocking<R>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
+        self.readers.read(read)
+    }
+}
+
+impl Drop for Database {
+    /// Hands the writer no more work and waits until it has committed what it holds, so the
+    /// next open of the file (which waits for the lock) sees every write, detached ones too.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.writer, closed));
+        if let Some(thread) = self.writer_thread.take()
+            && thread.thread().id() != std::thread::current().id()
+            && thread.join().is_err()
+        {
+            error!("the database writer panicked");
+        }
     }
 }
 

@@ -4,4 +4,4 @@ mod database;
 mod store;
 
 pub use database::Database;
-pub use store::{Committed, DurableStore, Purged, SetAside};
+pub use store::{DurableStore, Purged};

@@ -1,10 +1,12 @@
 //! Every storage port on one SQLite database, with the semantics of the DynamoDB adapters:
 //! conditional appends, event + idempotency reply in one transaction, conditional attempt
-//! records. The events table doubles as the stream: each event has a position in commit order,
-//! and the projector's checkpoint says how far it got, so a restart re-feeds what it had not
-//! finished.
+//! records. The store is its own outbox: each event's entry on the order-updates queue is
+//! written in the event's transaction (a reference to its row), so an event is queued exactly
+//! when it is stored, with no projector between them and no second copy of its bytes.
 
 use super::database::{Database, corrupt};
+use crate::queue::{EmbeddedQueue, Staged};
+use crate::topic;
 use async_trait::async_trait;
 use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
 use checkout::clock::Timestamp;
@@ -14,37 +16,22 @@ use checkout::ids::{EndpointId, EventId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
 use checkout::ports::{DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, StoreError};
 use checkout::webhook_endpoint::WebhookEndpoint;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tracing::error;
 
-/// The projector's checkpoint in the `cursors` table.
+/// The checkpoint of the projector of earlier versions (the events it had published).
 const PROJECTOR: &str = "projector";
-
-/// A stored record that could not be read back, left where it is and reported instead of
-/// stopping whoever met it (startup, projection, replay).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SetAside {
-    /// The event's position in the stream.
-    pub position: u64,
-    pub session_id: String,
-    pub reason: String,
-}
-
-/// A committed event and its position in the stream.
-#[derive(Clone, Debug)]
-pub struct Committed {
-    pub position: u64,
-    pub event: Event,
-}
+/// Present once every stored event has its queue entry: from then on each append writes its own.
+const OUTBOX: &str = "outbox";
 
 pub struct DurableStore {
     db: Arc<Database>,
-    feed: mpsc::UnboundedSender<Committed>,
+    /// The queue every appended event is put on, in the event's own transaction.
+    outbox: Arc<EmbeddedQueue>,
     /// Claims of requests in progress, by key. Only finished requests' replies are stored:
     /// the database belongs to this one process, and a claim that dies with the process was
     /// never finished (its event and reply commit together), so a retry after a restart may
@@ -54,8 +41,6 @@ pub struct DurableStore {
     /// order, on the writer thread), so a change to a session does not read its last event back
     /// from disk.
     recent: Arc<Recent>,
-    /// Events the stream could not read back at startup: not fed to the projector.
-    set_aside: Vec<SetAside>,
 }
 
 type Recent = parking_lot::Mutex<RecentEvents>;
@@ -118,52 +103,17 @@ fn sql(err: rusqlite::Error) -> StoreError {
 }
 
 impl DurableStore {
-    /// The store on `db`, and its stream: first every event the projector had not checkpointed
-    /// (in commit order), then each event as it commits. An event that cannot be read back is
-    /// not fed: it is logged and listed by [`DurableStore::set_aside`], and startup goes on.
-    pub fn open(db: Arc<Database>) -> Result<(Self, mpsc::UnboundedReceiver<Committed>), StoreError> {
-        let (feed, stream) = mpsc::unbounded_channel();
-        let pending = db.read(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT position, session_id, body FROM events WHERE position > \
-                 COALESCE((SELECT position FROM cursors WHERE name = ?1), 0) ORDER BY position",
-            )?;
-            let rows = statement.query_map([PROJECTOR], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        let mut set_aside = Vec::new();
-        for (position, session_id, body) in pending {
-            let position = position as u64;
-            match from_json(&body) {
-                Ok(event) => {
-                    let _ = feed.send(Committed { position, event });
-                }
-                Err(err) => {
-                    error!(position, session_id, error = %err, "an unreadable event is set aside: not projected, not published");
-                    set_aside.push(SetAside {
-                        position,
-                        session_id,
-                        reason: err.to_string(),
-                    });
-                }
-            }
-        }
-        Ok((
-            Self {
-                db,
-                feed,
-                claims: Arc::default(),
-                recent: Arc::default(),
-                set_aside,
-            },
-            stream,
-        ))
+    /// The store on `db`, putting each event it appends on `outbox` in the event's own commit.
+    /// A database of an earlier version (which published events through a projector) first
+    /// gets the entries of the events that projector had not published.
+    pub async fn open(db: Arc<Database>, outbox: Arc<EmbeddedQueue>) -> Result<Self, StoreError> {
+        queue_unpublished(&db, &outbox).await?;
+        Ok(Self {
+            db,
+            outbox,
+            claims: Arc::default(),
+            recent: Arc::default(),
+        })
     }
 
     /// Deletes up to `limit` expired idempotency replies and up to `limit` attempt records past
@@ -195,49 +145,81 @@ impl DurableStore {
         self.recent.lock().len()
     }
 
-    /// The events set aside at startup because they could not be read back.
-    pub fn set_aside(&self) -> &[SetAside] {
-        &self.set_aside
-    }
-
-    /// The projector has finished every event up to `position`.
-    pub async fn checkpoint(&self, position: u64) -> Result<(), StoreError> {
-        self.db
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO cursors (name, position) VALUES (?1, ?2) \
-                     ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)",
-                )
-                .and_then(|mut s| s.execute(params![PROJECTOR, position as i64]))
-                .map_err(sql)?;
-                Ok(())
-            })
-            .await
-    }
-
-    fn read_one<T: DeserializeOwned>(
+    async fn read_one<T: DeserializeOwned>(
         &self,
         query: &'static str,
-        key: &[&dyn rusqlite::ToSql],
+        key: Vec<Value>,
     ) -> Result<Option<T>, StoreError> {
         let body: Option<String> = self
             .db
-            .read(|conn| conn.prepare_cached(query)?.query_row(key, |row| row.get(0)).optional())?;
+            .read(move |conn| {
+                conn.prepare_cached(query)?
+                    .query_row(params_from_iter(key), |row| row.get(0))
+                    .optional()
+            })
+            .await?;
         body.map(|b| from_json(&b)).transpose()
     }
 
-    fn read_all<T: DeserializeOwned>(
-        &self,
-        query: &'static str,
-        key: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<T>, StoreError> {
-        let bodies: Vec<String> = self.db.read(|conn| {
-            let mut statement = conn.prepare_cached(query)?;
-            let rows = statement.query_map(key, |row| row.get(0))?;
-            rows.collect()
-        })?;
+    async fn read_all<T: DeserializeOwned>(&self, query: &'static str, key: Vec<Value>) -> Result<Vec<T>, StoreError> {
+        let bodies: Vec<String> = self
+            .db
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(query)?;
+                let rows = statement.query_map(params_from_iter(key), |row| row.get(0))?;
+                rows.collect()
+            })
+            .await?;
         bodies.iter().map(|b| from_json(b)).collect()
     }
+}
+
+/// A text parameter of a read.
+fn text(value: &str) -> Value {
+    Value::Text(value.to_owned())
+}
+
+/// Queues the events stored after the projector checkpoint of an earlier version, once: one
+/// transaction writes their entries and marks the database as its own outbox. An event that
+/// cannot be read is queued all the same, without attributes: the dispatcher sets it aside.
+async fn queue_unpublished(db: &Database, outbox: &Arc<EmbeddedQueue>) -> Result<(), StoreError> {
+    let (staging, admitting) = (outbox.clone(), outbox.clone());
+    db.write_then(
+        move |conn| {
+            let migrated = conn
+                .prepare_cached("SELECT 1 FROM cursors WHERE name = ?1")
+                .and_then(|mut s| s.exists([OUTBOX]))
+                .map_err(sql)?;
+            if migrated {
+                return Ok(Vec::new());
+            }
+            let unpublished: Vec<(i64, String)> = conn
+                .prepare(
+                    "SELECT position, body FROM events WHERE position > \
+                     COALESCE((SELECT position FROM cursors WHERE name = ?1), 0) ORDER BY position",
+                )
+                .and_then(|mut s| s.query_map([PROJECTOR], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .map_err(sql)?;
+            let mut staged = Vec::with_capacity(unpublished.len());
+            for (position, body) in unpublished {
+                let attributes = from_json::<Event>(&body)
+                    .map(|event| topic::attributes(&event))
+                    .unwrap_or_default();
+                staged.push((staging.stage_event(conn, position as u64, attributes)?, body));
+            }
+            conn.execute("DELETE FROM cursors WHERE name = ?1", [PROJECTOR])
+                .and_then(|_| conn.execute("INSERT INTO cursors (name, position) VALUES (?1, 0)", [OUTBOX]))
+                .map_err(sql)?;
+            Ok(staged)
+        },
+        move |staged| {
+            for (entry, body) in staged {
+                entry.admit(&admitting, body.clone());
+            }
+        },
+    )
+    .await
+    .map(|_| ())
 }
 
 fn put_idempotency_record(conn: &Connection, key: &str, record: &IdempotencyRecord) -> Result<(), StoreError> {
@@ -285,11 +267,13 @@ fn claim_of(done: &Completion) -> (String, String) {
 impl EventStore for DurableStore {
     async fn append(&self, event: &Event, completes: Option<&Completion>) -> Result<(), StoreError> {
         let body = to_json(event)?;
+        let queued = body.clone();
+        let attributes = topic::attributes(event);
         let (session, version) = (event.session_id.clone(), event.version);
         let finished = completes.map(claim_of);
         let completes = completes.cloned();
         let (claims, finishing) = (self.claims.clone(), self.claims.clone());
-        let (feed, recent) = (self.feed.clone(), self.recent.clone());
+        let (outbox, admitting, recent) = (self.outbox.clone(), self.outbox.clone(), self.recent.clone());
         let committed = event.clone();
         self.db
             .write_then(
@@ -310,19 +294,15 @@ impl EventStore for DurableStore {
                     conn.prepare_cached("INSERT INTO events (session_id, version, body) VALUES (?1, ?2, ?3)")
                         .and_then(|mut s| s.execute(params![session.as_str(), version as i64, body]))
                         .map_err(sql)?;
-                    Ok(conn.last_insert_rowid() as u64)
+                    outbox.stage_event(conn, conn.last_insert_rowid() as u64, attributes)
                 },
-                // On the writer thread, after the commit: the stream's order is the commit order.
-                // A closed stream means the process is stopping; the event is stored.
-                move |position| {
+                // On the writer thread, after the commit: the queue's order is the commit order.
+                move |entry: &Staged| {
                     if let Some(done) = &finished {
                         forget_claim(&finishing, done);
                     }
-                    recent.lock().insert(committed.clone(), std::time::Instant::now());
-                    let _ = feed.send(Committed {
-                        position: *position,
-                        event: committed,
-                    });
+                    recent.lock().insert(committed, std::time::Instant::now());
+                    entry.admit(&admitting, queued);
                 },
             )
             .await?;
@@ -335,15 +315,17 @@ impl EventStore for DurableStore {
         }
         self.read_one(
             "SELECT body FROM events WHERE session_id = ?1 ORDER BY version DESC LIMIT 1",
-            &[&session_id.as_str()],
+            vec![text(session_id.as_str())],
         )
+        .await
     }
 
     async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError> {
         self.read_all(
             "SELECT body FROM events WHERE session_id = ?1 ORDER BY version",
-            &[&session_id.as_str()],
+            vec![text(session_id.as_str())],
         )
+        .await
     }
 }
 
@@ -365,8 +347,9 @@ impl IdempotencyStore for DurableStore {
             claims.insert(key.clone(), record);
             hold
         };
-        let stored: Option<IdempotencyRecord> =
-            self.read_one("SELECT record FROM idempotency WHERE key = ?1", &[&key])?;
+        let stored: Option<IdempotencyRecord> = self
+            .read_one("SELECT record FROM idempotency WHERE key = ?1", vec![text(&key)])
+            .await?;
         match stored.and_then(|done| idempotency::judge(&done, fingerprint, now)) {
             Some(verdict) => {
                 self.claims.lock().remove(&key);
@@ -431,11 +414,16 @@ impl MerchantStore for DurableStore {
     }
 
     async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
-        self.read_one("SELECT body FROM merchants WHERE id = ?1", &[&id.as_str()])
+        self.read_one("SELECT body FROM merchants WHERE id = ?1", vec![text(id.as_str())])
+            .await
     }
 
     async fn merchant_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Merchant>, StoreError> {
-        self.read_one("SELECT body FROM merchants WHERE api_key_hash = ?1", &[&api_key_hash])
+        self.read_one(
+            "SELECT body FROM merchants WHERE api_key_hash = ?1",
+            vec![text(api_key_hash)],
+        )
+        .await
     }
 }
 
@@ -475,15 +463,17 @@ impl EndpointStore for DurableStore {
     async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
         self.read_one(
             "SELECT body FROM endpoints WHERE merchant_id = ?1 AND id = ?2",
-            &[&merchant.as_str(), &id.as_str()],
+            vec![text(merchant.as_str()), text(id.as_str())],
         )
+        .await
     }
 
     async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError> {
         self.read_all(
             "SELECT body FROM endpoints WHERE merchant_id = ?1 ORDER BY rowid",
-            &[&merchant.as_str()],
+            vec![text(merchant.as_str())],
         )
+        .await
     }
 
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError> {
@@ -520,43 +510,56 @@ impl DeliveryLog for DurableStore {
     }
 
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
-        self.db.read(|conn| {
-            let mut statement = conn.prepare_cached("SELECT 1 FROM deliveries WHERE target = ?1 AND sk = ?2")?;
-            pairs
-                .iter()
-                .map(|(target, event)| statement.exists(params![target, attempt_log::sort_key(event, 1)]))
-                .collect()
-        })
+        let keys: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(target, event)| ((*target).to_owned(), attempt_log::sort_key(event, 1)))
+            .collect();
+        self.db
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached("SELECT 1 FROM deliveries WHERE target = ?1 AND sk = ?2")?;
+                keys.iter()
+                    .map(|(target, sk)| statement.exists(params![target, sk]))
+                    .collect()
+            })
+            .await
     }
 
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
         let (low, high) = event_range(event);
         self.read_one(
             "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk DESC LIMIT 1",
-            &[&target, &low, &high],
+            vec![text(target), Value::Text(low), Value::Text(high)],
         )
+        .await
     }
 
     async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
         let (low, high) = event_range(event);
         self.read_all(
             "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk",
-            &[&target, &low, &high],
+            vec![text(target), Value::Text(low), Value::Text(high)],
         )
+        .await
     }
 
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
         let from = query.from.clone().unwrap_or_default();
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         match &query.before {
-            Some(before) => self.read_all(
-                "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk DESC LIMIT ?4",
-                &[&target, &from, before, &limit],
-            ),
-            None => self.read_all(
-                "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 ORDER BY sk DESC LIMIT ?3",
-                &[&target, &from, &limit],
-            ),
+            Some(before) => {
+                self.read_all(
+                    "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk DESC LIMIT ?4",
+                    vec![text(target), Value::Text(from), text(before), Value::Integer(limit)],
+                )
+                .await
+            }
+            None => {
+                self.read_all(
+                    "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 ORDER BY sk DESC LIMIT ?3",
+                    vec![text(target), Value::Text(from), Value::Integer(limit)],
+                )
+                .await
+            }
         }
     }
 }

@@ -311,11 +311,14 @@ pub async fn storage(kind: Kind) -> Storage {
             // The directory lives as long as the test process: the database must outlive the rig.
             let dir = tempfile::tempdir().unwrap().keep();
             let db = Arc::new(embedded_backend::Database::open(&dir.join("acp.db")).unwrap());
-            let (store, _stream) = embedded_backend::DurableStore::open(db.clone()).unwrap();
             let dead_letters = Arc::new(EmbeddedQueue::durable(DLQ, None, db.clone(), "dlq").unwrap());
             let durable = |name: &str| {
                 Arc::new(EmbeddedQueue::durable(QUEUE, Some(dead_letters.clone()), db.clone(), name).unwrap())
             };
+            // The store's outbox: events appended here are not this rig's to deliver (the
+            // tests put on `queue` what they want delivered).
+            let outbox = durable("events");
+            let store = embedded_backend::DurableStore::open(db.clone(), outbox).await.unwrap();
             Storage {
                 backend: Backend::from_one(Arc::new(store)),
                 queue: durable("order-updates"),
