@@ -179,6 +179,11 @@ impl EmbeddedQueue {
         })
     }
 
+    /// Whether the queue keeps its messages in `db` (an event's entry can then commit with it).
+    pub(crate) fn is_kept_in(&self, db: &Arc<Database>) -> bool {
+        self.log.as_ref().is_some_and(|log| Arc::ptr_eq(&log.db, db))
+    }
+
     /// Messages held, visible or not.
     pub fn len(&self) -> usize {
         self.messages.lock().by_seq.len()

@@ -504,6 +504,120 @@ mod outbox {
         assert_eq!(queued_events(&received), vec![first]);
     }
 
+    /// The queue entry cannot be written (its place is taken): the append fails as a whole,
+    /// so the event is neither stored nor queued, and the session can still be written.
+    #[tokio::test]
+    async fn an_append_whose_queue_entry_fails_stores_nothing() {
+        let path = fresh_path();
+        let db = open(&path);
+        let (queue, _) = queues(&db);
+        let store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute(
+            "INSERT INTO messages (queue, seq, id, body, attributes, visible_at_ms, receive_count) \
+             VALUES ('queue', 0, 'taken', '', '[]', 0, 0)",
+            [],
+        )
+        .unwrap();
+        let merchant = merchant();
+        let first = event(&merchant, None, 1);
+        assert!(store.append(&first, None).await.is_err());
+        assert_eq!(store.history(&first.session_id).await.unwrap(), vec![]);
+        let stored: i64 = raw.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+        assert_eq!(stored, 0, "the event rolled back with its entry");
+        assert!(queue.receive(10, Duration::from_millis(50)).await.unwrap().is_empty());
+
+        store.append(&first, None).await.unwrap();
+        let received = queue.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(queued_events(&received), vec![first]);
+    }
+
+    /// An event's entry moved to the dead-letter queue is still a reference to the event's
+    /// row, and still reads as the event after a restart.
+    #[tokio::test]
+    async fn an_event_moved_to_the_dead_letter_queue_keeps_its_bytes_after_a_restart() {
+        let path = fresh_path();
+        let merchant = merchant();
+        let first = event(&merchant, None, 1);
+        {
+            let db = open(&path);
+            let (queue, dead_letters) = queues(&db);
+            let store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+            store.append(&first, None).await.unwrap();
+            for _ in 0..MAX_RECEIVES {
+                let got = queue.receive(1, VISIBILITY * 3).await.unwrap();
+                assert_eq!(got.len(), 1);
+                queue.set_visibility(&got[0].receipt, Duration::ZERO).await.unwrap();
+            }
+            assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
+            assert_eq!(dead_letters.len(), 1);
+        }
+        let db = open(&path);
+        let (queue, dead_letters) = queues(&db);
+        let _store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+        assert!(queue.is_empty());
+        let letters = dead_letters.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(queued_events(&letters), vec![first]);
+    }
+
+    /// The outbox must commit with the events: a queue kept in memory, or in another database,
+    /// is refused rather than silently losing entries in a crash.
+    #[tokio::test]
+    async fn an_outbox_outside_the_store_database_is_refused() {
+        let db = open(&fresh_path());
+        let in_memory = Arc::new(EmbeddedQueue::new(CONFIG, None));
+        assert!(DurableStore::open(db.clone(), in_memory).await.is_err());
+        let other = open(&fresh_path());
+        let (elsewhere, _) = queues(&other);
+        assert!(DurableStore::open(db, elsewhere).await.is_err());
+    }
+
+    /// A file as an earlier version left it, schema and all: queue entries were copies of the
+    /// events' bytes, and a projector checkpoint marked what had been published. The copies
+    /// still deliver, the unpublished event is queued, nothing twice.
+    #[tokio::test]
+    async fn a_file_of_the_earlier_schema_is_upgraded_in_place() {
+        let path = fresh_path();
+        let merchant = merchant();
+        let published = event(&merchant, None, 1);
+        let unpublished = event(&merchant, None, 1);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "CREATE TABLE events (position INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, \
+               version INTEGER NOT NULL, body TEXT NOT NULL, UNIQUE (session_id, version)); \
+             CREATE TABLE messages (queue TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, \
+               body TEXT NOT NULL, attributes TEXT NOT NULL, visible_at_ms INTEGER NOT NULL, \
+               receive_count INTEGER NOT NULL, PRIMARY KEY (queue, seq)) WITHOUT ROWID; \
+             CREATE TABLE cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;",
+        )
+        .unwrap();
+        for (position, e) in [(1, &published), (2, &unpublished)] {
+            raw.execute(
+                "INSERT INTO events (position, session_id, version, body) VALUES (?1, ?2, 1, ?3)",
+                rusqlite::params![position, e.session_id.as_str(), serde_json::to_string(e).unwrap()],
+            )
+            .unwrap();
+        }
+        raw.execute(
+            "INSERT INTO messages VALUES ('queue', 0, 'copied', ?1, '[]', 0, 0)",
+            [serde_json::to_string(&published).unwrap()],
+        )
+        .unwrap();
+        raw.execute("INSERT INTO cursors VALUES ('projector', 1)", []).unwrap();
+        drop(raw);
+        for _ in 0..2 {
+            let db = open(&path);
+            let (queue, _) = queues(&db);
+            let store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+            let received = queue.receive(10, Duration::ZERO).await.unwrap();
+            assert_eq!(queued_events(&received), vec![published.clone(), unpublished.clone()]);
+            assert_eq!(
+                store.history(&unpublished.session_id).await.unwrap(),
+                vec![unpublished.clone()]
+            );
+        }
+    }
+
     /// A database written by a version with a projector: the events it had not yet published
     /// (after its checkpoint) are queued when the store opens, once.
     #[tokio::test]
@@ -535,5 +649,87 @@ mod outbox {
             let received = queue.receive(10, Duration::ZERO).await.unwrap();
             assert_eq!(queued_events(&received), vec![second.clone()]);
         }
+    }
+}
+
+mod batches {
+    use super::*;
+    use std::future::Future;
+    use std::sync::mpsc;
+
+    /// A write that ends the batch's transaction (as SQLite does by itself on some I/O and
+    /// memory errors) takes the whole batch with it: the writes after it in the batch must not
+    /// each commit alone, and none of the batch is on disk.
+    #[tokio::test]
+    async fn a_write_that_ends_the_transaction_fails_the_rest_of_its_batch() {
+        let path = fresh_path();
+        let db = open(&path);
+        db.write(|conn| {
+            conn.execute_batch("CREATE TABLE marks (name TEXT)")
+                .map_err(checkout::ports::StoreError::unavailable)
+        })
+        .await
+        .unwrap();
+        // Hold the writer inside a batch so the next two writes are gathered into one batch.
+        let (started, writer_busy) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        db.write_detached("gate", move |_| {
+            started.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        });
+        writer_busy.recv().unwrap();
+        db.write_detached("rollback", |conn| {
+            conn.execute_batch("ROLLBACK")
+                .map_err(checkout::ports::StoreError::unavailable)
+        });
+        let mut written = std::pin::pin!(db.write(|conn| {
+            conn.execute_batch("INSERT INTO marks VALUES ('after')")
+                .map_err(checkout::ports::StoreError::unavailable)
+        }));
+        // Polled once, the write is handed to the writer (behind the rollback), then the
+        // writer is let go: both are gathered into its next batch.
+        std::future::poll_fn(|cx| {
+            assert!(written.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        release.send(()).unwrap();
+        assert!(written.await.is_err(), "reported as not written");
+        db.write(|_| Ok(())).await.unwrap();
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let marks: i64 = raw.query_row("SELECT count(*) FROM marks", [], |r| r.get(0)).unwrap();
+        assert_eq!(marks, 0, "and not written");
+    }
+}
+
+mod claims {
+    use super::*;
+    use checkout::idempotency::Claim;
+    use checkout::testkit::merchant;
+    use std::future::Future;
+
+    /// A caller that stops waiting while its claim is being checked against the stored replies
+    /// (a client gone, a request timed out) must not leave the key claimed: the retry runs.
+    #[tokio::test]
+    async fn a_claim_abandoned_while_its_reply_is_read_is_let_go_of() {
+        let (store, _) = store_at(&fresh_path()).await;
+        let merchant = merchant();
+        let now = checkout::clock::now();
+        let mut abandoned = 0;
+        for attempt in 0..20 {
+            let key = key_of(&format!("abandoned-{attempt}"), &merchant);
+            let mut claim = Box::pin(store.claim(&key, "fp", now));
+            let pending = std::future::poll_fn(|cx| std::task::Poll::Ready(claim.as_mut().poll(cx).is_pending())).await;
+            drop(claim);
+            if pending {
+                abandoned += 1;
+                assert!(
+                    matches!(store.claim(&key, "fp", now).await.unwrap(), Claim::Acquired(_)),
+                    "the retry is not told the abandoned call is still in flight"
+                );
+            }
+        }
+        assert!(abandoned > 0, "the read of the stored reply never had to be waited for");
     }
 }

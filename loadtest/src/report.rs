@@ -150,6 +150,8 @@ pub struct Second {
     pub events: u64,
     /// Events first arriving at the sink.
     pub webhooks: u64,
+    /// The slowest API call → webhook of the events sent in this second: where a stall shows.
+    pub slowest_ms: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -246,15 +248,17 @@ impl Report {
 
         let mut latency = histogram()?;
         let mut buckets = vec![0u64; BUCKETS_MS.len()];
-        let mut timeline: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        let mut timeline: BTreeMap<u64, (u64, u64, f64)> = BTreeMap::new();
         let second_of = |t: Instant| t.saturating_duration_since(recorder.start).as_secs();
         let mut last_arrival = recorder.start + drive;
         for (key, sent) in accepted.iter() {
-            timeline.entry(second_of(*sent)).or_default().0 += 1;
+            let second = timeline.entry(second_of(*sent)).or_default();
+            second.0 += 1;
             if let Some(arrival) = arrivals.get(key) {
                 let took = arrival.first.saturating_duration_since(*sent);
                 latency.saturating_record(micros(took));
                 let ms = took.as_secs_f64() * 1000.0;
+                second.2 = second.2.max(ms);
                 let bucket = BUCKETS_MS
                     .iter()
                     .position(|le| ms <= *le)
@@ -294,11 +298,12 @@ impl Report {
             webhooks,
             timeline: (0..=last)
                 .map(|second| {
-                    let (events, webhooks) = timeline.get(&second).copied().unwrap_or_default();
+                    let (events, webhooks, slowest_ms) = timeline.get(&second).copied().unwrap_or_default();
                     Second {
                         second,
                         events,
                         webhooks,
+                        slowest_ms,
                     }
                 })
                 .collect(),

@@ -40,7 +40,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs inside the batch's transaction; the returned callback runs after the commit (with
 /// whether it succeeded), on the writer thread, in commit order.
-/// Given no connection, the job fails without running (its batch could not begin).
+/// Given no connection, the job fails without running (its batch could not begin, or an
+/// earlier write of the batch ended the transaction).
 type Job = Box<dyn FnOnce(Option<&Connection>) -> AfterCommit + Send>;
 type AfterCommit = Box<dyn FnOnce(bool) + Send>;
 
@@ -89,9 +90,8 @@ CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT 
 ";
 
 pub struct Database {
-    /// Held for the database's lifetime: one process per database (its queues live in memory).
-    /// Released only after the writer has committed every write handed to it (see `Drop`).
-    _lock: File,
+    /// Hands writes to the writer thread, which holds the file's lock (one process per database:
+    /// its queues live in memory) until it has committed every write handed to it.
     writer: mpsc::Sender<Job>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
@@ -203,10 +203,12 @@ impl Database {
         let (sender, jobs) = mpsc::channel::<Job>();
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || write_loop(writer, jobs, checkpoint))
+            .spawn(move || {
+                write_loop(writer, jobs, checkpoint);
+                drop(lock);
+            })
             .map_err(StoreError::unavailable)?;
         Ok(Self {
-            _lock: lock,
             writer: sender,
             writer_thread: Some(writer_thread),
             readers: Arc::new(Readers {
@@ -238,7 +240,9 @@ impl Database {
         let job: Job = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => in_savepoint(conn, op),
-                None => Err(StoreError::Unavailable("could not begin a transaction".into())),
+                None => Err(StoreError::Unavailable(
+                    "the batch's transaction could not begin or had ended".into(),
+                )),
             };
             Box::new(move |committed| {
                 let result = match result {
@@ -272,7 +276,9 @@ impl Database {
         let job: Job = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => in_savepoint(conn, op),
-                None => Err(StoreError::Unavailable("could not begin a transaction".into())),
+                None => Err(StoreError::Unavailable(
+                    "the batch's transaction could not begin or had ended".into(),
+                )),
             };
             Box::new(move |committed| match result {
                 Ok(()) if committed => {}
@@ -305,8 +311,10 @@ impl Database {
 }
 
 impl Drop for Database {
-    /// Hands the writer no more work and waits until it has committed what it holds, so the
-    /// next open of the file (which waits for the lock) sees every write, detached ones too.
+    /// Hands the writer no more work and waits until it has committed what it holds (detached
+    /// writes too) and let go of the file's lock, so the file can be opened again at once. Not
+    /// on the writer thread itself (an after-commit callback holding the last handle): the
+    /// writer then finishes, and only then lets go of the lock, without being waited for.
     fn drop(&mut self) {
         let (closed, _) = mpsc::channel();
         drop(std::mem::replace(&mut self.writer, closed));
@@ -319,14 +327,23 @@ impl Drop for Database {
     }
 }
 
+/// Runs `op` in a savepoint: an error undoes only `op`. Should the savepoint itself fail to
+/// roll back or release, the whole transaction is rolled back, so nothing of `op` can commit
+/// with the batch (the writer sees the transaction gone and fails the batch).
 fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
     let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     run("SAVEPOINT op").map_err(StoreError::unavailable)?;
     let result = op(conn);
-    if result.is_err() {
-        run("ROLLBACK TO op").map_err(StoreError::unavailable)?;
+    let ended = match &result {
+        Ok(_) => run("RELEASE op"),
+        Err(_) => run("ROLLBACK TO op").and_then(|_| run("RELEASE op")),
+    };
+    if let Err(err) = ended {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        return Err(StoreError::unavailable(err));
     }
-    run("RELEASE op").map_err(StoreError::unavailable)?;
     result
 }
 
@@ -382,6 +399,21 @@ fn restart_long_log(conn: &Connection) -> Option<Instant> {
     }
 }
 
+/// Runs the batch's writes in the open transaction, in order; once one has ended the
+/// transaction, the rest fail without running (each would otherwise commit on its own).
+fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<AfterCommit> {
+    batch
+        .into_iter()
+        .map(|job| {
+            if conn.is_autocommit() {
+                job(None)
+            } else {
+                job(Some(conn))
+            }
+        })
+        .collect()
+}
+
 fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::SyncSender<()>) {
     let mut postponed: Option<Instant> = None;
     while let Ok(first) = jobs.recv() {
@@ -397,13 +429,21 @@ fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::Syn
             batch.into_iter().for_each(|job| job(None)(false));
             continue;
         }
-        let finish: Vec<AfterCommit> = batch.into_iter().map(|job| job(Some(&conn))).collect();
-        let committed = match conn.execute_batch("COMMIT") {
-            Ok(()) => true,
-            Err(err) => {
-                error!(error = %err, "commit failed; the batch is rolled back");
-                let _ = conn.execute_batch("ROLLBACK");
-                false
+        let finish = run_batch(&conn, batch);
+        // A write that ended the transaction (SQLite rolls it back by itself on some I/O and
+        // memory errors) took every write of the batch with it, and those after it would each
+        // have committed alone: none of the batch counts as committed.
+        let committed = if conn.is_autocommit() {
+            error!("a write ended the transaction; the batch is rolled back");
+            false
+        } else {
+            match conn.execute_batch("COMMIT") {
+                Ok(()) => true,
+                Err(err) => {
+                    error!(error = %err, "commit failed; the batch is rolled back");
+                    let _ = conn.execute_batch("ROLLBACK");
+                    false
+                }
             }
         };
         for after in finish {

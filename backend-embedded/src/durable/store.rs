@@ -105,8 +105,14 @@ fn sql(err: rusqlite::Error) -> StoreError {
 impl DurableStore {
     /// The store on `db`, putting each event it appends on `outbox` in the event's own commit.
     /// A database of an earlier version (which published events through a projector) first
-    /// gets the entries of the events that projector had not published.
+    /// gets the entries of the events that projector had not published. The outbox must keep
+    /// its messages in `db`: an entry kept anywhere else could not commit with its event.
     pub async fn open(db: Arc<Database>, outbox: Arc<EmbeddedQueue>) -> Result<Self, StoreError> {
+        if !outbox.is_kept_in(&db) {
+            return Err(StoreError::Unavailable(
+                "the outbox queue must be durable in the store's own database".into(),
+            ));
+        }
         queue_unpublished(&db, &outbox).await?;
         Ok(Self {
             db,
@@ -251,6 +257,26 @@ fn finish_claim(conn: &Connection, claims: &Claims, done: &Completion) -> Result
 
 /// After the reply is on disk, the claim is no longer needed: a new request with the key now
 /// finds the reply.
+/// A claim taken in memory and not yet handed to its caller: dropped, it lets go of the claim.
+struct PendingClaim<'a> {
+    claims: &'a Claims,
+    claim: Option<(String, String)>,
+}
+
+impl PendingClaim<'_> {
+    fn keep(mut self) {
+        self.claim = None;
+    }
+}
+
+impl Drop for PendingClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = &self.claim {
+            forget_claim(self.claims, claim);
+        }
+    }
+}
+
 fn forget_claim(claims: &Claims, (key, token): &(String, String)) {
     let mut claims = claims.lock();
     if holds_claim(&claims, key, token) {
@@ -347,15 +373,21 @@ impl IdempotencyStore for DurableStore {
             claims.insert(key.clone(), record);
             hold
         };
+        // Until the stored reply is read, the claim is let go of should the read fail or the
+        // caller stop waiting: left behind, it would answer "in progress" until its lease ran out.
+        let pending = PendingClaim {
+            claims: &self.claims,
+            claim: Some((key.clone(), hold.token.clone())),
+        };
         let stored: Option<IdempotencyRecord> = self
             .read_one("SELECT record FROM idempotency WHERE key = ?1", vec![text(&key)])
             .await?;
         match stored.and_then(|done| idempotency::judge(&done, fingerprint, now)) {
-            Some(verdict) => {
-                self.claims.lock().remove(&key);
-                Ok(verdict)
+            Some(verdict) => Ok(verdict),
+            None => {
+                pending.keep();
+                Ok(Claim::Acquired(hold))
             }
-            None => Ok(Claim::Acquired(hold)),
         }
     }
 
