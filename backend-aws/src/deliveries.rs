@@ -12,12 +12,12 @@
 //! Every item expires after the log's retention. Readers of one event's attempts query both
 //! places: its key prefix and its second's groups (a few KB even at a hundred events a second).
 
-use crate::deflate;
 use crate::dynamo::{DynamoStore, Item, conditional_put, doc, get_s, n, s, to_doc};
 use crate::error::{corrupt, failed_call, unavailable};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, event_second, second_of_sort_key};
+use checkout::deflate;
 use checkout::ids::EventId;
 use checkout::ports::{DeliveryLog, StoreError};
 use futures_util::future::try_join_all;
@@ -72,7 +72,7 @@ fn group_second(sk: &str) -> Option<i64> {
 
 fn group_item(target: &str, second: i64, records: &[&AttemptRecord]) -> Result<Item, StoreError> {
     let json = serde_json::to_vec(records).map_err(|e| corrupt(&format!("attempt records: {e}")))?;
-    let bytes = deflate::compress(&json, None, &[GROUP_DEFLATE]).map_err(unavailable)?;
+    let bytes = deflate::compress(&json, None, &[GROUP_DEFLATE], deflate::Effort::Smallest).map_err(unavailable)?;
     let newest = records.iter().map(|r| r.at).max().unwrap_or_else(checkout::clock::now);
     Ok(HashMap::from([
         ("target".to_owned(), s(target)),

@@ -1,7 +1,6 @@
 //! AWS adapters. DynamoDB holds the event store, idempotency records and merchants; every
 //! write that must not be lost or duplicated is a conditional write or a transaction.
 
-mod deflate;
 mod deliveries;
 mod dynamo;
 mod error;

@@ -5,10 +5,11 @@
 //! event's entry is written by the durable store in the event's own transaction (see
 //! [`EmbeddedQueue::stage_event`]): a reference to the event's row, not a copy of its bytes.
 
-use crate::durable::Database;
+use crate::durable::{Database, event_row};
 use async_trait::async_trait;
 use checkout::ports::{DeliveryQueue, MAX_MESSAGE_BYTES, PipelineError, QueuedMessage, StoreError};
 use parking_lot::Mutex;
+use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -135,7 +136,7 @@ impl EmbeddedQueue {
         db: Arc<Database>,
         name: &str,
     ) -> Result<Self, StoreError> {
-        type Row = (i64, String, String, String, i64, i64);
+        type Row = (i64, String, Value, String, i64, i64);
         let rows: Vec<Row> = db.read_blocking(|conn| {
             // An event's entry holds no body: its bytes are the event's row.
             let mut statement = conn.prepare(
@@ -149,7 +150,16 @@ impl EmbeddedQueue {
             rows.collect()
         })?;
         let mut messages = Messages::default();
-        for (seq, id, body, attributes, visible_at_ms, receive_count) in rows {
+        for (seq, id, stored, attributes, visible_at_ms, receive_count) in rows {
+            // An event's entry whose event cannot be read is still received, empty: the
+            // dispatcher sets an unreadable body aside.
+            let body = match stored {
+                Value::Text(body) => body,
+                event => event_row::json(event).unwrap_or_else(|err| {
+                    tracing::error!(queue = name, message_id = %id, error = %err, "unreadable event of a queue entry");
+                    String::new()
+                }),
+            };
             // Attributes only help subscribers filter; a message whose attributes cannot be read
             // is still delivered, without them.
             let attributes = serde_json::from_str(&attributes).unwrap_or_else(|err| {

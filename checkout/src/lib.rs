@@ -3,7 +3,8 @@
 //! - [`acp`]: the wire types of the Agentic Commerce Protocol (2026-04-17) that the API reads and writes.
 //! - [`session`]: the session aggregate — commands in, a new session state and an event out.
 //! - [`pricing`]: line items, fulfillment options and totals, always from the merchant's catalog.
-//! - [`event`]: the event envelope every change is stored and published as.
+//! - [`event`]: the event envelope every change is stored and published as; [`event_codec`] how
+//!   it is kept compressed ([`deflate`]).
 //! - [`idempotency`]: the ACP idempotency rules (request fingerprint, stored replies).
 //! - [`ports`]: the small traits the storage adapters implement.
 //! - [`webhook_endpoint`], [`url_safety`]: where merchants want events, and which URLs we refuse to call.
@@ -16,9 +17,11 @@ pub mod acp;
 pub mod attempt_log;
 pub mod catalog;
 pub mod clock;
+pub mod deflate;
 pub mod delivery_outcome;
 pub mod delivery_task;
 pub mod event;
+pub mod event_codec;
 pub mod idempotency;
 pub mod ids;
 pub mod merchant;

@@ -33,7 +33,9 @@ const RESTART_AFTER_PAGES: i64 = 4096;
 /// How long the writer waits for readers to leave the log when it starts it over (their queries
 /// take microseconds); a reader that stays longer (a backup, a shell) only postpones it.
 const RESTART_WAIT: Duration = Duration::from_millis(20);
-/// After a start-over found a reader in the log: when to try again.
+/// After a start-over found a reader in the log: when to try again, unless the log has grown
+/// by another [`RESTART_AFTER_PAGES`] before (so its growth stays bounded by pages, not by how
+/// fast the writes come in the meantime).
 const RESTART_RETRY: Duration = Duration::from_secs(1);
 /// How long a connection waits for a lock another one holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -362,39 +364,55 @@ fn checkpoint_loop(conn: Connection, commits: mpsc::Receiver<()>) {
     }
 }
 
+/// A start-over that a reader (or the checkpointer's own pass) kept from happening: the next
+/// try is after [`RESTART_RETRY`], or once the log holds `pages`, whichever comes first.
+#[derive(Clone, Copy)]
+struct Postponed {
+    until: Instant,
+    pages: i64,
+}
+
 /// Starts the write-ahead log over once it holds [`RESTART_AFTER_PAGES`] (see there); from
-/// the writer, between two commits, so no commit adds to the log meanwhile. Returns when to
-/// look again: at once, or after [`RESTART_RETRY`] when a reader (or the checkpointer's own
-/// pass) kept it from starting over.
-fn restart_long_log(conn: &Connection) -> Option<Instant> {
+/// the writer, between two commits, so no commit adds to the log meanwhile. Returns the
+/// postponement if it could not.
+fn restart_long_log(conn: &Connection, postponed: Option<Postponed>) -> Option<Postponed> {
     // (busy, pages in the log); NOOP only reads the log's length: no lock, no work.
     let checkpoint = |sql: &str| -> rusqlite::Result<(i64, i64)> {
         conn.prepare_cached(sql)?
             .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
     };
-    match checkpoint("PRAGMA wal_checkpoint(NOOP)") {
-        Ok((_, pages)) if pages > RESTART_AFTER_PAGES => {}
-        Ok(_) => return None,
+    let postponed = postponed.filter(|p| Instant::now() < p.until);
+    let due_after = postponed.map_or(RESTART_AFTER_PAGES, |p| p.pages);
+    let pages = match checkpoint("PRAGMA wal_checkpoint(NOOP)") {
+        Ok((_, pages)) if pages > due_after => pages,
+        Ok(_) => return postponed,
         Err(err) => {
             error!(error = %err, "could not read the write-ahead log's length");
-            return None;
+            return postponed;
         }
-    }
+    };
     let restarted = conn
         .busy_timeout(RESTART_WAIT)
         .and_then(|()| checkpoint("PRAGMA wal_checkpoint(RESTART)"));
     if let Err(err) = conn.busy_timeout(BUSY_TIMEOUT) {
         error!(error = %err, "could not set the writer's busy timeout back");
     }
+    let retry = Postponed {
+        until: Instant::now() + RESTART_RETRY,
+        pages: pages + RESTART_AFTER_PAGES,
+    };
     match restarted {
         Ok((0, _)) => None,
         Ok(_) => {
-            warn!("the write-ahead log could not start over: a reader is still in it; trying again in a second");
-            Some(Instant::now() + RESTART_RETRY)
+            warn!(
+                pages,
+                "the write-ahead log could not start over: a reader is still in it; trying again later"
+            );
+            Some(retry)
         }
         Err(err) => {
-            error!(error = %err, "could not start the write-ahead log over; trying again in a second");
-            Some(Instant::now() + RESTART_RETRY)
+            error!(error = %err, pages, "could not start the write-ahead log over; trying again later");
+            Some(retry)
         }
     }
 }
@@ -415,7 +433,7 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<AfterCommit> {
 }
 
 fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::SyncSender<()>) {
-    let mut postponed: Option<Instant> = None;
+    let mut postponed: Option<Postponed> = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -449,9 +467,7 @@ fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::Syn
         for after in finish {
             after(committed);
         }
-        if postponed.is_none_or(|at| Instant::now() >= at) {
-            postponed = restart_long_log(&conn);
-        }
+        postponed = restart_long_log(&conn, postponed);
         // Wakes the checkpointer; one wake-up pending is enough.
         let _ = checkpoint.try_send(());
     }

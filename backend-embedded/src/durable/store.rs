@@ -5,6 +5,7 @@
 //! when it is stored, with no projector between them and no second copy of its bytes.
 
 use super::database::{Database, corrupt};
+use super::event_row;
 use crate::queue::{EmbeddedQueue, Staged};
 use crate::topic;
 use async_trait::async_trait;
@@ -199,7 +200,7 @@ async fn queue_unpublished(db: &Database, outbox: &Arc<EmbeddedQueue>) -> Result
             if migrated {
                 return Ok(Vec::new());
             }
-            let unpublished: Vec<(i64, String)> = conn
+            let unpublished: Vec<(i64, Value)> = conn
                 .prepare(
                     "SELECT position, body FROM events WHERE position > \
                      COALESCE((SELECT position FROM cursors WHERE name = ?1), 0) ORDER BY position",
@@ -207,7 +208,8 @@ async fn queue_unpublished(db: &Database, outbox: &Arc<EmbeddedQueue>) -> Result
                 .and_then(|mut s| s.query_map([PROJECTOR], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
                 .map_err(sql)?;
             let mut staged = Vec::with_capacity(unpublished.len());
-            for (position, body) in unpublished {
+            for (position, stored) in unpublished {
+                let body = event_row::json(stored).unwrap_or_default();
                 let attributes = from_json::<Event>(&body)
                     .map(|event| topic::attributes(&event))
                     .unwrap_or_default();
@@ -292,8 +294,10 @@ fn claim_of(done: &Completion) -> (String, String) {
 #[async_trait]
 impl EventStore for DurableStore {
     async fn append(&self, event: &Event, completes: Option<&Completion>) -> Result<(), StoreError> {
-        let body = to_json(event)?;
-        let queued = body.clone();
+        let queued = to_json(event)?;
+        // Compressed here, on the caller's thread: the writer, which every commit waits for,
+        // only copies the bytes.
+        let body = event_row::encode(&queued)?;
         let attributes = topic::attributes(event);
         let (session, version) = (event.session_id.clone(), event.version);
         let finished = completes.map(claim_of);
@@ -339,19 +343,30 @@ impl EventStore for DurableStore {
         if let Some(event) = self.recent.lock().get(session_id) {
             return Ok(Some(event.clone()));
         }
-        self.read_one(
-            "SELECT body FROM events WHERE session_id = ?1 ORDER BY version DESC LIMIT 1",
-            vec![text(session_id.as_str())],
-        )
-        .await
+        let session = session_id.as_str().to_owned();
+        let body: Option<Value> = self
+            .db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT body FROM events WHERE session_id = ?1 ORDER BY version DESC LIMIT 1")?
+                    .query_row([session], |row| row.get(0))
+                    .optional()
+            })
+            .await?;
+        body.map(event_row::decode).transpose()
     }
 
     async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError> {
-        self.read_all(
-            "SELECT body FROM events WHERE session_id = ?1 ORDER BY version",
-            vec![text(session_id.as_str())],
-        )
-        .await
+        let session = session_id.as_str().to_owned();
+        let bodies: Vec<Value> = self
+            .db
+            .read(move |conn| {
+                let mut statement =
+                    conn.prepare_cached("SELECT body FROM events WHERE session_id = ?1 ORDER BY version")?;
+                let rows = statement.query_map([session], |row| row.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.into_iter().map(event_row::decode).collect()
     }
 }
 
