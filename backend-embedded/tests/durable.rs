@@ -368,7 +368,6 @@ mod restart {
 
 mod write_ahead_log {
     use super::*;
-    use checkout::idempotency::{Claim, Completion, StoredReply};
     use checkout::testkit::{event, merchant};
 
     /// The write-ahead log is checkpointed soon after commits, beside the writer, not by the
