@@ -136,10 +136,6 @@ impl SqsQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: String) -> Self {
         Self { client, url }
     }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
 }
 
 /// Whole seconds, rounded up: a message must not come back before it was asked to.

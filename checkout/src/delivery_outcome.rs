@@ -18,19 +18,6 @@ pub enum ErrorClass {
     Blocked,
 }
 
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Dns => "dns",
-            Self::Connect => "connect",
-            Self::Tls => "tls",
-            Self::Timeout => "timeout",
-            Self::Http => "http",
-            Self::Blocked => "blocked",
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,

@@ -128,10 +128,6 @@ impl CheckoutService {
         Self { backend, payments }
     }
 
-    pub fn backend(&self) -> &Backend {
-        &self.backend
-    }
-
     /// Runs a write command exactly once per idempotency key.
     pub async fn execute(&self, call: &Call<'_>, command: Command) -> Reply {
         let key = &call.idempotency_key;

@@ -15,6 +15,15 @@ pub struct Blocked {
     pub address: std::net::IpAddr,
 }
 
+/// The name could not be resolved (no such name, or the resolver failed).
+#[derive(Debug, thiserror::Error)]
+#[error("{host} could not be resolved")]
+pub struct NameNotResolved {
+    pub host: String,
+    #[source]
+    pub cause: std::io::Error,
+}
+
 pub struct VettingResolver {
     pub policy: UrlPolicy,
 }
@@ -24,7 +33,13 @@ impl Resolve for VettingResolver {
         let policy = self.policy;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let looked_up = tokio::net::lookup_host((host.clone(), 0)).await;
+            let found: Vec<SocketAddr> = match looked_up {
+                Ok(found) => found.collect(),
+                Err(cause) => {
+                    return Err(Box::new(NameNotResolved { host, cause }) as Box<dyn std::error::Error + Send + Sync>);
+                }
+            };
             if let Some(bad) = found.iter().find(|a| !url_safety::address_allowed(a.ip(), policy)) {
                 let blocked = Blocked {
                     host,

@@ -1,7 +1,7 @@
 //! One delivery attempt: the URL checked again, the request sent, at most 64 KiB of the answer
 //! read, and the result classified for the attempt log and the retry decision.
 
-use crate::pinned_dns::Blocked;
+use crate::pinned_dns::{Blocked, NameNotResolved};
 use crate::request::WebhookRequest;
 use checkout::delivery_outcome::{self, ErrorClass, Outcome};
 use checkout::url_safety::{self, UrlPolicy};
@@ -38,18 +38,30 @@ fn truncate(mut bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn chain(err: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| e.source())
+/// The error and its causes. An `io::Error` is looked through: it hides the error it wraps
+/// from `source()` (TLS and resolver errors reach us wrapped in one).
+fn chain(err: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut causes = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        causes.push(e);
+        next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    causes
 }
 
+/// What kind of failure `err` is, from the types of its causes (not their wording).
 fn classify(err: &reqwest::Error) -> ErrorClass {
-    if chain(err).any(|e| e.is::<Blocked>()) {
-        return ErrorClass::Blocked;
-    }
-    let text: String = chain(err).map(|e| e.to_string().to_ascii_lowercase() + " | ").collect();
-    if text.contains("dns error") || text.contains("failed to lookup") {
+    let causes = chain(err);
+    let any = |test: fn(&(dyn std::error::Error + 'static)) -> bool| causes.iter().any(|e| test(*e));
+    if any(|e| e.is::<Blocked>()) {
+        ErrorClass::Blocked
+    } else if any(|e| e.is::<NameNotResolved>()) {
         ErrorClass::Dns
-    } else if text.contains("certificate") || text.contains("tls") {
+    } else if any(|e| e.is::<rustls::Error>()) {
         ErrorClass::Tls
     } else if err.is_timeout() {
         ErrorClass::Timeout

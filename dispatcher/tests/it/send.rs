@@ -194,3 +194,48 @@ async fn a_closed_port_is_a_connect_error() {
         "{result:?}"
     );
 }
+
+/// A receiver that does not speak TLS on an https:// URL: the handshake fails, a TLS error
+/// (the receiver's setup), not a connection error.
+#[tokio::test]
+async fn a_failed_handshake_is_a_tls_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut hello = [0u8; 512];
+            let _ = socket.read(&mut hello).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let (result, _) = deliver_to(&format!("https://127.0.0.1:{port}/ok"), LOCAL, Duration::from_secs(15)).await;
+    assert!(
+        matches!(
+            result.outcome,
+            Outcome::Retry {
+                class: ErrorClass::Tls,
+                ..
+            }
+        ),
+        "{result:?}"
+    );
+}
+
+/// A name that does not resolve is a DNS error.
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_a_dns_error() {
+    let (result, _) = deliver_to("https://nothing-here.invalid/ok", LOCAL, Duration::from_secs(15)).await;
+    assert!(
+        matches!(
+            result.outcome,
+            Outcome::Retry {
+                class: ErrorClass::Dns,
+                ..
+            }
+        ),
+        "{result:?}"
+    );
+}
