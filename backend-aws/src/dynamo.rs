@@ -787,7 +787,7 @@ impl EndpointStore for DynamoStore {
             }
             start = out.last_evaluated_key;
             if start.is_none() {
-                endpoints.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+                checkout::webhook_endpoint::sort_oldest_first(&mut endpoints);
                 return Ok(endpoints);
             }
         }

@@ -213,7 +213,9 @@ impl EndpointStore for EmbeddedStore {
     }
 
     async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        Ok(self.state.lock().endpoints.get(merchant).cloned().unwrap_or_default())
+        let mut endpoints = self.state.lock().endpoints.get(merchant).cloned().unwrap_or_default();
+        checkout::webhook_endpoint::sort_oldest_first(&mut endpoints);
+        Ok(endpoints)
     }
 
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError> {

@@ -66,6 +66,12 @@ pub struct WebhookEndpoint {
     pub revision: u64,
 }
 
+/// The order every store lists a merchant's endpoints in: oldest first (by creation time, then
+/// id), whatever order they were written or edited in.
+pub fn sort_oldest_first(endpoints: &mut [WebhookEndpoint]) {
+    endpoints.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+}
+
 impl WebhookEndpoint {
     pub fn new(merchant_id: MerchantId, url: String, now: Timestamp) -> Result<Self, getrandom::Error> {
         Ok(Self {

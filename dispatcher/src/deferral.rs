@@ -18,7 +18,11 @@ impl DeferralSlots {
     /// The delay until the slot reserved for one more delivery under `key`: no sooner than
     /// `earliest` from now, and `spacing` after the previous reservation.
     pub fn reserve(&self, key: &str, earliest: Duration, spacing: Duration) -> Duration {
-        let now = Instant::now();
+        self.reserve_at(Instant::now(), key, earliest, spacing)
+    }
+
+    /// [`DeferralSlots::reserve`] as seen at `now`.
+    fn reserve_at(&self, now: Instant, key: &str, earliest: Duration, spacing: Duration) -> Duration {
         let mut slots = self.next_free.lock();
         if slots.len() > PRUNE_ABOVE {
             slots.retain(|_, at| *at > now);
@@ -37,17 +41,18 @@ mod tests {
     #[test]
     fn deferred_deliveries_queue_up_at_the_rate() {
         let slots = DeferralSlots::default();
-        let spacing = Duration::from_millis(100);
-        let delays: Vec<Duration> = (0..4)
-            .map(|_| slots.reserve("mer_a", Duration::from_millis(50), spacing))
+        let (start, spacing, ms) = (Instant::now(), Duration::from_millis(100), Duration::from_millis);
+        // Four deliveries deferred 10 ms apart: each takes the next slot 100 ms after the last,
+        // counted from its own moment.
+        let delays: Vec<Duration> = (0..4u64)
+            .map(|i| slots.reserve_at(start + ms(10 * i), "mer_a", ms(50), spacing))
             .collect();
-        for pair in delays.windows(2) {
-            let gap = pair[1].saturating_sub(pair[0]);
-            assert!(gap >= Duration::from_millis(95), "{delays:?}");
-        }
-        assert!(delays[0] >= Duration::from_millis(45));
-        assert!(
-            slots.reserve("mer_b", Duration::ZERO, spacing) < Duration::from_millis(5),
+        assert_eq!(delays, vec![ms(50), ms(140), ms(230), ms(320)]);
+        // Once the slots have passed, the earliest wait applies again.
+        assert_eq!(slots.reserve_at(start + ms(1_000), "mer_a", ms(50), spacing), ms(50));
+        assert_eq!(
+            slots.reserve_at(start, "mer_b", Duration::ZERO, spacing),
+            Duration::ZERO,
             "other keys have their own slots"
         );
     }

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,18 +17,33 @@ const IN_FLIGHT: usize = 2;
 /// Events accepted before the kill.
 const ACCEPTED_BEFORE_KILL: usize = 400;
 
-fn start(data_dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_acp-local"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+/// Starts `acp-local` on a port of its own choosing (no port picked here and released for it,
+/// which another process could take meanwhile), and returns it with the address it printed.
+fn start(data_dir: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acp-local"))
+        .args(["--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--demo-api-key", KEY])
         .env("ACP_ALLOW_LOOPBACK_WEBHOOKS", "true")
         .env("DISPATCHER_MAX_IN_FLIGHT_PER_ENDPOINT", IN_FLIGHT.to_string())
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("acp-local exited before printing its address")
+            .unwrap();
+        if let Some((_, address)) = line.split_once(" on ") {
+            break address.trim().to_owned();
+        }
+    };
+    // The rest of its output (log lines) is read so the process never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, base)
 }
 
 async fn wait_until_listening(client: &reqwest::Client, base: &str) {
@@ -41,14 +57,6 @@ async fn wait_until_listening(client: &reqwest::Client, base: &str) {
         assert!(started.elapsed() < Duration::from_secs(20), "acp-local did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// How often each webhook-id arrived, counted as requests arrive.
@@ -113,10 +121,8 @@ async fn create(client: &reqwest::Client, base: &str, idempotency_key: &str) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_event_is_delivered_after_a_kill_9_and_a_restart() {
     let data_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut first = start(data_dir.path(), port);
+    let (mut first, base) = start(data_dir.path());
     wait_until_listening(&client, &base).await;
     let (hook, delivered, arrivals) = slow_receiver().await;
     let registered = client
@@ -167,7 +173,7 @@ async fn every_accepted_event_is_delivered_after_a_kill_9_and_a_restart() {
         accepted.len()
     );
 
-    let mut second = start(data_dir.path(), port);
+    let (mut second, base) = start(data_dir.path());
     wait_until_listening(&client, &base).await;
     let started = Instant::now();
     loop {

@@ -143,7 +143,7 @@ impl Harness {
     }
 }
 
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($case:ident),+ $(,)?) => {
         $(
             mod $case {
@@ -161,7 +161,7 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(
+on_every_backend!(
     every_event_is_published_once_in_order,
     records_out_of_order_or_twice_are_each_published,
     a_poison_record_is_reported_and_stops_the_batch,

@@ -23,6 +23,21 @@ pub async fn embedded() -> Backend {
     embedded_backend::EmbeddedStore::backend()
 }
 
+/// The durable store `acp-local` runs on by default, in a fresh folder.
+pub async fn durable() -> Backend {
+    let path = tempfile::tempdir().unwrap().keep().join("acp.db");
+    let db = std::sync::Arc::new(embedded_backend::Database::open(&path).unwrap());
+    let settings = embedded_backend::QueueConfig {
+        visibility_timeout: std::time::Duration::from_secs(60),
+        max_receive_count: 5,
+    };
+    let queue = embedded_backend::EmbeddedQueue::durable(settings, None, db.clone(), "order-updates").unwrap();
+    let store = embedded_backend::DurableStore::open(db, std::sync::Arc::new(queue))
+        .await
+        .unwrap();
+    Backend::from_one(std::sync::Arc::new(store))
+}
+
 pub async fn dynamodb() -> Backend {
     aws_backend::testkit::fresh_backend().await
 }
@@ -190,15 +205,22 @@ pub async fn expect(response: Response, status: u16) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
 }
 
-/// One test per backend for each scenario `async fn name(app: TestApp)`.
+/// One test per backend (in memory, durable, DynamoDB on moto) for each scenario
+/// `async fn name(app: TestApp)`.
 #[macro_export]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($scenario:ident),+ $(,)?) => {
         $(
             mod $scenario {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn embedded() {
                     let app = $crate::app::TestApp::spawn($crate::app::embedded().await).await;
+                    super::$scenario(app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn durable() {
+                    let app = $crate::app::TestApp::spawn($crate::app::durable().await).await;
                     super::$scenario(app).await;
                 }
 

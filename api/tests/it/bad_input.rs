@@ -1,11 +1,11 @@
 //! Bad input gets a flat ACP error that names the problem, and changes nothing.
 
 use crate::app::{TestApp, expect, shipping_details};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::schema::assert_error;
 use serde_json::{Value, json};
 
-on_both_backends!(
+on_every_backend!(
     bad_create_bodies_are_refused_and_store_nothing,
     bad_updates_leave_the_session_as_it_was,
     oversized_body_is_413,

@@ -1,11 +1,11 @@
 //! Racing writers over HTTP: nothing is lost or overwritten.
 
 use crate::app::{TestApp, expect};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use serde_json::json;
 use std::sync::Arc;
 
-on_both_backends!(fifty_concurrent_updates_of_one_session);
+on_every_backend!(fifty_concurrent_updates_of_one_session);
 
 async fn fifty_concurrent_updates_of_one_session(app: TestApp) {
     let app = Arc::new(app);

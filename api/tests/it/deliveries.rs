@@ -1,7 +1,7 @@
 //! The attempt log and replay, as merchants see them.
 
 use crate::app::{TestApp, add_merchant, expect};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::schema::assert_error;
 use checkout::attempt_log::AttemptStatus;
 use checkout::delivery_task::QueueMessage;
@@ -12,7 +12,7 @@ use checkout::testkit::attempt_record;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-on_both_backends!(
+on_every_backend!(
     attempts_are_listed_per_endpoint_and_per_event,
     replay_queues_what_the_endpoint_missed,
 );

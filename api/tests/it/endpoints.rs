@@ -1,13 +1,13 @@
 //! Webhook endpoints: CRUD, secret rotation, tenant isolation, and the URL rules (SSRF).
 
 use crate::app::{TestApp, add_merchant, expect};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::schema::assert_error;
 use checkout::ids::EndpointId;
 use checkout::url_safety::UrlPolicy;
 use serde_json::{Value, json};
 
-on_both_backends!(
+on_every_backend!(
     endpoint_lifecycle,
     rotation_keeps_the_old_secret_for_the_grace_period,
     endpoints_are_private_to_their_merchant,

@@ -2,7 +2,7 @@
 //! the server, and every response is checked against the specification's JSON Schema.
 
 use crate::app::{TestApp, expect};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::schema::assert_session;
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ fn example(name: &str) -> Value {
     all.get(name).cloned().unwrap_or_else(|| panic!("no example {name}"))
 }
 
-on_both_backends!(every_request_example_is_served);
+on_every_backend!(every_request_example_is_served);
 
 async fn post(app: &TestApp, path: &str, example_name: &str, status: u16) -> Value {
     let response = app.post(path, &example(example_name)).send().await.unwrap();

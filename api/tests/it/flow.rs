@@ -1,7 +1,7 @@
 //! Whole checkout flows through the API.
 
 use crate::app::{TestApp, expect, payment, shipping_details};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::schema::{assert_error, assert_session};
 use checkout::event::EventType;
 use checkout::ids::SessionId;
@@ -18,7 +18,7 @@ fn total(session: &Value) -> i64 {
         .unwrap()
 }
 
-on_both_backends!(
+on_every_backend!(
     create_update_complete_get,
     open_session_can_be_canceled_once,
     declined_payment_changes_nothing,

@@ -1,13 +1,13 @@
 //! ACP idempotency over HTTP: required key, replay, conflict, in-flight, 5xx never stored.
 
 use crate::app::{TestApp, add_merchant, expect, payment};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::schema::{assert_error, assert_session};
 use checkout::clock;
 use checkout::idempotency::{IdempotencyKey, fingerprint};
 use serde_json::json;
 
-on_both_backends!(
+on_every_backend!(
     key_is_required,
     key_longer_than_255_is_refused,
     same_key_same_body_replays,

@@ -1,12 +1,12 @@
 //! `acp-admin merchant create / rotate-key`: the new key works over HTTP, a rotated one does not.
 
 use crate::app::{TestApp, expect};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use api::onboarding::{self, NewMerchant, OnboardingError};
 use checkout::catalog::Catalog;
 use checkout::ids::MerchantId;
 
-on_both_backends!(a_created_merchant_can_call_the_api_until_its_key_is_rotated);
+on_every_backend!(a_created_merchant_can_call_the_api_until_its_key_is_rotated);
 
 async fn a_created_merchant_can_call_the_api_until_its_key_is_rotated(app: TestApp) {
     let id = MerchantId::parse(&format!("mer_{}", ulid::Ulid::new())).unwrap();

@@ -1,10 +1,10 @@
 //! A merchant sees only its own sessions: anyone else's is a 404, whatever the verb.
 
 use crate::app::{TestApp, add_merchant, expect, payment, shipping_details};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::schema::assert_error;
 
-on_both_backends!(other_merchants_sessions_do_not_exist);
+on_every_backend!(other_merchants_sessions_do_not_exist);
 
 async fn other_merchants_sessions_do_not_exist(app: TestApp) {
     let ready = app.ready().await;

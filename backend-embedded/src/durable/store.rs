@@ -516,11 +516,14 @@ impl EndpointStore for DurableStore {
     }
 
     async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        self.read_all(
-            "SELECT body FROM endpoints WHERE merchant_id = ?1 ORDER BY rowid",
-            vec![text(merchant.as_str())],
-        )
-        .await
+        let mut endpoints: Vec<WebhookEndpoint> = self
+            .read_all(
+                "SELECT body FROM endpoints WHERE merchant_id = ?1",
+                vec![text(merchant.as_str())],
+            )
+            .await?;
+        checkout::webhook_endpoint::sort_oldest_first(&mut endpoints);
+        Ok(endpoints)
     }
 
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError> {

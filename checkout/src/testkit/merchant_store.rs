@@ -140,3 +140,57 @@ pub async fn racing_endpoint_writers_lose_nothing(backend: &Backend) {
     }
     assert_eq!(stored.revision, 21);
 }
+
+/// A merchant's endpoints list oldest first (by creation time, then id) on every backend, an
+/// edit does not move one, a delete removes exactly one (once), and another merchant's
+/// endpoints are neither listed nor deletable.
+pub async fn endpoints_list_oldest_first_and_delete_once(backend: &Backend) {
+    let (m, other) = (merchant(), merchant());
+    let start = crate::clock::now();
+    let at = |seconds: i64| start + chrono::Duration::seconds(seconds);
+    let new = |created: i64| {
+        WebhookEndpoint::new(
+            m.id.clone(),
+            format!("https://hooks.example.com/{created}"),
+            at(created),
+        )
+        .unwrap()
+    };
+    // Stored out of creation order: the listing is by creation time, not by write.
+    let (second, first, third) = (new(1), new(0), new(2));
+    for e in [&second, &first, &third] {
+        backend.endpoints.put_endpoint(e).await.unwrap();
+    }
+    let foreign = WebhookEndpoint::new(other.id.clone(), "https://hooks.example.com/x".into(), at(0)).unwrap();
+    backend.endpoints.put_endpoint(&foreign).await.unwrap();
+    let ids = |list: Vec<WebhookEndpoint>| list.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let listed = ids(backend.endpoints.endpoints(&m.id).await.unwrap());
+    assert_eq!(listed, vec![first.id.clone(), second.id.clone(), third.id.clone()]);
+
+    let mut edited = backend.endpoints.endpoint(&m.id, &first.id).await.unwrap().unwrap();
+    edited.description = Some("edited".into());
+    backend.endpoints.put_endpoint(&edited).await.unwrap();
+    let listed = ids(backend.endpoints.endpoints(&m.id).await.unwrap());
+    assert_eq!(
+        listed,
+        vec![first.id.clone(), second.id.clone(), third.id.clone()],
+        "an edit keeps its place"
+    );
+
+    assert!(
+        !backend.endpoints.delete_endpoint(&m.id, &foreign.id).await.unwrap(),
+        "not this merchant's"
+    );
+    assert!(backend.endpoints.delete_endpoint(&m.id, &second.id).await.unwrap());
+    assert!(
+        !backend.endpoints.delete_endpoint(&m.id, &second.id).await.unwrap(),
+        "already gone"
+    );
+    let listed = ids(backend.endpoints.endpoints(&m.id).await.unwrap());
+    assert_eq!(listed, vec![first.id.clone(), third.id.clone()]);
+    assert_eq!(backend.endpoints.endpoint(&m.id, &second.id).await.unwrap(), None);
+    assert_eq!(
+        ids(backend.endpoints.endpoints(&other.id).await.unwrap()),
+        vec![foreign.id.clone()]
+    );
+}

@@ -79,6 +79,7 @@ macro_rules! backend_contract_tests {
             replacing_a_merchant_key_retires_the_old_one,
             a_stale_copy_is_refused_and_changes_nothing,
             racing_endpoint_writers_lose_nothing,
+            endpoints_list_oldest_first_and_delete_once,
             fifty_concurrent_api_updates_lose_nothing,
             idempotent_create_through_the_service,
             concurrent_completes_charge_once,
