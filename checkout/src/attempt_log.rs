@@ -16,6 +16,28 @@ pub const ORDER_WEBHOOK_TARGET: &str = "order_webhook";
 /// How long attempt records are kept.
 pub const RETENTION: chrono::Duration = chrono::Duration::days(30);
 
+/// Why a delivery ends without being delivered: stable codes stored with the attempt record
+/// and the dead letter, beside a message for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalCode {
+    /// The endpoint answered 410 Gone and was disabled.
+    Gone,
+    /// The retry schedule ran out.
+    Exhausted,
+    /// The endpoint failed without a success for too long and was disabled.
+    DisabledAfterFailures,
+    /// The endpoint is disabled: nothing was sent.
+    EndpointDisabled,
+    /// The request could not be built (the endpoint's secret or the event cannot be signed
+    /// or sent as they are).
+    Unsendable,
+    /// The queue message could not be read.
+    Unreadable,
+    /// The queue itself moved the message after too many receives.
+    MovedByQueue,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
@@ -58,9 +80,13 @@ pub struct AttemptRecord {
         with = "crate::clock::optional_rfc3339_serde"
     )]
     pub next_attempt_at: Option<Timestamp>,
-    /// Why there will be no further attempt after a failure (e.g. exhausted, HTTP 410).
+    /// Why there will be no further attempt after a failure, for people (e.g. "exhausted after
+    /// 8 attempts").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_reason: Option<String>,
+    /// The same as a stable code, for code (records written before the codes have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_code: Option<FinalCode>,
     /// This was the last attempt and the delivery went to the dead-letter queue.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dead_lettered: bool,
@@ -70,6 +96,12 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
+    /// Marks this as the last attempt of its delivery, for `code`, explained by `message`.
+    pub fn end(&mut self, code: FinalCode, message: impl Into<String>) {
+        self.final_code = Some(code);
+        self.final_reason = Some(message.into());
+    }
+
     pub fn delivered(&self) -> bool {
         self.status == AttemptStatus::Succeeded
     }

@@ -9,6 +9,7 @@
 //! The dead-letter queue holds [`DeadLetter`]s: why and after how many attempts, and the message
 //! that a redrive puts back on the queue.
 
+use crate::attempt_log::FinalCode;
 use crate::clock::Timestamp;
 use crate::event::EventType;
 use crate::ids::{EventId, MerchantId, SessionId};
@@ -124,7 +125,11 @@ impl<'a> QueueMessage<'a> {
 /// A message the dispatcher gave up on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// Why, for people.
     pub reason: String,
+    /// Why, as a stable code (letters written before the codes have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<FinalCode>,
     pub attempts: u32,
     #[serde(with = "crate::clock::rfc3339_serde")]
     pub at: Timestamp,
@@ -145,6 +150,7 @@ impl DeadLetter {
     pub fn read(body: &str, at: Timestamp) -> Self {
         serde_json::from_str(body).unwrap_or_else(|_| Self {
             reason: "moved by the queue after too many receives".to_owned(),
+            code: Some(FinalCode::MovedByQueue),
             attempts: 0,
             at,
             target: None,
@@ -197,8 +203,10 @@ mod tests {
         let now = crate::clock::now();
         let letter = DeadLetter::read("raw body", now);
         assert_eq!(letter.message, "raw body");
+        assert_eq!(letter.code, Some(FinalCode::MovedByQueue));
         let ours = DeadLetter {
             reason: "exhausted".into(),
+            code: Some(FinalCode::Exhausted),
             attempts: 10,
             at: now,
             target: Some("we_1".into()),
@@ -207,5 +215,11 @@ mod tests {
             message: "{}".into(),
         };
         assert_eq!(DeadLetter::read(&ours.to_body(), now), ours);
+        assert!(ours.to_body().contains(r#""code":"exhausted""#), "{}", ours.to_body());
+        // A letter written before the codes reads back without one.
+        let mut old: serde_json::Value = serde_json::from_str(&ours.to_body()).unwrap();
+        old.as_object_mut().unwrap().remove("code");
+        let read = DeadLetter::read(&old.to_string(), now);
+        assert_eq!((read.code, read.reason.as_str()), (None, "exhausted"));
     }
 }

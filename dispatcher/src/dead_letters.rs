@@ -2,6 +2,7 @@
 //! queue once the cause is fixed. A redriven delivery starts a new series of attempts after the
 //! ones already made, through the same rate limits, with the same `webhook-id`.
 
+use checkout::attempt_log::FinalCode;
 use checkout::clock;
 use checkout::delivery_task::{DeadLetter, EventHead, TaskMessage};
 use checkout::ports::{DeliveryQueue, PipelineError};
@@ -55,18 +56,31 @@ pub async fn redrive(
     Ok(moved)
 }
 
+/// Why a delivery is put on the dead-letter queue.
+pub struct Burial<'a> {
+    pub target: &'a str,
+    pub attempts: u32,
+    pub code: FinalCode,
+    pub reason: &'a str,
+}
+
 /// Puts an exhausted delivery on the dead-letter queue: why, after how many attempts, and the
 /// task a redrive sends to start a new series after those attempts.
 pub async fn bury(
     dead_letters: &dyn DeliveryQueue,
     head: &EventHead,
     raw: &RawValue,
-    target: &str,
-    attempts: u32,
-    reason: &str,
+    burial: Burial<'_>,
 ) -> Result<(), PipelineError> {
+    let Burial {
+        target,
+        attempts,
+        code,
+        reason,
+    } = burial;
     let letter = DeadLetter {
         reason: reason.to_owned(),
+        code: Some(code),
         attempts,
         at: clock::now(),
         target: Some(target.to_owned()),

@@ -10,7 +10,7 @@ use crate::request::{self, WebhookRequest};
 use crate::send::{self, AttemptResult};
 use crate::targets::Target;
 use bytes::Bytes;
-use checkout::attempt_log::{AttemptRecord, AttemptStatus};
+use checkout::attempt_log::{AttemptRecord, AttemptStatus, FinalCode};
 use checkout::clock::{self, Timestamp};
 use checkout::delivery_outcome::{ErrorClass, Outcome};
 use checkout::delivery_task::{DeliveryTask, EventHead};
@@ -182,7 +182,11 @@ impl Deliverer {
         let attempt = match next_step(latest.as_ref(), series, clock::now()) {
             Next::Attempt(n) => n,
             Next::NotYet(wait) => return PairResult::Wait(wait, WaitReason::Retry),
-            Next::DeadLetter(attempt) => return self.send_dead_letter(pair, attempt, "exhausted").await,
+            Next::DeadLetter(attempt) => {
+                return self
+                    .send_dead_letter(pair, attempt, FinalCode::Exhausted, "exhausted")
+                    .await;
+            }
             Next::Nothing => return PairResult::Done,
         };
         if target.endpoint().is_some_and(|e| !e.enabled) {
@@ -216,7 +220,11 @@ impl Deliverer {
         let started = clock::now();
         let request = match build_request(pair, attempt, started) {
             Ok(request) => request,
-            Err(reason) => return self.give_up(pair, attempt, started, None, reason).await,
+            Err(reason) => {
+                return self
+                    .give_up(pair, attempt, started, None, FinalCode::Unsendable, reason)
+                    .await;
+            }
         };
         let result = send::attempt(&self.client, request, self.settings.policy, started.timestamp()).await;
         drop(permit);
@@ -252,7 +260,7 @@ impl Deliverer {
                     status = 410,
                     "the endpoint answered 410 Gone"
                 );
-                record.final_reason = Some("the endpoint answered 410 Gone and was disabled".to_owned());
+                record.end(FinalCode::Gone, "the endpoint answered 410 Gone and was disabled");
                 let stored = self.store(pair, &record).await;
                 self.health
                     .disable(target, "the endpoint answered 410 Gone", started)
@@ -268,10 +276,12 @@ impl Deliverer {
                 let told_when = pushback.retry_after.is_some();
                 let Some(wait) = self.retry_delay(made, pushback) else {
                     let reason = format!("exhausted after {made} attempts");
-                    return self.give_up(pair, attempt, started, Some(result), reason).await;
+                    return self
+                        .give_up(pair, attempt, started, Some(result), FinalCode::Exhausted, reason)
+                        .await;
                 };
                 if let Some(reason) = self.health.note_failure(target, started).await {
-                    record.final_reason = Some(reason);
+                    record.end(FinalCode::DisabledAfterFailures, reason);
                     return self.store(pair, &record).await;
                 }
                 // The schedule counts from the attempt's start (a timed-out attempt ends long
@@ -319,22 +329,29 @@ impl Deliverer {
         attempt: u32,
         at: Timestamp,
         result: Option<AttemptResult>,
+        code: FinalCode,
         reason: String,
     ) -> PairResult {
         let mut record = attempt_record(pair, attempt, at, result.as_ref());
-        record.final_reason = Some(reason.clone());
+        record.end(code, reason.clone());
         record.dead_lettered = true;
         self.metrics.exhausted(&pair.head.merchant_id);
         warn!(endpoint_id = pair.target.name(), attempt, reason, "delivery exhausted");
         match self.store(pair, &record).await {
-            PairResult::Done => self.send_dead_letter(pair, attempt, &reason).await,
+            PairResult::Done => self.send_dead_letter(pair, attempt, code, &reason).await,
             other => other,
         }
     }
 
-    async fn send_dead_letter(&self, pair: Pair<'_>, attempts: u32, reason: &str) -> PairResult {
+    async fn send_dead_letter(&self, pair: Pair<'_>, attempts: u32, code: FinalCode, reason: &str) -> PairResult {
         let Pair { head, raw, target, .. } = pair;
-        match dead_letters::bury(self.dead_letters.as_ref(), head, raw, target.name(), attempts, reason).await {
+        let letter = dead_letters::Burial {
+            target: target.name(),
+            attempts,
+            code,
+            reason,
+        };
+        match dead_letters::bury(self.dead_letters.as_ref(), head, raw, letter).await {
             Ok(()) => PairResult::Done,
             Err(err) => {
                 warn!(endpoint_id = target.name(), error = %err, "could not reach the dead-letter queue");
@@ -351,7 +368,7 @@ impl Deliverer {
     async fn skip(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
         let mut record = attempt_record(pair, attempt, clock::now(), None);
         record.status = AttemptStatus::Skipped;
-        record.final_reason = Some("the endpoint is disabled".to_owned());
+        record.end(FinalCode::EndpointDisabled, "the endpoint is disabled");
         info!(
             endpoint_id = pair.target.name(),
             attempt, "skipped: the endpoint is disabled"
@@ -448,6 +465,7 @@ fn attempt_record(pair: Pair<'_>, attempt: u32, at: Timestamp, result: Option<&A
         snippet: result.map(|r| r.snippet.clone()).unwrap_or_default(),
         next_attempt_at: None,
         final_reason: None,
+        final_code: None,
         dead_lettered: false,
         replay: series.replay || series.first_attempt > 1,
     }

@@ -22,6 +22,7 @@ use crate::in_progress::InProgress;
 use crate::metrics::{DeliveryCounts, Metrics};
 use crate::targets::{Target, TargetReader};
 use bytes::Bytes;
+use checkout::attempt_log::FinalCode;
 use checkout::clock;
 use checkout::delivery_task::{DeadLetter, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
 use checkout::event::EventType;
@@ -516,6 +517,7 @@ impl Dispatcher {
         warn!(message_id = %incoming.message_id, error = %err, "unreadable message goes to the dead-letter queue");
         let letter = DeadLetter {
             reason: err.to_string(),
+            code: Some(FinalCode::Unreadable),
             attempts: 0,
             at: clock::now(),
             target: None,

@@ -24,6 +24,7 @@ pub fn attempt_record(target: &str, event: &Event, attempt: u32) -> AttemptRecor
         snippet: "oops".to_owned(),
         next_attempt_at: Some(clock::now() + chrono::Duration::seconds(5)),
         final_reason: None,
+        final_code: None,
         dead_lettered: false,
         replay: false,
     }

@@ -3,7 +3,7 @@
 //! is 50 ms and "at least 60 s after a 429" is 600 ms.
 
 use crate::common::{Answer, Kind, Rig, test_config};
-use checkout::attempt_log::AttemptStatus;
+use checkout::attempt_log::{AttemptStatus, FinalCode};
 use checkout::delivery_outcome::ErrorClass;
 use checkout::delivery_task::DeadLetter;
 use dispatcher::Disposition;
@@ -108,7 +108,11 @@ async fn gone_disables_the_endpoint(kind: Kind) {
     let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].next_attempt_at, None);
-    assert!(log[0].final_reason.as_deref().unwrap().contains("410"));
+    assert_eq!(log[0].final_code, Some(FinalCode::Gone));
+    assert!(
+        log[0].final_reason.as_deref().unwrap().contains("410"),
+        "and says so to people"
+    );
 
     let later = rig.publish().await;
     rig.run_for(Duration::from_millis(500)).await;
@@ -191,13 +195,8 @@ async fn exhausted_goes_to_the_dead_letter_queue_and_redrive_delivers(kind: Kind
     assert_eq!(log.len(), 3);
     assert!(log[2].dead_lettered);
     assert_eq!(log[2].next_attempt_at, None);
-    assert!(
-        log[2]
-            .final_reason
-            .as_deref()
-            .unwrap()
-            .contains("exhausted after 3 attempts")
-    );
+    assert_eq!(log[2].final_code, Some(FinalCode::Exhausted));
+    assert_eq!(log[2].final_reason.as_deref(), Some("exhausted after 3 attempts"));
 
     let letters = dispatcher::dead_letters::list(rig.dead_letters.as_ref(), 10)
         .await
@@ -205,6 +204,7 @@ async fn exhausted_goes_to_the_dead_letter_queue_and_redrive_delivers(kind: Kind
     assert_eq!(letters.len(), 1);
     let letter: &DeadLetter = &letters[0];
     assert_eq!(letter.attempts, 3);
+    assert_eq!(letter.code, Some(FinalCode::Exhausted));
     assert_eq!(letter.event_id.as_ref(), Some(&e.id));
     assert_eq!(letter.target.as_deref(), Some(rig.endpoint.id.as_str()));
 
@@ -377,7 +377,7 @@ async fn an_endpoint_failing_without_success_is_disabled(kind: Kind) {
     let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
     assert_eq!(log.len(), 2);
     assert_eq!(log[1].next_attempt_at, None);
-    assert!(log[1].final_reason.as_deref().unwrap().contains("disabled"));
+    assert_eq!(log[1].final_code, Some(FinalCode::DisabledAfterFailures));
 }
 
 async fn a_success_clears_the_failing_streak(kind: Kind) {

@@ -21,6 +21,7 @@ fn run(args: &[&str], queue_url: &str, dlq_url: &str) -> String {
 fn exhausted_letter() -> DeadLetter {
     DeadLetter {
         reason: "exhausted after 10 attempts".into(),
+        code: Some(checkout::attempt_log::FinalCode::Exhausted),
         attempts: 10,
         at: checkout::clock::now(),
         target: Some("we_1".into()),
@@ -44,6 +45,7 @@ async fn operators_list_and_redrive_dead_letters() {
     let listed = run(&["dlq", "list"], queue_url, dlq_url);
     let read: DeadLetter = serde_json::from_str(listed.trim()).unwrap();
     assert_eq!(read.reason, letter.reason);
+    assert_eq!(read.code, letter.code);
     assert_eq!(read.attempts, 10);
 
     let redriven = run(&["dlq", "redrive"], queue_url, dlq_url);
