@@ -1,0 +1,4 @@
+//! The backend-aws crate's integration tests, in one binary.
+
+mod contract;
+mod pipeline;

@@ -1,0 +1,6 @@
+//! The local crate's integration tests, in one binary.
+
+mod e2e_script;
+mod pipeline;
+mod restart;
+mod stack;
