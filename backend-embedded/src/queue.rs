@@ -118,6 +118,12 @@ fn instant_of(wall_clock_ms: i64) -> Instant {
     Instant::now() + Duration::from_millis(u64::try_from(wait).unwrap_or(0))
 }
 
+/// The body of an entry whose event cannot be read (damaged, or gone): still received, so the
+/// dispatcher sets it aside as unreadable, and its dead letter names the event's position.
+fn unreadable_event(position: i64, err: &StoreError) -> String {
+    serde_json::json!({ "unreadable_event": { "position": position, "error": err.to_string() } }).to_string()
+}
+
 impl EmbeddedQueue {
     pub fn new(config: QueueConfig, dead_letters: Option<Arc<EmbeddedQueue>>) -> Self {
         Self {
@@ -136,29 +142,37 @@ impl EmbeddedQueue {
         db: Arc<Database>,
         name: &str,
     ) -> Result<Self, StoreError> {
-        type Row = (i64, String, Value, String, i64, i64);
+        type Row = (i64, String, Value, String, i64, i64, Option<i64>);
         let rows: Vec<Row> = db.read_blocking(|conn| {
             // An event's entry holds no body: its bytes are the event's row.
             let mut statement = conn.prepare(
-                "SELECT m.seq, m.id, COALESCE(e.body, m.body), m.attributes, m.visible_at_ms, m.receive_count \
+                "SELECT m.seq, m.id, CASE WHEN m.event_position IS NULL THEN m.body ELSE e.body END, \
+                 m.attributes, m.visible_at_ms, m.receive_count, m.event_position \
                  FROM messages m LEFT JOIN events e ON e.position = m.event_position \
                  WHERE m.queue = ?1 ORDER BY m.seq",
             )?;
             let rows = statement.query_map([name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })?;
             rows.collect()
         })?;
         let mut messages = Messages::default();
-        for (seq, id, stored, attributes, visible_at_ms, receive_count) in rows {
-            // An event's entry whose event cannot be read is still received, empty: the
-            // dispatcher sets an unreadable body aside.
-            let body = match stored {
-                Value::Text(body) => body,
-                event => event_row::json(event).unwrap_or_else(|err| {
-                    tracing::error!(queue = name, message_id = %id, error = %err, "unreadable event of a queue entry");
-                    String::new()
+        for (seq, id, stored, attributes, visible_at_ms, receive_count, position) in rows {
+            let body = match (stored, position) {
+                (Value::Text(body), _) => body,
+                (event, Some(position)) => event_row::json(event).unwrap_or_else(|err| {
+                    tracing::error!(queue = name, message_id = %id, position, error = %err, "unreadable event of a queue entry");
+                    unreadable_event(position, &err)
                 }),
+                (_, None) => String::new(),
             };
             // Attributes only help subscribers filter; a message whose attributes cannot be read
             // is still delivered, without them.

@@ -49,9 +49,13 @@ pub fn compress(
             Effort::Smallest => (0, Compression::best()),
             Effort::Fastest => (1, Compression::fast()),
         };
-        let deflate = deflaters[slot].get_or_insert_with(|| Compress::new(level, false));
+        // Taken out for the call and put back only after a whole stream: one abandoned midway
+        // (an error) may keep state a reset does not clear, so it is dropped instead.
+        let mut deflate = deflaters[slot].take().unwrap_or_else(|| Compress::new(level, false));
         deflate.reset();
-        compress_with(deflate, bytes, dictionary, prefix)
+        let compressed = compress_with(&mut deflate, bytes, dictionary, prefix)?;
+        deflaters[slot] = Some(deflate);
+        Ok(compressed)
     })
 }
 
@@ -75,12 +79,14 @@ fn compress_with(
     }
 }
 
-/// The bytes `compressed` holds, refused once they pass `max`.
+/// The bytes `compressed` holds, refused if they are more than `max`.
 pub fn decompress(compressed: &[u8], dictionary: Option<&[u8]>, max: usize) -> Result<Vec<u8>, DeflateError> {
     INFLATER.with_borrow_mut(|inflater| {
-        let inflate = inflater.get_or_insert_with(|| Decompress::new(false));
+        let mut inflate = inflater.take().unwrap_or_else(|| Decompress::new(false));
         inflate.reset(false);
-        decompress_with(inflate, compressed, dictionary, max)
+        let decompressed = decompress_with(&mut inflate, compressed, dictionary, max)?;
+        *inflater = Some(inflate);
+        Ok(decompressed)
     })
 }
 
@@ -97,12 +103,13 @@ fn decompress_with(
     loop {
         let consumed = inflate.total_in() as usize;
         match inflate.decompress_vec(&compressed[consumed..], &mut out, FlushDecompress::Finish)? {
+            _ if out.len() > max => return Err(DeflateError::TooLarge(max)),
             Status::StreamEnd => return Ok(out),
-            _ if out.len() >= max => return Err(DeflateError::TooLarge(max)),
             _ if inflate.total_in() as usize == compressed.len() && out.len() < out.capacity() => {
                 return Err(DeflateError::Truncated);
             }
-            _ => out.reserve(out.capacity()),
+            // Room for at most one byte past `max`: enough to tell it was passed.
+            _ => out.reserve(out.capacity().min(max + 1 - out.len()).max(1)),
         }
     }
 }
@@ -126,6 +133,15 @@ mod tests {
             assert_eq!(decompress(&plain, None, 1024).unwrap(), text);
             assert_eq!(decompress(&primed, Some(dictionary), 1024).unwrap(), text);
             assert!(decompress(&primed, None, 1024).is_err(), "needs its dictionary");
+            assert!(
+                matches!(decompress(&plain, None, text.len() - 1), Err(DeflateError::TooLarge(_))),
+                "a byte over the limit is refused"
+            );
+            assert_eq!(
+                decompress(&plain, None, text.len()).unwrap(),
+                text,
+                "exactly the limit is not"
+            );
         }
     }
 }

@@ -40,6 +40,10 @@ impl Resolve for VettingResolver {
                     return Err(Box::new(NameNotResolved { host, cause }) as Box<dyn std::error::Error + Send + Sync>);
                 }
             };
+            if found.is_empty() {
+                let cause = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses");
+                return Err(Box::new(NameNotResolved { host, cause }));
+            }
             if let Some(bad) = found.iter().find(|a| !url_safety::address_allowed(a.ip(), policy)) {
                 let blocked = Blocked {
                     host,

@@ -43,7 +43,8 @@ fn truncate(mut bytes: Vec<u8>) -> String {
 fn chain(err: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
     let mut causes = Vec::new();
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = next {
+    // Bounded, should some error's source() ever lead back to itself.
+    while let Some(e) = next.filter(|_| causes.len() < 32) {
         causes.push(e);
         next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),

@@ -403,6 +403,9 @@ fn restart_long_log(conn: &Connection, postponed: Option<Postponed>) -> Option<P
     };
     match restarted {
         Ok((0, _)) => None,
+        // The checkpointer's own pass holds the checkpoint lock (SQLite takes it without
+        // waiting): it ends within its pass, so the next commit tries again, not a second later.
+        Ok((_, -1)) => postponed,
         Ok(_) => {
             warn!(
                 pages,

@@ -257,8 +257,6 @@ fn finish_claim(conn: &Connection, claims: &Claims, done: &Completion) -> Result
     put_idempotency_record(conn, &key, &done.record())
 }
 
-/// After the reply is on disk, the claim is no longer needed: a new request with the key now
-/// finds the reply.
 /// A claim taken in memory and not yet handed to its caller: dropped, it lets go of the claim.
 struct PendingClaim<'a> {
     claims: &'a Claims,
@@ -279,6 +277,8 @@ impl Drop for PendingClaim<'_> {
     }
 }
 
+/// After the reply is on disk, the claim is no longer needed: a new request with the key now
+/// finds the reply.
 fn forget_claim(claims: &Claims, (key, token): &(String, String)) {
     let mut claims = claims.lock();
     if holds_claim(&claims, key, token) {

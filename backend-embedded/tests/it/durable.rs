@@ -38,6 +38,18 @@ fn queues(db: &Arc<Database>) -> (Arc<EmbeddedQueue>, Arc<EmbeddedQueue>) {
     (queue, dead_letters)
 }
 
+/// Receives `queue`'s one message, without deleting it, until the queue moves it to
+/// `dead_letters`.
+async fn receive_until_dead_lettered(queue: &EmbeddedQueue, dead_letters: &EmbeddedQueue) {
+    for _ in 0..MAX_RECEIVES {
+        let got = queue.receive(1, VISIBILITY * 3).await.unwrap();
+        assert_eq!(got.len(), 1);
+        queue.set_visibility(&got[0].receipt, Duration::ZERO).await.unwrap();
+    }
+    assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(dead_letters.len(), 1);
+}
+
 /// The store on the database at `path`, and the queue its events go on.
 async fn store_at(path: &Path) -> (DurableStore, Arc<EmbeddedQueue>) {
     let db = open(path);
@@ -155,13 +167,7 @@ mod restart {
             let db = open(&path);
             let (queue, dead_letters) = queues(&db);
             queue.send("poison", Duration::ZERO).await.unwrap();
-            for _ in 0..MAX_RECEIVES {
-                let got = queue.receive(1, VISIBILITY * 3).await.unwrap();
-                assert_eq!(got.len(), 1);
-                queue.set_visibility(&got[0].receipt, Duration::ZERO).await.unwrap();
-            }
-            assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
-            assert_eq!(dead_letters.len(), 1);
+            receive_until_dead_lettered(&queue, &dead_letters).await;
         }
         let db = open(&path);
         let (queue, dead_letters) = queues(&db);
@@ -542,6 +548,42 @@ mod outbox {
         assert_eq!(queued_events(&received), vec![first]);
     }
 
+    /// An entry whose event cannot be read after a restart (its row damaged, or gone) is still
+    /// received, with a body that names the event's position, so the dead letter the
+    /// dispatcher makes of it says which event it was.
+    #[tokio::test]
+    async fn an_entry_whose_event_is_damaged_or_gone_names_its_position() {
+        let path = fresh_path();
+        let merchant = merchant();
+        let (damaged, gone) = (event(&merchant, None, 1), event(&merchant, None, 1));
+        {
+            let (store, _) = store_at(&path).await;
+            store.append(&damaged, None).await.unwrap();
+            store.append(&gone, None).await.unwrap();
+        }
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute(
+            "UPDATE events SET body = x'01deadbeef' WHERE session_id = ?1",
+            [damaged.session_id.as_str()],
+        )
+        .unwrap();
+        raw.execute("DELETE FROM events WHERE session_id = ?1", [gone.session_id.as_str()])
+            .unwrap();
+        drop(raw);
+        let db = open(&path);
+        let (queue, _) = queues(&db);
+        let received = queue.receive(10, Duration::ZERO).await.unwrap();
+        let bodies: Vec<serde_json::Value> = received
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect();
+        let positions: Vec<Option<i64>> = bodies
+            .iter()
+            .map(|b| b["unreadable_event"]["position"].as_i64())
+            .collect();
+        assert_eq!(positions, vec![Some(1), Some(2)], "{bodies:?}");
+    }
+
     /// An event's entry moved to the dead-letter queue is still a reference to the event's
     /// row, and still reads as the event after a restart.
     #[tokio::test]
@@ -554,13 +596,7 @@ mod outbox {
             let (queue, dead_letters) = queues(&db);
             let store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
             store.append(&first, None).await.unwrap();
-            for _ in 0..MAX_RECEIVES {
-                let got = queue.receive(1, VISIBILITY * 3).await.unwrap();
-                assert_eq!(got.len(), 1);
-                queue.set_visibility(&got[0].receipt, Duration::ZERO).await.unwrap();
-            }
-            assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
-            assert_eq!(dead_letters.len(), 1);
+            receive_until_dead_lettered(&queue, &dead_letters).await;
         }
         let db = open(&path);
         let (queue, dead_letters) = queues(&db);

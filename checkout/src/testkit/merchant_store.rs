@@ -158,14 +158,30 @@ pub async fn endpoints_list_oldest_first_and_delete_once(backend: &Backend) {
     };
     // Stored out of creation order: the listing is by creation time, not by write.
     let (second, first, third) = (new(1), new(0), new(2));
-    for e in [&second, &first, &third] {
+    // Created in the same instant: the id decides.
+    let mut twins = [new(3), new(3)];
+    twins.sort_by(|a, b| b.id.cmp(&a.id));
+    for e in [&second, &twins[0], &first, &twins[1], &third] {
         backend.endpoints.put_endpoint(e).await.unwrap();
     }
     let foreign = WebhookEndpoint::new(other.id.clone(), "https://hooks.example.com/x".into(), at(0)).unwrap();
     backend.endpoints.put_endpoint(&foreign).await.unwrap();
     let ids = |list: Vec<WebhookEndpoint>| list.into_iter().map(|e| e.id).collect::<Vec<_>>();
     let listed = ids(backend.endpoints.endpoints(&m.id).await.unwrap());
-    assert_eq!(listed, vec![first.id.clone(), second.id.clone(), third.id.clone()]);
+    let (low, high) = (twins[1].id.clone(), twins[0].id.clone());
+    assert_eq!(
+        listed,
+        vec![
+            first.id.clone(),
+            second.id.clone(),
+            third.id.clone(),
+            low.clone(),
+            high.clone()
+        ]
+    );
+    for twin in &twins {
+        assert!(backend.endpoints.delete_endpoint(&m.id, &twin.id).await.unwrap());
+    }
 
     let mut edited = backend.endpoints.endpoint(&m.id, &first.id).await.unwrap().unwrap();
     edited.description = Some("edited".into());
