@@ -11,7 +11,9 @@ impl Resolver for SystemResolver {
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, PipelineError> {
         let addresses = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| PipelineError(format!("{host}: {e}")))?;
+            .map_err(|_| PipelineError::NotFound {
+                what: format!("host {host}"),
+            })?;
         Ok(addresses.map(|a| a.ip()).collect())
     }
 }

@@ -8,9 +8,7 @@ use checkout::ports::{DeliveryQueue, MAX_MESSAGE_BYTES, PipelineError, Publisher
 use std::collections::HashMap;
 use std::time::Duration;
 
-fn pipeline_error<E: std::error::Error>(err: E) -> PipelineError {
-    PipelineError(aws_sdk_sqs::error::DisplayErrorContext(err).to_string())
-}
+use crate::error::pipeline_error;
 
 /// Most entries SNS takes in one `PublishBatch`.
 const PUBLISH_BATCH: usize = 10;
@@ -32,9 +30,9 @@ impl SnsPublisher {
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(pipeline_error)
+                .map_err(|e| PipelineError::invalid(e.to_string()))
         };
-        let body = serde_json::to_string(event).map_err(pipeline_error)?;
+        let body = serde_json::to_string(event).map_err(PipelineError::unavailable)?;
         let attributes = [
             ("merchant_id", event.merchant_id.as_str()),
             ("event_type", event.kind.as_str()),
@@ -48,7 +46,7 @@ impl SnsPublisher {
         for (name, value) in attributes {
             entry = entry.message_attributes(name, attribute(value)?);
         }
-        Ok((entry.build().map_err(pipeline_error)?, size))
+        Ok((entry.build().map_err(|e| PipelineError::invalid(e.to_string()))?, size))
     }
 
     /// Sends one `PublishBatch` of (index, entry) and records each entry's result.
@@ -70,14 +68,14 @@ impl SnsPublisher {
                 for failed in out.failed() {
                     if let Some(i) = failed.id().parse::<usize>().ok().filter(|i| indexes.contains(i)) {
                         let reason = failed.message().unwrap_or(failed.code());
-                        results[i] = Err(PipelineError(reason.to_owned()));
+                        results[i] = Err(PipelineError::invalid(reason));
                     }
                 }
             }
             Err(err) => {
-                let message = pipeline_error(err).0;
+                let failed = pipeline_error(err);
                 for i in indexes {
-                    results[i] = Err(PipelineError(message.clone()));
+                    results[i] = Err(failed.clone());
                 }
             }
         }
@@ -101,9 +99,11 @@ impl Publisher for SnsPublisher {
                 }
             };
             if size > MAX_MESSAGE_BYTES {
-                results[i] = Err(PipelineError(format!(
-                    "the event is {size} bytes; SNS publishes at most {MAX_MESSAGE_BYTES}"
-                )));
+                results[i] = Err(PipelineError::TooLarge {
+                    what: "event",
+                    size,
+                    limit: MAX_MESSAGE_BYTES,
+                });
                 continue;
             }
             if batch.len() == PUBLISH_BATCH || batch_bytes + size > MAX_MESSAGE_BYTES {
@@ -150,10 +150,11 @@ impl DeliveryQueue for SqsQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<(), PipelineError> {
         if body.len() > MAX_MESSAGE_BYTES {
             // SQS refuses it; moto does not.
-            return Err(PipelineError(format!(
-                "the message is {} bytes; SQS takes at most {MAX_MESSAGE_BYTES}",
-                body.len()
-            )));
+            return Err(PipelineError::TooLarge {
+                what: "message",
+                size: body.len(),
+                limit: MAX_MESSAGE_BYTES,
+            });
         }
         self.client
             .send_message()
@@ -224,7 +225,7 @@ impl DeliveryQueue for SqsQueue {
         // Refused here as SQS would, so a caller asking for it fails in every test, not only on
         // AWS (the dispatcher asks for at most 11 h at a time).
         if timeout > MAX_VISIBILITY {
-            return Err(PipelineError(format!(
+            return Err(PipelineError::invalid(format!(
                 "a visibility timeout of {} s is over SQS's limit of {} s",
                 timeout.as_secs(),
                 MAX_VISIBILITY.as_secs()
@@ -275,7 +276,9 @@ pub async fn create_pipeline(
         .await
         .map_err(pipeline_error)?
         .topic_arn
-        .ok_or_else(|| PipelineError("no topic ARN".to_owned()))?;
+        .ok_or_else(|| PipelineError::NotFound {
+            what: "the created topic's ARN".to_owned(),
+        })?;
     let dead_letter_queue_url = create_queue(sqs, &format!("{env}-order-updates-dlq"), HashMap::new()).await?;
     let dlq_arn = queue_arn(sqs, &dead_letter_queue_url).await?;
     let redrive = serde_json::json!({
@@ -320,7 +323,9 @@ async fn create_queue(
         .await
         .map_err(pipeline_error)?
         .queue_url
-        .ok_or_else(|| PipelineError(format!("no URL for queue {name}")))
+        .ok_or_else(|| PipelineError::NotFound {
+            what: format!("the URL of queue {name}"),
+        })
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, PipelineError> {
@@ -332,5 +337,7 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, Pipel
         .map_err(pipeline_error)?
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .ok_or_else(|| PipelineError(format!("no ARN for queue {url}")))
+        .ok_or_else(|| PipelineError::NotFound {
+            what: format!("the ARN of queue {url}"),
+        })
 }

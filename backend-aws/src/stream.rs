@@ -18,13 +18,8 @@ use std::time::{Duration, Instant};
 /// How often the shard list is described when no shard has ended.
 const DESCRIBE_EVERY: Duration = Duration::from_secs(60);
 
-fn stream_error<E: std::error::Error>(err: E) -> PipelineError {
-    PipelineError(aws_sdk_dynamodbstreams::error::DisplayErrorContext(err).to_string())
-}
-
-fn dynamo_error<E: std::error::Error>(err: E) -> PipelineError {
-    PipelineError(aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())
-}
+use crate::error::pipeline_error as stream_error;
+use crate::error::pipeline_error as dynamo_error;
 
 /// Whether the shard list must be described again.
 fn must_describe(last: Option<Instant>, a_shard_ended: bool, now: Instant) -> bool {
@@ -64,10 +59,13 @@ impl StreamReader {
             .send()
             .await
             .map_err(dynamo_error)?;
-        let stream_arn = description
-            .table
-            .and_then(|t| t.latest_stream_arn)
-            .ok_or_else(|| PipelineError(format!("table {table} has no stream")))?;
+        let stream_arn =
+            description
+                .table
+                .and_then(|t| t.latest_stream_arn)
+                .ok_or_else(|| PipelineError::NotFound {
+                    what: format!("the stream of table {table}"),
+                })?;
         let mut reader = Self {
             client,
             dynamodb: dynamodb.clone(),

@@ -104,7 +104,7 @@ pub struct EmbeddedQueue {
 }
 
 fn failed(err: StoreError) -> PipelineError {
-    PipelineError(err.to_string())
+    PipelineError::unavailable(err)
 }
 
 fn wall_clock_ms(after: Duration) -> i64 {
@@ -285,7 +285,7 @@ impl EmbeddedQueue {
             let rows = new
                 .iter()
                 .map(|(seq, m)| {
-                    let attributes = serde_json::to_string(&m.attributes).map_err(|e| PipelineError(e.to_string()))?;
+                    let attributes = serde_json::to_string(&m.attributes).map_err(PipelineError::unavailable)?;
                     Ok((*seq as i64, m.id.clone(), m.body.clone(), attributes))
                 })
                 .collect::<Result<Vec<_>, PipelineError>>()?;
@@ -418,10 +418,11 @@ impl DeliveryQueue for EmbeddedQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<(), PipelineError> {
         if body.len() > MAX_MESSAGE_BYTES {
             // As SQS refuses it.
-            return Err(PipelineError(format!(
-                "the message is {} bytes; a queue takes at most {MAX_MESSAGE_BYTES}",
-                body.len()
-            )));
+            return Err(PipelineError::TooLarge {
+                what: "message",
+                size: body.len(),
+                limit: MAX_MESSAGE_BYTES,
+            });
         }
         self.push(body.to_owned(), Vec::new(), delay).await
     }
@@ -474,7 +475,7 @@ impl DeliveryQueue for EmbeddedQueue {
             let Some((seq, receive_count)) =
                 found.and_then(|seq| messages.by_seq.get(&seq).map(|m| (seq, m.receive_count)))
             else {
-                return Err(PipelineError("receipt is not current".to_owned()));
+                return Err(PipelineError::invalid("the receipt is not current"));
             };
             messages.make_visible_at(seq, Instant::now() + timeout);
             (seq, receive_count)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// An event as a queue message: raw JSON with its filter attributes.
 fn message(event: &Event) -> Result<(String, Vec<(String, String)>), PipelineError> {
-    let body = serde_json::to_string(event).map_err(|e| PipelineError(e.to_string()))?;
+    let body = serde_json::to_string(event).map_err(PipelineError::unavailable)?;
     Ok((body, attributes(event)))
 }
 
@@ -32,9 +32,11 @@ fn size((body, attributes): &(String, Vec<(String, String)>)) -> usize {
 }
 
 fn too_large(size: usize) -> PipelineError {
-    PipelineError(format!(
-        "the message is {size} bytes; at most {MAX_MESSAGE_BYTES} can be published"
-    ))
+    PipelineError::TooLarge {
+        what: "message",
+        size,
+        limit: MAX_MESSAGE_BYTES,
+    }
 }
 
 pub struct EmbeddedTopic {

@@ -144,9 +144,50 @@ pub trait DeliveryLog: Send + Sync {
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError>;
 }
 
+/// The underlying error of a [`PipelineError`] (shared: one failed batch call fails each of
+/// its entries with the same cause).
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why the topic, a queue, the stream or name resolution failed: what a caller can do about it
+/// differs by variant (see [`PipelineError::is_retryable`]).
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PipelineError(pub String);
+pub enum PipelineError {
+    /// The service asked us to slow down.
+    #[error("throttled: {0}")]
+    Throttled(#[source] Cause),
+    /// The topic, queue, stream or host does not exist.
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// Over a size limit the service enforces.
+    #[error("the {what} is {size} bytes; at most {limit} are taken")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    /// Refused as invalid (a receipt no longer current, a visibility over the limit, an entry
+    /// the service rejected).
+    #[error("refused as invalid: {reason}")]
+    Invalid { reason: String },
+    /// The service could not be reached, or failed.
+    #[error("unavailable: {0}")]
+    Unavailable(#[source] Cause),
+}
+
+impl PipelineError {
+    pub fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(std::sync::Arc::new(err))
+    }
+
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Self::Invalid { reason: reason.into() }
+    }
+
+    /// Whether the same call may succeed later; a message too large or invalid never will.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled(_) | Self::Unavailable(_) | Self::NotFound { .. })
+    }
+}
 
 /// The largest message the topic and the queues carry, body and attributes together (SNS and
 /// SQS: 256 KiB; a `PublishBatch` also 256 KiB in all).

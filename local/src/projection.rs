@@ -124,7 +124,11 @@ mod tests {
                 .iter()
                 .map(|e| {
                     if e.id == self.refused {
-                        Err(PipelineError("too large".to_owned()))
+                        Err(PipelineError::TooLarge {
+                            what: "event",
+                            size: 300_000,
+                            limit: 262_144,
+                        })
                     } else {
                         self.published.lock().unwrap().push(e.id.clone());
                         Ok(())

@@ -48,7 +48,14 @@ impl Projector {
         let mut published = 0;
         for (i, result) in results.iter().enumerate() {
             if let Err(err) = result {
-                warn!(event_id = %events[i].id, session_id = %events[i].session_id, error = %err, "publish failed");
+                if err.is_retryable() {
+                    warn!(event_id = %events[i].id, session_id = %events[i].session_id, error = %err, "publish failed");
+                } else {
+                    // Too large or refused: every retry fails alike, until the stream's retries
+                    // run out and the record is set aside (see the template's on-failure
+                    // destination); said once here, loudly.
+                    error!(event_id = %events[i].id, session_id = %events[i].session_id, error = %err, "the event can never be published");
+                }
                 retry_from = Some(records[i].sequence.clone());
                 break;
             }

@@ -57,7 +57,11 @@ impl Resolver for StaticResolver {
             "metadata.example.com" => &["169.254.169.254"],
             "mixed.example.com" => &[PUBLIC_IP, "192.168.1.20"],
             "v6private.example.com" => &["fd12:3456::1"],
-            _ => return Err(PipelineError(format!("{host}: no such host"))),
+            _ => {
+                return Err(PipelineError::NotFound {
+                    what: format!("host {host}"),
+                });
+            }
         };
         Ok(ips.iter().map(|ip| ip.parse().expect("valid test address")).collect())
     }
