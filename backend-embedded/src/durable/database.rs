@@ -344,7 +344,15 @@ fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R, 
         if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        return Err(StoreError::unavailable(err));
+        // An op that failed says why (a full disk, say), not that its savepoint was gone with
+        // the transaction SQLite rolled back.
+        return match result {
+            Err(failed) => {
+                error!(error = %err, "the failed write's savepoint could not be undone; the batch is rolled back");
+                Err(failed)
+            }
+            Ok(_) => Err(StoreError::unavailable(err)),
+        };
     }
     result
 }

@@ -84,6 +84,7 @@ impl RecentEvents {
         self.current.get(session_id).or_else(|| self.previous.get(session_id))
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.current.len() + self.previous.len()
     }
@@ -145,11 +146,6 @@ impl DurableStore {
                 Ok(Purged { replies, attempts })
             })
             .await
-    }
-
-    /// Sessions whose newest event is held in memory (bounded: see `RecentEvents`).
-    pub fn cached_sessions(&self) -> usize {
-        self.recent.lock().len()
     }
 
     async fn read_one<T: DeserializeOwned>(

@@ -779,3 +779,27 @@ mod claims {
         assert!(abandoned > 0, "the read of the stored reply never had to be waited for");
     }
 }
+
+mod savepoints {
+    use super::*;
+    use checkout::ports::StoreError;
+
+    /// A write that fails after SQLite rolled the transaction back (as on a full disk) reports
+    /// its own error, not that its savepoint was gone.
+    #[tokio::test]
+    async fn a_failed_write_reports_its_own_error() {
+        let db = open(&fresh_path());
+        let err = db
+            .write(|conn| -> Result<(), StoreError> {
+                conn.execute_batch("ROLLBACK").map_err(StoreError::unavailable)?;
+                Err(StoreError::Refused("the disk is full".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Refused(why) if why == "the disk is full"),
+            "{err}"
+        );
+        db.write(|_| Ok(())).await.expect("the next write goes on");
+    }
+}
