@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 /// How often the shard list is described when no shard has ended.
 const DESCRIBE_EVERY: Duration = Duration::from_secs(60);
 
-use crate::error::pipeline_error as stream_error;
-use crate::error::pipeline_error as dynamo_error;
+use crate::error::pipeline_error;
 
 /// Whether the shard list must be described again.
 fn must_describe(last: Option<Instant>, a_shard_ended: bool, now: Instant) -> bool {
@@ -58,7 +57,7 @@ impl StreamReader {
             .table_name(table)
             .send()
             .await
-            .map_err(dynamo_error)?;
+            .map_err(pipeline_error)?;
         let stream_arn =
             description
                 .table
@@ -95,7 +94,7 @@ impl StreamReader {
             .consistent_read(true)
             .send()
             .await
-            .map_err(dynamo_error)?;
+            .map_err(pipeline_error)?;
         Ok(out
             .item
             .and_then(|item| get_s(&item, "sequence").ok().map(str::to_owned)))
@@ -108,7 +107,7 @@ impl StreamReader {
             .stream_arn(&self.stream_arn)
             .send()
             .await
-            .map_err(stream_error)?;
+            .map_err(pipeline_error)?;
         self.described_at = Some(Instant::now());
         self.a_shard_ended = false;
         let shards = description
@@ -131,7 +130,7 @@ impl StreamReader {
                     .sequence_number(sequence),
                 None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
             };
-            let iterator = request.send().await.map_err(stream_error)?.shard_iterator;
+            let iterator = request.send().await.map_err(pipeline_error)?.shard_iterator;
             self.shards.insert(
                 id,
                 Shard {
@@ -159,7 +158,7 @@ impl StreamReader {
                 .shard_iterator(iterator)
                 .send()
                 .await
-                .map_err(stream_error)?;
+                .map_err(pipeline_error)?;
             for record in out.records.unwrap_or_default() {
                 let Some(change) = record.dynamodb else { continue };
                 let sequence = change.sequence_number.unwrap_or_default();
@@ -196,7 +195,7 @@ impl StreamReader {
                 .set_item(Some(item))
                 .send()
                 .await
-                .map_err(dynamo_error)?;
+                .map_err(pipeline_error)?;
             if let Some(shard) = self.shards.get_mut(&id)
                 && shard.unsaved.as_deref() == Some(sequence.as_str())
             {

@@ -240,12 +240,7 @@ impl Database {
     {
         let (reply, replied) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Some(conn) => in_savepoint(conn, op),
-                None => Err(StoreError::Unavailable(
-                    "the batch's transaction could not begin or had ended".into(),
-                )),
-            };
+            let result = in_batch(conn, op);
             Box::new(move |committed| {
                 let result = match result {
                     Ok(value) if committed => {
@@ -276,12 +271,7 @@ impl Database {
         F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     {
         let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Some(conn) => in_savepoint(conn, op),
-                None => Err(StoreError::Unavailable(
-                    "the batch's transaction could not begin or had ended".into(),
-                )),
-            };
+            let result = in_batch(conn, op);
             Box::new(move |committed| match result {
                 Ok(()) if committed => {}
                 Ok(()) => error!(what, "the commit failed"),
@@ -326,6 +316,20 @@ impl Drop for Database {
         {
             error!("the database writer panicked");
         }
+    }
+}
+
+/// Runs `op` in the batch's transaction, or fails it when there is none (the batch could not
+/// begin, or an earlier write of it ended the transaction).
+fn in_batch<R>(
+    conn: Option<&Connection>,
+    op: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    match conn {
+        Some(conn) => in_savepoint(conn, op),
+        None => Err(StoreError::Unavailable(
+            "the batch's transaction could not begin or had ended".into(),
+        )),
     }
 }
 

@@ -17,11 +17,7 @@ pub(crate) fn encode(json: &str) -> Result<Vec<u8>, StoreError> {
 
 /// The event of a stored `body`.
 pub(crate) fn decode(body: Value) -> Result<Event, StoreError> {
-    match body {
-        Value::Blob(bytes) => event_codec::decode(&bytes).map_err(corrupt),
-        Value::Text(json) => event_codec::decode_json(&json).map_err(corrupt),
-        _ => Err(corrupt("an event row without a body")),
-    }
+    event_codec::decode_json(&json(body)?).map_err(corrupt)
 }
 
 /// The event's JSON of a stored `body`, byte for byte as it was appended, unparsed: what its
