@@ -3,13 +3,12 @@
 //! ones become a deferral to a reserved slot, so a backlog drains at the limit.
 
 use crate::deferral::DeferralSlots;
-use crate::in_flight::InFlightLimits;
+use crate::in_flight::{InFlightLimits, InFlightPermit, Patience};
 use crate::rate_limit::RateLimits;
 use crate::targets::Target;
 use checkout::ids::{EndpointId, MerchantId};
 use std::num::NonZeroU32;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// A wait over the rate limit shorter than this is slept off in place; longer ones defer.
 const WAIT_IN_PLACE: Duration = Duration::from_millis(500);
@@ -17,7 +16,8 @@ const WAIT_IN_PLACE: Duration = Duration::from_millis(500);
 const WAITS_IN_PLACE: usize = 3;
 /// How long a delivery is deferred when its endpoint keeps its cap of requests in flight,
 /// plus up to as much again at random, so deferred deliveries do not all come back at once.
-/// (In the main lane it is not waited for at all: the delivery moves to the slow lane.)
+/// (In the main lane it is not waited for at all: the delivery moves to the slow lane.) An
+/// endpoint at its cap that answers quickly is not deferred: a place frees within milliseconds.
 const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 
 /// A delivery that may not go now.
@@ -48,15 +48,17 @@ impl Admission {
     }
 
     /// `Ok` with the permit that holds one of the endpoint's in-flight places until the attempt
-    /// ends (none for the order webhook), or `Err` with how long to defer the delivery. With
-    /// `wait_for_place`, a delivery that finds its endpoint at its in-flight cap waits a moment
-    /// for a place; without, it is deferred at once as [`Deferral::busy`].
+    /// ends (none for the order webhook), or `Err` with how long to defer the delivery. A
+    /// delivery that finds its endpoint at its in-flight cap waits a moment for a place if the
+    /// endpoint answers quickly (a place frees within milliseconds), or always with
+    /// `wait_for_place` (where waiting holds up no healthy delivery); else it is deferred at once
+    /// as [`Deferral::busy`].
     pub async fn admit(
         &self,
         merchant: &MerchantId,
         target: &Target,
         wait_for_place: bool,
-    ) -> Result<Option<OwnedSemaphorePermit>, Deferral> {
+    ) -> Result<Option<InFlightPermit>, Deferral> {
         let endpoint = target.endpoint();
         let endpoint_rate = endpoint.and_then(|e| NonZeroU32::new(e.rate_limit?));
         for round in 0.. {
@@ -83,8 +85,12 @@ impl Admission {
         match endpoint {
             None => Ok(None),
             Some(e) => {
-                let within = if wait_for_place { WAIT_IN_PLACE } else { Duration::ZERO };
-                match self.in_flight.acquire_within(&e.id, within).await {
+                let patience = if wait_for_place {
+                    Patience::For(WAIT_IN_PLACE)
+                } else {
+                    Patience::WhileQuick(WAIT_IN_PLACE)
+                };
+                match self.in_flight.acquire(&e.id, patience).await {
                     Some(permit) => Ok(Some(permit)),
                     None => {
                         let jitter = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
@@ -96,5 +102,98 @@ impl Admission {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkout::clock;
+    use checkout::webhook_endpoint::WebhookEndpoint;
+    use std::sync::Arc;
+    use tokio::time::Instant;
+
+    const CAP: usize = 2;
+
+    fn admission() -> Admission {
+        Admission::new(NonZeroU32::MAX, NonZeroU32::MIN, CAP)
+    }
+
+    fn target() -> (MerchantId, Target) {
+        let merchant = MerchantId::generate();
+        let endpoint = WebhookEndpoint::new(merchant.clone(), "https://example.com/hook".into(), clock::now()).unwrap();
+        (merchant, Target::Endpoint(Arc::new(endpoint)))
+    }
+
+    /// Takes every place of the endpoint, after one quick request so it is known to answer.
+    async fn fill(admission: &Admission, merchant: &MerchantId, target: &Target) -> Vec<InFlightPermit> {
+        let quick = admission.admit(merchant, target, false).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        drop(quick);
+        let mut held = Vec::new();
+        for _ in 0..CAP {
+            held.push(admission.admit(merchant, target, false).await.unwrap().unwrap());
+        }
+        held
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_endpoint_that_answers_quickly_is_waited_for_not_deferred() {
+        let admission = admission();
+        let (merchant, target) = target();
+        let mut held = fill(&admission, &merchant, &target).await;
+        let freed = held.pop();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(freed);
+        });
+        let started = Instant::now();
+        let admitted = admission.admit(&merchant, &target, false).await;
+        assert!(
+            matches!(admitted, Ok(Some(_))),
+            "a place frees within milliseconds: {admitted:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(5), "it waited for that place");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_endpoint_that_stopped_answering_is_deferred_at_once() {
+        let admission = admission();
+        let (merchant, target) = target();
+        let _held = fill(&admission, &merchant, &target).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let admitted = admission.admit(&merchant, &target, false).await;
+        assert!(matches!(admitted, Err(Deferral { busy: true, .. })), "{admitted:?}");
+        assert_eq!(started.elapsed(), Duration::ZERO, "nothing was waited for");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_endpoint_that_answers_slowly_is_deferred_at_once() {
+        let admission = admission();
+        let (merchant, target) = target();
+        let slow = admission.admit(&merchant, &target, false).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(slow);
+        let mut held = Vec::new();
+        for _ in 0..CAP {
+            held.push(admission.admit(&merchant, &target, false).await.unwrap());
+        }
+        let started = Instant::now();
+        let admitted = admission.admit(&merchant, &target, false).await;
+        assert!(matches!(admitted, Err(Deferral { busy: true, .. })), "{admitted:?}");
+        assert_eq!(started.elapsed(), Duration::ZERO, "nothing was waited for");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_the_slow_lane_a_busy_endpoint_is_waited_for_a_moment() {
+        let admission = admission();
+        let (merchant, target) = target();
+        let _held = fill(&admission, &merchant, &target).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let admitted = admission.admit(&merchant, &target, true).await;
+        assert!(matches!(admitted, Err(Deferral { busy: true, .. })), "{admitted:?}");
+        assert_eq!(started.elapsed(), WAIT_IN_PLACE);
     }
 }
