@@ -2,18 +2,19 @@
 //! replay of what an endpoint missed.
 
 use crate::AppState;
-use crate::endpoints::{handle, invalid, load, no_body, not_found, reply, unavailable};
+use crate::endpoints::{load, once, reply};
+use crate::error::ApiError;
+use crate::extract::{Caller, Json, OptionalKey};
 use crate::path_id::PathId;
-use axum::extract::{Query, Request, State};
+use crate::reply::ApiReply;
+use axum::extract::{Query, State};
 use axum::http::Uri;
-use axum::response::Response;
-use checkout::acp::parse_body;
+use checkout::acp::ErrorCode;
 use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, ORDER_WEBHOOK_TARGET};
 use checkout::clock::{self, Timestamp};
 use checkout::delivery_task::TaskMessage;
 use checkout::ids::EventId;
 use checkout::ports::StoreError;
-use checkout::service::Reply;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -33,13 +34,20 @@ struct Page {
     cursor: Option<String>,
 }
 
-fn read_page(uri: &Uri) -> Result<AttemptQuery, Reply> {
-    let Query(page) = Query::<Page>::try_from_uri(uri)
-        .map_err(|e| invalid("invalid_query", format!("Query parameters: {e}"), "$.limit"))?;
+fn read_page(uri: &Uri) -> Result<AttemptQuery, ApiError> {
+    let Query(page) = Query::<Page>::try_from_uri(uri).map_err(|_| {
+        ApiError::invalid(
+            ErrorCode::InvalidQuery,
+            format!(
+                "The query takes limit (a whole number from 1 to {MAX_PAGE}) and cursor (the next_cursor of the previous page), nothing else."
+            ),
+            "$.limit",
+        )
+    })?;
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(invalid(
-            "invalid_limit",
+        return Err(ApiError::invalid(
+            ErrorCode::InvalidLimit,
             format!("limit is from 1 to {MAX_PAGE}"),
             "$.limit",
         ));
@@ -48,8 +56,8 @@ fn read_page(uri: &Uri) -> Result<AttemptQuery, Reply> {
     if let Some(cursor) = &page.cursor
         && checkout::attempt_log::second_of_sort_key(cursor).is_none()
     {
-        return Err(invalid(
-            "invalid_cursor",
+        return Err(ApiError::invalid(
+            ErrorCode::InvalidCursor,
             "cursor is not one this API returned: pass next_cursor of the previous page".to_owned(),
             "$.cursor",
         ));
@@ -68,55 +76,55 @@ fn page_body(records: &[AttemptRecord], limit: usize) -> serde_json::Value {
 }
 
 /// `GET /webhook_endpoints/{id}/attempts`: newest event first.
-pub async fn by_endpoint(State(state): State<AppState>, PathId(id): PathId, uri: Uri, request: Request) -> Response {
-    handle(state, request, no_body, |state, merchant, ()| async move {
-        let query = match read_page(&uri) {
-            Ok(query) => query,
-            Err(reply) => return reply,
-        };
-        let endpoint = match load(&state, &merchant, &id).await {
-            Ok(endpoint) => endpoint,
-            Err(reply) => return reply,
-        };
-        match state.backend.deliveries.attempts(endpoint.id.as_str(), &query).await {
-            Ok(records) => reply(200, &page_body(&records, query.limit)),
-            Err(err) => unavailable(err),
-        }
-    })
-    .await
+pub async fn by_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    uri: Uri,
+) -> Result<ApiReply, ApiError> {
+    let query = read_page(&uri)?;
+    let endpoint = load(&state, &caller.merchant, &id).await?;
+    let records = state
+        .backend
+        .deliveries
+        .attempts(endpoint.id.as_str(), &query)
+        .await
+        .map_err(ApiError::storage)?;
+    Ok(reply(200, &page_body(&records, query.limit)))
 }
 
 /// `GET /events/{id}/attempts`: every attempt of the event, to each of the merchant's targets.
-pub async fn by_event(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    handle(state, request, no_body, |state, merchant, ()| async move {
-        let Some(event_id) = EventId::parse(&id) else {
-            return not_found();
-        };
-        let endpoints = match state.backend.endpoints.endpoints(&merchant.id).await {
-            Ok(endpoints) => endpoints,
-            Err(err) => return unavailable(err),
-        };
-        let targets = endpoints
-            .iter()
-            .map(|e| e.id.to_string())
-            .chain(std::iter::once(ORDER_WEBHOOK_TARGET.to_owned()));
-        let mut records = Vec::new();
-        for target in targets {
-            match state.backend.deliveries.attempts_of(&target, &event_id).await {
-                // The order webhook's target name is shared; keep only this merchant's records.
-                Ok(found) => records.extend(found.into_iter().filter(|r| r.merchant_id == merchant.id)),
-                Err(err) => return unavailable(err),
-            }
-        }
-        records.sort_by(|a, b| a.at.cmp(&b.at).then(a.attempt.cmp(&b.attempt)));
-        reply(200, &json!({ "data": records }))
-    })
-    .await
+pub async fn by_event(State(state): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<ApiReply, ApiError> {
+    let event_id = EventId::parse(&id).ok_or(ApiError::NotFound)?;
+    let merchant = &caller.merchant;
+    let endpoints = state
+        .backend
+        .endpoints
+        .endpoints(&merchant.id)
+        .await
+        .map_err(ApiError::storage)?;
+    let targets = endpoints
+        .iter()
+        .map(|e| e.id.to_string())
+        .chain(std::iter::once(ORDER_WEBHOOK_TARGET.to_owned()));
+    let mut records = Vec::new();
+    for target in targets {
+        let found = state
+            .backend
+            .deliveries
+            .attempts_of(&target, &event_id)
+            .await
+            .map_err(ApiError::storage)?;
+        // The order webhook's target name is shared; keep only this merchant's records.
+        records.extend(found.into_iter().filter(|r| r.merchant_id == merchant.id));
+    }
+    records.sort_by(|a, b| a.at.cmp(&b.at).then(a.attempt.cmp(&b.attempt)));
+    Ok(reply(200, &json!({ "data": records })))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReplayRequest {
+pub struct ReplayRequest {
     #[serde(with = "clock::rfc3339_serde")]
     since: Timestamp,
     #[serde(default, with = "clock::optional_rfc3339_serde")]
@@ -129,68 +137,60 @@ struct ReplayRequest {
 /// `POST /webhook_endpoints/{id}/replay`: every event of the window that the endpoint did not
 /// receive (failed, exhausted, skipped while disabled) goes out again, through the same rate
 /// limits, with the same `webhook-id`.
-pub async fn replay(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    handle(
-        state,
-        request,
-        parse_body::<ReplayRequest>,
-        |state, merchant, req| async move {
-            let until = req.until.unwrap_or_else(clock::now);
-            if req.since >= until {
-                return invalid("invalid_window", "since must be before until", "$.since");
+pub async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    OptionalKey(key): OptionalKey,
+    body: Json<ReplayRequest>,
+) -> ApiReply {
+    let Json { value: req, raw } = body;
+    once(&state, &caller, key, &raw, || async {
+        let merchant = &caller.merchant;
+        let until = req.until.unwrap_or_else(clock::now);
+        if req.since >= until {
+            return Err(ApiError::invalid(
+                ErrorCode::InvalidWindow,
+                "since must be before until",
+                "$.since",
+            ));
+        }
+        if until - req.since > attempt_log::RETENTION {
+            let days = attempt_log::RETENTION.num_days();
+            return Err(ApiError::invalid(
+                ErrorCode::InvalidWindow,
+                format!("the window is at most {days} days (the attempt log's retention)"),
+                "$.since",
+            ));
+        }
+        let queue = state.delivery_queue.clone().ok_or(ApiError::ReplayUnavailable)?;
+        let endpoint = load(&state, merchant, &id).await?;
+        let newest = newest_per_event(&state, endpoint.id.as_str(), req.since, until).await?;
+        let chosen: Vec<&AttemptRecord> = newest
+            .values()
+            .filter(|r| req.include_delivered || !r.delivered())
+            .collect();
+        let (mut replayed, mut set_aside) = (0, 0);
+        for record in &chosen {
+            match enqueue(&state, queue.as_ref(), record, req.include_delivered).await? {
+                Enqueued::Queued => replayed += 1,
+                Enqueued::Gone => {}
+                Enqueued::Unreadable => set_aside += 1,
             }
-            if until - req.since > attempt_log::RETENTION {
-                let days = attempt_log::RETENTION.num_days();
-                return invalid(
-                    "invalid_window",
-                    format!("the window is at most {days} days (the attempt log's retention)"),
-                    "$.since",
-                );
-            }
-            let Some(queue) = state.delivery_queue.clone() else {
-                return Reply::error(
-                    503,
-                    &checkout::acp::AcpError::unavailable(
-                        "replay_unavailable",
-                        "Replay is not configured on this deployment.",
-                    ),
-                );
-            };
-            let endpoint = match load(&state, &merchant, &id).await {
-                Ok(endpoint) => endpoint,
-                Err(reply) => return reply,
-            };
-            let newest = match newest_per_event(&state, endpoint.id.as_str(), req.since, until).await {
-                Ok(newest) => newest,
-                Err(reply) => return reply,
-            };
-            let chosen: Vec<&AttemptRecord> = newest
-                .values()
-                .filter(|r| req.include_delivered || !r.delivered())
-                .collect();
-            let (mut replayed, mut set_aside) = (0, 0);
-            for record in &chosen {
-                match enqueue(&state, queue.as_ref(), record, req.include_delivered).await {
-                    Ok(Enqueued::Queued) => replayed += 1,
-                    Ok(Enqueued::Gone) => {}
-                    Ok(Enqueued::Unreadable) => set_aside += 1,
-                    Err(reply) => return reply,
-                }
-            }
-            info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, replayed, set_aside, "replay queued");
-            let truncated = newest.len() >= MAX_REPLAY;
-            reply(
-                202,
-                &json!({
-                    "replayed": replayed,
-                    "set_aside": set_aside,
-                    "truncated": truncated,
-                    "since": clock::rfc3339(&req.since),
-                    "until": clock::rfc3339(&until),
-                }),
-            )
-        },
-    )
+        }
+        info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, replayed, set_aside, "replay queued");
+        let truncated = newest.len() >= MAX_REPLAY;
+        Ok(reply(
+            202,
+            &json!({
+                "replayed": replayed,
+                "set_aside": set_aside,
+                "truncated": truncated,
+                "since": clock::rfc3339(&req.since),
+                "until": clock::rfc3339(&until),
+            }),
+        ))
+    })
     .await
 }
 
@@ -200,7 +200,7 @@ async fn newest_per_event(
     target: &str,
     since: Timestamp,
     until: Timestamp,
-) -> Result<BTreeMap<EventId, AttemptRecord>, Reply> {
+) -> Result<BTreeMap<EventId, AttemptRecord>, ApiError> {
     let mut newest: BTreeMap<EventId, AttemptRecord> = BTreeMap::new();
     let mut query = AttemptQuery {
         before: Some(attempt_log::time_bound(until)),
@@ -213,7 +213,7 @@ async fn newest_per_event(
             .deliveries
             .attempts(target, &query)
             .await
-            .map_err(unavailable)?;
+            .map_err(ApiError::storage)?;
         let full = page.len() == query.limit;
         query.before = page.last().map(AttemptRecord::sort_key);
         for record in page {
@@ -245,21 +245,24 @@ async fn enqueue(
     queue: &dyn checkout::ports::DeliveryQueue,
     record: &AttemptRecord,
     even_if_delivered: bool,
-) -> Result<Enqueued, Reply> {
+) -> Result<Enqueued, ApiError> {
     let history = match state.backend.events.history(&record.session_id).await {
         Ok(history) => history,
         Err(StoreError::Corrupt(reason)) => {
             error!(session_id = %record.session_id, event_id = %record.event_id, %reason, "replay skips an unreadable session");
             return Ok(Enqueued::Unreadable);
         }
-        Err(err) => return Err(unavailable(err)),
+        Err(err) => return Err(ApiError::storage(err)),
     };
     let Some(event) = history.into_iter().find(|e| e.id == record.event_id) else {
         return Ok(Enqueued::Gone);
     };
-    let json = serde_json::to_string(&event).map_err(unavailable)?;
-    let raw = serde_json::value::RawValue::from_string(json).map_err(unavailable)?;
+    let json = serde_json::to_string(&event).map_err(ApiError::storage)?;
+    let raw = serde_json::value::RawValue::from_string(json).map_err(ApiError::storage)?;
     let task = TaskMessage::new(&record.target, record.attempt + 1, even_if_delivered, &raw);
-    queue.send(&task.to_body(), Duration::ZERO).await.map_err(unavailable)?;
+    queue
+        .send(&task.to_body(), Duration::ZERO)
+        .await
+        .map_err(ApiError::storage)?;
     Ok(Enqueued::Queued)
 }

@@ -2,12 +2,12 @@
 //! checkout API; a merchant only ever sees its own endpoints (anyone else's is a 404).
 
 use crate::AppState;
-use crate::edge::{Echo, Edge, KeyRule};
-use crate::error::EdgeError;
+use crate::error::ApiError;
+use crate::extract::{Caller, Json, JsonOrEmpty, KeyScope, OptionalKey};
 use crate::path_id::PathId;
-use axum::extract::{Request, State};
-use axum::response::Response;
-use checkout::acp::{AcpError, parse_body};
+use crate::reply::ApiReply;
+use axum::extract::State;
+use checkout::acp::ErrorCode;
 use checkout::clock;
 use checkout::event::EventType;
 use checkout::ids::EndpointId;
@@ -24,7 +24,7 @@ use tracing::info;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateEndpoint {
+pub struct CreateEndpoint {
     url: String,
     #[serde(default)]
     event_types: Option<Vec<String>>,
@@ -38,7 +38,7 @@ struct CreateEndpoint {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateEndpoint {
+pub struct UpdateEndpoint {
     #[serde(default)]
     url: Option<String>,
     #[serde(default)]
@@ -54,14 +54,14 @@ struct UpdateEndpoint {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RotateSecret {
+pub struct RotateSecret {
     #[serde(default)]
     grace_period_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SetOrderWebhook {
+pub struct SetOrderWebhook {
     url: String,
     secret: String,
 }
@@ -98,32 +98,19 @@ fn body(endpoint: &WebhookEndpoint, with_secret: bool) -> serde_json::Value {
     serde_json::to_value(view).unwrap_or_default()
 }
 
-pub(crate) fn reply(status: u16, value: &serde_json::Value) -> Reply {
-    Reply::json_value(status, value)
-}
-
-pub(crate) fn invalid(code: &str, message: impl Into<String>, param: &str) -> Reply {
-    Reply::error(400, &AcpError::invalid(code, message).with_param(param))
-}
-
-pub(crate) fn unavailable(err: impl std::fmt::Display) -> Reply {
-    tracing::warn!(error = %err, "endpoint storage failed");
-    EdgeError::Unavailable.reply()
-}
-
-/// The system's random source failed: not a storage problem, though also worth a retry.
-fn no_secret(err: getrandom::Error) -> Reply {
-    tracing::error!(error = %err, "no random bytes for a signing secret");
-    EdgeError::NoRandomness.reply()
-}
-
-pub(crate) fn not_found() -> Reply {
-    EdgeError::NotFound.reply()
+pub(crate) fn reply(status: u16, value: &serde_json::Value) -> ApiReply {
+    ApiReply(Reply::json_value(status, value))
 }
 
 /// The URL rules of [`url_safety`], with the host resolved here.
-async fn check_url(state: &AppState, raw: &str) -> Result<(), Reply> {
-    let refuse = |err: UrlError| invalid("invalid_url", format!("The webhook URL is not allowed: {err}"), "$.url");
+async fn check_url(state: &AppState, raw: &str) -> Result<(), ApiError> {
+    let refuse = |err: UrlError| {
+        ApiError::invalid(
+            ErrorCode::InvalidUrl,
+            format!("The webhook URL is not allowed: {err}"),
+            "$.url",
+        )
+    };
     let url = url_safety::parse_webhook_url(raw, state.url_policy).map_err(refuse)?;
     if url.literal.is_none() {
         let addresses = state
@@ -136,14 +123,14 @@ async fn check_url(state: &AppState, raw: &str) -> Result<(), Reply> {
     Ok(())
 }
 
-fn parse_event_types(raw: &[String]) -> Result<Vec<EventType>, Reply> {
+fn parse_event_types(raw: &[String]) -> Result<Vec<EventType>, ApiError> {
     raw.iter()
         .enumerate()
         .map(|(i, name)| {
             EventType::parse(name).ok_or_else(|| {
                 let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                invalid(
-                    "invalid_event_type",
+                ApiError::invalid(
+                    ErrorCode::InvalidEventType,
                     format!("Unknown event type '{name}'; known: {}", known.join(", ")),
                     &format!("$.event_types[{i}]"),
                 )
@@ -152,10 +139,10 @@ fn parse_event_types(raw: &[String]) -> Result<Vec<EventType>, Reply> {
         .collect()
 }
 
-fn check_rate_limit(rate: Option<u32>) -> Result<(), Reply> {
+fn check_rate_limit(rate: Option<u32>) -> Result<(), ApiError> {
     match rate {
-        Some(r) if r == 0 || r > MAX_RATE_LIMIT => Err(invalid(
-            "invalid_rate_limit",
+        Some(r) if r == 0 || r > MAX_RATE_LIMIT => Err(ApiError::invalid(
+            ErrorCode::InvalidRateLimit,
             format!("rate_limit is deliveries per second, from 1 to {MAX_RATE_LIMIT}"),
             "$.rate_limit",
         )),
@@ -163,10 +150,10 @@ fn check_rate_limit(rate: Option<u32>) -> Result<(), Reply> {
     }
 }
 
-fn check_description(description: Option<&String>) -> Result<(), Reply> {
+fn check_description(description: Option<&String>) -> Result<(), ApiError> {
     match description {
-        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(invalid(
-            "invalid_description",
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(ApiError::invalid(
+            ErrorCode::InvalidDescription,
             format!("description is at most {MAX_DESCRIPTION_LEN} characters"),
             "$.description",
         )),
@@ -174,145 +161,95 @@ fn check_description(description: Option<&String>) -> Result<(), Reply> {
     }
 }
 
-/// Edge checks and the merchant, then `run` with the parsed body.
-pub(crate) async fn handle<T, F, Fut>(
-    state: AppState,
-    request: Request,
-    parse: fn(&[u8]) -> Result<T, AcpError>,
+/// Runs a merchant-API POST; retried with the same `Idempotency-Key` (a second endpoint, a
+/// second replay), it runs once and every try gets the first answer.
+pub(crate) async fn once<F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    key: Option<KeyScope>,
+    raw: &[u8],
     run: F,
-) -> Response
+) -> ApiReply
 where
-    F: FnOnce(AppState, std::sync::Arc<Merchant>, T) -> Fut,
-    Fut: Future<Output = Reply>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<ApiReply, ApiError>>,
 {
-    let is_post = request.method() == axum::http::Method::POST;
-    let (edge, echo): (Edge, Echo) = match Edge::read(&state, request, KeyRule::Optional).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    let parsed = match parse(&edge.body) {
-        Ok(parsed) => parsed,
-        Err(error) => return echo.refuse(EdgeError::InvalidBody(error)),
-    };
-    let merchant = edge.merchant.clone();
-    if is_post && edge.has_idempotency_key() {
-        // A retried POST with the same key (a second endpoint, a second replay) runs once.
-        let service = state.service.clone();
-        let reply = service.once(&edge.call(), || run(state, merchant, parsed)).await;
-        return echo.respond(reply);
-    }
-    echo.respond(run(state, merchant, parsed).await)
-}
-
-pub(crate) fn no_body(_: &[u8]) -> Result<(), AcpError> {
-    Ok(())
-}
-
-pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AcpError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        parse_body(body)
+    let run = || async { run().await.map_or_else(ApiError::reply, |r| r.0) };
+    match key {
+        Some(key) => ApiReply(state.service.once(&caller.call(key, raw), run).await),
+        None => ApiReply(run().await),
     }
 }
 
-pub async fn create(State(state): State<AppState>, request: Request) -> Response {
-    handle(
-        state,
-        request,
-        parse_body::<CreateEndpoint>,
-        |state, merchant, req| async move {
-            if let Err(reply) = validate_create(&state, &req).await {
-                return reply;
-            }
-            let event_types = match req.event_types.as_deref().map(parse_event_types).transpose() {
-                Ok(types) => types.unwrap_or_default(),
-                Err(reply) => return reply,
-            };
-            let mut endpoint = match WebhookEndpoint::new(merchant.id.clone(), req.url, clock::now()) {
-                Ok(endpoint) => endpoint,
-                Err(err) => return no_secret(err),
-            };
-            endpoint.event_types = event_types;
-            endpoint.description = req.description;
-            endpoint.enabled = req.enabled.unwrap_or(true);
-            endpoint.rate_limit = req.rate_limit;
-            save(&state, &endpoint, 201, true, "webhook endpoint created").await
-        },
-    )
-    .await
-}
-
-async fn validate_create(state: &AppState, req: &CreateEndpoint) -> Result<(), Reply> {
-    check_url(state, &req.url).await?;
-    check_rate_limit(req.rate_limit)?;
-    check_description(req.description.as_ref())
-}
-
-pub async fn list(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, request, no_body, |state, merchant, ()| async move {
-        match state.backend.endpoints.endpoints(&merchant.id).await {
-            Ok(endpoints) => {
-                let data: Vec<_> = endpoints.iter().map(|e| body(e, false)).collect();
-                reply(200, &json!({ "data": data }))
-            }
-            Err(err) => unavailable(err),
-        }
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    OptionalKey(key): OptionalKey,
+    body: Json<CreateEndpoint>,
+) -> ApiReply {
+    let Json { value: req, raw } = body;
+    once(&state, &caller, key, &raw, || async {
+        check_url(&state, &req.url).await?;
+        check_rate_limit(req.rate_limit)?;
+        check_description(req.description.as_ref())?;
+        let event_types = req.event_types.as_deref().map(parse_event_types).transpose()?;
+        let mut endpoint =
+            WebhookEndpoint::new(caller.merchant.id.clone(), req.url, clock::now()).map_err(ApiError::no_randomness)?;
+        endpoint.event_types = event_types.unwrap_or_default();
+        endpoint.description = req.description;
+        endpoint.enabled = req.enabled.unwrap_or(true);
+        endpoint.rate_limit = req.rate_limit;
+        state
+            .backend
+            .endpoints
+            .put_endpoint(&endpoint)
+            .await
+            .map_err(ApiError::storage)?;
+        Ok(respond(&endpoint, 201, true, "webhook endpoint created"))
     })
     .await
 }
 
-/// Stores the endpoint and answers with it (and its current secret when `with_secret`).
-async fn save(state: &AppState, endpoint: &WebhookEndpoint, status: u16, with_secret: bool, what: &str) -> Reply {
-    let stored = state.backend.endpoints.put_endpoint(endpoint).await;
-    respond(
-        stored.map(|()| endpoint.clone()).map_err(unavailable),
-        status,
-        with_secret,
-        what,
-    )
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<ApiReply, ApiError> {
+    let endpoints = state
+        .backend
+        .endpoints
+        .endpoints(&caller.merchant.id)
+        .await
+        .map_err(ApiError::storage)?;
+    let data: Vec<_> = endpoints.iter().map(|e| body(e, false)).collect();
+    Ok(reply(200, &json!({ "data": data })))
 }
 
 /// Loads the merchant's endpoint named in the path, or answers 404.
-pub(crate) async fn load(state: &AppState, merchant: &Merchant, id: &str) -> Result<WebhookEndpoint, Reply> {
-    let id = EndpointId::parse(id).ok_or_else(not_found)?;
+pub(crate) async fn load(state: &AppState, merchant: &Merchant, id: &str) -> Result<WebhookEndpoint, ApiError> {
+    let id = EndpointId::parse(id).ok_or(ApiError::NotFound)?;
     match state.backend.endpoints.endpoint(&merchant.id, &id).await {
         Ok(Some(endpoint)) => Ok(endpoint),
-        Ok(None) => Err(not_found()),
-        Err(err) => Err(unavailable(err)),
+        Ok(None) => Err(ApiError::NotFound),
+        Err(err) => Err(ApiError::storage(err)),
     }
 }
 
-pub async fn retrieve(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    handle(state, request, no_body, |state, merchant, ()| async move {
-        match load(&state, &merchant, &id).await {
-            Ok(endpoint) => reply(200, &body(&endpoint, false)),
-            Err(reply) => reply,
-        }
-    })
-    .await
+pub async fn retrieve(State(state): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<ApiReply, ApiError> {
+    let endpoint = load(&state, &caller.merchant, &id).await?;
+    Ok(reply(200, &body(&endpoint, false)))
 }
 
-pub async fn update(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    handle(
-        state,
-        request,
-        parse_body::<UpdateEndpoint>,
-        |state, merchant, req| async move {
-            let update = match validate_update(&state, req).await {
-                Ok(update) => update,
-                Err(reply) => return reply,
-            };
-            let changed = change_endpoint(&state, &merchant, &id, |endpoint| {
-                update.apply(endpoint);
-                endpoint.updated_at = clock::now();
-                Ok(())
-            })
-            .await;
-            respond(changed, 200, false, "webhook endpoint updated")
-        },
-    )
-    .await
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    body: Json<UpdateEndpoint>,
+) -> Result<ApiReply, ApiError> {
+    let update = validate_update(&state, body.value).await?;
+    let changed = change_endpoint(&state, &caller.merchant, &id, |endpoint| {
+        update.apply(endpoint);
+        endpoint.updated_at = clock::now();
+        Ok(())
+    })
+    .await?;
+    Ok(respond(&changed, 200, false, "webhook endpoint updated"))
 }
 
 /// A PATCH whose fields are checked (the URL resolved), ready to apply to a fresh copy.
@@ -347,7 +284,7 @@ impl ValidUpdate {
     }
 }
 
-async fn validate_update(state: &AppState, req: UpdateEndpoint) -> Result<ValidUpdate, Reply> {
+async fn validate_update(state: &AppState, req: UpdateEndpoint) -> Result<ValidUpdate, ApiError> {
     if let Some(url) = &req.url {
         check_url(state, url).await?;
     }
@@ -364,8 +301,8 @@ async fn validate_update(state: &AppState, req: UpdateEndpoint) -> Result<ValidU
         && req.rate_limit.is_none()
         && req.enabled.is_none();
     if nothing {
-        return Err(invalid(
-            "nothing_to_update",
+        return Err(ApiError::invalid(
+            ErrorCode::NothingToUpdate,
             "the update changes nothing: give at least one field to change",
             "$",
         ));
@@ -389,139 +326,122 @@ async fn change_endpoint(
     state: &AppState,
     merchant: &Merchant,
     id: &str,
-    change: impl Fn(&mut WebhookEndpoint) -> Result<(), Reply>,
-) -> Result<WebhookEndpoint, Reply> {
+    change: impl Fn(&mut WebhookEndpoint) -> Result<(), ApiError>,
+) -> Result<WebhookEndpoint, ApiError> {
     for _ in 0..CHANGE_TRIES {
         let mut endpoint = load(state, merchant, id).await?;
         change(&mut endpoint)?;
         match state.backend.endpoints.put_endpoint(&endpoint).await {
             Ok(()) => return Ok(endpoint),
             Err(StoreError::Changed { .. }) => continue,
-            Err(err) => return Err(unavailable(err)),
+            Err(err) => return Err(ApiError::storage(err)),
         }
     }
-    Err(unavailable(StoreError::Changed {
+    Err(ApiError::storage(StoreError::Changed {
         what: "endpoint",
         id: id.to_owned(),
     }))
 }
 
-fn respond(changed: Result<WebhookEndpoint, Reply>, status: u16, with_secret: bool, what: &str) -> Reply {
-    match changed {
-        Ok(endpoint) => {
-            info!(merchant_id = %endpoint.merchant_id, endpoint_id = %endpoint.id, "{what}");
-            reply(status, &body(&endpoint, with_secret))
-        }
-        Err(reply) => reply,
+/// The endpoint as stored, logged as `what`; its current secret too when `with_secret`.
+fn respond(endpoint: &WebhookEndpoint, status: u16, with_secret: bool, what: &str) -> ApiReply {
+    info!(merchant_id = %endpoint.merchant_id, endpoint_id = %endpoint.id, "{what}");
+    reply(status, &body(endpoint, with_secret))
+}
+
+pub async fn delete(State(state): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<ApiReply, ApiError> {
+    let id = EndpointId::parse(&id).ok_or(ApiError::NotFound)?;
+    match state.backend.endpoints.delete_endpoint(&caller.merchant.id, &id).await {
+        Ok(true) => Ok(ApiReply(Reply::no_content())),
+        Ok(false) => Err(ApiError::NotFound),
+        Err(err) => Err(ApiError::storage(err)),
     }
 }
 
-pub async fn delete(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    handle(state, request, no_body, |state, merchant, ()| async move {
-        let Some(id) = EndpointId::parse(&id) else {
-            return not_found();
-        };
-        match state.backend.endpoints.delete_endpoint(&merchant.id, &id).await {
-            Ok(true) => Reply::no_content(),
-            Ok(false) => not_found(),
-            Err(err) => unavailable(err),
-        }
-    })
-    .await
-}
-
-pub async fn rotate_secret(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    handle(
-        state,
-        request,
-        optional_body::<RotateSecret>,
-        |state, merchant, req| async move {
-            let grace = match req.grace_period_seconds {
-                None => DEFAULT_ROTATION_GRACE,
-                Some(secs) if (0..=MAX_ROTATION_GRACE.num_seconds()).contains(&secs) => chrono::Duration::seconds(secs),
-                Some(_) => {
-                    let max = MAX_ROTATION_GRACE.num_seconds();
-                    return invalid(
-                        "invalid_grace_period",
-                        format!("grace_period_seconds is from 0 to {max}"),
-                        "$.grace_period_seconds",
-                    );
-                }
-            };
-            let changed = change_endpoint(&state, &merchant, &id, |endpoint| {
-                endpoint.rotate(clock::now(), grace).map(|_| ()).map_err(no_secret)
-            })
-            .await;
-            respond(changed, 200, true, "webhook secret rotated")
-        },
-    )
-    .await
-}
-
-pub async fn set_order_webhook(State(state): State<AppState>, request: Request) -> Response {
-    handle(
-        state,
-        request,
-        parse_body::<SetOrderWebhook>,
-        |state, merchant, req| async move {
-            if let Err(reply) = check_url(&state, &req.url).await {
-                return reply;
-            }
-            if req.secret.is_empty() || req.secret.len() > 512 {
-                return invalid("invalid_secret", "secret is 1 to 512 characters", "$.secret");
-            }
-            let hook = OrderWebhook {
-                url: req.url,
-                secret: req.secret,
-            };
-            match change_merchant(&state, &merchant, |m| {
-                m.order_webhook = Some(hook.clone());
-                Ok(())
-            })
-            .await
-            {
-                Ok(updated) => reply(200, &json!({ "url": updated.order_webhook.map(|h| h.url) })),
-                Err(reply) => reply,
-            }
-        },
-    )
-    .await
-}
-
-pub async fn get_order_webhook(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, request, no_body, |state, merchant, ()| async move {
-        match fresh_merchant(&state, &merchant).await {
-            Ok(m) => match m.order_webhook {
-                Some(hook) => reply(200, &json!({ "url": hook.url })),
-                None => not_found(),
-            },
-            Err(reply) => reply,
-        }
-    })
-    .await
-}
-
-pub async fn delete_order_webhook(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, request, no_body, |state, merchant, ()| async move {
-        let removed = change_merchant(&state, &merchant, |m| match m.order_webhook.take() {
-            Some(_) => Ok(()),
-            None => Err(not_found()),
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    OptionalKey(key): OptionalKey,
+    JsonOrEmpty(body): JsonOrEmpty<RotateSecret>,
+) -> ApiReply {
+    let Json { value: req, raw } = body;
+    once(&state, &caller, key, &raw, || async {
+        let grace = rotation_grace(req.grace_period_seconds)?;
+        let changed = change_endpoint(&state, &caller.merchant, &id, |endpoint| {
+            endpoint
+                .rotate(clock::now(), grace)
+                .map(|_| ())
+                .map_err(ApiError::no_randomness)
         })
-        .await;
-        match removed {
-            Ok(_) => Reply::no_content(),
-            Err(reply) => reply,
-        }
+        .await?;
+        Ok(respond(&changed, 200, true, "webhook secret rotated"))
     })
     .await
+}
+
+fn rotation_grace(seconds: Option<i64>) -> Result<chrono::Duration, ApiError> {
+    match seconds {
+        None => Ok(DEFAULT_ROTATION_GRACE),
+        Some(secs) if (0..=MAX_ROTATION_GRACE.num_seconds()).contains(&secs) => Ok(chrono::Duration::seconds(secs)),
+        Some(_) => {
+            let max = MAX_ROTATION_GRACE.num_seconds();
+            Err(ApiError::invalid(
+                ErrorCode::InvalidGracePeriod,
+                format!("grace_period_seconds is from 0 to {max}"),
+                "$.grace_period_seconds",
+            ))
+        }
+    }
+}
+
+pub async fn set_order_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Json<SetOrderWebhook>,
+) -> Result<ApiReply, ApiError> {
+    let req = body.value;
+    check_url(&state, &req.url).await?;
+    if req.secret.is_empty() || req.secret.len() > 512 {
+        return Err(ApiError::invalid(
+            ErrorCode::InvalidSecret,
+            "secret is 1 to 512 characters",
+            "$.secret",
+        ));
+    }
+    let hook = OrderWebhook {
+        url: req.url,
+        secret: req.secret,
+    };
+    let updated = change_merchant(&state, &caller.merchant, |m| {
+        m.order_webhook = Some(hook.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(reply(200, &json!({ "url": updated.order_webhook.map(|h| h.url) })))
+}
+
+pub async fn get_order_webhook(State(state): State<AppState>, caller: Caller) -> Result<ApiReply, ApiError> {
+    let merchant = fresh_merchant(&state, &caller.merchant).await?;
+    let hook = merchant.order_webhook.ok_or(ApiError::NotFound)?;
+    Ok(reply(200, &json!({ "url": hook.url })))
+}
+
+pub async fn delete_order_webhook(State(state): State<AppState>, caller: Caller) -> Result<ApiReply, ApiError> {
+    change_merchant(&state, &caller.merchant, |m| match m.order_webhook.take() {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound),
+    })
+    .await?;
+    Ok(ApiReply(Reply::no_content()))
 }
 
 /// The merchant as stored now (the auth cache may be a few seconds old).
-async fn fresh_merchant(state: &AppState, merchant: &Merchant) -> Result<Merchant, Reply> {
+async fn fresh_merchant(state: &AppState, merchant: &Merchant) -> Result<Merchant, ApiError> {
     match state.backend.merchants.merchant(&merchant.id).await {
         Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(not_found()),
-        Err(err) => Err(unavailable(err)),
+        Ok(None) => Err(ApiError::NotFound),
+        Err(err) => Err(ApiError::storage(err)),
     }
 }
 
@@ -531,8 +451,8 @@ async fn fresh_merchant(state: &AppState, merchant: &Merchant) -> Result<Merchan
 async fn change_merchant(
     state: &AppState,
     merchant: &Merchant,
-    change: impl Fn(&mut Merchant) -> Result<(), Reply>,
-) -> Result<Merchant, Reply> {
+    change: impl Fn(&mut Merchant) -> Result<(), ApiError>,
+) -> Result<Merchant, ApiError> {
     for _ in 0..CHANGE_TRIES {
         let mut fresh = fresh_merchant(state, merchant).await?;
         change(&mut fresh)?;
@@ -542,10 +462,10 @@ async fn change_merchant(
                 return Ok(fresh);
             }
             Err(StoreError::Changed { .. }) => continue,
-            Err(err) => return Err(unavailable(err)),
+            Err(err) => return Err(ApiError::storage(err)),
         }
     }
-    Err(unavailable(StoreError::Changed {
+    Err(ApiError::storage(StoreError::Changed {
         what: "merchant",
         id: merchant.id.to_string(),
     }))

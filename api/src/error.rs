@@ -1,10 +1,13 @@
-//! Refusals at the HTTP edge, before a command runs, and their one mapping to ACP errors.
+//! Every refusal of the HTTP edge and of the merchant API, and its one mapping to an ACP error
+//! body. Handlers return `Result<_, ApiError>`; axum turns the error into the response.
 
-use checkout::acp::{AcpError, SUPPORTED_VERSIONS};
+use crate::reply::ApiReply;
+use axum::response::{IntoResponse, Response};
+use checkout::acp::{AcpError, ErrorCode, SUPPORTED_VERSIONS};
 use checkout::service::Reply;
 
 #[derive(Debug, thiserror::Error)]
-pub enum EdgeError {
+pub enum ApiError {
     #[error("an Authorization header with a Bearer API key is required")]
     MissingApiKey,
     #[error("the API key is not valid")]
@@ -25,49 +28,83 @@ pub enum EdgeError {
     NotFound,
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
-    #[error("merchant lookup failed")]
+    /// Storage failed or timed out; the cause is logged where it was met.
+    #[error("storage is unavailable")]
     Unavailable,
     /// The operating system gave no random bytes for a signing secret.
     #[error("no randomness for a signing secret")]
     NoRandomness,
+    #[error("replay is not configured on this deployment")]
+    ReplayUnavailable,
+    /// The request is understood and refused: the error says which field and why.
     #[error("{}", .0.message)]
-    InvalidBody(AcpError),
+    Invalid(AcpError),
 }
 
-impl EdgeError {
+impl ApiError {
+    /// A 400 naming the field (a JSONPath) and what is wrong with it.
+    pub fn invalid(code: ErrorCode, message: impl Into<String>, param: &str) -> Self {
+        Self::Invalid(AcpError::invalid(code, message).with_param(param))
+    }
+
+    /// Storage failed: logged here, told to the client as a 503 without the details.
+    pub fn storage(err: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %err, "storage failed");
+        Self::Unavailable
+    }
+
+    /// The system's random source failed: not a storage problem, though also worth a retry.
+    pub fn no_randomness(err: getrandom::Error) -> Self {
+        tracing::error!(error = %err, "no random bytes for a signing secret");
+        Self::NoRandomness
+    }
+
     pub fn reply(self) -> Reply {
         let message = self.to_string();
         let (status, error) = match self {
-            Self::MissingApiKey => (401, AcpError::invalid("missing_api_key", message)),
-            Self::InvalidApiKey => (401, AcpError::invalid("invalid_api_key", message)),
+            Self::MissingApiKey => (401, AcpError::invalid(ErrorCode::MissingApiKey, message)),
+            Self::InvalidApiKey => (401, AcpError::invalid(ErrorCode::InvalidApiKey, message)),
             Self::UnsupportedVersion(_) => (
                 400,
                 AcpError {
                     supported_versions: Some(SUPPORTED_VERSIONS.iter().map(|v| (*v).to_owned()).collect()),
-                    ..AcpError::invalid("unsupported_api_version", message)
+                    ..AcpError::invalid(ErrorCode::UnsupportedApiVersion, message)
                 },
             ),
-            Self::IdempotencyKeyRequired => (400, AcpError::invalid("idempotency_key_required", message)),
-            Self::IdempotencyKeyInvalid => (400, AcpError::invalid("invalid_idempotency_key", message)),
-            Self::BodyTooLarge(_) => (413, AcpError::invalid("request_too_large", message)),
-            Self::BodyUnreadable => (400, AcpError::invalid("invalid_body", message)),
-            Self::BodyTimeout(_) => (408, AcpError::invalid("request_timeout", message)),
-            Self::NotFound => (404, AcpError::invalid("not_found", message)),
-            Self::MethodNotAllowed => (405, AcpError::invalid("method_not_allowed", message)),
+            Self::IdempotencyKeyRequired => (400, AcpError::invalid(ErrorCode::IdempotencyKeyRequired, message)),
+            Self::IdempotencyKeyInvalid => (400, AcpError::invalid(ErrorCode::InvalidIdempotencyKey, message)),
+            Self::BodyTooLarge(_) => (413, AcpError::invalid(ErrorCode::RequestTooLarge, message)),
+            Self::BodyUnreadable => (400, AcpError::invalid(ErrorCode::InvalidBody, message)),
+            Self::BodyTimeout(_) => (408, AcpError::invalid(ErrorCode::RequestTimeout, message)),
+            Self::NotFound => (404, AcpError::invalid(ErrorCode::NotFound, message)),
+            Self::MethodNotAllowed => (405, AcpError::invalid(ErrorCode::MethodNotAllowed, message)),
             Self::Unavailable => (
                 503,
-                AcpError::unavailable("storage_unavailable", "Storage is unavailable; retry later."),
+                AcpError::unavailable(ErrorCode::StorageUnavailable, "Storage is unavailable; retry later."),
             ),
             Self::NoRandomness => (
                 503,
                 AcpError::unavailable(
-                    "secret_generation_failed",
+                    ErrorCode::SecretGenerationFailed,
                     "A signing secret could not be generated; retry later.",
                 ),
             ),
-            Self::InvalidBody(error) => (400, error),
+            Self::ReplayUnavailable => (
+                503,
+                AcpError::unavailable(
+                    ErrorCode::ReplayUnavailable,
+                    "Replay is not configured on this deployment.",
+                ),
+            ),
+            Self::Invalid(error) => (400, error),
         };
         Reply::error(status, &error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        ApiReply(self.reply()).into_response()
     }
 }
 
@@ -78,10 +115,9 @@ mod tests {
     /// A failed random source is told as what it is, not as a storage outage.
     #[test]
     fn no_randomness_is_not_a_storage_outage() {
-        let reply = EdgeError::NoRandomness.reply();
+        let reply = ApiError::NoRandomness.reply();
         assert_eq!(reply.status, 503);
         let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["code"], "secret_generation_failed");
-        assert_ne!(body["code"], "storage_unavailable");
     }
 }

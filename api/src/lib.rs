@@ -6,14 +6,15 @@
 
 mod auth;
 mod deliveries;
-mod edge;
-pub use edge::BODY_READ_TIMEOUT;
+mod echo;
 mod endpoints;
 mod error;
+mod extract;
 pub mod headers;
 pub mod lambda;
 pub mod onboarding;
 mod path_id;
+mod reply;
 mod resolver;
 mod routes;
 
@@ -29,6 +30,10 @@ use std::sync::Arc;
 
 /// Largest request body accepted; larger ones get a 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long a client may take to send a request body, unless the state says otherwise (a slow
+/// sender holds a connection).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What every handler shares, built once at startup.
 #[derive(Clone)]
@@ -54,7 +59,7 @@ impl AppState {
             url_policy: UrlPolicy::default(),
             resolver: Arc::new(SystemResolver),
             delivery_queue: None,
-            body_read_timeout: edge::BODY_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
         }
     }
 

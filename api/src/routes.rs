@@ -2,18 +2,18 @@
 //! and the merchant's webhook endpoints, attempt log and replay.
 
 use crate::AppState;
-use crate::edge::{Echo, Edge, KeyRule};
-use crate::error::EdgeError;
+use crate::echo::echo;
+use crate::error::ApiError;
+use crate::extract::{Caller, Json, JsonOrEmpty, KeyScope, RequiredKey};
 use crate::path_id::PathId;
+use crate::reply::ApiReply;
 use crate::{deliveries, endpoints};
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::extract::State;
 use axum::routing::{get, post, put};
-use checkout::acp::{AcpError, CancelSessionRequest, parse_body};
+use checkout::acp::{CancelSessionRequest, CompleteSessionRequest, CreateSessionRequest, UpdateSessionRequest};
 use checkout::ids::SessionId;
 use checkout::service::Command;
-use serde::de::DeserializeOwned;
 use tracing::{Instrument, info_span};
 
 pub fn router(state: AppState) -> Router {
@@ -39,111 +39,78 @@ pub fn router(state: AppState) -> Router {
                 .get(endpoints::get_order_webhook)
                 .delete(endpoints::delete_order_webhook),
         )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(echo))
         .with_state(state)
 }
 
-async fn not_found(request: Request) -> Response {
-    echo(&request).refuse(EdgeError::NotFound)
+/// Runs a checkout command with its idempotency key.
+async fn run(state: &AppState, caller: &Caller, key: KeyScope, raw: &[u8], command: Command) -> ApiReply {
+    let span = info_span!(
+        "checkout_write",
+        merchant_id = %caller.merchant.id,
+        session_id = command.session_id().map_or("", |id| id.as_str()),
+        request_id = caller.request_id,
+    );
+    ApiReply(
+        state
+            .service
+            .execute(&caller.call(key, raw), command)
+            .instrument(span)
+            .await,
+    )
 }
 
-async fn method_not_allowed(request: Request) -> Response {
-    echo(&request).refuse(EdgeError::MethodNotAllowed)
+/// The session named in the path; an id we could never have issued is a 404.
+fn session_id(id: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(id).ok_or(ApiError::NotFound)
 }
 
-fn echo(request: &Request) -> Echo {
-    Echo::of(request.headers())
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequiredKey(key): RequiredKey,
+    body: Json<CreateSessionRequest>,
+) -> ApiReply {
+    run(&state, &caller, key, &body.raw, Command::Create(Box::new(body.value))).await
 }
 
-type Parse<T> = fn(&[u8]) -> Result<T, AcpError>;
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    RequiredKey(key): RequiredKey,
+    body: Json<UpdateSessionRequest>,
+) -> Result<ApiReply, ApiError> {
+    let command = Command::Update(session_id(&id)?, Box::new(body.value));
+    Ok(run(&state, &caller, key, &body.raw, command).await)
+}
 
-/// Edge checks, then the body parsed as `T`.
-async fn read<T>(state: &AppState, request: Request, parse: Parse<T>) -> Result<(Edge, Echo, T), Response> {
-    let (edge, echo) = Edge::read(state, request, KeyRule::Required).await?;
-    match parse(&edge.body) {
-        Ok(body) => Ok((edge, echo, body)),
-        Err(error) => Err(echo.refuse(EdgeError::InvalidBody(error))),
-    }
+async fn complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    RequiredKey(key): RequiredKey,
+    body: Json<CompleteSessionRequest>,
+) -> Result<ApiReply, ApiError> {
+    let command = Command::Complete(session_id(&id)?, Box::new(body.value));
+    Ok(run(&state, &caller, key, &body.raw, command).await)
 }
 
 /// The cancel body is optional: an empty one means "no intent trace".
-fn parse_optional<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, AcpError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        parse_body(body)
-    }
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    RequiredKey(key): RequiredKey,
+    JsonOrEmpty(body): JsonOrEmpty<CancelSessionRequest>,
+) -> Result<ApiReply, ApiError> {
+    let command = Command::Cancel(session_id(&id)?, body.value);
+    Ok(run(&state, &caller, key, &body.raw, command).await)
 }
 
-async fn run(state: &AppState, edge: Edge, echo: Echo, command: Command) -> Response {
-    let span = info_span!(
-        "checkout_write",
-        merchant_id = %edge.merchant.id,
-        session_id = command.session_id().map_or("", |id| id.as_str()),
-        request_id = edge.request_id(),
-    );
-    let reply = state.service.execute(&edge.call(), command).instrument(span).await;
-    echo.respond(reply)
-}
-
-/// Runs a command on the session named in the path; an id we could never have issued is a 404.
-async fn on_session<T>(
-    state: AppState,
-    request: Request,
-    id: &str,
-    parse: Parse<T>,
-    command: impl FnOnce(SessionId, T) -> Command,
-) -> Response {
-    let (edge, echo, body) = match read(&state, request, parse).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    match SessionId::parse(id) {
-        Some(id) => run(&state, edge, echo, command(id, body)).await,
-        None => echo.refuse(EdgeError::NotFound),
-    }
-}
-
-async fn create(State(state): State<AppState>, request: Request) -> Response {
-    match read(&state, request, parse_body).await {
-        Ok((edge, echo, body)) => run(&state, edge, echo, Command::Create(Box::new(body))).await,
-        Err(response) => response,
-    }
-}
-
-async fn update(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    on_session(state, request, &id, parse_body, |id, body| {
-        Command::Update(id, Box::new(body))
-    })
-    .await
-}
-
-async fn complete(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    on_session(state, request, &id, parse_body, |id, body| {
-        Command::Complete(id, Box::new(body))
-    })
-    .await
-}
-
-async fn cancel(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    on_session(
-        state,
-        request,
-        &id,
-        parse_optional::<CancelSessionRequest>,
-        Command::Cancel,
-    )
-    .await
-}
-
-async fn retrieve(State(state): State<AppState>, PathId(id): PathId, request: Request) -> Response {
-    let (edge, echo) = match Edge::read(&state, request, KeyRule::Optional).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    let Some(session_id) = SessionId::parse(&id) else {
-        return echo.refuse(EdgeError::NotFound);
-    };
-    echo.respond(state.service.get(&edge.merchant, &session_id).await)
+async fn retrieve(State(state): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<ApiReply, ApiError> {
+    let id = session_id(&id)?;
+    Ok(ApiReply(state.service.get(&caller.merchant, &id).await))
 }

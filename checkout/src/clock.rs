@@ -19,6 +19,19 @@ pub fn rfc3339_millis(t: &Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// An RFC 3339 time from a document; a refusal says what one looks like (chrono's own words,
+/// `premature end of input`, mean nothing to a client).
+fn parse_rfc3339<E: serde::de::Error>(raw: &str) -> Result<Timestamp, E> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            E::invalid_value(
+                serde::de::Unexpected::Str(raw),
+                &"an RFC 3339 time such as 2026-04-17T09:30:00Z",
+            )
+        })
+}
+
 /// Serde helper (millisecond precision): `#[serde(with = "crate::clock::rfc3339_serde")]`.
 pub mod rfc3339_serde {
     use super::Timestamp;
@@ -30,9 +43,7 @@ pub mod rfc3339_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
         let raw = String::deserialize(d)?;
-        chrono::DateTime::parse_from_rfc3339(&raw)
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .map_err(serde::de::Error::custom)
+        super::parse_rfc3339(&raw)
     }
 }
 
@@ -50,11 +61,7 @@ pub mod optional_rfc3339_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
         Option::<String>::deserialize(d)?
-            .map(|raw| {
-                chrono::DateTime::parse_from_rfc3339(&raw)
-                    .map(|t| t.with_timezone(&chrono::Utc))
-                    .map_err(serde::de::Error::custom)
-            })
+            .map(|raw| super::parse_rfc3339(&raw))
             .transpose()
     }
 }

@@ -3,7 +3,8 @@
 //! the top when a concurrent writer got there first. Every outcome becomes a [`Reply`].
 
 use crate::acp::{
-    AcpError, ApiVersion, CancelSessionRequest, CompleteSessionRequest, CreateSessionRequest, UpdateSessionRequest,
+    AcpError, ApiVersion, CancelSessionRequest, CompleteSessionRequest, CreateSessionRequest, ErrorCode,
+    UpdateSessionRequest,
 };
 use crate::clock;
 use crate::event::{Event, EventType};
@@ -145,7 +146,7 @@ impl CheckoutService {
                 Outcome::NotStored(Reply::error(
                     409,
                     &AcpError::invalid(
-                        "concurrent_modification",
+                        ErrorCode::ConcurrentModification,
                         "The session is being changed by other requests; retry.",
                     ),
                 ))
@@ -270,7 +271,7 @@ impl CheckoutService {
             (_, None) => {
                 return Ok(Outcome::NotStored(Reply::error(
                     500,
-                    &AcpError::processing("internal_error", "Internal error."),
+                    &AcpError::processing(ErrorCode::InternalError, "Internal error."),
                 )));
             }
         };
@@ -367,7 +368,7 @@ impl CheckoutService {
             Reply::error(
                 503,
                 &AcpError::unavailable(
-                    "payment_processor_unavailable",
+                    ErrorCode::PaymentProcessorUnavailable,
                     "The payment processor is unavailable; retry later.",
                 ),
             )
@@ -422,32 +423,34 @@ impl CheckoutService {
 pub fn refusal(err: &CommandError) -> Reply {
     let message = err.to_string();
     let (status, error) = match err {
-        CommandError::EmptyCart { param } => (400, AcpError::invalid("missing", message).with_param(param)),
-        CommandError::UnknownItem { param, .. } => {
-            (400, AcpError::invalid("invalid_item_id", message).with_param(param))
-        }
-        CommandError::InvalidQuantity { param } => {
-            (400, AcpError::invalid("invalid_quantity", message).with_param(param))
-        }
+        CommandError::EmptyCart { param } => (400, AcpError::invalid(ErrorCode::Missing, message).with_param(param)),
+        CommandError::UnknownItem { param, .. } => (
+            400,
+            AcpError::invalid(ErrorCode::InvalidItemId, message).with_param(param),
+        ),
+        CommandError::InvalidQuantity { param } => (
+            400,
+            AcpError::invalid(ErrorCode::InvalidQuantity, message).with_param(param),
+        ),
         CommandError::UnsupportedCurrency { .. } => (
             400,
-            AcpError::invalid("unsupported_currency", message).with_param("$.currency"),
+            AcpError::invalid(ErrorCode::UnsupportedCurrency, message).with_param("$.currency"),
         ),
         CommandError::UnknownFulfillmentOption { param, .. } => (
             400,
-            AcpError::invalid("invalid_fulfillment_option", message).with_param(param),
+            AcpError::invalid(ErrorCode::InvalidFulfillmentOption, message).with_param(param),
         ),
-        CommandError::NotModifiable { .. } => (400, AcpError::invalid("session_not_modifiable", message)),
-        CommandError::NothingToUpdate => (400, AcpError::invalid("invalid_request", message)),
-        CommandError::NotCancelable { .. } => (405, AcpError::invalid("session_not_cancelable", message)),
-        CommandError::NotReadyForPayment { .. } => (400, AcpError::invalid("session_not_ready", message)),
+        CommandError::NotModifiable { .. } => (400, AcpError::invalid(ErrorCode::SessionNotModifiable, message)),
+        CommandError::NothingToUpdate => (400, AcpError::invalid(ErrorCode::InvalidRequest, message)),
+        CommandError::NotCancelable { .. } => (405, AcpError::invalid(ErrorCode::SessionNotCancelable, message)),
+        CommandError::NotReadyForPayment { .. } => (400, AcpError::invalid(ErrorCode::SessionNotReady, message)),
         CommandError::PaymentMissing => (
             400,
-            AcpError::invalid("invalid_payment_data", message).with_param("$.payment_data"),
+            AcpError::invalid(ErrorCode::InvalidPaymentData, message).with_param("$.payment_data"),
         ),
         CommandError::RequiresAuthentication => (
             400,
-            AcpError::invalid("requires_3ds", message).with_param("$.authentication_result"),
+            AcpError::invalid(ErrorCode::Requires3ds, message).with_param("$.authentication_result"),
         ),
     };
     Reply::error(status, &error)
@@ -456,7 +459,7 @@ pub fn refusal(err: &CommandError) -> Reply {
 fn not_found(id: &SessionId) -> Reply {
     Reply::error(
         404,
-        &AcpError::invalid("not_found", format!("Checkout session '{id}' was not found.")),
+        &AcpError::invalid(ErrorCode::NotFound, format!("Checkout session '{id}' was not found.")),
     )
 }
 
@@ -464,7 +467,7 @@ fn idempotency_conflict() -> Reply {
     Reply::error(
         422,
         &AcpError::invalid(
-            "idempotency_conflict",
+            ErrorCode::IdempotencyConflict,
             "Idempotency-Key has already been used with a different request body",
         ),
     )
@@ -476,7 +479,7 @@ fn in_flight() -> Reply {
         ..Reply::error(
             409,
             &AcpError::invalid(
-                "idempotency_in_flight",
+                ErrorCode::IdempotencyInFlight,
                 "A request with this Idempotency-Key is currently being processed",
             ),
         )
@@ -498,7 +501,7 @@ fn too_large(size: usize, limit: usize) -> Reply {
         size.div_ceil(1024),
         limit / 1024
     );
-    Reply::error(400, &AcpError::invalid("session_too_large", message))
+    Reply::error(400, &AcpError::invalid(ErrorCode::SessionTooLarge, message))
 }
 
 fn unavailable(err: &StoreError) -> Reply {
@@ -508,7 +511,7 @@ fn unavailable(err: &StoreError) -> Reply {
         return Reply::error(
             500,
             &AcpError::processing(
-                "storage_refused",
+                ErrorCode::StorageRefused,
                 "This change cannot be stored; retrying will not help.",
             ),
         );
@@ -519,7 +522,7 @@ fn unavailable(err: &StoreError) -> Reply {
         return Reply::error(
             500,
             &AcpError::processing(
-                "record_unreadable",
+                ErrorCode::RecordUnreadable,
                 "This checkout session's stored data cannot be read back; the operator has been told.",
             ),
         );
@@ -529,7 +532,7 @@ fn unavailable(err: &StoreError) -> Reply {
         return Reply::error(
             503,
             &AcpError::unavailable(
-                "commit_timeout",
+                ErrorCode::CommitTimeout,
                 "The request took too long and changed nothing; retry it with the same Idempotency-Key.",
             ),
         );
@@ -537,11 +540,11 @@ fn unavailable(err: &StoreError) -> Reply {
     warn!(error = %err, "storage failed");
     Reply::error(
         503,
-        &AcpError::unavailable("storage_unavailable", "Storage is unavailable; retry later."),
+        &AcpError::unavailable(ErrorCode::StorageUnavailable, "Storage is unavailable; retry later."),
     )
 }
 
 fn internal(err: &dyn std::error::Error) -> Reply {
     warn!(error = %err, "could not render a reply");
-    Reply::error(500, &AcpError::processing("internal_error", "Internal error."))
+    Reply::error(500, &AcpError::processing(ErrorCode::InternalError, "Internal error."))
 }

@@ -30,9 +30,9 @@ pub enum CommandError {
     UnknownFulfillmentOption { param: String, id: String },
     #[error("the update changes nothing: give at least one field to change")]
     NothingToUpdate,
-    #[error("the session is {status:?} and can no longer be changed")]
+    #[error("the session is {status} and can no longer be changed")]
     NotModifiable { status: SessionStatus },
-    #[error("the session is {status:?} and cannot be canceled")]
+    #[error("the session is {status} and cannot be canceled")]
     NotCancelable { status: SessionStatus },
     #[error("the session is not ready for payment: {}", missing.join("; "))]
     NotReadyForPayment { missing: Vec<String> },

@@ -15,7 +15,81 @@ on_every_backend!(
     undecodable_ids_are_404_in_the_acp_shape,
     a_cart_too_large_to_publish_is_refused_and_a_large_one_completes,
     an_update_that_changes_nothing_appends_nothing,
+    merchant_api_refusals_name_the_field_in_plain_words,
 );
+
+/// A refusal's message is for people: it says what was wrong in JSON's words, never in Rust's
+/// (`expected u32`, `struct Address`, chrono's `premature end of input`).
+fn assert_plain_words(message: &str, case: &str) {
+    assert!(!message.is_empty(), "{case}");
+    for rust in [
+        "i64",
+        "u32",
+        "u64",
+        "usize",
+        "struct ",
+        "premature",
+        "EOF",
+        "variant",
+        "`",
+        "Some(",
+        "None",
+    ] {
+        assert!(!message.contains(rust), "{case}: '{rust}' in {message}");
+    }
+}
+
+async fn merchant_api_refusals_name_the_field_in_plain_words(app: TestApp) {
+    let endpoint = expect(
+        app.post("/webhook_endpoints", &json!({"url": "https://hooks.example.com/a"}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    let cases = [
+        (
+            "/webhook_endpoints".to_owned(),
+            json!({"url": "https://hooks.example.com/b", "rate_limit": "fast"}),
+            "$.rate_limit",
+            "expected a whole number, 0 or more, got the string \"fast\"",
+        ),
+        (
+            "/webhook_endpoints".to_owned(),
+            json!({"url": "https://hooks.example.com/b", "enabled": "yes"}),
+            "$.enabled",
+            "expected true or false",
+        ),
+        (
+            format!("/webhook_endpoints/{id}/replay"),
+            json!({"since": "yesterday"}),
+            "$.since",
+            "expected an RFC 3339 time such as 2026-04-17T09:30:00Z, got the string \"yesterday\"",
+        ),
+        (
+            format!("/webhook_endpoints/{id}/replay"),
+            json!({"until": "2026-04-17T09:30:00Z"}),
+            "$.since",
+            "$.since is required",
+        ),
+        (
+            format!("/webhook_endpoints/{id}/rotate_secret"),
+            json!({"grace_period_seconds": 1.5}),
+            "$.grace_period_seconds",
+            "expected an integer, got the number 1.5",
+        ),
+    ];
+    for (path, body, param, says) in cases {
+        let response = app.post(&path, &body).send().await.unwrap();
+        let error = expect(response, 400).await;
+        let message = error["message"].as_str().unwrap();
+        assert_eq!(error["param"], param, "{path} {body}: {error}");
+        assert!(message.contains(says), "{path} {body}: {message}");
+        assert_plain_words(message, &path);
+    }
+}
 
 /// Setting what is already there (no fulfillment option on a session without one, the same
 /// address twice) answers the session as it is and appends no event, so no webhook goes out.
@@ -242,7 +316,7 @@ async fn bad_create_bodies_are_refused_and_store_nothing(app: TestApp) {
                 case.name
             );
         }
-        assert!(!error["message"].as_str().unwrap().is_empty());
+        assert_plain_words(error["message"].as_str().unwrap(), case.name);
 
         // Nothing was stored under the key: a good request with it runs as new.
         let retry = app

@@ -4,11 +4,13 @@
 //! objects the seller only passes along (attribution, risk signals…) are kept as JSON values.
 
 mod error;
+mod parse;
 mod request;
 mod session;
 mod version;
 
-pub use error::{AcpError, AcpErrorType};
+pub use error::{AcpError, AcpErrorType, ErrorCode};
+pub use parse::{MAX_JSON_DEPTH, parse_body};
 pub use request::*;
 pub use session::*;
 pub use version::{ApiVersion, SUPPORTED_VERSIONS};

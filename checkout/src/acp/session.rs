@@ -18,6 +18,23 @@ impl SessionStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Canceled)
     }
+
+    /// The status as the wire names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotReadyForPayment => "not_ready_for_payment",
+            Self::ReadyForPayment => "ready_for_payment",
+            Self::AuthenticationRequired => "authentication_required",
+            Self::Completed => "completed",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+impl std::fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
