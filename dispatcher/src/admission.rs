@@ -14,11 +14,19 @@ use std::time::Duration;
 const WAIT_IN_PLACE: Duration = Duration::from_millis(500);
 /// How often a delivery waits in place before it is deferred.
 const WAITS_IN_PLACE: usize = 3;
-/// How long a delivery is deferred when its endpoint keeps its cap of requests in flight,
-/// plus up to as much again at random, so deferred deliveries do not all come back at once.
-/// (In the main lane it is not waited for at all: the delivery moves to the slow lane.) An
-/// endpoint at its cap that answers quickly is not deferred: a place frees within milliseconds.
+/// How long a delivery is deferred, at least, when its endpoint keeps its cap of requests in
+/// flight; the longer the endpoint has gone without freeing a place, the longer, up to
+/// [`MAX_IN_FLIGHT_DEFERRAL`]; plus up to as much again at random, so deferred deliveries do not
+/// all come back at once. (In the main lane it is not waited for at all: the delivery moves to
+/// the slow lane.) An endpoint at its cap that answers quickly is not deferred: a place frees
+/// within milliseconds.
+///
+/// Why it grows: every deferral is a queue message written and read again. An endpoint that
+/// stopped answering holds its places until its requests time out; deferring each of its
+/// deliveries by a second meant every one of them cycled through the queue about fifteen times
+/// in that wait, and the writes slowed the healthy endpoints' deliveries.
 const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
+const MAX_IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(10);
 
 /// A delivery that may not go now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,9 +101,11 @@ impl Admission {
                 match self.in_flight.acquire(&e.id, patience).await {
                     Some(permit) => Ok(Some(permit)),
                     None => {
+                        let stuck = self.in_flight.stalled_for(&e.id);
+                        let wait = stuck.clamp(IN_FLIGHT_DEFERRAL, MAX_IN_FLIGHT_DEFERRAL);
                         let jitter = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
                         Err(Deferral {
-                            wait: IN_FLIGHT_DEFERRAL.mul_f64(1.0 + jitter),
+                            wait: wait.mul_f64(1.0 + jitter),
                             busy: true,
                         })
                     }
@@ -183,6 +193,30 @@ mod tests {
         let admitted = admission.admit(&merchant, &target, false).await;
         assert!(matches!(admitted, Err(Deferral { busy: true, .. })), "{admitted:?}");
         assert_eq!(started.elapsed(), Duration::ZERO, "nothing was waited for");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longer_an_endpoint_has_been_stuck_the_longer_its_deliveries_are_deferred() {
+        let admission = admission();
+        let (merchant, target) = target();
+        let _held = fill(&admission, &merchant, &target).await;
+        let deferred = || async {
+            match admission.admit(&merchant, &target, false).await {
+                Err(Deferral { wait, busy: true }) => wait,
+                other => panic!("{other:?}"),
+            }
+        };
+        let first = deferred().await;
+        assert!((IN_FLIGHT_DEFERRAL..=IN_FLIGHT_DEFERRAL * 2).contains(&first), "{first:?}");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let later = deferred().await;
+        assert!((Duration::from_secs(4)..=Duration::from_secs(8)).contains(&later), "{later:?}");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let much_later = deferred().await;
+        assert!(
+            (MAX_IN_FLIGHT_DEFERRAL..=MAX_IN_FLIGHT_DEFERRAL * 2).contains(&much_later),
+            "{much_later:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

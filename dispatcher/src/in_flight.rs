@@ -42,6 +42,7 @@ struct Places {
     semaphore: Arc<Semaphore>,
     pace: Mutex<Pace>,
     waiting: AtomicUsize,
+    created: Instant,
 }
 
 #[derive(Default)]
@@ -113,6 +114,14 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
         })
     }
 
+    /// How long the endpoint has gone without freeing a place (since its first request, when it
+    /// never freed one): how long a stuck endpoint has been stuck.
+    pub fn stalled_for(&self, key: &K) -> Duration {
+        let places = self.places(key);
+        let since = places.pace.lock().last_freed.unwrap_or(places.created);
+        since.elapsed()
+    }
+
     fn places(&self, key: &K) -> Arc<Places> {
         let mut all = self.places.lock();
         if all.len() > PRUNE_ABOVE {
@@ -127,6 +136,7 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
                         semaphore: Arc::new(Semaphore::new(self.cap)),
                         pace: Mutex::default(),
                         waiting: AtomicUsize::new(0),
+                        created: Instant::now(),
                     })
                 })
                 .clone(),
