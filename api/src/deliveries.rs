@@ -41,7 +41,7 @@ fn read_page(uri: &Uri) -> Result<AttemptQuery, ApiError> {
             format!(
                 "The query takes limit (a whole number from 1 to {MAX_PAGE}) and cursor (the next_cursor of the previous page), nothing else."
             ),
-            "$.limit",
+            "$",
         )
     })?;
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);

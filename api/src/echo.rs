@@ -22,10 +22,11 @@ pub async fn echo(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|id| id.len() <= MAX_REQUEST_ID)
         .map_or_else(|| format!("req_{}", ulid::Ulid::new()), str::to_owned);
-    // Echoed only when it is one a request may carry: a refused 100 KB key is not sent back.
+    // Echoed only when it is one a request may carry: a refused 100 KB key, or one that is not
+    // printable ASCII, is not sent back.
     let key = headers
         .get(headers::IDEMPOTENCY_KEY)
-        .filter(|k| !k.is_empty() && k.len() <= idempotency::MAX_KEY_LEN)
+        .filter(|k| idempotency::valid_key(k.as_bytes()).is_some())
         .cloned();
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let mut response = next.run(request).await;

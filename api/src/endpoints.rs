@@ -242,6 +242,9 @@ pub async fn update(
     PathId(id): PathId,
     body: Json<UpdateEndpoint>,
 ) -> Result<ApiReply, ApiError> {
+    // A missing endpoint is a 404 whatever the body says, before any of it is checked (and its
+    // URL resolved).
+    load(&state, &caller.merchant, &id).await?;
     let update = validate_update(&state, body.value).await?;
     let changed = change_endpoint(&state, &caller.merchant, &id, |endpoint| {
         update.apply(endpoint);

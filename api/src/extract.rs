@@ -45,12 +45,13 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(ApiError::Unavailable);
             }
         };
-        let api_version = match header_str(&parts.headers, headers::API_VERSION) {
+        let api_version = match parts.headers.get(headers::API_VERSION).map(|v| v.to_str()) {
             None => merchant.pinned_version(),
             // Echoed in the message: only its start, whatever a client sent.
-            Some(raw) => {
+            Some(Ok(raw)) => {
                 ApiVersion::parse(raw).ok_or_else(|| ApiError::UnsupportedVersion(raw.chars().take(40).collect()))?
             }
+            Some(Err(_)) => return Err(ApiError::UnsupportedVersion("(not ASCII text)".to_owned())),
         };
         let request_id = parts
             .extensions
@@ -100,11 +101,7 @@ fn key_scope(parts: &Parts) -> Result<Option<KeyScope>, ApiError> {
     let Some(raw) = parts.headers.get(headers::IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let key = raw
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= idempotency::MAX_KEY_LEN)
-        .ok_or(ApiError::IdempotencyKeyInvalid)?;
+    let key = idempotency::valid_key(raw.as_bytes()).ok_or(ApiError::IdempotencyKeyInvalid)?;
     let path = percent_encoding::percent_decode_str(parts.uri.path())
         .decode_utf8()
         .map_or_else(|_| parts.uri.path().to_owned(), |path| path.into_owned());
@@ -174,6 +171,11 @@ fn invalid_body(error: AcpError) -> ApiError {
 /// The whole body, within [`MAX_BODY_BYTES`] and the state's read timeout (a slow sender holds
 /// a connection).
 async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    // A body announced as too large is refused at once, not after it failed to arrive.
+    let announced = header_str(request.headers(), header::CONTENT_LENGTH.as_str()).and_then(|n| n.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::BodyTooLarge(MAX_BODY_BYTES));
+    }
     let read = tokio::time::timeout(
         state.body_read_timeout,
         axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES),

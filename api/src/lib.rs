@@ -19,6 +19,7 @@ mod resolver;
 mod routes;
 
 pub use auth::MerchantCache;
+pub use echo::echo as echo_request_headers;
 pub use resolver::SystemResolver;
 pub use routes::router;
 

@@ -18,6 +18,16 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 /// ACP: an opaque string of at most 255 characters.
 pub const MAX_KEY_LEN: usize = 255;
 
+/// An `Idempotency-Key` header's value, if it is one a request may carry: 1 to
+/// [`MAX_KEY_LEN`] printable ASCII characters (spaces allowed, no tabs or other controls).
+pub fn valid_key(raw: &[u8]) -> Option<&str> {
+    let printable = raw.iter().all(|b| (0x20..=0x7e).contains(b));
+    if raw.is_empty() || raw.len() > MAX_KEY_LEN || !printable {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()
+}
+
 /// A key is scoped to the authenticated merchant and the endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey {

@@ -34,7 +34,7 @@ pub enum CommandError {
     NotModifiable { status: SessionStatus },
     #[error("the session is {status} and cannot be canceled")]
     NotCancelable { status: SessionStatus },
-    #[error("the session is not ready for payment: {}", missing.join("; "))]
+    #[error("the session is not ready for payment: {}", missing.join(" "))]
     NotReadyForPayment { missing: Vec<String> },
     #[error("payment_data needs an instrument with a credential token")]
     PaymentMissing,

@@ -207,10 +207,16 @@ mod tests {
             }
         };
         let first = deferred().await;
-        assert!((IN_FLIGHT_DEFERRAL..=IN_FLIGHT_DEFERRAL * 2).contains(&first), "{first:?}");
+        assert!(
+            (IN_FLIGHT_DEFERRAL..=IN_FLIGHT_DEFERRAL * 2).contains(&first),
+            "{first:?}"
+        );
         tokio::time::sleep(Duration::from_secs(4)).await;
         let later = deferred().await;
-        assert!((Duration::from_secs(4)..=Duration::from_secs(8)).contains(&later), "{later:?}");
+        assert!(
+            (Duration::from_secs(4)..=Duration::from_secs(8)).contains(&later),
+            "{later:?}"
+        );
         tokio::time::sleep(Duration::from_secs(60)).await;
         let much_later = deferred().await;
         assert!(

@@ -45,7 +45,10 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let app = app.layer(axum::middleware::from_fn(check_request_line));
+    // The echo outside the request-line check, so its refusals carry a Request-Id too.
+    let app = app
+        .layer(axum::middleware::from_fn(check_request_line))
+        .layer(axum::middleware::from_fn(api::echo_request_headers));
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let clients = Arc::new(Clients::default());
     let graceful = GracefulShutdown::new();

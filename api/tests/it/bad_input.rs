@@ -16,7 +16,39 @@ on_every_backend!(
     a_cart_too_large_to_publish_is_refused_and_a_large_one_completes,
     an_update_that_changes_nothing_appends_nothing,
     merchant_api_refusals_name_the_field_in_plain_words,
+    headers_that_are_not_printable_text_are_refused_and_not_echoed,
 );
+
+async fn headers_that_are_not_printable_text_are_refused_and_not_echoed(app: TestApp) {
+    use reqwest::header::HeaderValue;
+    let body = json!({"currency": "usd", "line_items": [{"id": "test_1"}]});
+    for key in [&b"tab\there"[..], "clé".as_bytes()] {
+        let response = app
+            .client
+            .post(app.url("/checkout_sessions"))
+            .bearer_auth(&app.api_key)
+            .json(&body)
+            .header("Idempotency-Key", HeaderValue::from_bytes(key).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.headers().get("idempotency-key").is_none(),
+            "a refused key is not echoed"
+        );
+        assert_error(&expect(response, 400).await, "invalid_idempotency_key");
+    }
+    let version = app
+        .get("/webhook_endpoints")
+        .header(
+            "API-Version",
+            HeaderValue::from_bytes("2026-04-17é".as_bytes()).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(version, 400).await, "unsupported_api_version");
+}
 
 /// A refusal's message is for people: it says what was wrong in JSON's words, never in Rust's
 /// (`expected u32`, `struct Address`, chrono's `premature end of input`).
@@ -456,27 +488,26 @@ async fn undecodable_ids_are_404_in_the_acp_shape(app: TestApp) {
     assert_error(&expect(update, 404).await, "not_found");
 }
 
-/// A client that sends part of its body and then nothing holds a connection: after the body
-/// timeout it gets a 408 in the ACP error shape, and nothing is stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_that_never_arrives_is_a_408() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// An API on a socket of its own (the state's body read timeout as given), and a merchant's key.
+async fn serve_raw(read_timeout: std::time::Duration) -> (std::net::SocketAddr, String) {
     let backend = embedded_backend::EmbeddedStore::backend();
     let state = api::AppState::new(
         backend.clone(),
         std::sync::Arc::new(checkout::payment::TestPaymentProcessor::new()),
     )
-    .with_body_read_timeout(std::time::Duration::from_secs(1));
+    .with_body_read_timeout(read_timeout);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
     let (_, api_key) = crate::app::add_merchant(&backend).await;
+    (addr, api_key)
+}
+
+/// Writes `request` as given and reads the answer (up to 10 s).
+async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /checkout_sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}\r\n\
-         Idempotency-Key: slow-1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"currency\""
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         let mut buf = [0u8; 4096];
@@ -489,8 +520,40 @@ async fn a_body_that_never_arrives_is_a_408() {
         }
     })
     .await;
-    assert!(read.is_ok(), "no answer to a body that never arrives");
-    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer within 10 s");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A client that sends part of its body and then nothing holds a connection: after the body
+/// timeout it gets a 408 in the ACP error shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_is_a_408() {
+    let (addr, api_key) = serve_raw(std::time::Duration::from_secs(1)).await;
+    let text = raw_exchange(
+        addr,
+        &format!(
+            "POST /checkout_sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}\r\n\
+             Idempotency-Key: slow-1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"currency\""
+        ),
+    )
+    .await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+}
+
+/// A body announced larger than the limit is refused before it is read: not a 408 after the
+/// read timeout (30 s here, longer than the exchange waits).
+#[tokio::test]
+async fn a_body_announced_too_large_is_413_at_once() {
+    let (addr, api_key) = serve_raw(std::time::Duration::from_secs(30)).await;
+    let text = raw_exchange(
+        addr,
+        &format!(
+            "POST /checkout_sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}\r\n\
+             Idempotency-Key: big-1\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n{{}}"
+        ),
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("\"code\":\"request_too_large\""), "{text}");
 }

@@ -138,13 +138,17 @@ async fn a_request_without_host_is_refused() {
     let stack = Stack::start(&config).await.unwrap();
     let mut stream = tokio::net::TcpStream::connect(stack.addr).await.unwrap();
     stream
-        .write_all(b"GET /checkout_sessions/cs_none HTTP/1.1\r\nAuthorization: Bearer sk_demo_host\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /checkout_sessions/cs_none HTTP/1.1\r\nAuthorization: Bearer sk_demo_host\r\nRequest-Id: req_no_host\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("\"code\":\"missing_host\""), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("request-id: req_no_host"),
+        "{answer}"
+    );
     stack.shutdown().await.unwrap();
 }
 
@@ -162,6 +166,10 @@ async fn an_overlong_path_is_a_414_in_the_acp_shape() {
     };
     let too_long = get(local::server::MAX_URI_BYTES + 1).await.unwrap();
     assert_eq!(too_long.status(), 414);
+    assert!(
+        too_long.headers().contains_key("request-id"),
+        "a refusal carries a Request-Id"
+    );
     let body: serde_json::Value = too_long.json().await.unwrap();
     assert_eq!(body["code"], "uri_too_long", "{body}");
     assert_eq!(body["type"], "invalid_request");
