@@ -404,23 +404,15 @@ mod health {
     );
 }
 
-/// The Lambda adapter: a delivered item is not reported; a failed one is, after its visibility
-/// was set to the retry wait; the batch's counts are taken for its metrics line.
+/// The Lambda adapter on SQS (moto), with receipts SQS gave: a delivered item is not reported;
+/// one whose attempt could not be recorded is reported, and its visibility set to the short
+/// transient retry (it comes back after 5 s, not after the queue's own 2 s timeout, and not
+/// later); the batch's counts are taken for its metrics line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_handler_reports_only_what_must_come_back() {
-    let rig = Rig::new(Kind::Embedded, test_config()).await;
+    let rig = Rig::new(Kind::Moto, test_config()).await;
     rig.receiver
         .script(&[Answer::Status(200), Answer::Status(200), Answer::Status(500)]);
-    let record = |id: &str, e: &checkout::event::Event| {
-        serde_json::json!({
-            "messageId": id,
-            "receiptHandle": format!("receipt-{id}"),
-            "body": serde_json::to_string(e).unwrap(),
-            "attributes": { "ApproximateReceiveCount": "1" },
-            "messageAttributes": {},
-            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:order-updates",
-        })
-    };
     let queues = Queues {
         main: rig.queue.as_ref(),
         slow: Some(SlowLane {
@@ -428,26 +420,60 @@ async fn the_lambda_handler_reports_only_what_must_come_back() {
             name: "slow-deliveries",
         }),
     };
-    let batch = |id: &str, e: &checkout::event::Event| -> aws_lambda_events::event::sqs::SqsEvent {
-        serde_json::from_value(serde_json::json!({ "Records": [record(id, e)] })).unwrap()
+    // Each event goes through the queue, so its record carries a receipt SQS knows.
+    let received = |e: checkout::event::Event| {
+        let queue = rig.queue.clone();
+        async move {
+            queue
+                .send(&serde_json::to_string(&e).unwrap(), Duration::ZERO)
+                .await
+                .unwrap();
+            let message = queue.receive(1, Duration::from_secs(5)).await.unwrap().remove(0);
+            let batch: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(serde_json::json!({
+                "Records": [{
+                    "messageId": message.message_id,
+                    "receiptHandle": message.receipt,
+                    "body": message.body,
+                    "attributes": { "ApproximateReceiveCount": message.receive_count.to_string() },
+                    "messageAttributes": {},
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:order-updates",
+                }]
+            }))
+            .unwrap();
+            (message.message_id, message.receipt, batch)
+        }
     };
-    let first = checkout::testkit::event(&rig.merchant, None, 1);
-    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, batch("m1", &first)).await;
+    let (_, receipt, first) = received(checkout::testkit::event(&rig.merchant, None, 1)).await;
+    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, first).await;
     assert!(response.batch_item_failures.is_empty());
+    // What Lambda does with an item not reported.
+    rig.queue.delete(&receipt).await.unwrap();
 
     // Storage down while recording: the item must come back, so it is reported.
     rig.log.fail_records.store(1, Ordering::SeqCst);
-    let second = checkout::testkit::event(&rig.merchant, None, 1);
-    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, batch("m2", &second)).await;
+    let (second_id, _, second) = received(checkout::testkit::event(&rig.merchant, None, 1)).await;
+    let reported_at = std::time::Instant::now();
+    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, second).await;
     let reported: Vec<_> = response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
-    assert_eq!(reported, vec!["m2"]);
+    assert_eq!(reported, vec![second_id.as_str()]);
+    // Its visibility was set to the transient retry: past the queue's own 2 s, it is still away.
+    while reported_at.elapsed() < Duration::from_millis(3_500) {
+        let early = rig.queue.receive(1, Duration::from_millis(500)).await.unwrap();
+        assert!(early.is_empty(), "back after {:?}", reported_at.elapsed());
+    }
+    let mut back = Vec::new();
+    while back.is_empty() && reported_at.elapsed() < Duration::from_secs(30) {
+        back = rig.queue.receive(1, Duration::from_secs(2)).await.unwrap();
+    }
+    assert_eq!(back.len(), 1, "the reported item comes back");
+    assert_eq!(back[0].message_id, second_id);
 
-    let third = checkout::testkit::event(&rig.merchant, None, 1);
-    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, batch("m3", &third)).await;
+    let (_, _, third) = received(checkout::testkit::event(&rig.merchant, None, 1)).await;
+    let response = dispatcher::lambda::handle(&rig.dispatcher, &queues, third).await;
     // The attempt failed, and its retry went on as a task of its own: the event itself is done.
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(rig.receiver.seen().len(), 3);
@@ -455,7 +481,12 @@ async fn the_lambda_handler_reports_only_what_must_come_back() {
         rig.dispatcher.take_metrics().is_empty(),
         "each batch's counts were taken"
     );
-    let queued = rig.slow_queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    // SQS delays in whole seconds: the retry's short wait is at least one.
+    let mut queued = Vec::new();
+    let asked = std::time::Instant::now();
+    while queued.is_empty() && asked.elapsed() < Duration::from_secs(15) {
+        queued = rig.slow_queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    }
     assert_eq!(queued.len(), 1, "the retry task, on the slow lane");
     assert!(queued[0].body.contains(rig.endpoint.id.as_str()));
 }
