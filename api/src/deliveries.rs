@@ -233,8 +233,7 @@ enum Enqueued {
     Queued,
     /// The event is no longer in the store.
     Gone,
-    /// Its session's events cannot be read back: skipped and logged, the rest of the window goes
-    /// on.
+    /// The event cannot be read back: skipped and logged, the rest of the window goes on.
     Unreadable,
 }
 
@@ -246,15 +245,16 @@ async fn enqueue(
     record: &AttemptRecord,
     even_if_delivered: bool,
 ) -> Result<Enqueued, ApiError> {
-    let history = match state.backend.events.history(&record.session_id).await {
-        Ok(history) => history,
+    // One read of the event's own version, not the session's whole history.
+    let found = match state.backend.events.event_at(&record.session_id, record.version).await {
+        Ok(found) => found,
         Err(StoreError::Corrupt(reason)) => {
-            error!(session_id = %record.session_id, event_id = %record.event_id, %reason, "replay skips an unreadable session");
+            error!(session_id = %record.session_id, event_id = %record.event_id, %reason, "replay skips an unreadable event");
             return Ok(Enqueued::Unreadable);
         }
         Err(err) => return Err(ApiError::storage(err)),
     };
-    let Some(event) = history.into_iter().find(|e| e.id == record.event_id) else {
+    let Some(event) = found.filter(|e| e.id == record.event_id) else {
         return Ok(Enqueued::Gone);
     };
     let json = serde_json::to_string(&event).map_err(ApiError::storage)?;

@@ -542,6 +542,15 @@ impl EventStore for DynamoStore {
     async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError> {
         self.query_events(session_id, false).await
     }
+
+    async fn event_at(&self, session_id: &SessionId, version: u64) -> Result<Option<Event>, StoreError> {
+        let key = Item::from([
+            ("session_id".to_owned(), s(session_id.as_str())),
+            ("version".to_owned(), n(i64::try_from(version).unwrap_or(i64::MAX))),
+        ]);
+        let item = self.get(&self.tables.sessions, key).await?;
+        item.as_ref().map(parse_event).transpose()
+    }
 }
 
 /// How many times a claim is retried when the record changes between the write and the read.

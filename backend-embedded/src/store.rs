@@ -107,6 +107,12 @@ impl EventStore for EmbeddedStore {
     async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError> {
         Ok(self.state.lock().streams.get(session_id).cloned().unwrap_or_default())
     }
+
+    async fn event_at(&self, session_id: &SessionId, version: u64) -> Result<Option<Event>, StoreError> {
+        let state = self.state.lock();
+        let stream = state.streams.get(session_id);
+        Ok(stream.and_then(|s| s.iter().find(|e| e.version == version).cloned()))
+    }
 }
 
 #[async_trait]

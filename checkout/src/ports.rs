@@ -57,6 +57,10 @@ pub trait EventStore: Send + Sync {
 
     /// Every event of a session, oldest first.
     async fn history(&self, session_id: &SessionId) -> Result<Vec<Event>, StoreError>;
+
+    /// Version `version` of a session, if stored: one read, whatever the session's length (a
+    /// replay looks up each event it sends this way).
+    async fn event_at(&self, session_id: &SessionId, version: u64) -> Result<Option<Event>, StoreError>;
 }
 
 /// Idempotency records (see [`crate::idempotency`]).

@@ -364,6 +364,20 @@ impl EventStore for DurableStore {
             .await?;
         bodies.into_iter().map(event_row::decode).collect()
     }
+
+    async fn event_at(&self, session_id: &SessionId, version: u64) -> Result<Option<Event>, StoreError> {
+        let session = session_id.as_str().to_owned();
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        let body: Option<Value> = self
+            .db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT body FROM events WHERE session_id = ?1 AND version = ?2")?
+                    .query_row(params![session, version], |row| row.get(0))
+                    .optional()
+            })
+            .await?;
+        body.map(event_row::decode).transpose()
+    }
 }
 
 #[async_trait]

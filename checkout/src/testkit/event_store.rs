@@ -16,6 +16,23 @@ pub async fn append_then_read_back(backend: &Backend) {
     assert_eq!(history, vec![first, second]);
 }
 
+/// One version of a session by its number, intact; a version or a session never written is
+/// `None`.
+pub async fn an_event_is_read_by_its_version(backend: &Backend) {
+    let m = merchant();
+    let first = event(&m, None, 1);
+    let sid = first.session_id.clone();
+    backend.events.append(&first, None).await.unwrap();
+    let second = event(&m, Some(&sid), 2);
+    backend.events.append(&second, None).await.unwrap();
+    assert_eq!(backend.events.event_at(&sid, 1).await.unwrap(), Some(first));
+    assert_eq!(backend.events.event_at(&sid, 2).await.unwrap(), Some(second));
+    assert_eq!(backend.events.event_at(&sid, 3).await.unwrap(), None);
+    assert_eq!(backend.events.event_at(&sid, 0).await.unwrap(), None);
+    let other = crate::ids::SessionId::generate();
+    assert_eq!(backend.events.event_at(&other, 1).await.unwrap(), None);
+}
+
 pub async fn duplicate_version_is_a_conflict_and_changes_nothing(backend: &Backend) {
     let m = merchant();
     let first = event(&m, None, 1);

@@ -62,6 +62,7 @@ macro_rules! backend_contract_tests {
     ($factory:expr) => {
         $crate::backend_contract_tests!(@cases $factory;
             append_then_read_back,
+            an_event_is_read_by_its_version,
             duplicate_version_is_a_conflict_and_changes_nothing,
             unknown_session_has_no_events,
             fifty_racing_writers_lose_nothing,
