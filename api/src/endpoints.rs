@@ -9,15 +9,13 @@ use crate::reply::ApiReply;
 use axum::extract::State;
 use checkout::acp::ErrorCode;
 use checkout::clock;
-use checkout::event::EventType;
+use checkout::endpoint_settings::{self as settings, EndpointChange};
 use checkout::ids::EndpointId;
 use checkout::merchant::{Merchant, OrderWebhook};
 use checkout::ports::StoreError;
 use checkout::service::Reply;
 use checkout::url_safety::{self, UrlError};
-use checkout::webhook_endpoint::{
-    DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_RATE_LIMIT, MAX_ROTATION_GRACE, WebhookEndpoint,
-};
+use checkout::webhook_endpoint::WebhookEndpoint;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
@@ -123,44 +121,6 @@ async fn check_url(state: &AppState, raw: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_event_types(raw: &[String]) -> Result<Vec<EventType>, ApiError> {
-    raw.iter()
-        .enumerate()
-        .map(|(i, name)| {
-            EventType::parse(name).ok_or_else(|| {
-                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                ApiError::invalid(
-                    ErrorCode::InvalidEventType,
-                    format!("Unknown event type '{name}'; known: {}", known.join(", ")),
-                    &format!("$.event_types[{i}]"),
-                )
-            })
-        })
-        .collect()
-}
-
-fn check_rate_limit(rate: Option<u32>) -> Result<(), ApiError> {
-    match rate {
-        Some(r) if r == 0 || r > MAX_RATE_LIMIT => Err(ApiError::invalid(
-            ErrorCode::InvalidRateLimit,
-            format!("rate_limit is deliveries per second, from 1 to {MAX_RATE_LIMIT}"),
-            "$.rate_limit",
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn check_description(description: Option<&String>) -> Result<(), ApiError> {
-    match description {
-        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(ApiError::invalid(
-            ErrorCode::InvalidDescription,
-            format!("description is at most {MAX_DESCRIPTION_LEN} characters"),
-            "$.description",
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Runs a merchant-API POST; retried with the same `Idempotency-Key` (a second endpoint, a
 /// second replay), it runs once and every try gets the first answer.
 pub(crate) async fn once<F, Fut>(
@@ -190,15 +150,15 @@ pub async fn create(
     let Json { value: req, raw } = body;
     once(&state, &caller, key, &raw, || async {
         check_url(&state, &req.url).await?;
-        check_rate_limit(req.rate_limit)?;
-        check_description(req.description.as_ref())?;
-        let event_types = req.event_types.as_deref().map(parse_event_types).transpose()?;
+        let event_types = settings::event_types(req.event_types.as_deref().unwrap_or_default())?;
+        let rate_limit = settings::rate_limit(req.rate_limit)?;
+        let description = settings::description(req.description)?;
         let mut endpoint =
             WebhookEndpoint::new(caller.merchant.id.clone(), req.url, clock::now()).map_err(ApiError::no_randomness)?;
-        endpoint.event_types = event_types.unwrap_or_default();
-        endpoint.description = req.description;
+        endpoint.event_types = event_types;
+        endpoint.description = description;
         endpoint.enabled = req.enabled.unwrap_or(true);
-        endpoint.rate_limit = req.rate_limit;
+        endpoint.rate_limit = rate_limit;
         state
             .backend
             .endpoints
@@ -255,68 +215,18 @@ pub async fn update(
     Ok(respond(&changed, 200, false, "webhook endpoint updated"))
 }
 
-/// A PATCH whose fields are checked (the URL resolved), ready to apply to a fresh copy.
-struct ValidUpdate {
-    url: Option<String>,
-    event_types: Option<Vec<EventType>>,
-    description: Option<String>,
-    rate_limit: Option<Option<u32>>,
-    enabled: Option<bool>,
-}
-
-impl ValidUpdate {
-    fn apply(&self, endpoint: &mut WebhookEndpoint) {
-        if let Some(url) = &self.url {
-            endpoint.url.clone_from(url);
-        }
-        if let Some(types) = &self.event_types {
-            endpoint.event_types.clone_from(types);
-        }
-        if let Some(description) = &self.description {
-            endpoint.description = Some(description.clone());
-        }
-        if let Some(rate) = self.rate_limit {
-            endpoint.rate_limit = rate;
-        }
-        if let Some(enabled) = self.enabled {
-            endpoint.enabled = enabled;
-            if enabled {
-                endpoint.disabled_reason = None;
-            }
-        }
-    }
-}
-
-async fn validate_update(state: &AppState, req: UpdateEndpoint) -> Result<ValidUpdate, ApiError> {
+/// A PATCH's fields checked, its URL resolved.
+async fn validate_update(state: &AppState, req: UpdateEndpoint) -> Result<EndpointChange, ApiError> {
     if let Some(url) = &req.url {
         check_url(state, url).await?;
     }
-    let event_types = req.event_types.as_deref().map(parse_event_types).transpose()?;
-    if let Some(description) = &req.description {
-        check_description(Some(description))?;
-    }
-    if let Some(rate) = req.rate_limit {
-        check_rate_limit(rate)?;
-    }
-    let nothing = req.url.is_none()
-        && event_types.is_none()
-        && req.description.is_none()
-        && req.rate_limit.is_none()
-        && req.enabled.is_none();
-    if nothing {
-        return Err(ApiError::invalid(
-            ErrorCode::NothingToUpdate,
-            "the update changes nothing: give at least one field to change",
-            "$",
-        ));
-    }
-    Ok(ValidUpdate {
-        url: req.url,
-        event_types,
-        description: req.description,
-        rate_limit: req.rate_limit,
-        enabled: req.enabled,
-    })
+    Ok(EndpointChange::new(
+        req.url,
+        req.event_types.as_deref(),
+        req.description,
+        req.rate_limit,
+        req.enabled,
+    )?)
 }
 
 /// How often a read-modify-write is tried again when another writer changed the item between
@@ -370,7 +280,7 @@ pub async fn rotate_secret(
 ) -> ApiReply {
     let Json { value: req, raw } = body;
     once(&state, &caller, key, &raw, || async {
-        let grace = rotation_grace(req.grace_period_seconds)?;
+        let grace = settings::rotation_grace(req.grace_period_seconds)?;
         let changed = change_endpoint(&state, &caller.merchant, &id, |endpoint| {
             endpoint
                 .rotate(clock::now(), grace)
@@ -383,21 +293,6 @@ pub async fn rotate_secret(
     .await
 }
 
-fn rotation_grace(seconds: Option<i64>) -> Result<chrono::Duration, ApiError> {
-    match seconds {
-        None => Ok(DEFAULT_ROTATION_GRACE),
-        Some(secs) if (0..=MAX_ROTATION_GRACE.num_seconds()).contains(&secs) => Ok(chrono::Duration::seconds(secs)),
-        Some(_) => {
-            let max = MAX_ROTATION_GRACE.num_seconds();
-            Err(ApiError::invalid(
-                ErrorCode::InvalidGracePeriod,
-                format!("grace_period_seconds is from 0 to {max}"),
-                "$.grace_period_seconds",
-            ))
-        }
-    }
-}
-
 pub async fn set_order_webhook(
     State(state): State<AppState>,
     caller: Caller,
@@ -405,13 +300,7 @@ pub async fn set_order_webhook(
 ) -> Result<ApiReply, ApiError> {
     let req = body.value;
     check_url(&state, &req.url).await?;
-    if req.secret.is_empty() || req.secret.len() > 512 {
-        return Err(ApiError::invalid(
-            ErrorCode::InvalidSecret,
-            "secret is 1 to 512 characters",
-            "$.secret",
-        ));
-    }
+    settings::order_webhook_secret(&req.secret)?;
     let hook = OrderWebhook {
         url: req.url,
         secret: req.secret,

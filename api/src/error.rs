@@ -102,6 +102,13 @@ impl ApiError {
     }
 }
 
+impl From<checkout::endpoint_settings::SettingError> for ApiError {
+    fn from(err: checkout::endpoint_settings::SettingError) -> Self {
+        let param = err.param();
+        Self::Invalid(AcpError::invalid(err.code(), err.to_string()).with_param(param))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         ApiReply(self.reply()).into_response()

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod deflate;
 pub mod delivery_outcome;
 pub mod delivery_task;
+pub mod endpoint_settings;
 pub mod event;
 pub mod event_codec;
 pub mod idempotency;
