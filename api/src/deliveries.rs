@@ -10,7 +10,7 @@ use crate::reply::ApiReply;
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use checkout::acp::ErrorCode;
-use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, ORDER_WEBHOOK_TARGET};
+use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, LogTarget};
 use checkout::clock::{self, Timestamp};
 use checkout::delivery_task::TaskMessage;
 use checkout::ids::EventId;
@@ -103,10 +103,10 @@ pub async fn by_event(State(state): State<AppState>, caller: Caller, PathId(id):
         .endpoints(&merchant.id)
         .await
         .map_err(ApiError::storage)?;
-    let targets = endpoints
-        .iter()
-        .map(|e| e.id.to_string())
-        .chain(std::iter::once(ORDER_WEBHOOK_TARGET.to_owned()));
+    let targets = endpoints.iter().map(|e| e.id.to_string()).chain([
+        LogTarget::OrderWebhook(merchant.id.clone()).name(),
+        LogTarget::LegacyOrderWebhook.name(),
+    ]);
     let mut records = Vec::new();
     for target in targets {
         let found = state
@@ -115,7 +115,7 @@ pub async fn by_event(State(state): State<AppState>, caller: Caller, PathId(id):
             .attempts_of(&target, &event_id)
             .await
             .map_err(ApiError::storage)?;
-        // The order webhook's target name is shared; keep only this merchant's records.
+        // The order webhook's former name was shared; keep only this merchant's records.
         records.extend(found.into_iter().filter(|r| r.merchant_id == merchant.id));
     }
     records.sort_by(|a, b| a.at.cmp(&b.at).then(a.attempt.cmp(&b.attempt)));

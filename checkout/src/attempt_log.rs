@@ -6,12 +6,52 @@
 use crate::clock::Timestamp;
 use crate::delivery_outcome::ErrorClass;
 use crate::event::EventType;
-use crate::ids::{EventId, MerchantId, SessionId};
+use crate::ids::{EndpointId, EventId, MerchantId, SessionId};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-/// The target name of the merchant's ACP order webhook (endpoints are named by their id).
-pub const ORDER_WEBHOOK_TARGET: &str = "order_webhook";
+/// Where a delivery goes, as its attempts are logged (the log is partitioned by this name: on
+/// DynamoDB, the deliveries table's partition key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LogTarget {
+    /// A webhook endpoint: named by its id.
+    Endpoint(EndpointId),
+    /// A merchant's ACP order webhook: `order_webhook#{merchant id}`, a partition per merchant.
+    OrderWebhook(MerchantId),
+    /// `order_webhook`: the one name every merchant's order webhook had before. Still read, and
+    /// a delivery begun under it goes on under it, so nothing in flight at an upgrade is sent
+    /// twice.
+    LegacyOrderWebhook,
+}
+
+const ORDER_WEBHOOK: &str = "order_webhook";
+const ORDER_WEBHOOK_PREFIX: &str = "order_webhook#";
+
+impl LogTarget {
+    /// The name the log and task messages carry.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Endpoint(id) => id.to_string(),
+            Self::OrderWebhook(merchant) => format!("{ORDER_WEBHOOK_PREFIX}{merchant}"),
+            Self::LegacyOrderWebhook => ORDER_WEBHOOK.to_owned(),
+        }
+    }
+
+    /// The target a name denotes; `None` for a name no target has.
+    pub fn parse(name: &str) -> Option<Self> {
+        if name == ORDER_WEBHOOK {
+            return Some(Self::LegacyOrderWebhook);
+        }
+        if let Some(merchant) = name.strip_prefix(ORDER_WEBHOOK_PREFIX) {
+            return MerchantId::parse(merchant).map(Self::OrderWebhook);
+        }
+        EndpointId::parse(name).map(Self::Endpoint)
+    }
+
+    pub fn is_order_webhook(&self) -> bool {
+        matches!(self, Self::OrderWebhook(_) | Self::LegacyOrderWebhook)
+    }
+}
 
 /// How long attempt records are kept.
 pub const RETENTION: chrono::Duration = chrono::Duration::days(30);
@@ -49,7 +89,7 @@ pub enum AttemptStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
-    /// An endpoint id, or [`ORDER_WEBHOOK_TARGET`].
+    /// Where it went, by [`LogTarget::name`].
     pub target: String,
     pub event_id: EventId,
     /// 1, 2, 3… per (event, target), counted across retries, replays and redrives.
@@ -184,6 +224,25 @@ pub fn time_bound(t: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_named_and_read_back_and_order_webhooks_have_a_partition_each() {
+        let merchant = MerchantId::generate();
+        let endpoint = EndpointId::generate();
+        for target in [
+            LogTarget::Endpoint(endpoint.clone()),
+            LogTarget::OrderWebhook(merchant.clone()),
+            LogTarget::LegacyOrderWebhook,
+        ] {
+            assert_eq!(LogTarget::parse(&target.name()), Some(target));
+        }
+        assert_ne!(
+            LogTarget::OrderWebhook(merchant).name(),
+            LogTarget::OrderWebhook(MerchantId::generate()).name()
+        );
+        assert_eq!(LogTarget::parse("order_webhook#"), None);
+        assert_eq!(LogTarget::parse("nonsense"), None);
+    }
 
     #[test]
     fn sort_keys_order_by_event_time_then_attempt() {

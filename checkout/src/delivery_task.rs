@@ -44,7 +44,7 @@ impl From<&crate::event::Event> for EventHead {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryTask {
-    /// An endpoint id, or [`crate::attempt_log::ORDER_WEBHOOK_TARGET`].
+    /// Where it goes, by [`crate::attempt_log::LogTarget::name`].
     pub target: String,
     /// The attempt number this series of attempts starts at: 1, or one past the attempts made
     /// before a replay or redrive. The retry schedule counts from here.

@@ -426,7 +426,7 @@ fn build_request(pair: Pair<'_>, attempt: u32, now: Timestamp) -> Result<Webhook
         Target::Endpoint(endpoint) => {
             request::standard(head, body.clone(), endpoint, attempt, now.timestamp()).map_err(|e| e.to_string())
         }
-        Target::Order(hook) => {
+        Target::Order { hook, .. } => {
             let body = order_body(raw.get())?;
             request::acp_order(&hook.url, &hook.secret, body, now.timestamp()).map_err(|e| e.to_string())
         }

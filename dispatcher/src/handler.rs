@@ -23,6 +23,7 @@ use crate::metrics::{DeliveryCounts, Metrics};
 use crate::targets::{Target, TargetReader};
 use bytes::Bytes;
 use checkout::attempt_log::FinalCode;
+use checkout::attempt_log::LogTarget;
 use checkout::clock;
 use checkout::delivery_task::{DeadLetter, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
 use checkout::event::EventType;
@@ -262,7 +263,7 @@ impl Dispatcher {
         let order_webhook = match &message {
             QueueMessage::Event { head, .. } => head.kind == EventType::Completed,
             QueueMessage::Task { message, .. } => {
-                message.delivery.target == checkout::attempt_log::ORDER_WEBHOOK_TARGET
+                LogTarget::parse(&message.delivery.target).is_some_and(|t| t.is_order_webhook())
             }
         };
         let targets = match self.targets.read(&head.merchant_id, received, order_webhook).await {

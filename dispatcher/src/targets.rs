@@ -11,7 +11,7 @@
 //! only for a read already in flight that started after its batch arrived). What it may reorder:
 //! nothing.
 
-use checkout::attempt_log::ORDER_WEBHOOK_TARGET;
+use checkout::attempt_log::LogTarget;
 use checkout::clock::Timestamp;
 use checkout::event::EventType;
 use checkout::ids::MerchantId;
@@ -33,7 +33,12 @@ pub const CLOCK_SKEW_ALLOWANCE: chrono::Duration = chrono::Duration::seconds(1);
 #[derive(Clone, Debug)]
 pub enum Target {
     Endpoint(Arc<WebhookEndpoint>),
-    Order(Arc<OrderWebhook>),
+    /// The merchant's ACP order webhook, and the name its attempts are logged under (see
+    /// [`LogTarget`]: the merchant's own, or the shared one a delivery begun before began under).
+    Order {
+        hook: Arc<OrderWebhook>,
+        name: String,
+    },
 }
 
 impl Target {
@@ -41,20 +46,21 @@ impl Target {
     pub fn name(&self) -> &str {
         match self {
             Self::Endpoint(e) => e.id.as_str(),
-            Self::Order(_) => ORDER_WEBHOOK_TARGET,
+            Self::Order { name, .. } => name,
         }
     }
 
     pub fn endpoint(&self) -> Option<&WebhookEndpoint> {
         match self {
             Self::Endpoint(e) => Some(e),
-            Self::Order(_) => None,
+            Self::Order { .. } => None,
         }
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MerchantTargets {
+    pub merchant: MerchantId,
     pub endpoints: Vec<Arc<WebhookEndpoint>>,
     pub order_webhook: Option<Arc<OrderWebhook>>,
 }
@@ -73,15 +79,26 @@ impl MerchantTargets {
         if kind == EventType::Completed
             && let Some(hook) = &self.order_webhook
         {
-            targets.push(Target::Order(hook.clone()));
+            targets.push(Target::Order {
+                hook: hook.clone(),
+                name: LogTarget::OrderWebhook(self.merchant.clone()).name(),
+            });
         }
         targets
     }
 
     /// The target a task names, if it still exists.
     pub fn named(&self, name: &str) -> Option<Target> {
-        if name == ORDER_WEBHOOK_TARGET {
-            return self.order_webhook.clone().map(Target::Order);
+        match LogTarget::parse(name)? {
+            LogTarget::OrderWebhook(m) if m != self.merchant => return None,
+            order if order.is_order_webhook() => {
+                let hook = self.order_webhook.clone()?;
+                return Some(Target::Order {
+                    hook,
+                    name: name.to_owned(),
+                });
+            }
+            _ => {}
         }
         self.endpoints
             .iter()
@@ -133,6 +150,7 @@ impl TargetReader {
         };
         let (endpoints, order_webhook) = tokio::join!(endpoints, order);
         Ok(MerchantTargets {
+            merchant: merchant.clone(),
             endpoints: endpoints?,
             order_webhook: order_webhook?,
         })

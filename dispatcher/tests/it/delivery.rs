@@ -3,7 +3,7 @@
 //! is 50 ms and "at least 60 s after a 429" is 600 ms.
 
 use crate::common::{Answer, Kind, Rig, test_config};
-use checkout::attempt_log::{AttemptStatus, FinalCode};
+use checkout::attempt_log::{AttemptStatus, FinalCode, LogTarget};
 use checkout::delivery_outcome::ErrorClass;
 use checkout::delivery_task::DeadLetter;
 use dispatcher::Disposition;
@@ -338,6 +338,55 @@ async fn completed_checkouts_reach_the_order_webhook(kind: Kind) {
         checkout::clock::now().timestamp(),
     );
     assert_eq!(verdict, Ok(()));
+    // Logged in the merchant's own partition, not one shared by every merchant.
+    let own = LogTarget::OrderWebhook(merchant.id.clone()).name();
+    assert_eq!(rig.attempts(&own, &e).await.len(), 1);
+    assert!(rig.attempts(&LogTarget::LegacyOrderWebhook.name(), &e).await.is_empty());
+}
+
+/// A delivery to the order webhook begun under its former, shared name goes on under it: a
+/// retry of one already delivered there is not sent again. A task naming another merchant's
+/// order webhook sends nothing to this merchant's.
+async fn order_webhook_tasks_keep_the_name_their_delivery_began_under(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let mut merchant = rig.backend.merchants.merchant(&rig.merchant.id).await.unwrap().unwrap();
+    merchant.order_webhook = Some(checkout::merchant::OrderWebhook {
+        url: format!("{}/orders", rig.base_url),
+        secret: "whsec_test_secret".into(),
+    });
+    rig.backend.merchants.put_merchant(&merchant).await.unwrap();
+    let task = |target: &str, e: &checkout::event::Event| {
+        let raw = serde_json::value::RawValue::from_string(serde_json::to_string(e).unwrap()).unwrap();
+        checkout::delivery_task::TaskMessage::new(target, 2, false, &raw).to_body()
+    };
+    let legacy = LogTarget::LegacyOrderWebhook.name();
+    let delivered = checkout::testkit::completed_event(&merchant);
+    let mut record = checkout::testkit::attempt_record(&legacy, &delivered, 1);
+    record.status = checkout::attempt_log::AttemptStatus::Succeeded;
+    record.http_status = Some(200);
+    record.next_attempt_at = None;
+    rig.backend.deliveries.record(&record).await.unwrap();
+    let pending = checkout::testkit::completed_event(&merchant);
+    let elsewhere = LogTarget::OrderWebhook(checkout::ids::MerchantId::generate()).name();
+    for body in [
+        task(&legacy, &delivered),
+        task(&elsewhere, &pending),
+        task(&legacy, &pending),
+    ] {
+        rig.queue.send(&body, Duration::ZERO).await.unwrap();
+    }
+    rig.run_until(PATIENCE, "the pending order webhook", |r| {
+        !r.receiver.seen_at("/orders").is_empty()
+    })
+    .await;
+    rig.run_for(Duration::from_millis(300)).await;
+    let seen = rig.receiver.seen_at("/orders");
+    assert_eq!(seen.len(), 1, "only the pending one is sent, once");
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(body["data"]["checkout_session_id"], pending.session_id.as_str());
+    let logged = rig.attempts(&legacy, &pending).await;
+    assert_eq!(logged.len(), 1, "logged under the name its delivery began under");
+    assert!(logged[0].delivered());
 }
 
 on_every_backend!(
@@ -354,6 +403,7 @@ on_every_backend!(
     a_rotation_window_signs_with_both_secrets,
     each_endpoint_is_retried_on_its_own,
     completed_checkouts_reach_the_order_webhook,
+    order_webhook_tasks_keep_the_name_their_delivery_began_under,
 );
 
 async fn an_endpoint_failing_without_success_is_disabled(kind: Kind) {
