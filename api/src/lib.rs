@@ -1,8 +1,12 @@
 //! The checkout API at the HTTP edge. [`router`] is the whole API as one axum `Router`:
 //! `acp-local` serves it on a socket, the `session-manager` Lambda serves it behind API Gateway.
 //!
-//! Everything HTTP-specific lives here (headers, auth, body limits, the ACP error shape); what a
-//! command means, and the status of its reply, is decided in the `checkout` crate's service.
+//! Everything HTTP-specific lives here: extractors for the caller, the idempotency key and the
+//! body (`extract`), one error type mapped once to the ACP error shape (`error`), the headers
+//! every response echoes (`echo`). What a checkout command means, and its reply's status, is
+//! decided by the `checkout` crate's service; what a merchant may set on an endpoint, by its
+//! `endpoint_settings`. The merchant API's handlers read and store endpoints, attempts and
+//! replays through the ports and choose their statuses here.
 
 mod auth;
 mod deliveries;
