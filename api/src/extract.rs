@@ -137,7 +137,7 @@ pub struct Json<T> {
     pub raw: Bytes,
 }
 
-/// As [`Json`], where an empty body means the defaults (`cancel`, `rotate_secret`).
+/// As [`Json`], where an empty body means `{}` (`cancel`, `rotate_secret`).
 pub struct JsonOrEmpty<T>(pub Json<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
@@ -150,16 +150,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     }
 }
 
-impl<T: DeserializeOwned + Default> FromRequest<AppState> for JsonOrEmpty<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonOrEmpty<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let raw = read_body(request, state).await?;
-        let value = if raw.iter().all(u8::is_ascii_whitespace) {
-            T::default()
-        } else {
-            parse_body(&raw).map_err(invalid_body)?
-        };
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            // Taken as `{}`, bytes included: a retry sending `{}` under the same key is the
+            // same request.
+            let raw = Bytes::from_static(b"{}");
+            let value = parse_body(&raw).map_err(invalid_body)?;
+            return Ok(JsonOrEmpty(Json { value, raw }));
+        }
+        let value = parse_body(&raw).map_err(invalid_body)?;
         Ok(JsonOrEmpty(Json { value, raw }))
     }
 }

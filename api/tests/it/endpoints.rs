@@ -17,7 +17,32 @@ on_every_backend!(
     an_array_body_rotates_nothing,
     rotations_racing_edits_are_never_undone,
     a_repeated_registration_with_its_key_creates_one_endpoint,
+    an_empty_body_and_an_empty_object_are_the_same_request,
 );
+
+/// A rotation retried with the same key is the same request whether it sends nothing or `{}`:
+/// the retry gets the first answer (it was refused as a different request, 422).
+async fn an_empty_body_and_an_empty_object_are_the_same_request(app: TestApp) {
+    let created = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/acp"}))
+        .await;
+    let path = format!("/webhook_endpoints/{}/rotate_secret", created["id"].as_str().unwrap());
+    let first = app
+        .send(reqwest::Method::POST, &path, None)
+        .header("Idempotency-Key", "rotate-once")
+        .send()
+        .await
+        .unwrap();
+    let first = expect(first, 200).await;
+    let again = app
+        .send(reqwest::Method::POST, &path, Some(json!({})))
+        .header("Idempotency-Key", "rotate-once")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(expect(again, 200).await["secret"], first["secret"], "rotated once");
+}
 
 impl TestApp {
     fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::RequestBuilder {
