@@ -234,6 +234,19 @@ async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signe
         )
         .unwrap_or_else(|e| panic!("{e:?}: {body}"));
     }
+    // A replay reads each event by its version (a GetItem the function's policy must allow).
+    let endpoint_id = endpoint["id"].as_str().unwrap();
+    let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
+    let (status, replay) = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/webhook_endpoints/{endpoint_id}/replay"),
+            Some(serde_json::json!({ "since": since, "include_delivered": true })),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{replay}");
+    assert!(replay["replayed"].as_u64().unwrap() >= 3, "{replay}");
     // Outside the stage, API Gateway answers itself.
     let outside = reqwest::get(format!("{}/checkout_sessions", deployment.host_url()))
         .await
