@@ -28,7 +28,7 @@ use checkout::clock;
 use checkout::delivery_task::{DeadLetter, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
 use checkout::event::EventType;
 use checkout::ids::EventId;
-use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, EndpointStore, MerchantStore, PipelineError};
+use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, EndpointStore, MerchantStore, PipelineError, StoreError};
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, Stream};
 use serde_json::value::RawValue;
@@ -282,11 +282,17 @@ impl Dispatcher {
                 } else {
                     Known::Unstarted
                 };
-                let pairs = targets
+                let mut pairs: Vec<(Target, Known)> = targets
                     .for_event(head.kind, head.created_at)
                     .into_iter()
                     .map(|t| (t, known))
                     .collect();
+                if known == Known::ReadLog
+                    && let Err(err) = self.continue_legacy_deliveries(&mut pairs, &head.id).await
+                {
+                    warn!(error = %err, "could not read the attempt log");
+                    return Plan::Settled(Disposition::RetryIn(TRANSIENT_RETRY));
+                }
                 Plan::Deliver(Deliveries {
                     head,
                     raw,
@@ -322,6 +328,23 @@ impl Dispatcher {
         self.drop_begun(plans).await;
     }
 
+    /// An order webhook delivery this event began before an upgrade was logged under the former
+    /// shared name: it goes on there, so its log (what was tried, whether it arrived) is read.
+    async fn continue_legacy_deliveries(
+        &self,
+        pairs: &mut [(Target, Known)],
+        event: &EventId,
+    ) -> Result<(), StoreError> {
+        for (target, _) in pairs.iter_mut() {
+            if let Some(legacy) = target.legacy_twin()
+                && self.log.latest(legacy.name(), event).await?.is_some()
+            {
+                *target = legacy;
+            }
+        }
+        Ok(())
+    }
+
     async fn drop_begun(&self, plans: &mut [Plan<'_>]) {
         // (plan, pair) of every first-received pair, in the order the read answers.
         let unstarted: Vec<(usize, usize)> = plans
@@ -342,15 +365,31 @@ impl Dispatcher {
         if unstarted.is_empty() {
             return;
         }
+        let legacy = LogTarget::LegacyOrderWebhook.name();
         let started = {
-            let keys: Vec<(&str, &EventId)> = unstarted
-                .iter()
-                .filter_map(|&(i, j)| match &plans[i] {
-                    Plan::Deliver(d) => Some((d.pairs[j].0.name(), &d.head.id)),
-                    _ => None,
-                })
-                .collect();
-            self.log.started(&keys).await
+            let mut keys: Vec<(&str, &EventId)> = Vec::with_capacity(unstarted.len());
+            // Order webhooks are also looked up under their former shared name, where a copy
+            // handled before an upgrade logged them: (index of the pair's key, of its twin's).
+            let mut twins: Vec<(usize, usize)> = Vec::new();
+            for &(i, j) in &unstarted {
+                let Plan::Deliver(d) = &plans[i] else { continue };
+                let target = &d.pairs[j].0;
+                keys.push((target.name(), &d.head.id));
+                if target.legacy_twin().is_some() {
+                    twins.push((keys.len() - 1, usize::MAX));
+                }
+            }
+            for twin in &mut twins {
+                keys.push((legacy.as_str(), keys[twin.0].1));
+                twin.1 = keys.len() - 1;
+            }
+            self.log.started(&keys).await.map(|mut started| {
+                for &(own, former) in &twins {
+                    started[own] |= started.get(former).copied().unwrap_or(false);
+                }
+                started.truncate(unstarted.len());
+                started
+            })
         };
         let started = match started {
             Ok(started) => started,

@@ -4,8 +4,9 @@
 //!
 //! Whether waiting is worth it depends on the endpoint: one that answers in milliseconds frees
 //! a place in milliseconds, one that has stopped answering frees none until its requests time
-//! out. So each endpoint's places keep their pace — when one was last freed and how long
-//! requests typically hold one — and [`Patience::WhileQuick`] waits only for a quick endpoint.
+//! out. So each endpoint's places keep their pace — how long requests typically hold one, and
+//! when the endpoint last made progress (freed a place, or took its last free one) — and
+//! [`Patience::WhileQuick`] waits only for a quick endpoint.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -18,8 +19,8 @@ use tokio::time::Instant;
 
 /// Above this many tracked keys, idle ones are forgotten.
 const PRUNE_ABOVE: usize = 10_000;
-/// An endpoint is quick when a place was freed within this long and requests typically hold
-/// a place for less: a waiter at the head of the line gets one within about this long.
+/// An endpoint is quick when requests typically hold a place for less than this and it made
+/// progress within this long: a waiter at the head of the line gets a place within about that.
 const QUICK: Duration = Duration::from_millis(250);
 
 /// How long a delivery may wait for a place at an endpoint at its cap.
@@ -27,8 +28,8 @@ const QUICK: Duration = Duration::from_millis(250);
 pub enum Patience {
     /// Up to this long.
     For(Duration),
-    /// Up to this long if the endpoint is quick and no more deliveries than its cap already
-    /// wait; else not at all.
+    /// Up to this long if the endpoint is quick and fewer deliveries than its cap already wait
+    /// so; else not at all.
     WhileQuick(Duration),
 }
 
@@ -41,6 +42,7 @@ pub struct InFlightLimits<K: Hash + Eq + Clone> {
 struct Places {
     semaphore: Arc<Semaphore>,
     pace: Mutex<Pace>,
+    /// Deliveries waiting for a place as [`Patience::WhileQuick`] allows.
     waiting: AtomicUsize,
     created: Instant,
 }
@@ -48,6 +50,8 @@ struct Places {
 #[derive(Default)]
 struct Pace {
     last_freed: Option<Instant>,
+    /// When the last free place was taken; cleared when one is freed.
+    full_since: Option<Instant>,
     /// How long requests held a place, a moving average (the latest weighs 1/8).
     typical_hold: Duration,
 }
@@ -75,6 +79,16 @@ impl Drop for InFlightPermit {
             Some(_) => (pace.typical_hold * 7 + held) / 8,
         };
         pace.last_freed = Some(now);
+        pace.full_since = None;
+    }
+}
+
+/// One of the [`Places::waiting`] slots, given back when the wait ends however it ends.
+struct WaitSlot<'a>(&'a AtomicUsize);
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -93,20 +107,26 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
         let permit = match places.semaphore.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                let within = match patience {
-                    Patience::For(within) => within,
-                    Patience::WhileQuick(within) if places.is_quick(self.cap) => within,
-                    Patience::WhileQuick(_) => Duration::ZERO,
+                let (within, _slot) = match patience {
+                    Patience::For(within) => (within, None),
+                    Patience::WhileQuick(within) if places.is_quick() => match places.wait_slot(self.cap) {
+                        Some(slot) => (within, Some(slot)),
+                        None => return None,
+                    },
+                    Patience::WhileQuick(_) => return None,
                 };
                 if within.is_zero() {
                     return None;
                 }
-                places.waiting.fetch_add(1, Ordering::Relaxed);
-                let waited = tokio::time::timeout(within, places.semaphore.clone().acquire_owned()).await;
-                places.waiting.fetch_sub(1, Ordering::Relaxed);
-                waited.ok()?.ok()?
+                tokio::time::timeout(within, places.semaphore.clone().acquire_owned())
+                    .await
+                    .ok()?
+                    .ok()?
             }
         };
+        if places.semaphore.available_permits() == 0 {
+            places.pace.lock().full_since.get_or_insert_with(Instant::now);
+        }
         Some(InFlightPermit {
             _permit: permit,
             places,
@@ -114,43 +134,58 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
         })
     }
 
-    /// How long the endpoint has gone without freeing a place (since its first request, when it
-    /// never freed one): how long a stuck endpoint has been stuck.
+    /// How long the endpoint has gone without progress — freeing a place, or taking its last
+    /// free one — while at its cap: how long a stuck endpoint has been stuck. Zero for an
+    /// endpoint this instance has not sent to.
     pub fn stalled_for(&self, key: &K) -> Duration {
-        let places = self.places(key);
-        let since = places.pace.lock().last_freed.unwrap_or(places.created);
-        since.elapsed()
+        let places = self.places.lock().get(key).cloned();
+        places.map_or(Duration::ZERO, |p| p.last_progress().elapsed())
     }
 
     fn places(&self, key: &K) -> Arc<Places> {
         let mut all = self.places.lock();
+        if let Some(places) = all.get(key) {
+            return places.clone();
+        }
         if all.len() > PRUNE_ABOVE {
             all.retain(|_, p| p.semaphore.available_permits() < self.cap);
         }
-        match all.get(key) {
-            Some(places) => places.clone(),
-            None => all
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    Arc::new(Places {
-                        semaphore: Arc::new(Semaphore::new(self.cap)),
-                        pace: Mutex::default(),
-                        waiting: AtomicUsize::new(0),
-                        created: Instant::now(),
-                    })
+        all.entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Places {
+                    semaphore: Arc::new(Semaphore::new(self.cap)),
+                    pace: Mutex::default(),
+                    waiting: AtomicUsize::new(0),
+                    created: Instant::now(),
                 })
-                .clone(),
-        }
+            })
+            .clone()
     }
 }
 
 impl Places {
-    fn is_quick(&self, cap: usize) -> bool {
-        if self.waiting.load(Ordering::Relaxed) >= cap {
-            return false;
-        }
+    fn last_progress(&self) -> Instant {
         let pace = self.pace.lock();
-        pace.typical_hold < QUICK && pace.last_freed.is_some_and(|at| at.elapsed() < QUICK)
+        let latest = pace.last_freed.max(pace.full_since);
+        latest.unwrap_or(self.created)
+    }
+
+    /// Requests held a place briefly (measured at least once), and the endpoint made progress
+    /// within [`QUICK`].
+    fn is_quick(&self) -> bool {
+        let measured = {
+            let pace = self.pace.lock();
+            pace.last_freed.is_some() && pace.typical_hold < QUICK
+        };
+        measured && self.last_progress().elapsed() < QUICK
+    }
+
+    /// A waiting slot, if fewer than `cap` are taken.
+    fn wait_slot(&self, cap: usize) -> Option<WaitSlot<'_>> {
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
+            .ok()
+            .map(|_| WaitSlot(&self.waiting))
     }
 }
 
@@ -192,5 +227,34 @@ mod tests {
         assert!(second.is_none(), "a second waiter would be over the cap");
         assert_eq!(started.elapsed(), Duration::ZERO, "and is turned away at once");
         assert!(!waiting.await.unwrap(), "the first waited its time, in vain");
+        // Its slot was given back: the next waiter may wait again.
+        let third = limits.acquire(&"we_1", Patience::WhileQuick(QUICK)).await;
+        assert!(third.is_none());
+        assert_eq!(limits.places(&"we_1").waiting.load(Ordering::Acquire), 0);
+    }
+
+    /// A quick endpoint idle for a minute, then a burst that takes every place: the burst's
+    /// overflow waits (the endpoint has not been stuck, it just filled up).
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_after_a_quiet_minute_waits_for_a_quick_endpoint() {
+        let limits = Arc::new(InFlightLimits::new(2));
+        drop(limits.acquire(&"we_1", NOW).await);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let first = limits.acquire(&"we_1", NOW).await.expect("a place");
+        let _second = limits.acquire(&"we_1", NOW).await.expect("the last place");
+        assert_eq!(limits.stalled_for(&"we_1"), Duration::ZERO, "it just filled up");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(first);
+        });
+        let waited = limits.acquire(&"we_1", Patience::WhileQuick(QUICK)).await;
+        assert!(waited.is_some(), "a place freed within milliseconds");
+    }
+
+    #[test]
+    fn asking_how_long_an_unknown_endpoint_is_stalled_tracks_nothing() {
+        let limits: InFlightLimits<&str> = InFlightLimits::new(2);
+        assert_eq!(limits.stalled_for(&"we_never"), Duration::ZERO);
+        assert!(limits.places.lock().is_empty());
     }
 }

@@ -50,6 +50,19 @@ impl Target {
         }
     }
 
+    /// The same order webhook under the name every merchant's shared before (see
+    /// [`LogTarget::LegacyOrderWebhook`]): where a delivery begun before an upgrade was logged.
+    pub fn legacy_twin(&self) -> Option<Target> {
+        let legacy = LogTarget::LegacyOrderWebhook.name();
+        match self {
+            Self::Order { hook, name } if *name != legacy => Some(Self::Order {
+                hook: hook.clone(),
+                name: legacy,
+            }),
+            _ => None,
+        }
+    }
+
     pub fn endpoint(&self) -> Option<&WebhookEndpoint> {
         match self {
             Self::Endpoint(e) => Some(e),
