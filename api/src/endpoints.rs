@@ -150,9 +150,9 @@ pub async fn create(
     let Json { value: req, raw } = body;
     once(&state, &caller, key, &raw, || async {
         check_url(&state, &req.url).await?;
-        let event_types = settings::event_types(req.event_types.as_deref().unwrap_or_default())?;
         let rate_limit = settings::rate_limit(req.rate_limit)?;
         let description = settings::description(req.description)?;
+        let event_types = settings::event_types(req.event_types.as_deref().unwrap_or_default())?;
         let mut endpoint =
             WebhookEndpoint::new(caller.merchant.id.clone(), req.url, clock::now()).map_err(ApiError::no_randomness)?;
         endpoint.event_types = event_types;

@@ -137,7 +137,8 @@ pub struct Json<T> {
     pub raw: Bytes,
 }
 
-/// As [`Json`], where an empty body means `{}` (`cancel`, `rotate_secret`).
+/// As [`Json`], where an empty body means `{}`, and `{}` is fingerprinted as an empty body
+/// (`cancel`, `rotate_secret`).
 pub struct JsonOrEmpty<T>(pub Json<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
@@ -155,14 +156,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonOrEmpty<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let raw = read_body(request, state).await?;
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            // Taken as `{}`, bytes included: a retry sending `{}` under the same key is the
-            // same request.
-            let raw = Bytes::from_static(b"{}");
-            let value = parse_body(&raw).map_err(invalid_body)?;
-            return Ok(JsonOrEmpty(Json { value, raw }));
-        }
-        let value = parse_body(&raw).map_err(invalid_body)?;
+        let empty = raw.iter().all(u8::is_ascii_whitespace);
+        let value = parse_body(if empty { b"{}" } else { &raw[..] }).map_err(invalid_body)?;
+        // `{}` and nothing are the same request, under the fingerprint an empty body always had
+        // (so keys stored before still match).
+        let is_empty_object = raw.iter().filter(|b| !b.is_ascii_whitespace()).eq(b"{}".iter());
+        let raw = if empty || is_empty_object { Bytes::new() } else { raw };
         Ok(JsonOrEmpty(Json { value, raw }))
     }
 }

@@ -22,7 +22,7 @@ pub enum SettingError {
     Description,
     #[error("grace_period_seconds is from 0 to {}", MAX_ROTATION_GRACE.num_seconds())]
     GracePeriod,
-    #[error("secret is 1 to {MAX_ORDER_SECRET_LEN} characters")]
+    #[error("secret is 1 to {MAX_ORDER_SECRET_LEN} bytes")]
     OrderWebhookSecret,
     #[error("the update changes nothing: give at least one field to change")]
     NothingToUpdate,
