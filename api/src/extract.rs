@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use checkout::acp::{AcpError, ApiVersion, parse_body};
+use checkout::acp::{ApiVersion, parse_body};
 use checkout::idempotency::{self, IdempotencyKey};
 use checkout::merchant::Merchant;
 use checkout::service::Call;
@@ -146,7 +146,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let raw = read_body(request, state).await?;
-        let value = parse_body(&raw).map_err(invalid_body)?;
+        let value = parse_body(&raw).map_err(ApiError::Invalid)?;
         Ok(Json { value, raw })
     }
 }
@@ -157,17 +157,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonOrEmpty<T> {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let raw = read_body(request, state).await?;
         let empty = raw.iter().all(u8::is_ascii_whitespace);
-        let value = parse_body(if empty { b"{}" } else { &raw[..] }).map_err(invalid_body)?;
+        let value = parse_body(if empty { b"{}" } else { &raw[..] }).map_err(ApiError::Invalid)?;
         // `{}` and nothing are the same request, under the fingerprint an empty body always had
         // (so keys stored before still match).
         let is_empty_object = raw.iter().filter(|b| !b.is_ascii_whitespace()).eq(b"{}".iter());
         let raw = if empty || is_empty_object { Bytes::new() } else { raw };
         Ok(JsonOrEmpty(Json { value, raw }))
     }
-}
-
-fn invalid_body(error: AcpError) -> ApiError {
-    ApiError::Invalid(error)
 }
 
 /// The whole body, within [`MAX_BODY_BYTES`] and the state's read timeout (a slow sender holds

@@ -15,16 +15,17 @@ const WAIT_IN_PLACE: Duration = Duration::from_millis(500);
 /// How often a delivery waits in place before it is deferred.
 const WAITS_IN_PLACE: usize = 3;
 /// How long a delivery is deferred, at least, when its endpoint keeps its cap of requests in
-/// flight; the longer the endpoint has gone without freeing a place, the longer, up to
+/// flight; the longer the endpoint has gone without progress (see the in-flight pace), the
+/// longer, up to
 /// [`MAX_IN_FLIGHT_DEFERRAL`]; plus up to as much again at random, so deferred deliveries do not
 /// all come back at once. (In the main lane it is not waited for at all: the delivery moves to
 /// the slow lane.) An endpoint at its cap that answers quickly is not deferred: a place frees
 /// within milliseconds.
 ///
-/// Why it grows: every deferral is a queue message written and read again. An endpoint that
-/// stopped answering holds its places until its requests time out; deferring each of its
-/// deliveries by a second meant every one of them cycled through the queue about fifteen times
-/// in that wait, and the writes slowed the healthy endpoints' deliveries.
+/// Why it grows: every deferral is a queue message written and read again (on AWS, three SQS
+/// requests). An endpoint that stopped answering holds its places until its requests time out;
+/// deferring each of its deliveries by a second sent every one of them round the queue about
+/// ten times in a 15 s hang, about four times now.
 const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 const MAX_IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(10);
 

@@ -53,14 +53,12 @@ impl Target {
     /// The same order webhook under the name every merchant's shared before (see
     /// [`LogTarget::LegacyOrderWebhook`]): where a delivery begun before an upgrade was logged.
     pub fn legacy_twin(&self) -> Option<Target> {
+        let Self::Order { hook, name } = self else { return None };
         let legacy = LogTarget::LegacyOrderWebhook.name();
-        match self {
-            Self::Order { hook, name } if *name != legacy => Some(Self::Order {
-                hook: hook.clone(),
-                name: legacy,
-            }),
-            _ => None,
-        }
+        (*name != legacy).then(|| Self::Order {
+            hook: hook.clone(),
+            name: legacy,
+        })
     }
 
     pub fn endpoint(&self) -> Option<&WebhookEndpoint> {

@@ -312,14 +312,20 @@ async fn each_endpoint_is_retried_on_its_own(kind: Kind) {
     assert!(first_log.last().unwrap().delivered() && second_log.last().unwrap().delivered());
 }
 
-async fn completed_checkouts_reach_the_order_webhook(kind: Kind) {
-    let rig = Rig::new(kind, test_config()).await;
+/// Gives the rig's merchant an order webhook at the receiver's `/orders`; the merchant as stored.
+async fn with_order_webhook(rig: &Rig) -> checkout::merchant::Merchant {
     let mut merchant = rig.backend.merchants.merchant(&rig.merchant.id).await.unwrap().unwrap();
     merchant.order_webhook = Some(checkout::merchant::OrderWebhook {
         url: format!("{}/orders", rig.base_url),
         secret: "whsec_test_secret".into(),
     });
     rig.backend.merchants.put_merchant(&merchant).await.unwrap();
+    merchant
+}
+
+async fn completed_checkouts_reach_the_order_webhook(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let merchant = with_order_webhook(&rig).await;
     let e = checkout::testkit::completed_event(&merchant);
     rig.publish_event(&e).await;
     rig.run_until(PATIENCE, "the order webhook", |r| {
@@ -349,12 +355,7 @@ async fn completed_checkouts_reach_the_order_webhook(kind: Kind) {
 /// order webhook sends nothing to this merchant's.
 async fn order_webhook_tasks_keep_the_name_their_delivery_began_under(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
-    let mut merchant = rig.backend.merchants.merchant(&rig.merchant.id).await.unwrap().unwrap();
-    merchant.order_webhook = Some(checkout::merchant::OrderWebhook {
-        url: format!("{}/orders", rig.base_url),
-        secret: "whsec_test_secret".into(),
-    });
-    rig.backend.merchants.put_merchant(&merchant).await.unwrap();
+    let merchant = with_order_webhook(&rig).await;
     let task = |target: &str, e: &checkout::event::Event| {
         let raw = serde_json::value::RawValue::from_string(serde_json::to_string(e).unwrap()).unwrap();
         checkout::delivery_task::TaskMessage::new(target, 2, false, &raw).to_body()
