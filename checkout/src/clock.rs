@@ -65,3 +65,26 @@ pub mod optional_rfc3339_serde {
             .transpose()
     }
 }
+
+/// Where a component reads the time: the system's in production, a hand-set one in tests (see
+/// `testkit::ManualClock`), so that what depends on time is tested without waiting for it.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's time, to the millisecond.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        now()
+    }
+}
+
+pub type SharedClock = std::sync::Arc<dyn Clock>;
+
+/// The system's clock, shared.
+pub fn system() -> SharedClock {
+    std::sync::Arc::new(SystemClock)
+}

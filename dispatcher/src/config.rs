@@ -2,6 +2,7 @@
 //! table).
 
 use crate::client::ClientSettings;
+use checkout::retry_schedule::{self, RetrySchedule, ScheduleError};
 use std::num::NonZeroU32;
 
 #[derive(Clone, Debug)]
@@ -13,13 +14,14 @@ pub struct DispatcherConfig {
     pub instances: NonZeroU32,
     /// Requests in flight per endpoint from one instance (`DISPATCHER_MAX_IN_FLIGHT_PER_ENDPOINT`).
     pub max_in_flight_per_endpoint: usize,
-    /// Attempts before a delivery is exhausted (`DISPATCHER_MAX_ATTEMPTS`, at most 10).
+    /// The waits between attempts and the floor after a 429 or a timeout
+    /// (`DISPATCHER_RETRY_SCHEDULE`, `DISPATCHER_RETRY_BACKOFF_FLOOR`).
+    pub retry_schedule: RetrySchedule,
+    /// Attempts before a delivery is exhausted (`DISPATCHER_MAX_ATTEMPTS`): at most the
+    /// schedule's, which it cuts short.
     pub max_attempts: u32,
     /// An endpoint failing without a success this long is disabled (`DISPATCHER_DISABLE_AFTER_HOURS`).
     pub disable_after: chrono::Duration,
-    /// Waits on the retry schedule are multiplied by this; 1 in production. Tests shrink the
-    /// schedule with it instead of waiting minutes.
-    pub time_scale: f64,
     pub client: ClientSettings,
 }
 
@@ -29,20 +31,28 @@ impl Default for DispatcherConfig {
             merchant_rate_limit: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
             instances: NonZeroU32::MIN,
             max_in_flight_per_endpoint: 64,
-            max_attempts: checkout::retry_schedule::MAX_ATTEMPTS,
+            retry_schedule: RetrySchedule::default(),
+            max_attempts: RetrySchedule::default().max_attempts(),
             disable_after: checkout::webhook_endpoint::FAILING_DISABLE_AFTER,
-            time_scale: 1.0,
             client: ClientSettings::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{name}={value:?} is not valid: {expected}")]
-pub struct InvalidSetting {
-    name: &'static str,
-    value: String,
-    expected: &'static str,
+pub enum InvalidSetting {
+    #[error("{name}={value:?} is not valid: {expected}")]
+    Value {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{name} is not valid: {source}")]
+    Schedule {
+        name: &'static str,
+        #[source]
+        source: ScheduleError,
+    },
 }
 
 fn read<T: std::str::FromStr>(name: &'static str, expected: &'static str) -> Result<Option<T>, InvalidSetting> {
@@ -52,7 +62,7 @@ fn read<T: std::str::FromStr>(name: &'static str, expected: &'static str) -> Res
             .trim()
             .parse()
             .map(Some)
-            .map_err(|_| InvalidSetting { name, value, expected }),
+            .map_err(|_| InvalidSetting::Value { name, value, expected }),
     }
 }
 
@@ -87,20 +97,39 @@ impl DispatcherConfig {
         if let Some(cap) = read("DISPATCHER_MAX_IN_FLIGHT_PER_ENDPOINT", "a count")? {
             config.max_in_flight_per_endpoint = cap;
         }
-        if let Some(attempts) = read::<u32>("DISPATCHER_MAX_ATTEMPTS", "1 to 10")? {
-            config.max_attempts = attempts.clamp(1, checkout::retry_schedule::MAX_ATTEMPTS);
+        config.retry_schedule = schedule_from_env()?;
+        config.max_attempts = config.retry_schedule.max_attempts();
+        if let Some(attempts) = read::<u32>("DISPATCHER_MAX_ATTEMPTS", "a count, at least 1")? {
+            config.max_attempts = attempts.clamp(1, config.max_attempts);
         }
         if let Some(hours) = read::<u32>("DISPATCHER_DISABLE_AFTER_HOURS", "hours")? {
             config.disable_after = chrono::Duration::hours(i64::from(hours));
         }
-        // For test rigs only (the template sets neither): retries in seconds instead of
-        // minutes, and receivers on this machine.
-        if let Some(scale) = read::<f64>("DISPATCHER_RETRY_TIME_SCALE", "a factor between 0.0001 and 1")? {
-            config.time_scale = scale.clamp(0.0001, 1.0);
-        }
+        // For test rigs only (the template does not set it): receivers on this machine.
         if let Some(allow) = read::<Switch>("ACP_ALLOW_LOOPBACK_WEBHOOKS", "1, true, yes, on, 0, false, no or off")? {
             config.client.policy.allow_loopback = allow.0;
         }
         Ok(config)
     }
+}
+
+/// `DISPATCHER_RETRY_SCHEDULE` (waits such as `5s,5m,30m`) and `DISPATCHER_RETRY_BACKOFF_FLOOR`
+/// (a wait such as `60s`); the standard schedule where unset.
+fn schedule_from_env() -> Result<RetrySchedule, InvalidSetting> {
+    let mut schedule = match std::env::var("DISPATCHER_RETRY_SCHEDULE") {
+        Ok(waits) => RetrySchedule::parse(&waits).map_err(|source| InvalidSetting::Schedule {
+            name: "DISPATCHER_RETRY_SCHEDULE",
+            source,
+        })?,
+        Err(_) => RetrySchedule::default(),
+    };
+    if let Ok(floor) = std::env::var("DISPATCHER_RETRY_BACKOFF_FLOOR") {
+        schedule = retry_schedule::parse_wait(floor.trim())
+            .and_then(|floor| schedule.with_backoff_floor(floor))
+            .map_err(|source| InvalidSetting::Schedule {
+                name: "DISPATCHER_RETRY_BACKOFF_FLOOR",
+                source,
+            })?;
+    }
+    Ok(schedule)
 }

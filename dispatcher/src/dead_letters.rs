@@ -3,7 +3,7 @@
 //! ones already made, through the same rate limits, with the same `webhook-id`.
 
 use checkout::attempt_log::FinalCode;
-use checkout::clock;
+use checkout::clock::{self, Timestamp};
 use checkout::delivery_task::{DeadLetter, EventHead, TaskMessage};
 use checkout::ports::{DeliveryQueue, PipelineError};
 use serde_json::value::RawValue;
@@ -62,6 +62,7 @@ pub struct Burial<'a> {
     pub attempts: u32,
     pub code: FinalCode,
     pub reason: &'a str,
+    pub at: Timestamp,
 }
 
 /// Puts an exhausted delivery on the dead-letter queue: why, after how many attempts, and the
@@ -77,12 +78,13 @@ pub async fn bury(
         attempts,
         code,
         reason,
+        at,
     } = burial;
     let letter = DeadLetter {
         reason: reason.to_owned(),
         code: Some(code),
         attempts,
-        at: clock::now(),
+        at,
         target: Some(target.to_owned()),
         event_id: Some(head.id.clone()),
         event_type: Some(head.kind),

@@ -11,12 +11,12 @@ use crate::send::{self, AttemptResult};
 use crate::targets::Target;
 use bytes::Bytes;
 use checkout::attempt_log::{AttemptRecord, AttemptStatus, FinalCode};
-use checkout::clock::{self, Timestamp};
+use checkout::clock::{SharedClock, Timestamp};
 use checkout::delivery_outcome::{ErrorClass, Outcome};
 use checkout::delivery_task::{DeliveryTask, EventHead};
 use checkout::event::Event;
 use checkout::ports::{DeliveryLog, DeliveryQueue};
-use checkout::retry_schedule::{self, Pushback};
+use checkout::retry_schedule::{Pushback, RetrySchedule};
 use checkout::url_safety::UrlPolicy;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -127,8 +127,10 @@ fn until(due: Timestamp, now: Timestamp) -> Option<Duration> {
 
 pub(crate) struct DelivererSettings {
     pub policy: UrlPolicy,
+    pub schedule: RetrySchedule,
     pub max_attempts: u32,
-    pub time_scale: f64,
+    /// Where every time the deliverer records or compares is read.
+    pub clock: SharedClock,
 }
 
 /// Carries deliveries through attempts, records and dead letters.
@@ -163,6 +165,14 @@ impl Deliverer {
         }
     }
 
+    pub fn set_clock(&mut self, clock: SharedClock) {
+        self.settings.clock = clock;
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.settings.clock.now()
+    }
+
     /// Delivers the pair if it is due and admitted. `patient`: wait a moment for a place when the
     /// endpoint is at its in-flight cap (in the slow lane), rather than deferring at once.
     pub async fn deliver(&self, pair: Pair<'_>, known: Known, patient: bool) -> PairResult {
@@ -179,7 +189,7 @@ impl Deliverer {
                 }
             },
         };
-        let attempt = match next_step(latest.as_ref(), series, clock::now()) {
+        let attempt = match next_step(latest.as_ref(), series, self.settings.clock.now()) {
             Next::Attempt(n) => n,
             Next::NotYet(wait) => return PairResult::Wait(wait, WaitReason::Retry),
             Next::DeadLetter(attempt) => {
@@ -217,7 +227,7 @@ impl Deliverer {
                 return PairResult::Wait(deferral.wait, reason);
             }
         };
-        let started = clock::now();
+        let started = self.settings.clock.now();
         let request = match build_request(pair, attempt, started) {
             Ok(request) => request,
             Err(reason) => {
@@ -292,7 +302,7 @@ impl Deliverer {
                 } else {
                     started
                 };
-                let due = (from + chrono::Duration::from_std(wait).unwrap_or_default()).max(clock::now());
+                let due = (from + chrono::Duration::from_std(wait).unwrap_or_default()).max(self.settings.clock.now());
                 record.next_attempt_at = Some(due);
                 info!(
                     endpoint_id = target.name(),
@@ -304,7 +314,7 @@ impl Deliverer {
                 );
                 match self.store(pair, &record).await {
                     PairResult::Done => {
-                        PairResult::Wait(until(due, clock::now()).unwrap_or_default(), WaitReason::Retry)
+                        PairResult::Wait(until(due, self.settings.clock.now()).unwrap_or_default(), WaitReason::Retry)
                     }
                     other => other,
                 }
@@ -318,7 +328,7 @@ impl Deliverer {
             return None;
         }
         let jitter = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
-        retry_schedule::next_delay(made, pushback, jitter).map(|d| d.mul_f64(self.settings.time_scale))
+        self.settings.schedule.next_delay(made, pushback, jitter)
     }
 
     /// The last attempt of a series: recorded as such, then the delivery goes to the dead-letter
@@ -350,6 +360,7 @@ impl Deliverer {
             attempts,
             code,
             reason,
+            at: self.settings.clock.now(),
         };
         match dead_letters::bury(self.dead_letters.as_ref(), head, raw, letter).await {
             Ok(()) => PairResult::Done,
@@ -366,7 +377,7 @@ impl Deliverer {
     /// have looked before this record was written. (A replay that did see it sends nothing more
     /// once this attempt has delivered.)
     async fn skip(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
-        let mut record = attempt_record(pair, attempt, clock::now(), None);
+        let mut record = attempt_record(pair, attempt, self.settings.clock.now(), None);
         record.status = AttemptStatus::Skipped;
         record.end(FinalCode::EndpointDisabled, "the endpoint is disabled");
         info!(
@@ -478,7 +489,7 @@ mod tests {
 
     #[test]
     fn the_log_decides_the_next_step() {
-        let now = clock::now();
+        let now = checkout::clock::now();
         let e = event(&merchant(), None, 1);
         let first = Series::FIRST;
         assert_eq!(next_step(None, first, now), Next::Attempt(1));

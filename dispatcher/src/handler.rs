@@ -24,7 +24,6 @@ use crate::targets::{Target, TargetReader};
 use bytes::Bytes;
 use checkout::attempt_log::FinalCode;
 use checkout::attempt_log::LogTarget;
-use checkout::clock;
 use checkout::delivery_task::{DeadLetter, EventHead, QueueMessage, TaskMessage, UnreadableMessage};
 use checkout::event::EventType;
 use checkout::ids::EventId;
@@ -176,7 +175,8 @@ impl Dispatcher {
         let settings = DelivererSettings {
             policy: config.client.policy,
             max_attempts: config.max_attempts,
-            time_scale: config.time_scale,
+            schedule: config.retry_schedule,
+            clock: checkout::clock::system(),
         };
         let deliverer = Deliverer::new(
             crate::client::build(config.client)?,
@@ -198,6 +198,12 @@ impl Dispatcher {
             metrics,
             in_progress: InProgress::default(),
         })
+    }
+
+    /// Reads the time from `clock` instead of the system's (tests move time by hand).
+    pub fn with_clock(mut self, clock: checkout::clock::SharedClock) -> Self {
+        self.deliverer.set_clock(clock);
+        self
     }
 
     /// Deliveries to failing or slow endpoints continue on this queue instead of the main one.
@@ -559,7 +565,7 @@ impl Dispatcher {
             reason: err.to_string(),
             code: Some(FinalCode::Unreadable),
             attempts: 0,
-            at: clock::now(),
+            at: self.deliverer.now(),
             target: None,
             event_id: None,
             event_type: None,

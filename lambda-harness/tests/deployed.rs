@@ -286,7 +286,8 @@ async fn a_checkout_through_the_default_stage_works() {
 async fn a_retry_a_dead_letter_and_its_redrive() {
     let deployment = deployed(Options {
         env: vec![
-            ("DISPATCHER_RETRY_TIME_SCALE".to_owned(), "0.01".to_owned()),
+            ("DISPATCHER_RETRY_SCHEDULE".to_owned(), "50ms,3s".to_owned()),
+            ("DISPATCHER_RETRY_BACKOFF_FLOOR".to_owned(), "600ms".to_owned()),
             ("DISPATCHER_MAX_ATTEMPTS".to_owned(), "2".to_owned()),
         ],
         ..Options::default()

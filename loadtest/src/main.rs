@@ -4,6 +4,7 @@
 //! was not delivered or a signature did not verify.
 
 use anyhow::Context;
+use checkout::retry_schedule::{self, RetrySchedule};
 use clap::Parser;
 use loadtest::{FlowConfig, RunConfig, SinkConfig, SinkFaults};
 use std::net::SocketAddr;
@@ -78,10 +79,13 @@ struct Args {
     /// see the healthy endpoint's latency beside a neighbour that times out.
     #[arg(long, num_args = 0..=1, default_missing_value = "20")]
     sink_broken_endpoint: Option<f64>,
-    /// With --local: shrink the dispatcher's retry waits by this factor (0.01: the 5 s retry
-    /// comes after 50 ms, the 60 s back-off after a 429 after 0.6 s).
-    #[arg(long, requires = "local", default_value_t = 1.0)]
-    local_retry_scale: f64,
+    /// With --local: the dispatcher's waits between attempts, as in `50ms,3s,18s` (default: the
+    /// standard schedule, 5 s, 5 min, 30 min…), so retries show in seconds, not minutes.
+    #[arg(long, requires = "local", value_parser = RetrySchedule::parse)]
+    local_retry_schedule: Option<RetrySchedule>,
+    /// With --local: the least wait after a 429 or a timeout, as in `600ms` (default 60s).
+    #[arg(long, requires = "local", value_parser = retry_schedule::parse_wait)]
+    local_retry_backoff_floor: Option<Duration>,
     /// Seconds to keep waiting for webhooks while none arrive.
     #[arg(long, default_value_t = 30.0)]
     patience: f64,
@@ -167,7 +171,8 @@ async fn start_local(args: &Args) -> anyhow::Result<(local::Stack, Option<tempfi
     };
     let mut config = local::config::Config::ephemeral("sk_loadtest_local", data_dir);
     config.merchant_rate_limit = Some(std::num::NonZeroU32::MAX);
-    config.retry_time_scale = Some(args.local_retry_scale);
+    config.retry_schedule = args.local_retry_schedule.clone();
+    config.retry_backoff_floor = args.local_retry_backoff_floor;
     let stack = local::Stack::start(&config).await?;
     Ok((stack, temporary))
 }

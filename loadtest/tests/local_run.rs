@@ -1,6 +1,7 @@
 //! A small run against the in-process stack, with and without a misbehaving sink: counts only,
 //! no timing assertions.
 
+use checkout::retry_schedule::RetrySchedule;
 use loadtest::{FlowConfig, RunConfig, SinkConfig, SinkFaults};
 use local::Stack;
 use local::config::Config;
@@ -15,7 +16,8 @@ async fn run_with(faults: SinkFaults, broken_endpoint: Option<Duration>) -> load
     let mut config = Config::ephemeral("sk_load", dir.path().to_owned());
     config.merchant_rate_limit = Some(std::num::NonZeroU32::MAX);
     // Retries in milliseconds instead of seconds and minutes.
-    config.retry_time_scale = Some(0.001);
+    config.retry_schedule = Some(RetrySchedule::parse("5ms,50ms,300ms,1s,2s,5s,10s,14s,20s").unwrap());
+    config.retry_backoff_floor = Some(Duration::from_millis(60));
     let stack = Stack::start(&config).await.unwrap();
     let report = loadtest::run(RunConfig {
         flows: FlowConfig {

@@ -1,9 +1,11 @@
 //! `acp-local` configuration: flags, each with an environment variable (documented in the README).
 
+use checkout::retry_schedule::{self, RetrySchedule};
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -85,10 +87,13 @@ pub struct Config {
     #[arg(skip)]
     pub merchant_rate_limit: Option<NonZeroU32>,
 
-    /// Shrinks every retry wait by this factor (the load test's fault injection shows retries
-    /// in seconds instead of minutes). Not for real traffic.
-    #[arg(skip)]
-    pub retry_time_scale: Option<f64>,
+    /// The waits between delivery attempts, as in `5s,5m,30m` (default: the standard
+    /// schedule, about three days in all). The load test's fault injection uses a short one.
+    #[arg(long, env = "ACP_RETRY_SCHEDULE", value_parser = RetrySchedule::parse)]
+    pub retry_schedule: Option<RetrySchedule>,
+    /// The least wait after a 429 or a timeout, as in `60s` (the default) or `500ms`.
+    #[arg(long, env = "ACP_RETRY_BACKOFF_FLOOR", value_parser = retry_schedule::parse_wait)]
+    pub retry_backoff_floor: Option<Duration>,
 
     /// Log lines as readable text or as JSON.
     #[arg(long, env = "ACP_LOG_FORMAT", value_enum, default_value = "text")]
@@ -114,7 +119,8 @@ impl Config {
             dead_letter_queue_url: None,
             dispatcher_pollers: 4,
             merchant_rate_limit: None,
-            retry_time_scale: None,
+            retry_schedule: None,
+            retry_backoff_floor: None,
             log_format: LogFormat::Text,
         }
     }

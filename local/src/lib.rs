@@ -157,8 +157,15 @@ fn start_dispatcher(
     if let Some(limit) = config.merchant_rate_limit {
         settings.merchant_rate_limit = limit;
     }
-    if let Some(scale) = config.retry_time_scale {
-        settings.time_scale = scale;
+    if let Some(schedule) = &config.retry_schedule {
+        settings.max_attempts = schedule.max_attempts();
+        settings.retry_schedule = schedule.clone();
+    }
+    if let Some(floor) = config.retry_backoff_floor {
+        settings.retry_schedule = settings
+            .retry_schedule
+            .with_backoff_floor(floor)
+            .context("--retry-backoff-floor")?;
     }
     let (queue, slow_queue) = (adapters.queue.clone(), adapters.slow_queue.clone());
     let dispatcher = Dispatcher::new(backend.into(), queue.clone(), adapters.dead_letters.clone(), settings)

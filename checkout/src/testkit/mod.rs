@@ -23,6 +23,27 @@ use crate::ids::{MerchantId, SessionId};
 use crate::merchant::Merchant;
 use crate::session::{self, CommandContext};
 
+/// A clock that stands still until a test moves it.
+#[derive(Debug)]
+pub struct ManualClock(parking_lot::Mutex<clock::Timestamp>);
+
+impl ManualClock {
+    pub fn starting_at(at: clock::Timestamp) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self(parking_lot::Mutex::new(at)))
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut now = self.0.lock();
+        *now += chrono::Duration::from_std(by).expect("a test's step fits");
+    }
+}
+
+impl clock::Clock for ManualClock {
+    fn now(&self) -> clock::Timestamp {
+        *self.0.lock()
+    }
+}
+
 /// A demo merchant with a unique id and key.
 pub fn merchant() -> Merchant {
     let id = MerchantId::generate();

@@ -36,6 +36,7 @@ use checkout::event::Event;
 use checkout::ids::EventId;
 use checkout::merchant::Merchant;
 use checkout::ports::{Backend, DeliveryLog, DeliveryQueue, StoreError};
+use checkout::retry_schedule::RetrySchedule;
 use checkout::signature;
 use checkout::testkit::{event, merchant};
 use checkout::url_safety::UrlPolicy;
@@ -266,10 +267,15 @@ pub struct Rig {
     pub base_url: String,
 }
 
-/// Test settings: the retry schedule shrunk 100 times, a 1 s request timeout, loopback allowed.
+/// Test settings: the standard retry schedule in hundredths (50 ms, 3 s, 18 s…, a 600 ms floor
+/// after a 429 or a timeout), a 1 s request timeout, loopback allowed.
 pub fn test_config() -> DispatcherConfig {
+    let schedule = RetrySchedule::parse("50ms,3s,18s,72s,180s,360s,504s,720s,864s")
+        .and_then(|s| s.with_backoff_floor(Duration::from_millis(600)))
+        .expect("a valid schedule");
     DispatcherConfig {
-        time_scale: 0.01,
+        max_attempts: schedule.max_attempts(),
+        retry_schedule: schedule,
         client: ClientSettings {
             total_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
@@ -346,6 +352,11 @@ pub async fn storage(kind: Kind) -> Storage {
 
 impl Rig {
     pub async fn new(kind: Kind, config: DispatcherConfig) -> Self {
+        Self::with_clock(kind, config, checkout::clock::system()).await
+    }
+
+    /// A rig whose dispatcher reads the time from `clock`.
+    pub async fn with_clock(kind: Kind, config: DispatcherConfig, clock: checkout::clock::SharedClock) -> Self {
         let Storage {
             mut backend,
             queue,
@@ -373,7 +384,8 @@ impl Rig {
         backend.endpoints.put_endpoint(&endpoint).await.unwrap();
         let dispatcher = Dispatcher::new((&backend).into(), queue.clone(), dead_letters.clone(), config)
             .unwrap()
-            .with_slow_lane(slow_queue.clone());
+            .with_slow_lane(slow_queue.clone())
+            .with_clock(clock);
         Self {
             backend,
             log,

@@ -1,5 +1,5 @@
 //! The dispatcher end to end, on the in-process queue, the durable one and SQS (moto): a real queue, real
-//! storage, a real HTTP receiver. Retry waits are shrunk 100 times (`time_scale`), so "5 s"
+//! storage, a real HTTP receiver. The test schedule is the standard one in hundredths, so "5 s"
 //! is 50 ms and "at least 60 s after a 429" is 600 ms.
 
 use crate::common::{Answer, Kind, Rig, test_config};
@@ -64,20 +64,49 @@ async fn server_error_then_success(kind: Kind) {
 
 async fn too_many_requests_honours_retry_after(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
-    // 120 s (1.2 s at this scale) is more than the 60 s floor and the 5 s schedule step.
-    rig.receiver.script(&[Answer::RetryAfter(429, 120)]);
+    // 2 s is more than the 600 ms floor and the 50 ms schedule step.
+    rig.receiver.script(&[Answer::RetryAfter(429, 2)]);
     let e = rig.publish().await;
     rig.run_until(PATIENCE, "the retry", |r| r.receiver.seen().len() == 2)
         .await;
     let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
     assert_eq!(log[0].http_status, Some(429));
     let wait = log[0].next_attempt_at.unwrap() - log[0].at;
-    assert!(wait >= chrono::Duration::milliseconds(1200), "waited {wait}");
+    assert!(wait >= chrono::Duration::milliseconds(2000), "waited {wait}");
     let seen = rig.receiver.seen();
     assert!(
-        seen[1].at - seen[0].at >= Duration::from_millis(1200),
+        seen[1].at - seen[0].at >= Duration::from_millis(2000),
         "not sent before Retry-After"
     );
+    assert_eq!(log[1].status, AttemptStatus::Succeeded);
+}
+
+/// The dispatcher reads the time from its clock: a retry waits until that clock reaches the
+/// time the log gave it, however long the wall clock runs, and every record carries that
+/// clock's time.
+async fn a_retry_comes_due_by_the_dispatchers_clock(kind: Kind) {
+    let start = checkout::clock::now();
+    let clock = checkout::testkit::ManualClock::starting_at(start);
+    let rig = Rig::with_clock(kind, test_config(), clock.clone()).await;
+    rig.receiver.script(&[Answer::Status(500)]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the first attempt", |r| r.receiver.seen().len() == 1)
+        .await;
+    // Many times the 50 ms wait on the wall clock; none on the dispatcher's.
+    rig.run_for(Duration::from_millis(800)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "not retried before its clock says so");
+    clock.advance(Duration::from_secs(1));
+    rig.run_until(PATIENCE, "the retry", |r| r.receiver.seen().len() == 2)
+        .await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].at, start);
+    let due = log[0].next_attempt_at.unwrap() - start;
+    assert!(
+        due >= chrono::Duration::milliseconds(40) && due <= chrono::Duration::milliseconds(60),
+        "the first wait is the schedule's 50 ms ± 20 %: {due}"
+    );
+    assert_eq!(log[1].at, start + chrono::Duration::seconds(1));
     assert_eq!(log[1].status, AttemptStatus::Succeeded);
 }
 
@@ -398,6 +427,7 @@ on_every_backend!(
     success,
     server_error_then_success,
     too_many_requests_honours_retry_after,
+    a_retry_comes_due_by_the_dispatchers_clock,
     timeout_waits_at_least_a_minute,
     gone_disables_the_endpoint,
     redirects_are_failures_and_not_followed,
@@ -437,8 +467,8 @@ async fn an_endpoint_failing_without_success_is_disabled(kind: Kind) {
 
 async fn a_success_clears_the_failing_streak(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
-    // 60 s (0.6 s at this scale) until the retry: time to look at the endpoint in between.
-    rig.receiver.script(&[Answer::RetryAfter(500, 60)]);
+    // 1 s until the retry: time to look at the endpoint in between.
+    rig.receiver.script(&[Answer::RetryAfter(500, 1)]);
     rig.publish().await;
     rig.run_until(PATIENCE, "the first failure", |r| r.receiver.seen().len() == 1)
         .await;
