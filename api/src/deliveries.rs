@@ -1,30 +1,24 @@
-//! What merchants see of webhook deliveries: the attempt log (per endpoint, per event) and the
-//! replay of what an endpoint missed.
+//! What merchants see of webhook deliveries: the attempt log (per endpoint, per event) and
+//! replays of what an endpoint missed (run in the background: see [`checkout::replay`]).
 
 use crate::AppState;
 use crate::endpoints::{load, once, reply};
 use crate::error::ApiError;
 use crate::extract::{Caller, Json, OptionalKey};
-use crate::path_id::PathId;
+use crate::path_id::{PathId, PathIds};
 use crate::reply::ApiReply;
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use checkout::acp::ErrorCode;
-use checkout::attempt_log::{self, AttemptQuery, AttemptRecord, LogTarget};
+use checkout::attempt_log::{AttemptQuery, AttemptRecord, LogTarget};
 use checkout::clock::{self, Timestamp};
-use checkout::delivery_task::TaskMessage;
-use checkout::ids::EventId;
-use checkout::ports::StoreError;
+use checkout::ids::{EventId, ReplayId};
+use checkout::replay::{self, ReplayJob};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::time::Duration;
-use tracing::{error, info};
 
 const DEFAULT_PAGE: usize = 20;
 const MAX_PAGE: usize = 100;
-/// Most events one replay sends; a larger window is replayed in several calls.
-pub const MAX_REPLAY: usize = 10_000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,9 +128,10 @@ pub struct ReplayRequest {
     include_delivered: bool,
 }
 
-/// `POST /webhook_endpoints/{id}/replay`: every event of the window that the endpoint did not
-/// receive (failed, exhausted, skipped while disabled) goes out again, through the same rate
-/// limits, with the same `webhook-id`.
+/// `POST /webhook_endpoints/{id}/replay`: starts a replay of the window in the background. Every
+/// event of the window that the endpoint did not receive (failed, exhausted, skipped while
+/// disabled) goes out again, through the same rate limits, with the same `webhook-id`. The 202
+/// is the job; `GET /webhook_endpoints/{id}/replays/{replay_id}` shows how far it has got.
 pub async fn replay(
     State(state): State<AppState>,
     caller: Caller,
@@ -147,122 +142,41 @@ pub async fn replay(
     let Json { value: req, raw } = body;
     once(&state, &caller, key, &raw, || async {
         let merchant = &caller.merchant;
-        let until = req.until.unwrap_or_else(clock::now);
-        if req.since >= until {
-            return Err(ApiError::invalid(
-                ErrorCode::InvalidWindow,
-                "since must be before until",
-                "$.since",
-            ));
-        }
-        if until - req.since > attempt_log::RETENTION {
-            let days = attempt_log::RETENTION.num_days();
-            return Err(ApiError::invalid(
-                ErrorCode::InvalidWindow,
-                format!("the window is at most {days} days (the attempt log's retention)"),
-                "$.since",
-            ));
-        }
-        let queue = state.delivery_queue.clone().ok_or(ApiError::ReplayUnavailable)?;
+        let now = clock::now();
+        let until = req.until.unwrap_or(now);
+        let steps = state.replay_steps.clone().ok_or(ApiError::ReplayUnavailable)?;
         let endpoint = load(&state, merchant, &id).await?;
-        let newest = newest_per_event(&state, endpoint.id.as_str(), req.since, until).await?;
-        let chosen: Vec<&AttemptRecord> = newest
-            .values()
-            .filter(|r| req.include_delivered || !r.delivered())
-            .collect();
-        let (mut replayed, mut set_aside) = (0, 0);
-        for record in &chosen {
-            match enqueue(&state, queue.as_ref(), record, req.include_delivered).await? {
-                Enqueued::Queued => replayed += 1,
-                Enqueued::Gone => {}
-                Enqueued::Unreadable => set_aside += 1,
-            }
-        }
-        info!(merchant_id = %merchant.id, endpoint_id = %endpoint.id, replayed, set_aside, "replay queued");
-        let truncated = newest.len() >= MAX_REPLAY;
-        Ok(reply(
-            202,
-            &json!({
-                "replayed": replayed,
-                "set_aside": set_aside,
-                "truncated": truncated,
-                "since": clock::rfc3339(&req.since),
-                "until": clock::rfc3339(&until),
-            }),
-        ))
+        let job = ReplayJob::new(
+            merchant.id.clone(),
+            endpoint.id.clone(),
+            req.since,
+            until,
+            req.include_delivered,
+            now,
+        )
+        .map_err(|err| ApiError::invalid(ErrorCode::InvalidWindow, err.to_string(), "$.since"))?;
+        let job = replay::start(state.backend.replays.as_ref(), steps.as_ref(), job)
+            .await
+            .map_err(ApiError::storage)?;
+        Ok(reply(202, &job.view()))
     })
     .await
 }
 
-/// The newest record of each event in the window (at most [`MAX_REPLAY`] events).
-async fn newest_per_event(
-    state: &AppState,
-    target: &str,
-    since: Timestamp,
-    until: Timestamp,
-) -> Result<BTreeMap<EventId, AttemptRecord>, ApiError> {
-    let mut newest: BTreeMap<EventId, AttemptRecord> = BTreeMap::new();
-    let mut query = AttemptQuery {
-        before: Some(attempt_log::time_bound(until)),
-        from: Some(attempt_log::time_bound(since)),
-        limit: MAX_PAGE,
-    };
-    loop {
-        let page = state
-            .backend
-            .deliveries
-            .attempts(target, &query)
-            .await
-            .map_err(ApiError::storage)?;
-        let full = page.len() == query.limit;
-        query.before = page.last().map(AttemptRecord::sort_key);
-        for record in page {
-            // Pages run newest first, so the first record seen of an event is its newest.
-            if newest.len() >= MAX_REPLAY && !newest.contains_key(&record.event_id) {
-                return Ok(newest);
-            }
-            newest.entry(record.event_id.clone()).or_insert(record);
-        }
-        if !full {
-            return Ok(newest);
-        }
-    }
-}
-
-enum Enqueued {
-    Queued,
-    /// The event is no longer in the store.
-    Gone,
-    /// The event cannot be read back: skipped and logged, the rest of the window goes on.
-    Unreadable,
-}
-
-/// Queues one replay. Unless `even_if_delivered`, the replay sends nothing when the endpoint got
-/// the event meanwhile (a delivery in hand when the replay was asked for finishes first).
-async fn enqueue(
-    state: &AppState,
-    queue: &dyn checkout::ports::DeliveryQueue,
-    record: &AttemptRecord,
-    even_if_delivered: bool,
-) -> Result<Enqueued, ApiError> {
-    // One read of the event's own version, not the session's whole history.
-    let found = match state.backend.events.event_at(&record.session_id, record.version).await {
-        Ok(found) => found,
-        Err(StoreError::Corrupt(reason)) => {
-            error!(session_id = %record.session_id, event_id = %record.event_id, %reason, "replay skips an unreadable event");
-            return Ok(Enqueued::Unreadable);
-        }
-        Err(err) => return Err(ApiError::storage(err)),
-    };
-    let Some(event) = found.filter(|e| e.id == record.event_id) else {
-        return Ok(Enqueued::Gone);
-    };
-    let json = serde_json::to_string(&event).map_err(ApiError::storage)?;
-    let raw = serde_json::value::RawValue::from_string(json).map_err(ApiError::storage)?;
-    let task = TaskMessage::new(&record.target, record.attempt + 1, even_if_delivered, &raw);
-    queue
-        .send(&task.to_body(), Duration::ZERO)
+/// `GET /webhook_endpoints/{id}/replays/{replay_id}`: a replay's progress.
+pub async fn replay_progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathIds(endpoint_id, replay_id): PathIds,
+) -> Result<ApiReply, ApiError> {
+    let replay_id = ReplayId::parse(&replay_id).ok_or(ApiError::NotFound)?;
+    let job = state
+        .backend
+        .replays
+        .replay(&caller.merchant.id, &replay_id)
         .await
-        .map_err(ApiError::storage)?;
-    Ok(Enqueued::Queued)
+        .map_err(ApiError::storage)?
+        .filter(|job| job.endpoint_id.as_str() == endpoint_id)
+        .ok_or(ApiError::NotFound)?;
+    Ok(reply(200, &job.view()))
 }

@@ -22,8 +22,8 @@ pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_proces
             "required: the payment processor; `test` (the one built in) approves test tokens only",
         ),
         (
-            "ORDER_UPDATES_QUEUE_URL",
-            "where replays are queued (without it, replay answers 503)",
+            "REPLAY_STEPS_QUEUE_URL",
+            "where replays start, for the replay runner (without it, replay answers 503)",
         ),
     ],
 };
@@ -40,7 +40,7 @@ pub enum Processor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub processor: Processor,
-    pub order_updates_queue_url: Option<String>,
+    pub replay_steps_queue_url: Option<String>,
     /// `ACP_ALLOW_LOOPBACK_WEBHOOKS=1`: webhook URLs on this machine are accepted. For test rigs
     /// only; the template never sets it.
     pub allow_loopback_webhooks: bool,
@@ -70,7 +70,7 @@ impl Settings {
         };
         Ok(Self {
             processor,
-            order_updates_queue_url: get("ORDER_UPDATES_QUEUE_URL").filter(|u| !u.is_empty()),
+            replay_steps_queue_url: get("REPLAY_STEPS_QUEUE_URL").filter(|u| !u.is_empty()),
             allow_loopback_webhooks: get("ACP_ALLOW_LOOPBACK_WEBHOOKS")
                 .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")),
         })
@@ -146,11 +146,11 @@ mod tests {
         );
         let settings = Settings::from_lookup(env(&[
             ("PAYMENT_PROCESSOR", "test"),
-            ("ORDER_UPDATES_QUEUE_URL", "https://q"),
+            ("REPLAY_STEPS_QUEUE_URL", "https://q"),
         ]))
         .unwrap();
         assert_eq!(settings.processor, Processor::Test);
-        assert_eq!(settings.order_updates_queue_url.as_deref(), Some("https://q"));
+        assert_eq!(settings.replay_steps_queue_url.as_deref(), Some("https://q"));
     }
 
     #[test]

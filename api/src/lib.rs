@@ -48,8 +48,8 @@ pub struct AppState {
     backend: Backend,
     url_policy: UrlPolicy,
     resolver: Arc<dyn Resolver>,
-    /// Where replays are queued; without it, replay answers 503.
-    delivery_queue: Option<Arc<dyn DeliveryQueue>>,
+    /// Where replay steps are queued for the replay runner; without it, replay answers 503.
+    replay_steps: Option<Arc<dyn DeliveryQueue>>,
     /// How long a client may take to send a request body.
     body_read_timeout: std::time::Duration,
 }
@@ -63,7 +63,7 @@ impl AppState {
             backend,
             url_policy: UrlPolicy::default(),
             resolver: Arc::new(SystemResolver),
-            delivery_queue: None,
+            replay_steps: None,
             body_read_timeout: BODY_READ_TIMEOUT,
         }
     }
@@ -81,9 +81,9 @@ impl AppState {
         self
     }
 
-    /// The order-updates queue, for replays.
-    pub fn with_delivery_queue(mut self, queue: Arc<dyn DeliveryQueue>) -> Self {
-        self.delivery_queue = Some(queue);
+    /// The replay-steps queue, where replays start.
+    pub fn with_replay_steps(mut self, queue: Arc<dyn DeliveryQueue>) -> Self {
+        self.replay_steps = Some(queue);
         self
     }
 

@@ -18,3 +18,17 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         }
     }
 }
+
+/// The `{id}` and `{sub_id}` of a route such as `/webhook_endpoints/{id}/replays/{sub_id}`.
+pub struct PathIds(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(Path((id, sub_id))) => Ok(PathIds(id, sub_id)),
+            Err(_) => Err(ApiError::NotFound),
+        }
+    }
+}

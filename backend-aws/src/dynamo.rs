@@ -13,9 +13,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, Transact
 use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState, StoredReply};
-use checkout::ids::{EndpointId, MerchantId, SessionId};
+use checkout::ids::{EndpointId, MerchantId, ReplayId, SessionId};
+use checkout::replay::ReplayJob;
 use checkout::merchant::Merchant;
-use checkout::ports::{EndpointStore, EventStore, IdempotencyStore, MerchantStore, StoreError};
+use checkout::ports::{EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError};
 use checkout::webhook_endpoint::WebhookEndpoint;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -632,7 +633,7 @@ fn pk_key(pk: &str) -> Item {
 }
 
 // The merchants table holds, under partition `merchant#{id}`, the profile (sort key `profile`)
-// and the webhook endpoints (`endpoint#{id}`); under `apikey#{hash}`, the key's merchant.
+// the webhook endpoints (`endpoint#{id}`) and replay jobs (`replay#{id}`); under `apikey#{hash}`, the key's merchant.
 const PROFILE: &str = "profile";
 const API_KEY: &str = "apikey";
 
@@ -652,6 +653,10 @@ fn api_key_key(hash: &str) -> Item {
 
 fn endpoint_sk(id: &EndpointId) -> String {
     format!("endpoint#{id}")
+}
+
+fn replay_sk(id: &ReplayId) -> String {
+    format!("replay#{id}")
 }
 
 fn with(mut item: Item, name: &str, value: AttributeValue) -> Item {
@@ -734,6 +739,41 @@ impl MerchantStore for DynamoStore {
         };
         let id = MerchantId::parse(get_s(&item, "merchant_id")?).ok_or_else(|| corrupt("merchant_id"))?;
         self.merchant(&id).await
+    }
+}
+
+#[async_trait]
+impl ReplayStore for DynamoStore {
+    async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError> {
+        let mut next = job.clone();
+        next.revision += 1;
+        let mut item = with(merchant_key(&job.merchant_id, &replay_sk(&job.id)), "doc", to_doc(&next)?);
+        item.insert("revision".to_owned(), n(next.revision as i64));
+        let (condition, values) = revision_condition(job.revision);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.merchants)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#revision", "revision")
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        match conditional_put(result)? {
+            true => Ok(()),
+            false => Err(StoreError::Changed {
+                what: "replay",
+                id: job.id.to_string(),
+            }),
+        }
+    }
+
+    async fn replay(&self, merchant: &MerchantId, id: &ReplayId) -> Result<Option<ReplayJob>, StoreError> {
+        let item = self
+            .get(&self.tables.merchants, merchant_key(merchant, &replay_sk(id)))
+            .await?;
+        item.map(|item| doc(&item, "replay")).transpose()
     }
 }
 

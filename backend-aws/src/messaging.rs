@@ -251,6 +251,8 @@ pub struct PipelineResources {
     /// The slow lane: deliveries to failing endpoints, so they never share a batch with healthy ones.
     pub slow_queue_url: String,
     pub dead_letter_queue_url: String,
+    /// Steps of running replays, read by the replay runner.
+    pub replay_steps_queue_url: String,
 }
 
 /// Settings of the order-updates queue.
@@ -261,8 +263,8 @@ pub struct QueueSettings {
 }
 
 /// Creates (or finds: every call is idempotent) `{env}-checkout-events`, `{env}-order-updates`
-/// and `{env}-slow-deliveries` with their redrive policy, `{env}-order-updates-dlq`, and the
-/// raw-delivery subscription.
+/// and `{env}-slow-deliveries` with their redrive policy, `{env}-order-updates-dlq`,
+/// `{env}-replay-steps`, and the raw-delivery subscription.
 pub async fn create_pipeline(
     sns: &aws_sdk_sns::Client,
     sqs: &aws_sdk_sqs::Client,
@@ -294,6 +296,7 @@ pub async fn create_pipeline(
     ]);
     let queue_url = create_queue(sqs, &format!("{env}-order-updates"), attributes.clone()).await?;
     let slow_queue_url = create_queue(sqs, &format!("{env}-slow-deliveries"), attributes).await?;
+    let replay_steps_queue_url = create_queue(sqs, &format!("{env}-replay-steps"), HashMap::new()).await?;
     let queue_arn = queue_arn(sqs, &queue_url).await?;
     sns.subscribe()
         .topic_arn(&topic_arn)
@@ -308,6 +311,7 @@ pub async fn create_pipeline(
         queue_url,
         slow_queue_url,
         dead_letter_queue_url,
+        replay_steps_queue_url,
     })
 }
 

@@ -18,6 +18,8 @@ pub mod queue_names {
     /// Deliveries to failing or slow endpoints.
     pub const SLOW_DELIVERIES: &str = "slow-deliveries";
     pub const DEAD_LETTERS: &str = "order-updates-dlq";
+    /// Steps of running replays.
+    pub const REPLAY_STEPS: &str = "replay-steps";
 }
 
 /// The database file inside a data directory.

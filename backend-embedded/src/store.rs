@@ -6,9 +6,12 @@ use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
 use checkout::ids::EventId;
-use checkout::ids::{EndpointId, MerchantId, SessionId};
+use checkout::ids::{EndpointId, MerchantId, ReplayId, SessionId};
+use checkout::replay::ReplayJob;
 use checkout::merchant::Merchant;
-use checkout::ports::{Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, StoreError};
+use checkout::ports::{
+    Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
+};
 use checkout::webhook_endpoint::WebhookEndpoint;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +27,7 @@ struct State {
     api_keys: HashMap<String, MerchantId>,
     /// Per merchant, in creation order.
     endpoints: HashMap<MerchantId, Vec<WebhookEndpoint>>,
+    replays: HashMap<(MerchantId, ReplayId), ReplayJob>,
 }
 
 #[derive(Default)]
@@ -185,6 +189,28 @@ impl MerchantStore for EmbeddedStore {
             .get(api_key_hash)
             .and_then(|id| state.merchants.get(id))
             .cloned())
+    }
+}
+
+#[async_trait]
+impl ReplayStore for EmbeddedStore {
+    async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        let key = (job.merchant_id.clone(), job.id.clone());
+        if state.replays.get(&key).map_or(0, |j| j.revision) != job.revision {
+            return Err(StoreError::Changed {
+                what: "replay",
+                id: job.id.to_string(),
+            });
+        }
+        let mut next = job.clone();
+        next.revision += 1;
+        state.replays.insert(key, next);
+        Ok(())
+    }
+
+    async fn replay(&self, merchant: &MerchantId, id: &ReplayId) -> Result<Option<ReplayJob>, StoreError> {
+        Ok(self.state.lock().replays.get(&(merchant.clone(), id.clone())).cloned())
     }
 }
 

@@ -199,6 +199,11 @@ pub fn sort_key(event_id: &EventId, attempt: u32) -> String {
     format!("{event_id}#{attempt:04}")
 }
 
+/// The event a sort key names.
+pub fn event_of_sort_key(key: &str) -> Option<EventId> {
+    EventId::parse(key.split_once('#')?.0)
+}
+
 /// The sort-key prefix of every attempt of one event.
 pub fn event_prefix(event_id: &EventId) -> String {
     format!("{event_id}#")

@@ -63,6 +63,11 @@ prefixed_id!(
     "we_"
 );
 prefixed_id!(
+    /// A replay of what an endpoint missed, run in the background (`rpl_…`).
+    ReplayId,
+    "rpl_"
+);
+prefixed_id!(
     /// An order created when a session completes (`ord_…`).
     OrderId,
     "ord_"

@@ -29,6 +29,7 @@ pub mod merchant;
 pub mod payment;
 pub mod ports;
 pub mod pricing;
+pub mod replay;
 pub mod retry_schedule;
 pub mod service;
 pub mod session;

@@ -4,7 +4,8 @@ use crate::attempt_log::{AttemptQuery, AttemptRecord};
 use crate::clock::Timestamp;
 use crate::event::Event;
 use crate::idempotency::{Claim, Completion, IdempotencyKey};
-use crate::ids::{EndpointId, EventId, MerchantId, SessionId};
+use crate::ids::{EndpointId, EventId, MerchantId, ReplayId, SessionId};
+use crate::replay::ReplayJob;
 use crate::merchant::Merchant;
 use crate::webhook_endpoint::WebhookEndpoint;
 use async_trait::async_trait;
@@ -113,6 +114,15 @@ pub trait EndpointStore: Send + Sync {
     async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError>;
     /// `false` when there was no such endpoint.
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError>;
+}
+
+/// Replay jobs (see [`crate::replay`]), by merchant.
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Stores the job as revision `job.revision + 1`, under the rule of
+    /// [`MerchantStore::put_merchant`]: only if the stored one is still at `job.revision`.
+    async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError>;
+    async fn replay(&self, merchant: &MerchantId, id: &ReplayId) -> Result<Option<ReplayJob>, StoreError>;
 }
 
 /// The attempt log (see [`crate::attempt_log`]); a target is an endpoint id or the order webhook.
@@ -242,20 +252,22 @@ pub struct Backend {
     pub merchants: Arc<dyn MerchantStore>,
     pub endpoints: Arc<dyn EndpointStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
+    pub replays: Arc<dyn ReplayStore>,
 }
 
 impl Backend {
     /// For adapters that implement every storage port on one type.
     pub fn from_one<T>(adapter: Arc<T>) -> Self
     where
-        T: EventStore + IdempotencyStore + MerchantStore + EndpointStore + DeliveryLog + 'static,
+        T: EventStore + IdempotencyStore + MerchantStore + EndpointStore + DeliveryLog + ReplayStore + 'static,
     {
         Self {
             events: adapter.clone(),
             idempotency: adapter.clone(),
             merchants: adapter.clone(),
             endpoints: adapter.clone(),
-            deliveries: adapter,
+            deliveries: adapter.clone(),
+            replays: adapter,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod lambda;
 mod metrics;
 mod pinned_dns;
 mod rate_limit;
+pub mod replay_runner;
 pub mod request;
 pub mod send;
 mod targets;

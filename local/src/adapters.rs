@@ -32,6 +32,8 @@ pub struct Adapters {
     /// Deliveries to failing or slow endpoints (see the dispatcher's slow lane).
     pub slow_queue: Arc<dyn DeliveryQueue>,
     pub dead_letters: Arc<dyn DeliveryQueue>,
+    /// Steps of running replays (a step that fails comes back until it succeeds).
+    pub replay_steps: Arc<dyn DeliveryQueue>,
     pub source: EventSource,
     /// The durable store, whose expired records the stack purges.
     pub purge: Option<Arc<DurableStore>>,
@@ -76,6 +78,7 @@ async fn durable(config: &Config) -> anyhow::Result<Adapters> {
         db.clone(),
         queue_names::SLOW_DELIVERIES,
     )?);
+    let replay_steps = Arc::new(EmbeddedQueue::durable(QUEUE, None, db.clone(), queue_names::REPLAY_STEPS)?);
     let store = Arc::new(
         DurableStore::open(db, queue.clone())
             .await
@@ -87,6 +90,7 @@ async fn durable(config: &Config) -> anyhow::Result<Adapters> {
         queue,
         slow_queue,
         dead_letters,
+        replay_steps,
         source: EventSource::Outbox,
         purge: Some(store),
     })
@@ -104,6 +108,7 @@ fn in_memory() -> Adapters {
         queue,
         slow_queue,
         dead_letters,
+        replay_steps: Arc::new(EmbeddedQueue::new(settings, None)),
         source: EventSource::Feed(feed),
         purge: None,
     }
@@ -114,7 +119,7 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
     let dynamodb = aws_backend::DynamoClient::new(&sdk);
     let (sns, sqs) = (aws_backend::SnsClient::new(&sdk), aws_backend::SqsClient::new(&sdk));
     let tables = TableNames::for_environment(&config.environment);
-    let (topic_arn, queue_url, slow_queue_url, dead_letter_queue_url) = if config.create_resources {
+    let (topic_arn, queue_url, slow_queue_url, dead_letter_queue_url, replay_steps_url) = if config.create_resources {
         aws_backend::create_tables(&dynamodb, &tables)
             .await
             .context("creating the DynamoDB tables")?;
@@ -130,6 +135,7 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
             created.queue_url,
             created.slow_queue_url,
             created.dead_letter_queue_url,
+            created.replay_steps_queue_url,
         )
     } else {
         let need = |value: &Option<String>, name: &str| {
@@ -142,6 +148,7 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
             need(&config.queue_url, "ACP_QUEUE_URL")?,
             need(&config.slow_queue_url, "ACP_SLOW_QUEUE_URL")?,
             need(&config.dead_letter_queue_url, "ACP_DEAD_LETTER_QUEUE_URL")?,
+            need(&config.replay_steps_queue_url, "ACP_REPLAY_STEPS_QUEUE_URL")?,
         )
     };
     let reader = StreamReader::open(
@@ -157,7 +164,8 @@ async fn aws(config: &Config) -> anyhow::Result<Adapters> {
         publisher: Arc::new(SnsPublisher::new(sns, topic_arn)),
         queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
         slow_queue: Arc::new(SqsQueue::new(sqs.clone(), slow_queue_url)),
-        dead_letters: Arc::new(SqsQueue::new(sqs, dead_letter_queue_url)),
+        dead_letters: Arc::new(SqsQueue::new(sqs.clone(), dead_letter_queue_url)),
+        replay_steps: Arc::new(SqsQueue::new(sqs, replay_steps_url)),
         source: EventSource::Stream(reader),
         purge: None,
     })

@@ -77,6 +77,10 @@ pub struct Config {
     #[arg(long, env = "ACP_DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
 
+    /// With the AWS backend and no `--create-resources`: the replay-steps queue.
+    #[arg(long, env = "ACP_REPLAY_STEPS_QUEUE_URL")]
+    pub replay_steps_queue_url: Option<String>,
+
     /// Concurrent receivers of the order-updates queue in the built-in webhook dispatcher; 0
     /// turns the dispatcher off (when another process, e.g. the Lambda function, delivers).
     #[arg(long, env = "ACP_DISPATCHER_POLLERS", default_value = "4")]
@@ -117,6 +121,7 @@ impl Config {
             queue_url: None,
             slow_queue_url: None,
             dead_letter_queue_url: None,
+            replay_steps_queue_url: None,
             dispatcher_pollers: 4,
             merchant_rate_limit: None,
             retry_schedule: None,

@@ -12,6 +12,7 @@ use anyhow::Context;
 use checkout::ids::MerchantId;
 use checkout::merchant::{Merchant, generate_api_key};
 use checkout::payment::TestPaymentProcessor;
+use checkout::replay::{ReplayPorts, Replayer};
 use checkout::ports::{Backend, DeliveryQueue};
 use checkout::url_safety::UrlPolicy;
 use config::Config;
@@ -68,7 +69,7 @@ impl Stack {
         let projection = tokio::spawn(projection::run(projector, adapters.source, projection_stopped));
         let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
             .with_url_policy(policy)
-            .with_delivery_queue(adapters.queue.clone());
+            .with_replay_steps(adapters.replay_steps.clone());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -168,6 +169,7 @@ fn start_dispatcher(
             .context("--retry-backoff-floor")?;
     }
     let (queue, slow_queue) = (adapters.queue.clone(), adapters.slow_queue.clone());
+    let queue_for_replays = queue.clone();
     let dispatcher = Dispatcher::new(backend.into(), queue.clone(), adapters.dead_letters.clone(), settings)
         .context("building the webhook client")?
         .with_slow_lane(slow_queue.clone());
@@ -176,9 +178,21 @@ fn start_dispatcher(
     info!(pollers, "webhook dispatcher running");
     let main = dispatcher::worker::run(dispatcher.clone(), queue, Lane::Main, pollers, stopped.clone());
     // The slow lane needs fewer pollers: its messages wait on receivers, not on us.
-    let slow = dispatcher::worker::run(dispatcher, slow_queue, Lane::Slow, pollers.div_ceil(2), stopped);
+    let slow = dispatcher::worker::run(dispatcher, slow_queue, Lane::Slow, pollers.div_ceil(2), stopped.clone());
+    let replayer = Replayer::new(
+        ReplayPorts {
+            events: backend.events.clone(),
+            log: backend.deliveries.clone(),
+            jobs: backend.replays.clone(),
+            deliveries: queue_for_replays,
+            steps: adapters.replay_steps.clone(),
+        },
+        checkout::clock::system(),
+    );
+    let steps = adapters.replay_steps.clone();
     let task = tokio::spawn(async move {
-        tokio::join!(main, slow);
+        let replays = dispatcher::replay_runner::run(&replayer, steps.as_ref(), stopped);
+        tokio::join!(main, slow, replays);
     });
     Ok((stop, task))
 }

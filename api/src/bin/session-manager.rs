@@ -28,9 +28,9 @@ async fn main() -> Result<ExitCode, lambda_http::Error> {
         allow_loopback: settings.allow_loopback_webhooks,
     };
     let mut state = AppState::new(Backend::from_one(Arc::new(store)), processor).with_url_policy(policy);
-    // Replays are queued on the order-updates queue.
-    if let Some(url) = settings.order_updates_queue_url {
-        state = state.with_delivery_queue(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));
+    // Replays start on the replay-steps queue; the replay runner carries them on.
+    if let Some(url) = settings.replay_steps_queue_url {
+        state = state.with_replay_steps(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));
     }
     lambda_http::run(api::lambda::service(state)).await?;
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 use checkout::merchant::{Merchant, generate_api_key};
 use checkout::payment::TestPaymentProcessor;
 use checkout::ports::{Backend, PipelineError, Resolver};
+use checkout::replay::{ReplayPorts, Replayer};
 use checkout::url_safety::UrlPolicy;
 use reqwest::{RequestBuilder, Response};
 use serde_json::{Value, json};
@@ -15,8 +16,11 @@ pub struct TestApp {
     pub backend: Backend,
     pub api_key: String,
     pub merchant: Merchant,
-    /// Where replays are queued.
+    /// Where replays queue their deliveries.
     pub queue: Arc<embedded_backend::EmbeddedQueue>,
+    /// Where replays start; [`TestApp::run_replay_steps`] plays the replay runner.
+    pub steps: Arc<embedded_backend::EmbeddedQueue>,
+    pub replayer: Arc<Replayer>,
 }
 
 pub async fn embedded() -> Backend {
@@ -73,17 +77,26 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, policy: UrlPolicy) -> Self {
-        let queue = Arc::new(embedded_backend::EmbeddedQueue::new(
-            embedded_backend::QueueConfig {
-                visibility_timeout: std::time::Duration::from_secs(30),
-                max_receive_count: 10,
+        let settings = embedded_backend::QueueConfig {
+            visibility_timeout: std::time::Duration::from_secs(30),
+            max_receive_count: 10,
+        };
+        let queue = Arc::new(embedded_backend::EmbeddedQueue::new(settings, None));
+        let steps = Arc::new(embedded_backend::EmbeddedQueue::new(settings, None));
+        let replayer = Arc::new(Replayer::new(
+            ReplayPorts {
+                events: backend.events.clone(),
+                log: backend.deliveries.clone(),
+                jobs: backend.replays.clone(),
+                deliveries: queue.clone(),
+                steps: steps.clone(),
             },
-            None,
+            checkout::clock::system(),
         ));
         let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
             .with_resolver(Arc::new(StaticResolver))
             .with_url_policy(policy)
-            .with_delivery_queue(queue.clone());
+            .with_replay_steps(steps.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
@@ -95,6 +108,26 @@ impl TestApp {
             api_key,
             merchant,
             queue,
+            steps,
+            replayer,
+        }
+    }
+
+    /// Runs the replay steps waiting on their queue until none is left, as the replay runner
+    /// does in the background; returns how many ran.
+    pub async fn run_replay_steps(&self) -> usize {
+        use checkout::ports::DeliveryQueue;
+        let mut ran = 0;
+        loop {
+            let batch = self.steps.receive(10, std::time::Duration::from_millis(20)).await.unwrap();
+            if batch.is_empty() {
+                return ran;
+            }
+            for message in batch {
+                self.replayer.step_of_body(&message.body).await.unwrap();
+                self.steps.delete(&message.receipt).await.unwrap();
+                ran += 1;
+            }
         }
     }
 

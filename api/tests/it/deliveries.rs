@@ -15,6 +15,7 @@ use std::time::Duration;
 on_every_backend!(
     attempts_are_listed_per_endpoint_and_per_event,
     replay_queues_what_the_endpoint_missed,
+    a_replay_larger_than_a_step_queues_each_event_once,
 );
 
 /// A session whose stored events cannot be read back (written by an older version, damaged on
@@ -45,7 +46,9 @@ async fn replay_sets_aside_an_unreadable_session_and_queues_the_rest() {
     let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
     let path = format!("/webhook_endpoints/{endpoint}/replay");
     let all = json!({ "since": since, "include_delivered": true });
-    let answer = expect(app.post(&path, &all).send().await.unwrap(), 202).await;
+    let started = expect(app.post(&path, &all).send().await.unwrap(), 202).await;
+    app.run_replay_steps().await;
+    let answer = progress(&app, &endpoint, &started).await;
     assert_eq!(
         (answer["replayed"].as_u64(), answer["set_aside"].as_u64()),
         (Some(2), Some(1)),
@@ -198,12 +201,29 @@ async fn attempts_are_listed_per_endpoint_and_per_event(app: TestApp) {
     assert_eq!(expect(their_view, 200).await["data"], json!([]));
 }
 
+/// A replay's progress as the merchant reads it.
+async fn progress(app: &TestApp, endpoint: &str, started: &Value) -> Value {
+    let id = started["id"].as_str().unwrap();
+    let path = format!("/webhook_endpoints/{endpoint}/replays/{id}");
+    expect(app.get(&path).send().await.unwrap(), 200).await
+}
+
 async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
     let (endpoint, events) = delivered_history(&app).await;
     let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
     let path = format!("/webhook_endpoints/{endpoint}/replay");
-    let answer = expect(app.post(&path, &json!({ "since": since })).send().await.unwrap(), 202).await;
-    assert_eq!(answer["replayed"], 1, "{answer}");
+    let started = expect(app.post(&path, &json!({ "since": since })).send().await.unwrap(), 202).await;
+    assert_eq!(started["status"], "running", "{started}");
+    assert_eq!(started["replayed"], 0, "nothing is done inside the request");
+    assert_eq!(started["endpoint_id"], endpoint.as_str());
+    assert!(
+        app.queue.receive(10, Duration::from_millis(50)).await.unwrap().is_empty(),
+        "the request queued no delivery itself"
+    );
+    assert_eq!(app.run_replay_steps().await, 1, "three records: one step");
+    let answer = progress(&app, &endpoint, &started).await;
+    assert_eq!(answer["status"], "completed", "{answer}");
+    assert_eq!((answer["events_seen"].as_u64(), answer["replayed"].as_u64()), (Some(3), Some(1)));
     let queued = app.queue.receive(10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(queued.len(), 1);
     match QueueMessage::parse(&queued[0].body).unwrap() {
@@ -220,14 +240,44 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
     }
 
     let all = json!({ "since": since, "include_delivered": true });
-    let answer = expect(app.post_keyed(&path, &all, "replay-all").send().await.unwrap(), 202).await;
-    assert_eq!(answer["replayed"], 3);
-    // A retried replay with the same key queues nothing more: the stored answer comes back.
+    let started = expect(app.post_keyed(&path, &all, "replay-all").send().await.unwrap(), 202).await;
+    // A retried replay with the same key starts nothing more: the stored answer comes back.
     let again = app.post_keyed(&path, &all, "replay-all").send().await.unwrap();
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(expect(again, 202).await["replayed"], 3);
+    assert_eq!(expect(again, 202).await["id"], started["id"]);
+    assert_eq!(app.run_replay_steps().await, 1, "one job, one step");
+    assert_eq!(progress(&app, &endpoint, &started).await["replayed"], 3);
     let queued = app.queue.receive(10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(queued.len(), 3, "queued once");
+
+    // A replay is found only under its own endpoint and merchant.
+    let id = started["id"].as_str().unwrap();
+    let other_endpoint = expect(
+        app.client
+            .post(app.url("/webhook_endpoints"))
+            .bearer_auth(&app.api_key)
+            .json(&json!({"url": "https://hooks.example.com/other"}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let elsewhere = format!("/webhook_endpoints/{}/replays/{id}", other_endpoint["id"].as_str().unwrap());
+    assert_eq!(app.get(&elsewhere).send().await.unwrap().status(), 404);
+    let (_, other_key) = add_merchant(&app.backend).await;
+    let theirs = app
+        .client
+        .get(app.url(&format!("/webhook_endpoints/{endpoint}/replays/{id}")))
+        .bearer_auth(&other_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 404, "another merchant's replay");
+    for unknown in ["rpl_nope", "not-an-id", "evt_01ABC"] {
+        let path = format!("/webhook_endpoints/{endpoint}/replays/{unknown}");
+        assert_error(&expect(app.get(&path).send().await.unwrap(), 404).await, "not_found");
+    }
 
     let future = checkout::clock::rfc3339(&(checkout::clock::now() + chrono::Duration::hours(1)));
     let upside_down = json!({ "since": future, "until": since });
@@ -245,4 +295,62 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+/// 150 events with three failed attempts each: 450 records, so three steps of at most 200, whose
+/// boundaries (and the 100-record pages inside them) fall between one event's attempts. Each
+/// event is queued once, from its newest attempt.
+async fn a_replay_larger_than_a_step_queues_each_event_once(app: TestApp) {
+    let created = expect(
+        app.client
+            .post(app.url("/webhook_endpoints"))
+            .bearer_auth(&app.api_key)
+            .json(&json!({"url": "https://hooks.example.com/acp"}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let endpoint = created["id"].as_str().unwrap().to_owned();
+    let mut expected = std::collections::BTreeSet::new();
+    for _ in 0..150 {
+        let session = app.create().await;
+        let id = SessionId::parse(session["id"].as_str().unwrap()).unwrap();
+        let event = app.backend.events.history(&id).await.unwrap().remove(0);
+        for attempt in 1..=3 {
+            let mut record = attempt_record(&endpoint, &event, attempt);
+            if attempt == 3 {
+                record.next_attempt_at = None;
+            }
+            assert!(app.backend.deliveries.record(&record).await.unwrap());
+        }
+        expected.insert(event.id);
+    }
+    let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
+    let path = format!("/webhook_endpoints/{endpoint}/replay");
+    let started = expect(app.post(&path, &json!({ "since": since })).send().await.unwrap(), 202).await;
+    assert_eq!(app.run_replay_steps().await, 3);
+    let done = progress(&app, &endpoint, &started).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!((done["events_seen"].as_u64(), done["replayed"].as_u64()), (Some(150), Some(150)));
+    let mut queued = Vec::new();
+    loop {
+        let batch = app.queue.receive(10, Duration::from_millis(50)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for message in batch {
+            match QueueMessage::parse(&message.body).unwrap() {
+                QueueMessage::Task { head, message } => {
+                    assert_eq!(message.delivery.first_attempt, 4, "after the newest attempt");
+                    queued.push(head.id);
+                }
+                other => panic!("not a task: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(queued.len(), 150, "each once");
+    let distinct: std::collections::BTreeSet<_> = queued.into_iter().collect();
+    assert_eq!(distinct, expected);
 }

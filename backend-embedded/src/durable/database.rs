@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS messages (
     event_position INTEGER,
     PRIMARY KEY (queue, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replays (
+    merchant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (merchant_id, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
 ";
 

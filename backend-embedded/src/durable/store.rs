@@ -13,9 +13,12 @@ use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
 use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
-use checkout::ids::{EndpointId, EventId, MerchantId, SessionId};
+use checkout::ids::{EndpointId, EventId, MerchantId, ReplayId, SessionId};
+use checkout::replay::ReplayJob;
 use checkout::merchant::Merchant;
-use checkout::ports::{DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, StoreError};
+use checkout::ports::{
+    DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
+};
 use checkout::webhook_endpoint::WebhookEndpoint;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -479,6 +482,44 @@ impl MerchantStore for DurableStore {
         self.read_one(
             "SELECT body FROM merchants WHERE api_key_hash = ?1",
             vec![text(api_key_hash)],
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl ReplayStore for DurableStore {
+    async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError> {
+        let mut next = job.clone();
+        next.revision += 1;
+        let (merchant, id, body, revision) = (
+            job.merchant_id.to_string(),
+            job.id.to_string(),
+            to_json(&next)?,
+            job.revision,
+        );
+        self.db
+            .write(move |conn| {
+                let stored: Option<String> = conn
+                    .prepare_cached("SELECT body FROM replays WHERE merchant_id = ?1 AND id = ?2")
+                    .and_then(|mut s| s.query_row(params![merchant, id], |r| r.get(0)).optional())
+                    .map_err(sql)?;
+                let stored: Option<ReplayJob> = stored.map(|b| from_json(&b)).transpose()?;
+                if stored.map_or(0, |j| j.revision) != revision {
+                    return Err(StoreError::Changed { what: "replay", id });
+                }
+                conn.prepare_cached("INSERT OR REPLACE INTO replays (merchant_id, id, body) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(params![merchant, id, body]))
+                    .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn replay(&self, merchant: &MerchantId, id: &ReplayId) -> Result<Option<ReplayJob>, StoreError> {
+        self.read_one(
+            "SELECT body FROM replays WHERE merchant_id = ?1 AND id = ?2",
+            vec![text(merchant.as_str()), text(id.as_str())],
         )
         .await
     }

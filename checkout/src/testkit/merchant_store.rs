@@ -210,3 +210,52 @@ pub async fn endpoints_list_oldest_first_and_delete_once(backend: &Backend) {
         vec![foreign.id.clone()]
     );
 }
+
+/// A replay job reads back as stored, advances one revision at a time (a stale copy's step is
+/// refused and changes nothing), and is found only under its own merchant.
+pub async fn replay_jobs_advance_one_revision_at_a_time(backend: &Backend) {
+    use crate::replay::{ReplayJob, ReplayStatus};
+    let m = super::merchant();
+    let now = crate::clock::now();
+    let job = ReplayJob::new(
+        m.id.clone(),
+        crate::ids::EndpointId::generate(),
+        now - chrono::Duration::hours(2),
+        now,
+        true,
+        now,
+    )
+    .unwrap();
+    assert_eq!(backend.replays.replay(&m.id, &job.id).await.unwrap(), None);
+    backend.replays.put_replay(&job).await.unwrap();
+    let stored = backend.replays.replay(&m.id, &job.id).await.unwrap().unwrap();
+    assert_eq!(stored.revision, 1);
+    assert_eq!(ReplayJob { revision: 0, ..stored.clone() }, job, "reads back as stored");
+    assert!(
+        matches!(backend.replays.put_replay(&job).await, Err(StoreError::Changed { .. })),
+        "starting it again"
+    );
+
+    let mut step = stored.clone();
+    step.events_seen = 200;
+    step.replayed = 150;
+    step.cursor = Some("evt_01ABC#0002".into());
+    step.status = ReplayStatus::Completed;
+    backend.replays.put_replay(&step).await.unwrap();
+    let mut stale = stored;
+    stale.replayed = 1;
+    assert!(matches!(
+        backend.replays.put_replay(&stale).await,
+        Err(StoreError::Changed { .. })
+    ));
+    let after = backend.replays.replay(&m.id, &job.id).await.unwrap().unwrap();
+    assert_eq!((after.revision, after.replayed, after.status), (2, 150, ReplayStatus::Completed));
+    assert_eq!(after.cursor.as_deref(), Some("evt_01ABC#0002"));
+
+    let other = super::merchant();
+    assert_eq!(
+        backend.replays.replay(&other.id, &job.id).await.unwrap(),
+        None,
+        "another merchant's replay is not found"
+    );
+}

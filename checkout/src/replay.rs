@@ -1,0 +1,429 @@
+//! Replays of what an endpoint missed, run as a job in the background.
+//!
+//! A merchant asks for a time window; the job walks the endpoint's attempt log over that window,
+//! newest event first, and queues one delivery task per event the endpoint did not receive
+//! (failed, exhausted, skipped while disabled) — or per event, with `include_delivered`. Each
+//! task goes through the same rate limits as any delivery and keeps the event's `webhook-id`.
+//!
+//! The walk runs in steps of at most [`STEP_RECORDS`] records, each started by a message on the
+//! replay-steps queue that names the job and the revision it expects, so no step holds a
+//! request or a Lambda invocation for long and a window of any size (up to the log's 30 days)
+//! is done. The API starts a job ([`start`]); the replay runner ([`Replayer`]) runs its steps.
+//! After each step the job is stored (conditionally on its revision) with its cursor and
+//! counts: that record is the progress a merchant reads.
+//!
+//! What a crash does: a step whose job record was not stored is run again by its message's next
+//! receipt, queueing its tasks a second time; a task whose attempt is already recorded sends
+//! nothing ([`crate::ports::DeliveryLog::record`]), so the endpoint gets each event once. A step
+//! stored whose successor message was lost is noticed by the next receipt of its own message,
+//! which queues the successor again.
+
+use crate::attempt_log::{self, AttemptQuery, AttemptRecord};
+use crate::clock::{self, SharedClock, Timestamp};
+use crate::delivery_task::TaskMessage;
+use crate::ids::{EndpointId, MerchantId, ReplayId};
+use crate::ports::{DeliveryLog, DeliveryQueue, EventStore, PipelineError, ReplayStore, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// Records of the log one step reads (two pages of 100): a step queues at most this many tasks.
+pub const STEP_RECORDS: usize = 200;
+const PAGE: usize = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayStatus {
+    Running,
+    Completed,
+}
+
+/// A replay and how far it has got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayJob {
+    pub id: ReplayId,
+    pub merchant_id: MerchantId,
+    pub endpoint_id: EndpointId,
+    #[serde(with = "crate::clock::rfc3339_serde")]
+    pub since: Timestamp,
+    #[serde(with = "crate::clock::rfc3339_serde")]
+    pub until: Timestamp,
+    /// Also send events the endpoint already received.
+    pub include_delivered: bool,
+    pub status: ReplayStatus,
+    /// Events of the window looked at so far.
+    pub events_seen: u64,
+    /// Of those, queued to be sent again.
+    pub replayed: u64,
+    /// Of those, set aside: the stored event cannot be read back (logged with its id).
+    pub set_aside: u64,
+    /// The sort key of the last record read: the next step reads below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Steps stored so far; a store write is conditional on it (see [`ReplayStore`]).
+    pub revision: u64,
+    #[serde(with = "crate::clock::rfc3339_serde")]
+    pub created_at: Timestamp,
+    #[serde(with = "crate::clock::rfc3339_serde")]
+    pub updated_at: Timestamp,
+}
+
+/// Why a replay window is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("since must be before until")]
+    Empty,
+    #[error("the window is at most {} days (the attempt log's retention)", attempt_log::RETENTION.num_days())]
+    TooLong,
+}
+
+impl ReplayJob {
+    /// A new job over `[since, until)` for the endpoint, not yet stored.
+    pub fn new(
+        merchant_id: MerchantId,
+        endpoint_id: EndpointId,
+        since: Timestamp,
+        until: Timestamp,
+        include_delivered: bool,
+        now: Timestamp,
+    ) -> Result<Self, WindowError> {
+        if since >= until {
+            return Err(WindowError::Empty);
+        }
+        if until - since > attempt_log::RETENTION {
+            return Err(WindowError::TooLong);
+        }
+        Ok(Self {
+            id: ReplayId::generate(),
+            merchant_id,
+            endpoint_id,
+            since,
+            until,
+            include_delivered,
+            status: ReplayStatus::Running,
+            events_seen: 0,
+            replayed: 0,
+            set_aside: 0,
+            cursor: None,
+            revision: 0,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// What the API shows of it.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "endpoint_id": self.endpoint_id,
+            "status": self.status,
+            "since": clock::rfc3339(&self.since),
+            "until": clock::rfc3339(&self.until),
+            "include_delivered": self.include_delivered,
+            "events_seen": self.events_seen,
+            "replayed": self.replayed,
+            "set_aside": self.set_aside,
+            "created_at": clock::rfc3339_millis(&self.created_at),
+            "updated_at": clock::rfc3339_millis(&self.updated_at),
+        })
+    }
+}
+
+/// The queue message that starts one step: the job, and the revision it must be at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayStep {
+    pub id: ReplayId,
+    pub merchant_id: MerchantId,
+    pub revision: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StepBody {
+    replay_step: ReplayStep,
+}
+
+impl ReplayStep {
+    fn of(job: &ReplayJob) -> Self {
+        Self {
+            id: job.id.clone(),
+            merchant_id: job.merchant_id.clone(),
+            revision: job.revision,
+        }
+    }
+
+    pub fn to_body(&self) -> String {
+        // A struct of strings and a number serializes.
+        serde_json::to_string(&StepBody {
+            replay_step: self.clone(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// The step a queue body names, if it is one (`{"replay_step": {…}}`).
+    pub fn parse(body: &str) -> Option<Self> {
+        serde_json::from_str::<StepBody>(body).ok().map(|b| b.replay_step)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("a queue: {0}")]
+    Queue(#[from] PipelineError),
+    #[error("the message names no replay step")]
+    NotAStep,
+}
+
+/// Stores a new job and queues its first step; returns the job as stored.
+pub async fn start(jobs: &dyn ReplayStore, steps: &dyn DeliveryQueue, job: ReplayJob) -> Result<ReplayJob, ReplayError> {
+    jobs.put_replay(&job).await?;
+    let stored = ReplayJob {
+        revision: job.revision + 1,
+        ..job
+    };
+    steps.send(&ReplayStep::of(&stored).to_body(), Duration::ZERO).await?;
+    info!(merchant_id = %stored.merchant_id, endpoint_id = %stored.endpoint_id, replay_id = %stored.id, "replay started");
+    Ok(stored)
+}
+
+/// What a replay step reads and writes.
+pub struct ReplayPorts {
+    pub events: Arc<dyn EventStore>,
+    pub log: Arc<dyn DeliveryLog>,
+    pub jobs: Arc<dyn ReplayStore>,
+    /// Where the delivery tasks go: the dispatcher's queue.
+    pub deliveries: Arc<dyn DeliveryQueue>,
+    /// Where the next step goes.
+    pub steps: Arc<dyn DeliveryQueue>,
+}
+
+/// Runs replay steps.
+pub struct Replayer {
+    events: Arc<dyn EventStore>,
+    log: Arc<dyn DeliveryLog>,
+    jobs: Arc<dyn ReplayStore>,
+    deliveries: Arc<dyn DeliveryQueue>,
+    steps: Arc<dyn DeliveryQueue>,
+    clock: SharedClock,
+}
+
+/// What one event of the window came to.
+enum Enqueued {
+    Queued,
+    /// The event is no longer in the store.
+    Gone,
+    /// The event cannot be read back: skipped and logged, the rest of the window goes on.
+    Unreadable,
+}
+
+impl Replayer {
+    pub fn new(ports: ReplayPorts, clock: SharedClock) -> Self {
+        let ReplayPorts {
+            events,
+            log,
+            jobs,
+            deliveries,
+            steps,
+        } = ports;
+        Self {
+            events,
+            log,
+            jobs,
+            deliveries,
+            steps,
+            clock,
+        }
+    }
+
+    /// Runs the step a queue message names; a body that names none is an error, kept for the
+    /// queue's own dead-letter redrive.
+    pub async fn step_of_body(&self, body: &str) -> Result<(), ReplayError> {
+        let step = ReplayStep::parse(body).ok_or(ReplayError::NotAStep)?;
+        self.step(&step).await
+    }
+
+    /// Runs the step the message names. `Ok` when the message is finished with (including a
+    /// copy of a step already done); an error when it should come back.
+    pub async fn step(&self, step: &ReplayStep) -> Result<(), ReplayError> {
+        let Some(job) = self.jobs.replay(&step.merchant_id, &step.id).await? else {
+            warn!(merchant_id = %step.merchant_id, replay_id = %step.id, "no such replay: step dropped");
+            return Ok(());
+        };
+        if job.status != ReplayStatus::Running {
+            return Ok(());
+        }
+        if job.revision == step.revision + 1 {
+            // This step is stored; its successor may have been lost with a crash.
+            self.steps.send(&ReplayStep::of(&job).to_body(), Duration::ZERO).await?;
+            return Ok(());
+        }
+        if job.revision != step.revision {
+            return Ok(());
+        }
+        let next = self.walk(&job).await?;
+        match self.jobs.put_replay(&next).await {
+            Ok(()) => {}
+            // Another copy of this message ran the step and stored it first.
+            Err(StoreError::Changed { .. }) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        }
+        let stored = ReplayJob {
+            revision: next.revision + 1,
+            ..next
+        };
+        info!(
+            merchant_id = %stored.merchant_id,
+            endpoint_id = %stored.endpoint_id,
+            replay_id = %stored.id,
+            events_seen = stored.events_seen,
+            replayed = stored.replayed,
+            set_aside = stored.set_aside,
+            status = ?stored.status,
+            "replay step"
+        );
+        if stored.status == ReplayStatus::Running {
+            self.steps.send(&ReplayStep::of(&stored).to_body(), Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads up to [`STEP_RECORDS`] records below the job's cursor and queues what they call
+    /// for; returns the job as it is after them (not stored yet).
+    async fn walk(&self, job: &ReplayJob) -> Result<ReplayJob, ReplayError> {
+        let mut next = job.clone();
+        // The window takes in `until`'s own millisecond: an event made in the millisecond the
+        // replay was asked (`until` by default) came before the request.
+        let end = attempt_log::time_bound(job.until + chrono::Duration::milliseconds(1));
+        let mut query = AttemptQuery {
+            before: Some(job.cursor.clone().unwrap_or(end)),
+            from: Some(attempt_log::time_bound(job.since)),
+            limit: PAGE,
+        };
+        // Records of one event are together, newest attempt first: only the first one counts.
+        let mut last_event = job.cursor.as_deref().and_then(attempt_log::event_of_sort_key);
+        let mut read = 0;
+        loop {
+            let page = self.log.attempts(job.endpoint_id.as_str(), &query).await?;
+            let full = page.len() == query.limit;
+            read += page.len();
+            let mut chosen = Vec::new();
+            for record in page {
+                next.cursor = Some(record.sort_key());
+                if last_event.as_ref() == Some(&record.event_id) {
+                    continue;
+                }
+                last_event = Some(record.event_id.clone());
+                next.events_seen += 1;
+                if job.include_delivered || !record.delivered() {
+                    chosen.push(record);
+                }
+            }
+            for outcome in self.enqueue_all(&chosen, job.include_delivered).await? {
+                match outcome {
+                    Enqueued::Queued => next.replayed += 1,
+                    Enqueued::Gone => {}
+                    Enqueued::Unreadable => next.set_aside += 1,
+                }
+            }
+            if !full {
+                next.status = ReplayStatus::Completed;
+                break;
+            }
+            if read >= STEP_RECORDS {
+                break;
+            }
+            query.before = next.cursor.clone();
+        }
+        next.updated_at = self.clock.now();
+        Ok(next)
+    }
+
+    /// Queues the records' tasks, several at once (each is a read and a send).
+    async fn enqueue_all(&self, records: &[AttemptRecord], even_if_delivered: bool) -> Result<Vec<Enqueued>, ReplayError> {
+        let mut outcomes = Vec::with_capacity(records.len());
+        for chunk in records.chunks(16) {
+            let sends = chunk.iter().map(|r| self.enqueue(r, even_if_delivered));
+            for outcome in futures_util::future::join_all(sends).await {
+                outcomes.push(outcome?);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Queues one replay. Unless `even_if_delivered`, the replay sends nothing when the endpoint
+    /// got the event meanwhile (a delivery in hand when the replay was asked for finishes first).
+    async fn enqueue(&self, record: &AttemptRecord, even_if_delivered: bool) -> Result<Enqueued, ReplayError> {
+        // One read of the event's own version, not the session's whole history.
+        let found = match self.events.event_at(&record.session_id, record.version).await {
+            Ok(found) => found,
+            Err(StoreError::Corrupt(reason)) => {
+                error!(session_id = %record.session_id, event_id = %record.event_id, %reason, "replay skips an unreadable event");
+                return Ok(Enqueued::Unreadable);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let Some(event) = found.filter(|e| e.id == record.event_id) else {
+            return Ok(Enqueued::Gone);
+        };
+        let raw = serde_json::value::to_raw_value(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let task = TaskMessage::new(&record.target, record.attempt + 1, even_if_delivered, &raw);
+        self.deliveries.send(&task.to_body(), Duration::ZERO).await?;
+        Ok(Enqueued::Queued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> ReplayJob {
+        let now = clock::now();
+        ReplayJob::new(
+            MerchantId::generate(),
+            EndpointId::generate(),
+            now - chrono::Duration::hours(1),
+            now,
+            false,
+            now,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_window_is_checked() {
+        let now = clock::now();
+        let (m, e) = (MerchantId::generate(), EndpointId::generate());
+        assert_eq!(
+            ReplayJob::new(m.clone(), e.clone(), now, now, false, now),
+            Err(WindowError::Empty)
+        );
+        assert_eq!(
+            ReplayJob::new(m.clone(), e.clone(), now - chrono::Duration::days(31), now, false, now),
+            Err(WindowError::TooLong)
+        );
+        assert!(ReplayJob::new(m, e, now - chrono::Duration::days(30), now, false, now).is_ok());
+    }
+
+    #[test]
+    fn a_step_message_reads_back_and_nothing_else_reads_as_one() {
+        let job = job();
+        let step = ReplayStep::of(&job);
+        assert_eq!(ReplayStep::parse(&step.to_body()), Some(step));
+        assert_eq!(ReplayStep::parse(r#"{"delivery": {}, "event": {}}"#), None);
+        assert_eq!(ReplayStep::parse("not json"), None);
+    }
+
+    #[test]
+    fn the_view_shows_progress_not_the_cursor() {
+        let mut job = job();
+        job.cursor = Some("evt_X#0001".into());
+        let view = job.view();
+        assert_eq!(view["status"], "running");
+        assert_eq!(view["replayed"], 0);
+        assert!(view.get("cursor").is_none() && view.get("revision").is_none());
+        let stored: ReplayJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+        assert_eq!(stored, job, "what is stored reads back");
+    }
+}
