@@ -32,7 +32,10 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook_endpoints/{id}/rotate_secret", post(endpoints::rotate_secret))
         .route("/webhook_endpoints/{id}/attempts", get(deliveries::by_endpoint))
         .route("/webhook_endpoints/{id}/replay", post(deliveries::replay))
-        .route("/webhook_endpoints/{id}/replays/{replay_id}", get(deliveries::replay_progress))
+        .route(
+            "/webhook_endpoints/{id}/replays/{replay_id}",
+            get(deliveries::replay_progress),
+        )
         .route("/events/{id}/attempts", get(deliveries::by_event))
         .route(
             "/order_webhook",

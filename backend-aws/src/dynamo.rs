@@ -14,9 +14,9 @@ use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState, StoredReply};
 use checkout::ids::{EndpointId, MerchantId, ReplayId, SessionId};
-use checkout::replay::ReplayJob;
 use checkout::merchant::Merchant;
 use checkout::ports::{EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError};
+use checkout::replay::ReplayJob;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -747,7 +747,11 @@ impl ReplayStore for DynamoStore {
     async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError> {
         let mut next = job.clone();
         next.revision += 1;
-        let mut item = with(merchant_key(&job.merchant_id, &replay_sk(&job.id)), "doc", to_doc(&next)?);
+        let mut item = with(
+            merchant_key(&job.merchant_id, &replay_sk(&job.id)),
+            "doc",
+            to_doc(&next)?,
+        );
         item.insert("revision".to_owned(), n(next.revision as i64));
         let (condition, values) = revision_condition(job.revision);
         let result = self

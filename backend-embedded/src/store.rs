@@ -7,11 +7,11 @@ use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
 use checkout::ids::EventId;
 use checkout::ids::{EndpointId, MerchantId, ReplayId, SessionId};
-use checkout::replay::ReplayJob;
 use checkout::merchant::Merchant;
 use checkout::ports::{
     Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
 };
+use checkout::replay::ReplayJob;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};

@@ -177,7 +177,11 @@ pub enum ReplayError {
 }
 
 /// Stores a new job and queues its first step; returns the job as stored.
-pub async fn start(jobs: &dyn ReplayStore, steps: &dyn DeliveryQueue, job: ReplayJob) -> Result<ReplayJob, ReplayError> {
+pub async fn start(
+    jobs: &dyn ReplayStore,
+    steps: &dyn DeliveryQueue,
+    job: ReplayJob,
+) -> Result<ReplayJob, ReplayError> {
     jobs.put_replay(&job).await?;
     let stored = ReplayJob {
         revision: job.revision + 1,
@@ -284,7 +288,9 @@ impl Replayer {
             "replay step"
         );
         if stored.status == ReplayStatus::Running {
-            self.steps.send(&ReplayStep::of(&stored).to_body(), Duration::ZERO).await?;
+            self.steps
+                .send(&ReplayStep::of(&stored).to_body(), Duration::ZERO)
+                .await?;
         }
         Ok(())
     }
@@ -341,7 +347,11 @@ impl Replayer {
     }
 
     /// Queues the records' tasks, several at once (each is a read and a send).
-    async fn enqueue_all(&self, records: &[AttemptRecord], even_if_delivered: bool) -> Result<Vec<Enqueued>, ReplayError> {
+    async fn enqueue_all(
+        &self,
+        records: &[AttemptRecord],
+        even_if_delivered: bool,
+    ) -> Result<Vec<Enqueued>, ReplayError> {
         let mut outcomes = Vec::with_capacity(records.len());
         for chunk in records.chunks(16) {
             let sends = chunk.iter().map(|r| self.enqueue(r, even_if_delivered));

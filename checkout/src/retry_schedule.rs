@@ -164,7 +164,10 @@ pub fn parse_wait(raw: &str) -> Result<Duration, ScheduleError> {
         "h" => 3_600_000,
         _ => return Err(not_a_wait()),
     };
-    number.checked_mul(unit_ms).map(Duration::from_millis).ok_or_else(not_a_wait)
+    number
+        .checked_mul(unit_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(not_a_wait)
 }
 
 #[cfg(test)]
@@ -183,7 +186,10 @@ mod tests {
             5 + 5 * 60 + 30 * 60 + (2 + 5 + 10 + 14 + 20 + 24) * 3600
         );
         assert_eq!(standard().max_attempts(), 10);
-        assert_eq!(standard().next_delay(1, Pushback::default(), 0.5), Some(Duration::from_secs(5)));
+        assert_eq!(
+            standard().next_delay(1, Pushback::default(), 0.5),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(
             standard().next_delay(9, Pushback::default(), 0.5),
             Some(Duration::from_secs(24 * 3600))
@@ -251,12 +257,18 @@ mod tests {
             ]
         );
         assert_eq!(schedule.max_attempts(), 5);
-        assert_eq!(schedule.next_delay(1, Pushback::default(), 0.5), Some(Duration::from_millis(50)));
+        assert_eq!(
+            schedule.next_delay(1, Pushback::default(), 0.5),
+            Some(Duration::from_millis(50))
+        );
         let overloaded = Pushback {
             retry_after: None,
             overloaded: true,
         };
-        assert_eq!(schedule.next_delay(1, overloaded, 0.5), Some(Duration::from_millis(600)));
+        assert_eq!(
+            schedule.next_delay(1, overloaded, 0.5),
+            Some(Duration::from_millis(600))
+        );
         assert_eq!(schedule.next_delay(5, Pushback::default(), 0.5), None);
     }
 
@@ -270,9 +282,15 @@ mod tests {
             ("5 s", ScheduleError::NotAWait("5 s".into())),
             ("-5s", ScheduleError::NotAWait("-5s".into())),
             ("5d", ScheduleError::NotAWait("5d".into())),
-            ("99999999999999999999h", ScheduleError::NotAWait("99999999999999999999h".into())),
+            (
+                "99999999999999999999h",
+                ScheduleError::NotAWait("99999999999999999999h".into()),
+            ),
             ("25h", ScheduleError::WaitTooLong(Duration::from_secs(25 * 3600))),
-            ("24h,24h,24h,24h,24h,1s", ScheduleError::TooLongInAll(Duration::from_secs(5 * 24 * 3600 + 1))),
+            (
+                "24h,24h,24h,24h,24h,1s",
+                ScheduleError::TooLongInAll(Duration::from_secs(5 * 24 * 3600 + 1)),
+            ),
             (&sixteen, ScheduleError::TooManyRetries(16)),
         ];
         for (raw, expected) in cases {

@@ -313,9 +313,10 @@ impl Deliverer {
                     "delivery attempt failed"
                 );
                 match self.store(pair, &record).await {
-                    PairResult::Done => {
-                        PairResult::Wait(until(due, self.settings.clock.now()).unwrap_or_default(), WaitReason::Retry)
-                    }
+                    PairResult::Done => PairResult::Wait(
+                        until(due, self.settings.clock.now()).unwrap_or_default(),
+                        WaitReason::Retry,
+                    ),
                     other => other,
                 }
             }

@@ -17,7 +17,10 @@ pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_proces
     name: "replay-runner",
     about: "the replay-steps queue → delivery tasks for the events an endpoint missed",
     env: &[
-        ("REPLAY_STEPS_QUEUE_URL", "required: the queue of replay steps (this function's source)"),
+        (
+            "REPLAY_STEPS_QUEUE_URL",
+            "required: the queue of replay steps (this function's source)",
+        ),
         ("ORDER_UPDATES_QUEUE_URL", "required: where the delivery tasks go"),
     ],
 };

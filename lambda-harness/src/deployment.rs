@@ -1,4 +1,4 @@
-//! A whole deployment on moto: the template's tables, topic and queues, its three functions
+//! A whole deployment on moto: the template's tables, topic and queues, its four functions
 //! (the real bootstraps from this build) with their environment resolved as CloudFormation
 //! would, the HTTP API front and the event source mappings.
 
@@ -117,6 +117,7 @@ impl Deployment {
             ("SlowDeliveriesQueue", pipeline.slow_queue_url.clone()),
             ("OrderUpdatesDeadLetterQueue", pipeline.dead_letter_queue_url.clone()),
             ("ProjectorFailuresQueue", projector_failures_url.clone()),
+            ("ReplayStepsQueue", pipeline.replay_steps_queue_url.clone()),
             ("CheckoutEventsTopic", pipeline.topic_arn.clone()),
             ("Environment", environment.clone()),
             ("PaymentProcessor", "test".to_owned()),
@@ -124,7 +125,12 @@ impl Deployment {
         // Every function's AWS calls go through its meter: counted for the bill, and checked
         // against its policies (see `denied_calls`).
         let mut meters = HashMap::new();
-        for binary in ["session-manager", "event-projector", "webhook-dispatcher"] {
+        for binary in [
+            "session-manager",
+            "event-projector",
+            "webhook-dispatcher",
+            "replay-runner",
+        ] {
             meters.insert(binary, Meter::start(&endpoint).await.expect("a meter"));
         }
         let logical = resolved
@@ -183,6 +189,7 @@ impl Deployment {
                 .await
                 .expect("webhook-dispatcher"),
         );
+        let replay_runner = Arc::new(Function::start(start("replay-runner", 1)).await.expect("replay-runner"));
 
         let stage = options.stage.clone().unwrap_or_else(|| template.http_api_stage());
         let front = api_gateway::serve(session_manager.clone(), &stage)
@@ -215,16 +222,18 @@ impl Deployment {
             on_failure,
         );
         let mut queues = Vec::new();
-        for source in template.queue_sources(&template.function_of_binary("webhook-dispatcher")) {
-            let url = resolved
-                .get(source.queue.as_str())
-                .cloned()
-                .expect("a queue the harness created");
-            queues.push(
-                SqsSource::start(sqs.clone(), url, source, dispatcher.clone())
-                    .await
-                    .expect("queue mapping"),
-            );
+        for (binary, function) in [("webhook-dispatcher", &dispatcher), ("replay-runner", &replay_runner)] {
+            for source in template.queue_sources(&template.function_of_binary(binary)) {
+                let url = resolved
+                    .get(source.queue.as_str())
+                    .cloned()
+                    .expect("a queue the harness created");
+                queues.push(
+                    SqsSource::start(sqs.clone(), url, source, function.clone())
+                        .await
+                        .expect("queue mapping"),
+                );
+            }
         }
         Deployment {
             logs,
@@ -247,6 +256,7 @@ impl Deployment {
                     dispatcher,
                     meter(&mut meters, "webhook-dispatcher"),
                 ),
+                ("replay-runner", replay_runner, meter(&mut meters, "replay-runner")),
             ],
             logical,
             template,

@@ -270,6 +270,7 @@ mod tests {
             ("t-merchants", "MerchantsTable"),
             ("t-deliveries", "DeliveriesTable"),
             ("t-order-updates", "OrderUpdatesQueue"),
+            ("t-replay-steps", "ReplayStepsQueue"),
         ]
         .into_iter()
         .map(|(p, l)| (p.to_owned(), l.to_owned()))
@@ -316,6 +317,20 @@ mod tests {
             1,
             "the dispatcher writes merchants' items only"
         );
+        let job = json!({"TableName": "t-merchants", "Item": {"pk": {"S": "merchant#m_1"}}});
+        assert!(denied_for("replay-runner", "DynamoDB", "PutItem", job).is_empty());
+        let key = json!({"TableName": "t-merchants", "Item": {"pk": {"S": "apikey#abc"}}});
+        assert_eq!(
+            denied_for("replay-runner", "DynamoDB", "PutItem", key).len(),
+            1,
+            "the replay runner writes merchants' items only"
+        );
+        let event = json!({"TableName": "t-sessions", "Item": {"session_id": {"S": "cs_1"}}});
+        assert_eq!(
+            denied_for("replay-runner", "DynamoDB", "PutItem", event).len(),
+            1,
+            "the replay runner reads events, never writes them"
+        );
         let batch = json!({"QueueUrl": "http://q/123/t-order-updates", "Entries": []});
         assert!(
             denied_for(
@@ -326,8 +341,19 @@ mod tests {
             )
             .is_empty()
         );
-        assert!(denied_for("session-manager", "SQS", "SendMessageBatch", batch.clone()).is_empty());
-        assert_eq!(denied_for("session-manager", "SQS", "ReceiveMessage", batch).len(), 1);
+        assert_eq!(
+            denied_for("session-manager", "SQS", "SendMessageBatch", batch.clone()).len(),
+            1,
+            "the API starts replays; it queues no delivery"
+        );
+        assert!(denied_for("replay-runner", "SQS", "SendMessageBatch", batch.clone()).is_empty());
+        let steps = json!({"QueueUrl": "http://q/123/t-replay-steps", "Entries": []});
+        assert!(denied_for("session-manager", "SQS", "SendMessage", steps.clone()).is_empty());
+        assert_eq!(
+            denied_for("session-manager", "SQS", "ReceiveMessage", steps.clone()).len(),
+            1
+        );
+        assert!(denied_for("replay-runner", "SQS", "ReceiveMessage", steps).is_empty());
     }
 
     #[test]

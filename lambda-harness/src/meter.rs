@@ -1,4 +1,4 @@
-//! The AWS bill of what the functions do, counted on the wire: every request the three
+//! The AWS bill of what the functions do, counted on the wire: every request the four
 //! functions send to AWS goes through this proxy on its way to moto, which records its service
 //! and operation and, for DynamoDB, the capacity units AWS would bill by its item-size rules
 //! (attribute names plus values; writes per 1 KB, transactional writes twice; reads per 4 KB,

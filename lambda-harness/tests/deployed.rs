@@ -234,7 +234,8 @@ async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signe
         )
         .unwrap_or_else(|e| panic!("{e:?}: {body}"));
     }
-    // A replay reads each event by its version (a GetItem the function's policy must allow).
+    // A replay runs in the replay runner: it reads each event by its version (a GetItem its
+    // policy must allow) and queues it for the dispatcher, which sends it again.
     let endpoint_id = endpoint["id"].as_str().unwrap();
     let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
     let (status, replay) = client
@@ -246,7 +247,27 @@ async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signe
         )
         .await;
     assert_eq!(status, 202, "{replay}");
-    assert!(replay["replayed"].as_u64().unwrap() >= 3, "{replay}");
+    assert_eq!(replay["status"], "running", "{replay}");
+    let progress = format!(
+        "/webhook_endpoints/{endpoint_id}/replays/{}",
+        replay["id"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let done = loop {
+        let (status, job) = client.call(reqwest::Method::GET, &progress, None, None).await;
+        assert_eq!(status, 200, "{job}");
+        if job["status"] == "completed" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replay did not finish: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(done["replayed"].as_u64().unwrap() >= 3, "{done}");
+    receiver
+        .wait_for("each event of the checkout a second time", |seen| {
+            of_session(seen, &session).len() >= 6
+        })
+        .await;
     // Outside the stage, API Gateway answers itself.
     let outside = reqwest::get(format!("{}/checkout_sessions", deployment.host_url()))
         .await

@@ -78,7 +78,12 @@ async fn durable(config: &Config) -> anyhow::Result<Adapters> {
         db.clone(),
         queue_names::SLOW_DELIVERIES,
     )?);
-    let replay_steps = Arc::new(EmbeddedQueue::durable(QUEUE, None, db.clone(), queue_names::REPLAY_STEPS)?);
+    let replay_steps = Arc::new(EmbeddedQueue::durable(
+        QUEUE,
+        None,
+        db.clone(),
+        queue_names::REPLAY_STEPS,
+    )?);
     let store = Arc::new(
         DurableStore::open(db, queue.clone())
             .await

@@ -119,7 +119,11 @@ impl TestApp {
         use checkout::ports::DeliveryQueue;
         let mut ran = 0;
         loop {
-            let batch = self.steps.receive(10, std::time::Duration::from_millis(20)).await.unwrap();
+            let batch = self
+                .steps
+                .receive(10, std::time::Duration::from_millis(20))
+                .await
+                .unwrap();
             if batch.is_empty() {
                 return ran;
             }

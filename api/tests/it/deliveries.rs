@@ -217,13 +217,20 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
     assert_eq!(started["replayed"], 0, "nothing is done inside the request");
     assert_eq!(started["endpoint_id"], endpoint.as_str());
     assert!(
-        app.queue.receive(10, Duration::from_millis(50)).await.unwrap().is_empty(),
+        app.queue
+            .receive(10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty(),
         "the request queued no delivery itself"
     );
     assert_eq!(app.run_replay_steps().await, 1, "three records: one step");
     let answer = progress(&app, &endpoint, &started).await;
     assert_eq!(answer["status"], "completed", "{answer}");
-    assert_eq!((answer["events_seen"].as_u64(), answer["replayed"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(
+        (answer["events_seen"].as_u64(), answer["replayed"].as_u64()),
+        (Some(3), Some(1))
+    );
     let queued = app.queue.receive(10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(queued.len(), 1);
     match QueueMessage::parse(&queued[0].body).unwrap() {
@@ -263,7 +270,10 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
         201,
     )
     .await;
-    let elsewhere = format!("/webhook_endpoints/{}/replays/{id}", other_endpoint["id"].as_str().unwrap());
+    let elsewhere = format!(
+        "/webhook_endpoints/{}/replays/{id}",
+        other_endpoint["id"].as_str().unwrap()
+    );
     assert_eq!(app.get(&elsewhere).send().await.unwrap().status(), 404);
     let (_, other_key) = add_merchant(&app.backend).await;
     let theirs = app
@@ -333,7 +343,10 @@ async fn a_replay_larger_than_a_step_queues_each_event_once(app: TestApp) {
     assert_eq!(app.run_replay_steps().await, 3);
     let done = progress(&app, &endpoint, &started).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!((done["events_seen"].as_u64(), done["replayed"].as_u64()), (Some(150), Some(150)));
+    assert_eq!(
+        (done["events_seen"].as_u64(), done["replayed"].as_u64()),
+        (Some(150), Some(150))
+    );
     let mut queued = Vec::new();
     loop {
         let batch = app.queue.receive(10, Duration::from_millis(50)).await.unwrap();

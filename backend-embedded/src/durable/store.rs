@@ -14,11 +14,11 @@ use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
 use checkout::ids::{EndpointId, EventId, MerchantId, ReplayId, SessionId};
-use checkout::replay::ReplayJob;
 use checkout::merchant::Merchant;
 use checkout::ports::{
     DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
 };
+use checkout::replay::ReplayJob;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};

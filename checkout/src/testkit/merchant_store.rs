@@ -230,7 +230,14 @@ pub async fn replay_jobs_advance_one_revision_at_a_time(backend: &Backend) {
     backend.replays.put_replay(&job).await.unwrap();
     let stored = backend.replays.replay(&m.id, &job.id).await.unwrap().unwrap();
     assert_eq!(stored.revision, 1);
-    assert_eq!(ReplayJob { revision: 0, ..stored.clone() }, job, "reads back as stored");
+    assert_eq!(
+        ReplayJob {
+            revision: 0,
+            ..stored.clone()
+        },
+        job,
+        "reads back as stored"
+    );
     assert!(
         matches!(backend.replays.put_replay(&job).await, Err(StoreError::Changed { .. })),
         "starting it again"
@@ -249,7 +256,10 @@ pub async fn replay_jobs_advance_one_revision_at_a_time(backend: &Backend) {
         Err(StoreError::Changed { .. })
     ));
     let after = backend.replays.replay(&m.id, &job.id).await.unwrap().unwrap();
-    assert_eq!((after.revision, after.replayed, after.status), (2, 150, ReplayStatus::Completed));
+    assert_eq!(
+        (after.revision, after.replayed, after.status),
+        (2, 150, ReplayStatus::Completed)
+    );
     assert_eq!(after.cursor.as_deref(), Some("evt_01ABC#0002"));
 
     let other = super::merchant();

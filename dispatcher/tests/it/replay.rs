@@ -1,0 +1,196 @@
+//! Replays run by the replay runner, on every backend: what it queues after a crash at each point
+//! of a step, and what the endpoint receives.
+
+use crate::common::{Kind, Rig, test_config};
+use checkout::attempt_log::AttemptStatus;
+use checkout::delivery_task::QueueMessage;
+use checkout::event::Event;
+use checkout::ids::EventId;
+use checkout::ports::{DeliveryQueue, QueuedMessage};
+use checkout::replay::{self, ReplayJob, ReplayPorts, ReplayStatus, Replayer};
+use checkout::testkit::{attempt_record, event};
+use embedded_backend::{EmbeddedQueue, QueueConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Replays {
+    steps: Arc<EmbeddedQueue>,
+    replayer: Replayer,
+}
+
+fn replays(rig: &Rig) -> Replays {
+    let steps = Arc::new(EmbeddedQueue::new(
+        QueueConfig {
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 10,
+        },
+        None,
+    ));
+    let replayer = Replayer::new(
+        ReplayPorts {
+            events: rig.backend.events.clone(),
+            log: rig.backend.deliveries.clone(),
+            jobs: rig.backend.replays.clone(),
+            deliveries: rig.queue.clone(),
+            steps: steps.clone(),
+        },
+        checkout::clock::system(),
+    );
+    Replays { steps, replayer }
+}
+
+/// `count` stored events of the rig's merchant, each with `attempts` failed attempts to the
+/// rig's endpoint (the last one exhausted). Whatever the store queued of them itself (the
+/// durable store is its own outbox) is taken off the queue: only the replay's tasks remain.
+async fn missed(rig: &Rig, count: usize, attempts: u32) -> Vec<Event> {
+    let mut events = Vec::new();
+    for _ in 0..count {
+        let e = event(&rig.merchant, None, 1);
+        rig.backend.events.append(&e, None).await.unwrap();
+        for attempt in 1..=attempts {
+            let mut record = attempt_record(rig.endpoint.id.as_str(), &e, attempt);
+            record.status = AttemptStatus::Failed;
+            if attempt == attempts {
+                record.next_attempt_at = None;
+            }
+            assert!(rig.backend.deliveries.record(&record).await.unwrap());
+        }
+        events.push(e);
+    }
+    while !rig
+        .queue
+        .receive(10, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_empty()
+    {}
+    events
+}
+
+async fn start(rig: &Rig, replays: &Replays) -> ReplayJob {
+    let now = checkout::clock::now();
+    let job = ReplayJob::new(
+        rig.merchant.id.clone(),
+        rig.endpoint.id.clone(),
+        now - chrono::Duration::hours(1),
+        now,
+        false,
+        now,
+    )
+    .unwrap();
+    replay::start(rig.backend.replays.as_ref(), replays.steps.as_ref(), job)
+        .await
+        .unwrap()
+}
+
+async fn take(queue: &dyn DeliveryQueue) -> Vec<QueuedMessage> {
+    let mut all = Vec::new();
+    loop {
+        let batch = queue.receive(10, Duration::from_millis(50)).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        for message in batch {
+            queue.delete(&message.receipt).await.unwrap();
+            all.push(message);
+        }
+    }
+}
+
+/// How many tasks the delivery queue holds per event.
+async fn tasks(rig: &Rig) -> BTreeMap<EventId, usize> {
+    let mut per_event = BTreeMap::new();
+    for message in take(rig.queue.as_ref()).await {
+        if let Ok(QueueMessage::Task { head, .. }) = QueueMessage::parse(&message.body) {
+            *per_event.entry(head.id).or_default() += 1;
+        }
+    }
+    per_event
+}
+
+/// 110 events with two attempts each: a first step of 200 records, a second of 20. The runner
+/// dies after storing the first step and before queueing the second (the successor is lost),
+/// and the first step's message comes back; later both steps' messages come back again. Each
+/// event is queued once, and the job completes.
+async fn a_step_lost_or_received_again_queues_each_event_once(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let replays = replays(&rig);
+    let events = missed(&rig, 110, 2).await;
+    let job = start(&rig, &replays).await;
+
+    let first = take(replays.steps.as_ref()).await;
+    assert_eq!(first.len(), 1);
+    replays.replayer.step_of_body(&first[0].body).await.unwrap();
+    let lost = take(replays.steps.as_ref()).await;
+    assert_eq!(lost.len(), 1, "the successor was queued (and is now lost)");
+    let after_first = rig
+        .backend
+        .replays
+        .replay(&job.merchant_id, &job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((after_first.events_seen, after_first.replayed), (100, 100));
+    assert_eq!(after_first.status, ReplayStatus::Running);
+
+    // The first step's message again: nothing is queued twice, the successor is queued again.
+    replays.replayer.step_of_body(&first[0].body).await.unwrap();
+    let second = take(replays.steps.as_ref()).await;
+    assert_eq!(second.len(), 1, "the successor, queued again");
+    replays.replayer.step_of_body(&second[0].body).await.unwrap();
+    assert!(
+        take(replays.steps.as_ref()).await.is_empty(),
+        "the last step queues no successor"
+    );
+
+    // Late copies of both steps change nothing.
+    replays.replayer.step_of_body(&first[0].body).await.unwrap();
+    replays.replayer.step_of_body(&lost[0].body).await.unwrap();
+    assert!(take(replays.steps.as_ref()).await.is_empty());
+
+    let done = rig
+        .backend
+        .replays
+        .replay(&job.merchant_id, &job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, ReplayStatus::Completed);
+    assert_eq!((done.events_seen, done.replayed, done.set_aside), (110, 110, 0));
+    let queued = tasks(&rig).await;
+    assert_eq!(queued.len(), 110);
+    assert!(queued.values().all(|n| *n == 1), "each event once: {queued:?}");
+    assert!(events.iter().all(|e| queued.contains_key(&e.id)));
+}
+
+/// What a replay queues reaches the endpoint through the dispatcher: each missed event once,
+/// with its own `webhook-id` and the attempt number after the ones made.
+async fn a_replay_reaches_the_endpoint(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let replays = replays(&rig);
+    let events = missed(&rig, 5, 1).await;
+    start(&rig, &replays).await;
+    for message in take(replays.steps.as_ref()).await {
+        replays.replayer.step_of_body(&message.body).await.unwrap();
+    }
+    rig.run_until(PATIENCE, "the replayed events", |r| r.receiver.seen().len() == 5)
+        .await;
+    rig.run_for(Duration::from_millis(300)).await;
+    let seen = rig.receiver.seen();
+    assert_eq!(seen.len(), 5, "each once");
+    let mut ids: Vec<String> = seen.iter().map(|s| s.header("webhook-id")).collect();
+    ids.sort();
+    let mut expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(seen.iter().all(|s| s.header("webhook-attempt") == "2"));
+    assert!(seen.iter().all(|s| s.verifies_with(&rig.secret())));
+}
+
+on_every_backend!(
+    a_step_lost_or_received_again_queues_each_event_once,
+    a_replay_reaches_the_endpoint,
+);
