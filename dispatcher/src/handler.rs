@@ -19,6 +19,7 @@ use crate::delivery::{Deliverer, DelivererSettings, Known, Pair, PairResult, Ser
 use crate::endpoint_health::EndpointHealth;
 use crate::first_attempts::{FirstAttempts, Slot};
 use crate::in_progress::InProgress;
+use crate::legacy_log::LegacyOrderLog;
 use crate::metrics::{DeliveryCounts, Metrics};
 use crate::targets::{Target, TargetReader};
 use bytes::Bytes;
@@ -86,6 +87,8 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     /// Pairs being delivered here right now (see [`InProgress`]).
     in_progress: InProgress,
+    /// Whether order webhooks are still looked up under their former name.
+    legacy: LegacyOrderLog,
 }
 
 /// What a message asks for, once read and routed.
@@ -187,6 +190,7 @@ impl Dispatcher {
             settings,
             metrics.clone(),
         );
+        let legacy = LegacyOrderLog::new(stores.deliveries.clone());
         Ok(Self {
             deliverer,
             health,
@@ -197,6 +201,7 @@ impl Dispatcher {
             dead_letters,
             metrics,
             in_progress: InProgress::default(),
+            legacy,
         })
     }
 
@@ -343,6 +348,7 @@ impl Dispatcher {
     ) -> Result<(), StoreError> {
         for (target, _) in pairs.iter_mut() {
             if let Some(legacy) = target.legacy_twin()
+                && self.legacy.in_use().await
                 && self.log.latest(legacy.name(), event).await?.is_some()
             {
                 *target = legacy;
@@ -384,6 +390,9 @@ impl Dispatcher {
                 if target.legacy_twin().is_some() {
                     twins.push((keys.len() - 1, usize::MAX));
                 }
+            }
+            if !twins.is_empty() && !self.legacy.in_use().await {
+                twins.clear();
             }
             for twin in &mut twins {
                 keys.push((legacy.as_str(), keys[twin.0].1));

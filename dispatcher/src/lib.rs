@@ -15,6 +15,7 @@ mod headers;
 mod in_flight;
 mod in_progress;
 pub mod lambda;
+mod legacy_log;
 mod metrics;
 mod pinned_dns;
 mod rate_limit;

@@ -194,6 +194,8 @@ pub struct FlakyLog {
     pub started_pairs: AtomicUsize,
     /// Calls of `latest` (one read per pair).
     pub latest_calls: AtomicUsize,
+    /// Reads (of either kind) of the order webhook's former shared partition.
+    pub legacy_reads: AtomicUsize,
     /// Calls of `record_first_attempts`, and the records they carried.
     pub first_attempt_writes: AtomicUsize,
     pub first_attempt_records: AtomicUsize,
@@ -218,10 +220,15 @@ impl DeliveryLog for FlakyLog {
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
         self.started_calls.fetch_add(1, Ordering::SeqCst);
         self.started_pairs.fetch_add(pairs.len(), Ordering::SeqCst);
+        let legacy = pairs.iter().filter(|(t, _)| *t == LEGACY_ORDER_WEBHOOK).count();
+        self.legacy_reads.fetch_add(legacy, Ordering::SeqCst);
         self.inner.started(pairs).await
     }
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
         self.latest_calls.fetch_add(1, Ordering::SeqCst);
+        if target == LEGACY_ORDER_WEBHOOK {
+            self.legacy_reads.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.latest(target, event).await
     }
     async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
@@ -266,6 +273,9 @@ pub struct Rig {
     pub receiver: Receiver,
     pub base_url: String,
 }
+
+/// The order webhook's former shared log name.
+const LEGACY_ORDER_WEBHOOK: &str = "order_webhook";
 
 /// Test settings: the standard retry schedule in hundredths (50 ms, 3 s, 18 s…, a 600 ms floor
 /// after a 429 or a timeout), a 1 s request timeout, loopback allowed.
@@ -369,6 +379,7 @@ impl Rig {
             started_calls: AtomicUsize::new(0),
             started_pairs: AtomicUsize::new(0),
             latest_calls: AtomicUsize::new(0),
+            legacy_reads: AtomicUsize::new(0),
             first_attempt_writes: AtomicUsize::new(0),
             first_attempt_records: AtomicUsize::new(0),
             before_next_skip: tokio::sync::Mutex::new(None),

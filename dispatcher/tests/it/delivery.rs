@@ -423,7 +423,68 @@ async fn order_webhook_tasks_keep_the_name_their_delivery_began_under(kind: Kind
     assert!(logged[0].delivered());
 }
 
+/// An event copy received again whose order-webhook delivery began under the former shared name
+/// (its first attempt failed there, before an upgrade) goes on under that name: its second
+/// attempt is made and logged there, not a first attempt under the merchant's own name.
+async fn a_copy_received_again_goes_on_under_the_former_name(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let merchant = with_order_webhook(&rig).await;
+    let legacy = LogTarget::LegacyOrderWebhook.name();
+    let completed = checkout::testkit::completed_event(&merchant);
+    let mut failed = checkout::testkit::attempt_record(&legacy, &completed, 1);
+    failed.http_status = Some(500);
+    failed.next_attempt_at = Some(checkout::clock::now() - chrono::Duration::seconds(1));
+    rig.backend.deliveries.record_first_attempts(&[failed]).await.unwrap();
+    let again = dispatcher::Incoming {
+        message_id: "copy".to_owned(),
+        body: serde_json::to_string(&completed).unwrap(),
+        receive_count: 2,
+        lane: dispatcher::Lane::Main,
+    };
+    assert_eq!(rig.dispatcher.handle(&[again]).await, vec![Disposition::Done]);
+    assert_eq!(rig.receiver.seen_at("/orders").len(), 1);
+    let logged = rig.attempts(&legacy, &completed).await;
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert_eq!((logged[1].attempt, logged[1].delivered()), (2, true));
+    let own = LogTarget::OrderWebhook(merchant.id.clone()).name();
+    assert!(
+        rig.attempts(&own, &completed).await.is_empty(),
+        "nothing begun under the new name"
+    );
+}
+
+/// Where no attempt is logged under the order webhook's former shared name (a deployment that
+/// never ran an earlier version, or once those records expired), a completed checkout's order
+/// webhook — a first receive and a copy received again — is delivered without reading that
+/// partition: every merchant's deliveries would otherwise read the same hot partition forever.
+async fn order_webhooks_skip_the_former_name_once_it_holds_nothing(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let merchant = with_order_webhook(&rig).await;
+    let completed = checkout::testkit::completed_event(&merchant);
+    rig.publish_event(&completed).await;
+    rig.run_until(PATIENCE, "the order webhook", |r| {
+        !r.receiver.seen_at("/orders").is_empty()
+    })
+    .await;
+    // A copy received again (as after a crash before its acknowledgement) reads the log.
+    let again = dispatcher::Incoming {
+        message_id: "copy".to_owned(),
+        body: serde_json::to_string(&completed).unwrap(),
+        receive_count: 2,
+        lane: dispatcher::Lane::Main,
+    };
+    assert_eq!(rig.dispatcher.handle(&[again]).await, vec![Disposition::Done]);
+    assert!(
+        rig.log.latest_calls.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "it read the log"
+    );
+    assert_eq!(rig.receiver.seen_at("/orders").len(), 1);
+    assert_eq!(rig.log.legacy_reads.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
 on_every_backend!(
+    order_webhooks_skip_the_former_name_once_it_holds_nothing,
+    a_copy_received_again_goes_on_under_the_former_name,
     success,
     server_error_then_success,
     too_many_requests_honours_retry_after,
