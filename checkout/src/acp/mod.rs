@@ -7,6 +7,7 @@ mod error;
 mod parse;
 mod request;
 mod session;
+mod strict;
 mod version;
 
 pub use error::{AcpError, AcpErrorType, ErrorCode};

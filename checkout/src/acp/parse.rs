@@ -54,7 +54,8 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AcpError> {
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    // Strict: an array is never read as an object (serde's derive would take the fields in order).
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(super::strict::Strict(&mut de));
     let value = parsed.map_err(|err| {
         let path = err.path().to_string();
         refusal(err.inner(), (path != ".").then_some(path.as_str()), body)
@@ -359,7 +360,18 @@ mod tests {
     #[test]
     fn refusals_speak_json_not_rust() {
         let long_key = format!(r#"{{"currency":"usd","line_items":[],"{}":1}}"#, "k".repeat(100_000));
-        let cases: [(&[u8], &str, Option<&str>); 13] = [
+        let cases: [(&[u8], &str, Option<&str>); 15] = [
+            // Every field of the object, in order, as an array: serde alone takes it.
+            (
+                br#"{"currency":"usd","line_items":[],"buyer":["Jane","Doe",null,"j@example.com",null,null,null,null,null,null,null]}"#,
+                "$.buyer: expected an object, got an array.",
+                Some("$.buyer"),
+            ),
+            (
+                br#"{"currency":"usd","line_items":[["a",null,null,1]]}"#,
+                "$.line_items[0]: expected an object, got an array.",
+                Some("$.line_items[0]"),
+            ),
             (
                 br#"{"currency":"usd","line_items":[],"currency":"eur"}"#,
                 "$.currency appears twice",
