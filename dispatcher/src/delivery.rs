@@ -277,49 +277,63 @@ impl Deliverer {
                     .await;
                 stored
             }
-            Outcome::Retry { pushback, class } => {
-                self.metrics.failed(&pair.head.merchant_id);
-                if class == ErrorClass::Timeout {
-                    self.health.note_timeout(target);
-                }
-                let made = attempt + 1 - pair.series.first_attempt;
-                let told_when = pushback.retry_after.is_some();
-                let Some(wait) = self.retry_delay(made, pushback) else {
-                    let reason = format!("exhausted after {made} attempts");
-                    return self
-                        .give_up(pair, attempt, started, Some(result), FinalCode::Exhausted, reason)
-                        .await;
-                };
-                if let Some(reason) = self.health.note_failure(target, started).await {
-                    record.end(FinalCode::DisabledAfterFailures, reason);
-                    return self.store(pair, &record).await;
-                }
-                // The schedule counts from the attempt's start (a timed-out attempt ends long
-                // after it started); a `Retry-After` counts from the answer (RFC 9110: "after the
-                // response is received"); never before now: the record says when it comes back.
-                let from = if told_when {
-                    started + chrono::Duration::from_std(result.latency).unwrap_or_default()
-                } else {
-                    started
-                };
-                let due = (from + chrono::Duration::from_std(wait).unwrap_or_default()).max(self.settings.clock.now());
-                record.next_attempt_at = Some(due);
-                info!(
-                    endpoint_id = target.name(),
-                    attempt,
-                    status = result.status,
-                    error_class = ?class,
-                    next_attempt_at = %due.to_rfc3339(),
-                    "delivery attempt failed"
-                );
-                match self.store(pair, &record).await {
-                    PairResult::Done => PairResult::Wait(
-                        until(due, self.settings.clock.now()).unwrap_or_default(),
-                        WaitReason::Retry,
-                    ),
-                    other => other,
-                }
-            }
+            Outcome::Retry { pushback, class } => self.retry(pair, attempt, started, result, pushback, class).await,
+        }
+    }
+
+    /// A failed attempt that may be tried again: scheduled on the retry schedule, or the series
+    /// is exhausted, or the endpoint is disabled after failing too long.
+    async fn retry(
+        &self,
+        pair: Pair<'_>,
+        attempt: u32,
+        started: Timestamp,
+        result: AttemptResult,
+        pushback: Pushback,
+        class: ErrorClass,
+    ) -> PairResult {
+        let target = pair.target;
+        let mut record = attempt_record(pair, attempt, started, Some(&result));
+        self.metrics.failed(&pair.head.merchant_id);
+        if class == ErrorClass::Timeout {
+            self.health.note_timeout(target);
+        }
+        let made = attempt + 1 - pair.series.first_attempt;
+        let told_when = pushback.retry_after.is_some();
+        let Some(wait) = self.retry_delay(made, pushback) else {
+            let reason = format!("exhausted after {made} attempts");
+            return self
+                .give_up(pair, attempt, started, Some(result), FinalCode::Exhausted, reason)
+                .await;
+        };
+        if let Some(reason) = self.health.note_failure(target, started).await {
+            record.end(FinalCode::DisabledAfterFailures, reason);
+            return self.store(pair, &record).await;
+        }
+        // The schedule counts from the attempt's start (a timed-out attempt ends long
+        // after it started); a `Retry-After` counts from the answer (RFC 9110: "after the
+        // response is received"); never before now: the record says when it comes back.
+        let from = if told_when {
+            started + chrono::Duration::from_std(result.latency).unwrap_or_default()
+        } else {
+            started
+        };
+        let due = (from + chrono::Duration::from_std(wait).unwrap_or_default()).max(self.settings.clock.now());
+        record.next_attempt_at = Some(due);
+        info!(
+            endpoint_id = target.name(),
+            attempt,
+            status = result.status,
+            error_class = ?class,
+            next_attempt_at = %due.to_rfc3339(),
+            "delivery attempt failed"
+        );
+        match self.store(pair, &record).await {
+            PairResult::Done => PairResult::Wait(
+                until(due, self.settings.clock.now()).unwrap_or_default(),
+                WaitReason::Retry,
+            ),
+            other => other,
         }
     }
 

@@ -91,6 +91,25 @@ pub struct Dispatcher {
     legacy: LegacyOrderLog,
 }
 
+/// (plan, pair) of every pair received for the first time, in batch order.
+fn unstarted_pairs(plans: &[Plan<'_>]) -> Vec<(usize, usize)> {
+    plans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, plan)| match plan {
+            Plan::Deliver(d) => Some((i, d)),
+            _ => None,
+        })
+        .flat_map(|(i, d)| {
+            d.pairs
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, known))| *known == Known::Unstarted)
+                .map(move |(j, _)| (i, j))
+        })
+        .collect()
+}
+
 /// What a message asks for, once read and routed.
 enum Plan<'a> {
     /// Nothing to deliver: settle it so.
@@ -358,55 +377,11 @@ impl Dispatcher {
     }
 
     async fn drop_begun(&self, plans: &mut [Plan<'_>]) {
-        // (plan, pair) of every first-received pair, in the order the read answers.
-        let unstarted: Vec<(usize, usize)> = plans
-            .iter()
-            .enumerate()
-            .filter_map(|(i, plan)| match plan {
-                Plan::Deliver(d) => Some((i, d)),
-                _ => None,
-            })
-            .flat_map(|(i, d)| {
-                d.pairs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, known))| *known == Known::Unstarted)
-                    .map(move |(j, _)| (i, j))
-            })
-            .collect();
+        let unstarted = unstarted_pairs(plans);
         if unstarted.is_empty() {
             return;
         }
-        let legacy = LogTarget::LegacyOrderWebhook.name();
-        let started = {
-            let mut keys: Vec<(&str, &EventId)> = Vec::with_capacity(unstarted.len());
-            // Order webhooks are also looked up under their former shared name, where a copy
-            // handled before an upgrade logged them: (index of the pair's key, of its twin's).
-            let mut twins: Vec<(usize, usize)> = Vec::new();
-            for &(i, j) in &unstarted {
-                let Plan::Deliver(d) = &plans[i] else { continue };
-                let target = &d.pairs[j].0;
-                keys.push((target.name(), &d.head.id));
-                if target.legacy_twin().is_some() {
-                    twins.push((keys.len() - 1, usize::MAX));
-                }
-            }
-            if !twins.is_empty() && !self.legacy.in_use().await {
-                twins.clear();
-            }
-            for twin in &mut twins {
-                keys.push((legacy.as_str(), keys[twin.0].1));
-                twin.1 = keys.len() - 1;
-            }
-            self.log.started(&keys).await.map(|mut started| {
-                for &(own, former) in &twins {
-                    started[own] |= started.get(former).copied().unwrap_or(false);
-                }
-                started.truncate(unstarted.len());
-                started
-            })
-        };
-        let started = match started {
+        let started = match self.began(plans, &unstarted).await {
             Ok(started) => started,
             Err(err) => {
                 warn!(error = %err, "could not read the attempt log");
@@ -437,6 +412,37 @@ impl Dispatcher {
                 !duplicate
             });
         }
+    }
+
+    /// For each of the `unstarted` (plan, pair) indexes: whether a copy began that delivery, in
+    /// one batched read. Order webhooks are also looked up under their former shared name,
+    /// where a copy handled before an upgrade logged them (while anything is logged there).
+    async fn began(&self, plans: &[Plan<'_>], unstarted: &[(usize, usize)]) -> Result<Vec<bool>, StoreError> {
+        let legacy = LogTarget::LegacyOrderWebhook.name();
+        let mut keys: Vec<(&str, &EventId)> = Vec::with_capacity(unstarted.len());
+        // (index of the pair's key, of its twin's under the former name).
+        let mut twins: Vec<(usize, usize)> = Vec::new();
+        for &(i, j) in unstarted {
+            let Plan::Deliver(d) = &plans[i] else { continue };
+            let target = &d.pairs[j].0;
+            keys.push((target.name(), &d.head.id));
+            if target.legacy_twin().is_some() {
+                twins.push((keys.len() - 1, usize::MAX));
+            }
+        }
+        if !twins.is_empty() && !self.legacy.in_use().await {
+            twins.clear();
+        }
+        for twin in &mut twins {
+            keys.push((legacy.as_str(), keys[twin.0].1));
+            twin.1 = keys.len() - 1;
+        }
+        let mut started = self.log.started(&keys).await?;
+        for &(own, former) in &twins {
+            started[own] |= started.get(former).copied().unwrap_or(false);
+        }
+        started.truncate(unstarted.len());
+        Ok(started)
     }
 
     async fn execute(&self, plan: Plan<'_>, incoming: &Incoming) -> Disposition {
