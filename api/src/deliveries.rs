@@ -12,8 +12,9 @@ use axum::http::Uri;
 use checkout::acp::ErrorCode;
 use checkout::attempt_log::{AttemptQuery, AttemptRecord, LogTarget};
 use checkout::clock::{self, Timestamp};
-use checkout::ids::{EventId, ReplayId};
-use checkout::replay::{self, ReplayJob};
+use checkout::ids::{EndpointId, EventId, ReplayId};
+use checkout::ports::StoreError;
+use checkout::replay::{self, ReplayError, ReplayJob};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -146,6 +147,9 @@ pub async fn replay(
         let until = req.until.unwrap_or(now);
         let steps = state.replay_steps.clone().ok_or(ApiError::ReplayUnavailable)?;
         let endpoint = load(&state, merchant, &id).await?;
+        if !endpoint.enabled {
+            return Err(ApiError::EndpointDisabled);
+        }
         let job = ReplayJob::new(
             merchant.id.clone(),
             endpoint.id.clone(),
@@ -155,28 +159,42 @@ pub async fn replay(
             now,
         )
         .map_err(|err| ApiError::invalid(ErrorCode::InvalidWindow, err.to_string(), "$.since"))?;
-        let job = replay::start(state.backend.replays.as_ref(), steps.as_ref(), job)
-            .await
-            .map_err(ApiError::storage)?;
+        let replays = state.backend.replays.as_ref();
+        let job = match replay::start(replays, steps.as_ref(), job, now).await {
+            Ok(job) => job,
+            Err(ReplayError::Store(StoreError::Changed { .. })) => {
+                let running = replays
+                    .replay(&merchant.id, &endpoint.id)
+                    .await
+                    .map_err(ApiError::storage)?;
+                return Err(ApiError::ReplayInProgress(
+                    running.map(|j| j.id.to_string()).unwrap_or_default(),
+                ));
+            }
+            Err(err) => return Err(ApiError::storage(err)),
+        };
         Ok(reply(202, &job.view()))
     })
     .await
 }
 
-/// `GET /webhook_endpoints/{id}/replays/{replay_id}`: a replay's progress.
+/// `GET /webhook_endpoints/{id}/replays/{replay_id}`: a replay's progress (an endpoint keeps its
+/// latest replay: an earlier one is a 404 once another has started).
 pub async fn replay_progress(
     State(state): State<AppState>,
     caller: Caller,
     PathIds(endpoint_id, replay_id): PathIds,
 ) -> Result<ApiReply, ApiError> {
-    let replay_id = ReplayId::parse(&replay_id).ok_or(ApiError::NotFound)?;
+    let (Some(endpoint_id), Some(replay_id)) = (EndpointId::parse(&endpoint_id), ReplayId::parse(&replay_id)) else {
+        return Err(ApiError::NotFound);
+    };
     let job = state
         .backend
         .replays
-        .replay(&caller.merchant.id, &replay_id)
+        .replay(&caller.merchant.id, &endpoint_id)
         .await
         .map_err(ApiError::storage)?
-        .filter(|job| job.endpoint_id.as_str() == endpoint_id)
+        .filter(|job| job.id == replay_id)
         .ok_or(ApiError::NotFound)?;
     Ok(reply(200, &job.view()))
 }

@@ -36,6 +36,13 @@ pub enum ApiError {
     NoRandomness,
     #[error("replay is not configured on this deployment")]
     ReplayUnavailable,
+    /// An endpoint runs one replay at a time; this one is running.
+    #[error(
+        "replay {0} of this endpoint is still running: wait for it to complete (GET /webhook_endpoints/{{id}}/replays/{0}) before starting another"
+    )]
+    ReplayInProgress(String),
+    #[error("the endpoint is disabled: enable it before replaying to it")]
+    EndpointDisabled,
     /// The request is understood and refused: the error says which field and why.
     #[error("{}", .0.message)]
     Invalid(AcpError),
@@ -96,6 +103,8 @@ impl ApiError {
                     "Replay is not configured on this deployment.",
                 ),
             ),
+            Self::ReplayInProgress(_) => (409, AcpError::invalid(ErrorCode::ReplayInProgress, message)),
+            Self::EndpointDisabled => (409, AcpError::invalid(ErrorCode::EndpointDisabled, message)),
             Self::Invalid(error) => (400, error),
         };
         Reply::error(status, &error)

@@ -13,10 +13,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, Transact
 use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState, StoredReply};
-use checkout::ids::{EndpointId, MerchantId, ReplayId, SessionId};
+use checkout::ids::{EndpointId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
 use checkout::ports::{EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError};
-use checkout::replay::ReplayJob;
+use checkout::replay::{ReplayJob, ReplayStatus};
 use checkout::webhook_endpoint::WebhookEndpoint;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -633,7 +633,8 @@ fn pk_key(pk: &str) -> Item {
 }
 
 // The merchants table holds, under partition `merchant#{id}`, the profile (sort key `profile`)
-// the webhook endpoints (`endpoint#{id}`) and replay jobs (`replay#{id}`); under `apikey#{hash}`, the key's merchant.
+// the webhook endpoints (`endpoint#{id}`) and each endpoint's latest replay
+// (`replay#{endpoint id}`); under `apikey#{hash}`, the key's merchant.
 const PROFILE: &str = "profile";
 const API_KEY: &str = "apikey";
 
@@ -655,8 +656,8 @@ fn endpoint_sk(id: &EndpointId) -> String {
     format!("endpoint#{id}")
 }
 
-fn replay_sk(id: &ReplayId) -> String {
-    format!("replay#{id}")
+fn replay_sk(endpoint: &EndpointId) -> String {
+    format!("replay#{endpoint}")
 }
 
 fn with(mut item: Item, name: &str, value: AttributeValue) -> Item {
@@ -744,40 +745,95 @@ impl MerchantStore for DynamoStore {
 
 #[async_trait]
 impl ReplayStore for DynamoStore {
+    async fn start_replay(&self, job: &ReplayJob, now: Timestamp) -> Result<(), StoreError> {
+        if job.revision != 0 {
+            return Err(replay_changed(job));
+        }
+        let stale = (now - checkout::replay::ABANDONED_AFTER).timestamp_millis();
+        let stored = ReplayJob {
+            revision: 1,
+            ..job.clone()
+        };
+        // Free: no replay yet, the last one completed, or one abandoned.
+        let condition = "attribute_not_exists(pk) OR #status = :completed OR #updated_ms <= :stale";
+        let values = HashMap::from([
+            (":completed".to_owned(), s("completed")),
+            (":stale".to_owned(), n(stale)),
+        ]);
+        self.write_replay(&stored, condition, values).await
+    }
+
     async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError> {
-        let mut next = job.clone();
-        next.revision += 1;
+        let stored = ReplayJob {
+            revision: job.revision + 1,
+            ..job.clone()
+        };
+        let values = HashMap::from([
+            (":id".to_owned(), s(job.id.as_str())),
+            (":revision".to_owned(), n(job.revision as i64)),
+        ]);
+        self.write_replay(&stored, "#replay_id = :id AND #revision = :revision", values)
+            .await
+    }
+
+    async fn replay(&self, merchant: &MerchantId, endpoint: &EndpointId) -> Result<Option<ReplayJob>, StoreError> {
+        let item = self
+            .get(&self.tables.merchants, merchant_key(merchant, &replay_sk(endpoint)))
+            .await?;
+        item.map(|item| doc(&item, "replay")).transpose()
+    }
+}
+
+fn replay_changed(job: &ReplayJob) -> StoreError {
+    StoreError::Changed {
+        what: "replay",
+        id: job.id.to_string(),
+    }
+}
+
+impl DynamoStore {
+    /// Puts the endpoint's replay under `condition`; the attributes it may name are the job's
+    /// `#replay_id`, `#revision`, `#status` and `#updated_ms`, kept beside its document.
+    async fn write_replay(
+        &self,
+        job: &ReplayJob,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<(), StoreError> {
         let mut item = with(
-            merchant_key(&job.merchant_id, &replay_sk(&job.id)),
+            merchant_key(&job.merchant_id, &replay_sk(&job.endpoint_id)),
             "doc",
-            to_doc(&next)?,
+            to_doc(job)?,
         );
-        item.insert("revision".to_owned(), n(next.revision as i64));
-        let (condition, values) = revision_condition(job.revision);
-        let result = self
+        item.insert("replay_id".to_owned(), s(job.id.as_str()));
+        item.insert("revision".to_owned(), n(job.revision as i64));
+        let status = match job.status {
+            ReplayStatus::Running => "running",
+            ReplayStatus::Completed => "completed",
+        };
+        item.insert("status".to_owned(), s(status));
+        item.insert("updated_ms".to_owned(), n(job.updated_at.timestamp_millis()));
+        let mut request = self
             .client
             .put_item()
             .table_name(&self.tables.merchants)
             .set_item(Some(item))
             .condition_expression(condition)
-            .expression_attribute_names("#revision", "revision")
-            .set_expression_attribute_values(values)
-            .send()
-            .await;
-        match conditional_put(result)? {
-            true => Ok(()),
-            false => Err(StoreError::Changed {
-                what: "replay",
-                id: job.id.to_string(),
-            }),
+            .set_expression_attribute_values(Some(values));
+        for (placeholder, name) in [
+            ("#replay_id", "replay_id"),
+            ("#revision", "revision"),
+            ("#status", "status"),
+            ("#updated_ms", "updated_ms"),
+        ] {
+            if condition.contains(placeholder) {
+                request = request.expression_attribute_names(placeholder, name);
+            }
         }
-    }
-
-    async fn replay(&self, merchant: &MerchantId, id: &ReplayId) -> Result<Option<ReplayJob>, StoreError> {
-        let item = self
-            .get(&self.tables.merchants, merchant_key(merchant, &replay_sk(id)))
-            .await?;
-        item.map(|item| doc(&item, "replay")).transpose()
+        match conditional_put(request.send().await)? {
+            true => Ok(()),
+            false => Err(replay_changed(job)),
+        }
     }
 }
 

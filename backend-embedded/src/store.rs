@@ -6,7 +6,7 @@ use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
 use checkout::ids::EventId;
-use checkout::ids::{EndpointId, MerchantId, ReplayId, SessionId};
+use checkout::ids::{EndpointId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
 use checkout::ports::{
     Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
@@ -27,7 +27,7 @@ struct State {
     api_keys: HashMap<String, MerchantId>,
     /// Per merchant, in creation order.
     endpoints: HashMap<MerchantId, Vec<WebhookEndpoint>>,
-    replays: HashMap<(MerchantId, ReplayId), ReplayJob>,
+    replays: HashMap<(MerchantId, EndpointId), ReplayJob>,
 }
 
 #[derive(Default)]
@@ -192,25 +192,53 @@ impl MerchantStore for EmbeddedStore {
     }
 }
 
+fn replay_changed(job: &ReplayJob) -> StoreError {
+    StoreError::Changed {
+        what: "replay",
+        id: job.id.to_string(),
+    }
+}
+
 #[async_trait]
 impl ReplayStore for EmbeddedStore {
-    async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError> {
+    async fn start_replay(&self, job: &ReplayJob, now: Timestamp) -> Result<(), StoreError> {
         let mut state = self.state.lock();
-        let key = (job.merchant_id.clone(), job.id.clone());
-        if state.replays.get(&key).map_or(0, |j| j.revision) != job.revision {
-            return Err(StoreError::Changed {
-                what: "replay",
-                id: job.id.to_string(),
-            });
+        let key = (job.merchant_id.clone(), job.endpoint_id.clone());
+        if job.revision != 0 || state.replays.get(&key).is_some_and(|j| !j.replaceable(now)) {
+            return Err(replay_changed(job));
         }
-        let mut next = job.clone();
-        next.revision += 1;
-        state.replays.insert(key, next);
+        state.replays.insert(
+            key,
+            ReplayJob {
+                revision: 1,
+                ..job.clone()
+            },
+        );
         Ok(())
     }
 
-    async fn replay(&self, merchant: &MerchantId, id: &ReplayId) -> Result<Option<ReplayJob>, StoreError> {
-        Ok(self.state.lock().replays.get(&(merchant.clone(), id.clone())).cloned())
+    async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        let key = (job.merchant_id.clone(), job.endpoint_id.clone());
+        match state.replays.get_mut(&key) {
+            Some(stored) if stored.id == job.id && stored.revision == job.revision => {
+                *stored = ReplayJob {
+                    revision: job.revision + 1,
+                    ..job.clone()
+                };
+                Ok(())
+            }
+            _ => Err(replay_changed(job)),
+        }
+    }
+
+    async fn replay(&self, merchant: &MerchantId, endpoint: &EndpointId) -> Result<Option<ReplayJob>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .replays
+            .get(&(merchant.clone(), endpoint.clone()))
+            .cloned())
     }
 }
 

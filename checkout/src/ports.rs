@@ -4,7 +4,7 @@ use crate::attempt_log::{AttemptQuery, AttemptRecord};
 use crate::clock::Timestamp;
 use crate::event::Event;
 use crate::idempotency::{Claim, Completion, IdempotencyKey};
-use crate::ids::{EndpointId, EventId, MerchantId, ReplayId, SessionId};
+use crate::ids::{EndpointId, EventId, MerchantId, SessionId};
 use crate::merchant::Merchant;
 use crate::replay::ReplayJob;
 use crate::webhook_endpoint::WebhookEndpoint;
@@ -116,13 +116,18 @@ pub trait EndpointStore: Send + Sync {
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError>;
 }
 
-/// Replay jobs (see [`crate::replay`]), by merchant.
+/// Each endpoint's latest replay job (see [`crate::replay`]): one record per endpoint.
 #[async_trait]
 pub trait ReplayStore: Send + Sync {
-    /// Stores the job as revision `job.revision + 1`, under the rule of
-    /// [`MerchantStore::put_merchant`]: only if the stored one is still at `job.revision`.
+    /// Stores a new job (revision 0) as its endpoint's replay, at revision 1, unless the
+    /// endpoint's replay is one that may not be replaced at `now`
+    /// ([`ReplayJob::replaceable`]): then [`StoreError::Changed`] and nothing changes.
+    async fn start_replay(&self, job: &ReplayJob, now: Timestamp) -> Result<(), StoreError>;
+    /// Stores the job as revision `job.revision + 1`, only if the endpoint's replay is still
+    /// this job at `job.revision`; else [`StoreError::Changed`] and nothing changes.
     async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError>;
-    async fn replay(&self, merchant: &MerchantId, id: &ReplayId) -> Result<Option<ReplayJob>, StoreError>;
+    /// The endpoint's latest replay.
+    async fn replay(&self, merchant: &MerchantId, endpoint: &EndpointId) -> Result<Option<ReplayJob>, StoreError>;
 }
 
 /// The attempt log (see [`crate::attempt_log`]); a target is an endpoint id or the order webhook.

@@ -2,21 +2,30 @@
 //!
 //! A merchant asks for a time window; the job walks the endpoint's attempt log over that window,
 //! newest event first, and queues one delivery task per event the endpoint did not receive
-//! (failed, exhausted, skipped while disabled) — or per event, with `include_delivered`. Each
-//! task goes through the same rate limits as any delivery and keeps the event's `webhook-id`.
+//! (failed, exhausted, skipped while disabled; never one it received at some attempt) — or per
+//! event, with `include_delivered`. Each task goes through the same rate limits as any delivery
+//! and keeps the event's `webhook-id`.
+//!
+//! An endpoint has one replay at a time: its latest, which the store keeps under the endpoint
+//! (so replays take no space beyond one record per endpoint). Another may start once it has
+//! completed, or once it has made no progress for [`ABANDONED_AFTER`] (its runner's messages
+//! were lost: a new replay takes its place, and its late steps find another job and stop).
 //!
 //! The walk runs in steps of at most [`STEP_RECORDS`] records, each started by a message on the
-//! replay-steps queue that names the job and the revision it expects, so no step holds a
+//! replay-steps queue that names the job and the revision it continues, so no step holds a
 //! request or a Lambda invocation for long and a window of any size (up to the log's 30 days)
 //! is done. The API starts a job ([`start`]); the replay runner ([`Replayer`]) runs its steps.
-//! After each step the job is stored (conditionally on its revision) with its cursor and
+//! After each step the job is stored, conditionally on its revision, with its cursor and
 //! counts: that record is the progress a merchant reads.
 //!
-//! What a crash does: a step whose job record was not stored is run again by its message's next
-//! receipt, queueing its tasks a second time; a task whose attempt is already recorded sends
-//! nothing ([`crate::ports::DeliveryLog::record`]), so the endpoint gets each event once. A step
-//! stored whose successor message was lost is noticed by the next receipt of its own message,
-//! which queues the successor again.
+//! What a crash does:
+//! - A step whose job record was not stored is run again by its message's next receipt,
+//!   queueing its tasks a second time; a task whose attempt is already recorded sends nothing
+//!   ([`crate::ports::DeliveryLog::record`]).
+//! - A step stored whose successor was lost: its own message comes back (it was not
+//!   acknowledged). Once the job has made no progress for [`SUCCESSOR_LOST_AFTER`], that
+//!   message queues the successor again; before, it is kept for later — the successor may only
+//!   be waiting, and queueing it twice would run every later step twice.
 
 use crate::attempt_log::{self, AttemptQuery, AttemptRecord};
 use crate::clock::{self, SharedClock, Timestamp};
@@ -31,6 +40,17 @@ use tracing::{error, info, warn};
 /// Records of the log one step reads (two pages of 100): a step queues at most this many tasks.
 pub const STEP_RECORDS: usize = 200;
 const PAGE: usize = 100;
+
+/// A running replay without progress this long is abandoned: another may start in its place.
+pub const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+
+/// A step message that finds its successor stored but no progress for this long takes the
+/// successor for lost and queues it again. Longer than any wait of a healthy step message
+/// (none is delayed; the runner takes one within seconds), shorter than [`ABANDONED_AFTER`].
+pub const SUCCESSOR_LOST_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How far in the future `until` may be (clocks differ a little).
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,7 +81,7 @@ pub struct ReplayJob {
     /// The sort key of the last record read: the next step reads below it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-    /// Steps stored so far; a store write is conditional on it (see [`ReplayStore`]).
+    /// Steps stored so far, counting the start; a store write is conditional on it.
     pub revision: u64,
     #[serde(with = "crate::clock::rfc3339_serde")]
     pub created_at: Timestamp,
@@ -74,12 +94,13 @@ pub struct ReplayJob {
 pub enum WindowError {
     #[error("since must be before until")]
     Empty,
-    #[error("the window is at most {} days (the attempt log's retention)", attempt_log::RETENTION.num_days())]
-    TooLong,
+    #[error("until is in the future: a replay sends what was missed up to now")]
+    InFuture,
 }
 
 impl ReplayJob {
-    /// A new job over `[since, until)` for the endpoint, not yet stored.
+    /// A new job over `[since, until]` for the endpoint, not yet stored. A window reaching back
+    /// further than the attempt log keeps records (30 days) starts where the log does.
     pub fn new(
         merchant_id: MerchantId,
         endpoint_id: EndpointId,
@@ -88,17 +109,17 @@ impl ReplayJob {
         include_delivered: bool,
         now: Timestamp,
     ) -> Result<Self, WindowError> {
+        if until > now + CLOCK_SKEW {
+            return Err(WindowError::InFuture);
+        }
         if since >= until {
             return Err(WindowError::Empty);
-        }
-        if until - since > attempt_log::RETENTION {
-            return Err(WindowError::TooLong);
         }
         Ok(Self {
             id: ReplayId::generate(),
             merchant_id,
             endpoint_id,
-            since,
+            since: since.max(until - attempt_log::RETENTION),
             until,
             include_delivered,
             status: ReplayStatus::Running,
@@ -112,14 +133,19 @@ impl ReplayJob {
         })
     }
 
+    /// Whether another replay of its endpoint may start in its place at `now`.
+    pub fn replaceable(&self, now: Timestamp) -> bool {
+        self.status == ReplayStatus::Completed || self.updated_at + ABANDONED_AFTER <= now
+    }
+
     /// What the API shows of it.
     pub fn view(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id,
             "endpoint_id": self.endpoint_id,
             "status": self.status,
-            "since": clock::rfc3339(&self.since),
-            "until": clock::rfc3339(&self.until),
+            "since": clock::rfc3339_millis(&self.since),
+            "until": clock::rfc3339_millis(&self.until),
             "include_delivered": self.include_delivered,
             "events_seen": self.events_seen,
             "replayed": self.replayed,
@@ -130,11 +156,12 @@ impl ReplayJob {
     }
 }
 
-/// The queue message that starts one step: the job, and the revision it must be at.
+/// The queue message that starts one step: the job, and the revision it continues.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayStep {
     pub id: ReplayId,
     pub merchant_id: MerchantId,
+    pub endpoint_id: EndpointId,
     pub revision: u64,
 }
 
@@ -148,6 +175,7 @@ impl ReplayStep {
         Self {
             id: job.id.clone(),
             merchant_id: job.merchant_id.clone(),
+            endpoint_id: job.endpoint_id.clone(),
             revision: job.revision,
         }
     }
@@ -176,17 +204,31 @@ pub enum ReplayError {
     NotAStep,
 }
 
-/// Stores a new job and queues its first step; returns the job as stored.
+/// What became of a step message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Done with: acknowledge it.
+    Finished,
+    /// Keep it: it comes back after the queue's visibility timeout and looks again (see
+    /// [`SUCCESSOR_LOST_AFTER`]).
+    LookAgainLater,
+}
+
+/// Stores a new job as its endpoint's replay and queues its first step; returns the job as
+/// stored. [`StoreError::Changed`]: another replay of the endpoint is running.
 pub async fn start(
     jobs: &dyn ReplayStore,
     steps: &dyn DeliveryQueue,
     job: ReplayJob,
+    now: Timestamp,
 ) -> Result<ReplayJob, ReplayError> {
-    jobs.put_replay(&job).await?;
+    jobs.start_replay(&job, now).await?;
     let stored = ReplayJob {
         revision: job.revision + 1,
         ..job
     };
+    // If this send fails, the job stays `running` without a step: after ABANDONED_AFTER
+    // another replay may take its place.
     steps.send(&ReplayStep::of(&stored).to_body(), Duration::ZERO).await?;
     info!(merchant_id = %stored.merchant_id, endpoint_id = %stored.endpoint_id, replay_id = %stored.id, "replay started");
     Ok(stored)
@@ -216,8 +258,8 @@ pub struct Replayer {
 /// What one event of the window came to.
 enum Enqueued {
     Queued,
-    /// The event is no longer in the store.
-    Gone,
+    /// Not sent: the endpoint received it at some attempt, or the event is no longer stored.
+    Skipped,
     /// The event cannot be read back: skipped and logged, the rest of the window goes on.
     Unreadable,
 }
@@ -243,34 +285,32 @@ impl Replayer {
 
     /// Runs the step a queue message names; a body that names none is an error, kept for the
     /// queue's own dead-letter redrive.
-    pub async fn step_of_body(&self, body: &str) -> Result<(), ReplayError> {
+    pub async fn step_of_body(&self, body: &str) -> Result<StepOutcome, ReplayError> {
         let step = ReplayStep::parse(body).ok_or(ReplayError::NotAStep)?;
         self.step(&step).await
     }
 
-    /// Runs the step the message names. `Ok` when the message is finished with (including a
-    /// copy of a step already done); an error when it should come back.
-    pub async fn step(&self, step: &ReplayStep) -> Result<(), ReplayError> {
-        let Some(job) = self.jobs.replay(&step.merchant_id, &step.id).await? else {
-            warn!(merchant_id = %step.merchant_id, replay_id = %step.id, "no such replay: step dropped");
-            return Ok(());
+    /// Runs the step the message names.
+    pub async fn step(&self, step: &ReplayStep) -> Result<StepOutcome, ReplayError> {
+        let job = self.jobs.replay(&step.merchant_id, &step.endpoint_id).await?;
+        let Some(job) = job.filter(|j| j.id == step.id) else {
+            info!(merchant_id = %step.merchant_id, replay_id = %step.id, "replay replaced or gone: step dropped");
+            return Ok(StepOutcome::Finished);
         };
         if job.status != ReplayStatus::Running {
-            return Ok(());
+            return Ok(StepOutcome::Finished);
         }
         if job.revision == step.revision + 1 {
-            // This step is stored; its successor may have been lost with a crash.
-            self.steps.send(&ReplayStep::of(&job).to_body(), Duration::ZERO).await?;
-            return Ok(());
+            return self.successor_of_a_step_done(&job).await;
         }
         if job.revision != step.revision {
-            return Ok(());
+            return Ok(StepOutcome::Finished);
         }
         let next = self.walk(&job).await?;
         match self.jobs.put_replay(&next).await {
             Ok(()) => {}
             // Another copy of this message ran the step and stored it first.
-            Err(StoreError::Changed { .. }) => return Ok(()),
+            Err(StoreError::Changed { .. }) => return Ok(StepOutcome::Finished),
             Err(err) => return Err(err.into()),
         }
         let stored = ReplayJob {
@@ -292,7 +332,18 @@ impl Replayer {
                 .send(&ReplayStep::of(&stored).to_body(), Duration::ZERO)
                 .await?;
         }
-        Ok(())
+        Ok(StepOutcome::Finished)
+    }
+
+    /// A copy of a step already stored: its successor is queued again only once the job has
+    /// made no progress for a while (until then it may just be waiting).
+    async fn successor_of_a_step_done(&self, job: &ReplayJob) -> Result<StepOutcome, ReplayError> {
+        if job.updated_at + SUCCESSOR_LOST_AFTER > self.clock.now() {
+            return Ok(StepOutcome::LookAgainLater);
+        }
+        warn!(merchant_id = %job.merchant_id, replay_id = %job.id, revision = job.revision, "replay step lost: queued again");
+        self.steps.send(&ReplayStep::of(job).to_body(), Duration::ZERO).await?;
+        Ok(StepOutcome::Finished)
     }
 
     /// Reads up to [`STEP_RECORDS`] records below the job's cursor and queues what they call
@@ -329,7 +380,7 @@ impl Replayer {
             for outcome in self.enqueue_all(&chosen, job.include_delivered).await? {
                 match outcome {
                     Enqueued::Queued => next.replayed += 1,
-                    Enqueued::Gone => {}
+                    Enqueued::Skipped => {}
                     Enqueued::Unreadable => next.set_aside += 1,
                 }
             }
@@ -346,7 +397,7 @@ impl Replayer {
         Ok(next)
     }
 
-    /// Queues the records' tasks, several at once (each is a read and a send).
+    /// Queues the records' tasks, several at once (each is a few reads and a send).
     async fn enqueue_all(
         &self,
         records: &[AttemptRecord],
@@ -362,9 +413,16 @@ impl Replayer {
         Ok(outcomes)
     }
 
-    /// Queues one replay. Unless `even_if_delivered`, the replay sends nothing when the endpoint
-    /// got the event meanwhile (a delivery in hand when the replay was asked for finishes first).
+    /// Queues one replay. Unless `even_if_delivered`, an event the endpoint received at any
+    /// attempt is not sent (its newest record may say otherwise: a later replay skipped while
+    /// the endpoint was disabled), and the task sends nothing if the endpoint gets it meanwhile.
     async fn enqueue(&self, record: &AttemptRecord, even_if_delivered: bool) -> Result<Enqueued, ReplayError> {
+        if !even_if_delivered {
+            let all = self.log.attempts_of(&record.target, &record.event_id).await?;
+            if all.iter().any(AttemptRecord::delivered) {
+                return Ok(Enqueued::Skipped);
+            }
+        }
         // One read of the event's own version, not the session's whole history.
         let found = match self.events.event_at(&record.session_id, record.version).await {
             Ok(found) => found,
@@ -375,7 +433,7 @@ impl Replayer {
             Err(err) => return Err(err.into()),
         };
         let Some(event) = found.filter(|e| e.id == record.event_id) else {
-            return Ok(Enqueued::Gone);
+            return Ok(Enqueued::Skipped);
         };
         let raw = serde_json::value::to_raw_value(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let task = TaskMessage::new(&record.target, record.attempt + 1, even_if_delivered, &raw);
@@ -402,18 +460,32 @@ mod tests {
     }
 
     #[test]
-    fn a_window_is_checked() {
+    fn a_window_is_checked_and_starts_where_the_log_does() {
         let now = clock::now();
         let (m, e) = (MerchantId::generate(), EndpointId::generate());
+        let window = |since, until| ReplayJob::new(m.clone(), e.clone(), since, until, false, now);
+        assert_eq!(window(now, now), Err(WindowError::Empty));
         assert_eq!(
-            ReplayJob::new(m.clone(), e.clone(), now, now, false, now),
-            Err(WindowError::Empty)
+            window(now - chrono::Duration::hours(1), now + chrono::Duration::minutes(2)),
+            Err(WindowError::InFuture),
+            "a year 10000 until is refused here, before it is stored"
         );
-        assert_eq!(
-            ReplayJob::new(m.clone(), e.clone(), now - chrono::Duration::days(31), now, false, now),
-            Err(WindowError::TooLong)
-        );
-        assert!(ReplayJob::new(m, e, now - chrono::Duration::days(30), now, false, now).is_ok());
+        assert!(window(now - chrono::Duration::hours(1), now + chrono::Duration::seconds(30)).is_ok());
+        let long = window(now - chrono::Duration::days(90), now).unwrap();
+        assert_eq!(long.since, now - attempt_log::RETENTION, "nothing older is kept");
+        let exact = window(now - chrono::Duration::days(30), now).unwrap();
+        assert_eq!(exact.since, now - chrono::Duration::days(30));
+    }
+
+    #[test]
+    fn a_replay_is_replaceable_once_completed_or_abandoned() {
+        let mut job = job();
+        let now = job.updated_at;
+        assert!(!job.replaceable(now));
+        assert!(!job.replaceable(now + ABANDONED_AFTER - chrono::Duration::seconds(1)));
+        assert!(job.replaceable(now + ABANDONED_AFTER));
+        job.status = ReplayStatus::Completed;
+        assert!(job.replaceable(now));
     }
 
     #[test]

@@ -30,11 +30,11 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * HOUR);
 
 /// Limits of a schedule an operator sets. A delivery waits on its queue message: SQS keeps a
 /// message 14 days and redrives it after 50 receives, and a wait over 11 h takes one receive
-/// per 11 h. Five days and fifteen retries stay well inside both, with room for rate-limit
-/// deferrals; the attempt log keeps records 30 days.
-pub const MAX_RETRIES: usize = 15;
+/// per 11 h. Every wait is at most 24 h — and so is a `Retry-After` we honour, which may
+/// replace any wait — so twelve retries last at most 12 days and take at most 36 receives:
+/// inside both, with room for rate-limit deferrals.
+pub const MAX_RETRIES: usize = 12;
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * HOUR);
-pub const MAX_TOTAL: Duration = Duration::from_secs(5 * 24 * HOUR);
 pub const MAX_BACKOFF_FLOOR: Duration = Duration::from_secs(HOUR);
 
 /// Jitter spreads each wait over ±20 % of its nominal value.
@@ -60,8 +60,6 @@ pub enum ScheduleError {
     TooManyRetries(usize),
     #[error("a wait of {0:?} is longer than {MAX_WAIT:?}")]
     WaitTooLong(Duration),
-    #[error("the waits add up to {0:?}; at most {MAX_TOTAL:?} are taken")]
-    TooLongInAll(Duration),
     #[error("a back-off floor of {0:?} is longer than {MAX_BACKOFF_FLOOR:?}")]
     FloorTooLong(Duration),
 }
@@ -101,10 +99,6 @@ impl RetrySchedule {
         }
         if let Some(long) = waits.iter().find(|w| **w > MAX_WAIT) {
             return Err(ScheduleError::WaitTooLong(*long));
-        }
-        let total: Duration = waits.iter().sum();
-        if total > MAX_TOTAL {
-            return Err(ScheduleError::TooLongInAll(total));
         }
         Ok(Self {
             waits,
@@ -147,7 +141,8 @@ impl RetrySchedule {
         if let Some(asked) = pushback.retry_after {
             delay = delay.max(asked.min(MAX_RETRY_AFTER));
         }
-        Some(delay)
+        // Jitter does not take a wait past the longest one a series is sized for.
+        Some(delay.min(MAX_WAIT))
     }
 }
 
@@ -274,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_schedule_beyond_what_the_queues_keep_is_refused_in_words() {
-        let sixteen = ["1s"; 16].join(",");
+        let thirteen = ["1s"; 13].join(",");
         let cases: [(&str, ScheduleError); 10] = [
             ("", ScheduleError::Empty),
             (" , ", ScheduleError::Empty),
@@ -287,17 +282,28 @@ mod tests {
                 ScheduleError::NotAWait("99999999999999999999h".into()),
             ),
             ("25h", ScheduleError::WaitTooLong(Duration::from_secs(25 * 3600))),
-            (
-                "24h,24h,24h,24h,24h,1s",
-                ScheduleError::TooLongInAll(Duration::from_secs(5 * 24 * 3600 + 1)),
-            ),
-            (&sixteen, ScheduleError::TooManyRetries(16)),
+            ("1441m", ScheduleError::WaitTooLong(Duration::from_secs(1441 * 60))),
+            (&thirteen, ScheduleError::TooManyRetries(13)),
         ];
         for (raw, expected) in cases {
             assert_eq!(RetrySchedule::parse(raw), Err(expected), "{raw:?}");
         }
-        assert!(RetrySchedule::parse(&["1s"; 15].join(",")).is_ok());
-        assert!(RetrySchedule::parse("24h,24h,24h,24h,24h").is_ok());
+        let longest = ["24h"; 12].join(",");
+        let schedule = RetrySchedule::parse(&longest).unwrap();
+        // Even a receiver asking for the longest Retry-After on every answer keeps the series
+        // inside SQS's 14-day retention (jitter included).
+        let greedy = Pushback {
+            retry_after: Some(Duration::from_secs(30 * 24 * 3600)),
+            overloaded: true,
+        };
+        let worst: Duration = (1..schedule.max_attempts())
+            .map(|made| schedule.next_delay(made, greedy, 0.999_999).unwrap())
+            .sum();
+        assert_eq!(worst, Duration::from_secs(12 * 24 * 3600));
+        let jittered: Duration = (1..schedule.max_attempts())
+            .map(|made| schedule.next_delay(made, Pushback::default(), 0.999_999).unwrap())
+            .sum();
+        assert_eq!(jittered, Duration::from_secs(12 * 24 * 3600), "jitter stays under 24 h");
         assert_eq!(
             RetrySchedule::default().with_backoff_floor(Duration::from_secs(7200)),
             Err(ScheduleError::FloorTooLong(Duration::from_secs(7200)))

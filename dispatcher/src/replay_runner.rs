@@ -7,7 +7,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use checkout::ports::DeliveryQueue;
-use checkout::replay::Replayer;
+use checkout::replay::{Replayer, StepOutcome};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::warn;
@@ -25,14 +25,19 @@ pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_proces
     ],
 };
 
-/// One Lambda batch: the steps that failed are reported, so only they come back.
+/// One Lambda batch: the steps that failed or must look again later are reported, so only
+/// they come back (after the queue's visibility timeout).
 pub async fn handle(replayer: &Replayer, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for record in &event.records {
         let body = record.body.as_deref().unwrap_or_default();
-        if let Err(err) = replayer.step_of_body(body).await {
-            warn!(error = %err, message_id = record.message_id.as_deref().unwrap_or_default(), "replay step failed");
-            response.add_failure(record.message_id.clone().unwrap_or_default());
+        match replayer.step_of_body(body).await {
+            Ok(StepOutcome::Finished) => {}
+            Ok(StepOutcome::LookAgainLater) => response.add_failure(record.message_id.clone().unwrap_or_default()),
+            Err(err) => {
+                warn!(error = %err, message_id = record.message_id.as_deref().unwrap_or_default(), "replay step failed");
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+            }
         }
     }
     response
@@ -51,7 +56,9 @@ pub async fn run_once(replayer: &Replayer, queue: &dyn DeliveryQueue, wait: Dura
     };
     for message in &messages {
         match replayer.step_of_body(&message.body).await {
-            Ok(()) => {
+            // Left on the queue: it comes back after the visibility timeout.
+            Ok(StepOutcome::LookAgainLater) => {}
+            Ok(StepOutcome::Finished) => {
                 if let Err(err) = queue.delete(&message.receipt).await {
                     // It comes back; the job's revision makes the second run a no-op.
                     warn!(error = %err, "could not delete a finished replay step");

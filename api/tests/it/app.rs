@@ -128,7 +128,8 @@ impl TestApp {
                 return ran;
             }
             for message in batch {
-                self.replayer.step_of_body(&message.body).await.unwrap();
+                let outcome = self.replayer.step_of_body(&message.body).await.unwrap();
+                assert_eq!(outcome, checkout::replay::StepOutcome::Finished);
                 self.steps.delete(&message.receipt).await.unwrap();
                 ran += 1;
             }

@@ -16,6 +16,7 @@ on_every_backend!(
     attempts_are_listed_per_endpoint_and_per_event,
     replay_queues_what_the_endpoint_missed,
     a_replay_larger_than_a_step_queues_each_event_once,
+    one_replay_runs_at_a_time_up_to_now_and_to_an_enabled_endpoint,
 );
 
 /// A session whose stored events cannot be read back (written by an older version, damaged on
@@ -247,6 +248,7 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
     }
 
     let all = json!({ "since": since, "include_delivered": true });
+    let first_id = started["id"].as_str().unwrap().to_owned();
     let started = expect(app.post_keyed(&path, &all, "replay-all").send().await.unwrap(), 202).await;
     // A retried replay with the same key starts nothing more: the stored answer comes back.
     let again = app.post_keyed(&path, &all, "replay-all").send().await.unwrap();
@@ -257,6 +259,9 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
     let queued = app.queue.receive(10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(queued.len(), 3, "queued once");
 
+    // An endpoint keeps its latest replay: the first is gone now.
+    let replaced = format!("/webhook_endpoints/{endpoint}/replays/{first_id}");
+    assert_eq!(app.get(&replaced).send().await.unwrap().status(), 404);
     // A replay is found only under its own endpoint and merchant.
     let id = started["id"].as_str().unwrap();
     let other_endpoint = expect(
@@ -366,4 +371,58 @@ async fn a_replay_larger_than_a_step_queues_each_event_once(app: TestApp) {
     assert_eq!(queued.len(), 150, "each once");
     let distinct: std::collections::BTreeSet<_> = queued.into_iter().collect();
     assert_eq!(distinct, expected);
+}
+
+/// An endpoint runs one replay at a time (a second is a 409 naming the running one, until it
+/// completes); a window ending in the future is refused, so nothing unreadable is stored (a
+/// year-10000 `until` once made a job no one could read); a disabled endpoint is refused, as
+/// its deliveries would only be skipped.
+async fn one_replay_runs_at_a_time_up_to_now_and_to_an_enabled_endpoint(app: TestApp) {
+    let (endpoint, _) = delivered_history(&app).await;
+    let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
+    let path = format!("/webhook_endpoints/{endpoint}/replay");
+    let running = expect(app.post(&path, &json!({ "since": since })).send().await.unwrap(), 202).await;
+    let busy = expect(app.post(&path, &json!({ "since": since })).send().await.unwrap(), 409).await;
+    assert_error(&busy, "replay_in_progress");
+    assert!(
+        busy["message"]
+            .as_str()
+            .unwrap()
+            .contains(running["id"].as_str().unwrap()),
+        "{busy}"
+    );
+    app.run_replay_steps().await;
+    expect(app.post(&path, &json!({ "since": since })).send().await.unwrap(), 202).await;
+    app.run_replay_steps().await;
+
+    for until in ["9999-12-31T23:59:59.999-23:59", "2999-01-01T00:00:00Z"] {
+        let future = app
+            .post(&path, &json!({ "since": since, "until": until }))
+            .send()
+            .await
+            .unwrap();
+        assert_error(&expect(future, 400).await, "invalid_window");
+    }
+    let ancient = json!({ "since": "2001-01-01T00:00:00Z" });
+    let clamped = expect(app.post(&path, &ancient).send().await.unwrap(), 202).await;
+    let at = |field: &str| chrono::DateTime::parse_from_rfc3339(clamped[field].as_str().unwrap()).unwrap();
+    assert_eq!(
+        at("until") - at("since"),
+        chrono::Duration::days(30),
+        "the window starts where the log does: {clamped}"
+    );
+    app.run_replay_steps().await;
+
+    let disable = app
+        .client
+        .patch(app.url(&format!("/webhook_endpoints/{endpoint}")))
+        .bearer_auth(&app.api_key)
+        .header("Idempotency-Key", "disable")
+        .json(&json!({ "enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    expect(disable, 200).await;
+    let refused = expect(app.post(&path, &json!({ "since": since })).send().await.unwrap(), 409).await;
+    assert_error(&refused, "endpoint_disabled");
 }

@@ -90,9 +90,9 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS replays (
     merchant_id TEXT NOT NULL,
-    id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
     body TEXT NOT NULL,
-    PRIMARY KEY (merchant_id, id)
+    PRIMARY KEY (merchant_id, endpoint_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
 ";

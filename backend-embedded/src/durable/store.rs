@@ -13,7 +13,7 @@ use checkout::attempt_log::{self, AttemptQuery, AttemptRecord};
 use checkout::clock::Timestamp;
 use checkout::event::Event;
 use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, IdempotencyRecord, RecordState};
-use checkout::ids::{EndpointId, EventId, MerchantId, ReplayId, SessionId};
+use checkout::ids::{EndpointId, EventId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
 use checkout::ports::{
     DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
@@ -489,39 +489,66 @@ impl MerchantStore for DurableStore {
 
 #[async_trait]
 impl ReplayStore for DurableStore {
+    async fn start_replay(&self, job: &ReplayJob, now: Timestamp) -> Result<(), StoreError> {
+        let stored = ReplayJob {
+            revision: 1,
+            ..job.clone()
+        };
+        let fresh = job.revision == 0;
+        self.write_replay(stored, move |current| {
+            fresh && current.is_none_or(|c| c.replaceable(now))
+        })
+        .await
+    }
+
     async fn put_replay(&self, job: &ReplayJob) -> Result<(), StoreError> {
-        let mut next = job.clone();
-        next.revision += 1;
-        let (merchant, id, body, revision) = (
-            job.merchant_id.to_string(),
-            job.id.to_string(),
-            to_json(&next)?,
-            job.revision,
-        );
+        let stored = ReplayJob {
+            revision: job.revision + 1,
+            ..job.clone()
+        };
+        let (id, revision) = (job.id.clone(), job.revision);
+        self.write_replay(stored, move |current| {
+            current.is_some_and(|c| c.id == id && c.revision == revision)
+        })
+        .await
+    }
+
+    async fn replay(&self, merchant: &MerchantId, endpoint: &EndpointId) -> Result<Option<ReplayJob>, StoreError> {
+        self.read_one(
+            "SELECT body FROM replays WHERE merchant_id = ?1 AND endpoint_id = ?2",
+            vec![text(merchant.as_str()), text(endpoint.as_str())],
+        )
+        .await
+    }
+}
+
+impl DurableStore {
+    /// Writes the endpoint's replay if `allowed` says so of the one stored, in one transaction.
+    async fn write_replay(
+        &self,
+        job: ReplayJob,
+        allowed: impl FnOnce(Option<&ReplayJob>) -> bool + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (merchant, endpoint, body) = (job.merchant_id.to_string(), job.endpoint_id.to_string(), to_json(&job)?);
+        let id = job.id.to_string();
         self.db
             .write(move |conn| {
-                let stored: Option<String> = conn
-                    .prepare_cached("SELECT body FROM replays WHERE merchant_id = ?1 AND id = ?2")
-                    .and_then(|mut s| s.query_row(params![merchant, id], |r| r.get(0)).optional())
+                let current: Option<String> = conn
+                    .prepare_cached("SELECT body FROM replays WHERE merchant_id = ?1 AND endpoint_id = ?2")
+                    .and_then(|mut s| s.query_row(params![merchant, endpoint], |r| r.get(0)).optional())
                     .map_err(sql)?;
-                let stored: Option<ReplayJob> = stored.map(|b| from_json(&b)).transpose()?;
-                if stored.map_or(0, |j| j.revision) != revision {
+                let current: Option<ReplayJob> = current.map(|b| from_json(&b)).transpose()?;
+                if !allowed(current.as_ref()) {
                     return Err(StoreError::Changed { what: "replay", id });
                 }
-                conn.prepare_cached("INSERT OR REPLACE INTO replays (merchant_id, id, body) VALUES (?1, ?2, ?3)")
-                    .and_then(|mut s| s.execute(params![merchant, id, body]))
-                    .map_err(sql)?;
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO replays (merchant_id, endpoint_id, body) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![merchant, endpoint, body]))
+                .map_err(sql)?;
                 Ok(())
             })
             .await
-    }
-
-    async fn replay(&self, merchant: &MerchantId, id: &ReplayId) -> Result<Option<ReplayJob>, StoreError> {
-        self.read_one(
-            "SELECT body FROM replays WHERE merchant_id = ?1 AND id = ?2",
-            vec![text(merchant.as_str()), text(id.as_str())],
-        )
-        .await
     }
 }
 

@@ -59,6 +59,8 @@ pub enum ErrorCode {
     InvalidCursor,
     InvalidWindow,
     NothingToUpdate,
+    ReplayInProgress,
+    EndpointDisabled,
     // Our side.
     StorageUnavailable,
     StorageRefused,

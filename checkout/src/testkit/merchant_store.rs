@@ -211,60 +211,79 @@ pub async fn endpoints_list_oldest_first_and_delete_once(backend: &Backend) {
     );
 }
 
-/// A replay job reads back as stored, advances one revision at a time (a stale copy's step is
-/// refused and changes nothing), and is found only under its own merchant.
-pub async fn replay_jobs_advance_one_revision_at_a_time(backend: &Backend) {
-    use crate::replay::{ReplayJob, ReplayStatus};
+/// An endpoint runs one replay at a time: a second start is refused while the first runs, and
+/// allowed once it completed or was abandoned (then the first's late steps are refused). A step
+/// is stored only over the revision it read; a replay is found only under its own merchant.
+pub async fn an_endpoint_runs_one_replay_at_a_time(backend: &Backend) {
+    use crate::replay::{ABANDONED_AFTER, ReplayJob, ReplayStatus};
     let m = super::merchant();
+    let endpoint = crate::ids::EndpointId::generate();
     let now = crate::clock::now();
-    let job = ReplayJob::new(
-        m.id.clone(),
-        crate::ids::EndpointId::generate(),
-        now - chrono::Duration::hours(2),
-        now,
-        true,
-        now,
-    )
-    .unwrap();
-    assert_eq!(backend.replays.replay(&m.id, &job.id).await.unwrap(), None);
-    backend.replays.put_replay(&job).await.unwrap();
-    let stored = backend.replays.replay(&m.id, &job.id).await.unwrap().unwrap();
+    let new_job = || {
+        ReplayJob::new(
+            m.id.clone(),
+            endpoint.clone(),
+            now - chrono::Duration::hours(2),
+            now,
+            true,
+            now,
+        )
+        .unwrap()
+    };
+    let replays = &backend.replays;
+    assert_eq!(replays.replay(&m.id, &endpoint).await.unwrap(), None);
+    let first = new_job();
+    replays.start_replay(&first, now).await.unwrap();
+    let stored = replays.replay(&m.id, &endpoint).await.unwrap().unwrap();
     assert_eq!(stored.revision, 1);
     assert_eq!(
         ReplayJob {
             revision: 0,
             ..stored.clone()
         },
-        job,
+        first,
         "reads back as stored"
     );
-    assert!(
-        matches!(backend.replays.put_replay(&job).await, Err(StoreError::Changed { .. })),
-        "starting it again"
-    );
 
+    let second = new_job();
+    assert!(
+        matches!(
+            replays.start_replay(&second, now).await,
+            Err(StoreError::Changed { .. })
+        ),
+        "one at a time"
+    );
     let mut step = stored.clone();
     step.events_seen = 200;
     step.replayed = 150;
     step.cursor = Some("evt_01ABC#0002".into());
-    step.status = ReplayStatus::Completed;
-    backend.replays.put_replay(&step).await.unwrap();
-    let mut stale = stored;
-    stale.replayed = 1;
+    replays.put_replay(&step).await.unwrap();
+    assert!(
+        matches!(replays.put_replay(&stored).await, Err(StoreError::Changed { .. })),
+        "a stale copy of the step"
+    );
+    let after = replays.replay(&m.id, &endpoint).await.unwrap().unwrap();
+    assert_eq!((after.revision, after.replayed), (2, 150));
+    assert_eq!(after.cursor.as_deref(), Some("evt_01ABC#0002"));
+
+    // Abandoned (no progress for ABANDONED_AFTER): another takes its place; its steps stop.
+    replays.start_replay(&second, now + ABANDONED_AFTER).await.unwrap();
     assert!(matches!(
-        backend.replays.put_replay(&stale).await,
+        replays.put_replay(&after).await,
         Err(StoreError::Changed { .. })
     ));
-    let after = backend.replays.replay(&m.id, &job.id).await.unwrap().unwrap();
-    assert_eq!(
-        (after.revision, after.replayed, after.status),
-        (2, 150, ReplayStatus::Completed)
-    );
-    assert_eq!(after.cursor.as_deref(), Some("evt_01ABC#0002"));
+    let mut done = replays.replay(&m.id, &endpoint).await.unwrap().unwrap();
+    assert_eq!((done.id.clone(), done.revision), (second.id.clone(), 1));
+    done.status = ReplayStatus::Completed;
+    replays.put_replay(&done).await.unwrap();
+    // Completed: the next may start at once.
+    let third = new_job();
+    replays.start_replay(&third, now).await.unwrap();
+    assert_eq!(replays.replay(&m.id, &endpoint).await.unwrap().unwrap().id, third.id);
 
     let other = super::merchant();
     assert_eq!(
-        backend.replays.replay(&other.id, &job.id).await.unwrap(),
+        replays.replay(&other.id, &endpoint).await.unwrap(),
         None,
         "another merchant's replay is not found"
     );

@@ -102,7 +102,7 @@ macro_rules! backend_contract_tests {
             a_stale_copy_is_refused_and_changes_nothing,
             racing_endpoint_writers_lose_nothing,
             endpoints_list_oldest_first_and_delete_once,
-            replay_jobs_advance_one_revision_at_a_time,
+            an_endpoint_runs_one_replay_at_a_time,
             fifty_concurrent_api_updates_lose_nothing,
             idempotent_create_through_the_service,
             concurrent_completes_charge_once,

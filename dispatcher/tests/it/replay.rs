@@ -3,12 +3,13 @@
 
 use crate::common::{Kind, Rig, test_config};
 use checkout::attempt_log::AttemptStatus;
+use checkout::clock::Clock;
 use checkout::delivery_task::QueueMessage;
 use checkout::event::Event;
 use checkout::ids::EventId;
 use checkout::ports::{DeliveryQueue, QueuedMessage};
-use checkout::replay::{self, ReplayJob, ReplayPorts, ReplayStatus, Replayer};
-use checkout::testkit::{attempt_record, event};
+use checkout::replay::{self, ReplayJob, ReplayPorts, ReplayStatus, Replayer, StepOutcome};
+use checkout::testkit::{ManualClock, attempt_record, event};
 use embedded_backend::{EmbeddedQueue, QueueConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,8 +20,11 @@ const PATIENCE: Duration = Duration::from_secs(20);
 struct Replays {
     steps: Arc<EmbeddedQueue>,
     replayer: Replayer,
+    /// The runner's clock, moved by hand.
+    clock: Arc<ManualClock>,
 }
 
+/// The replay runner, its clock starting now (so a replay started on it covers what came before).
 fn replays(rig: &Rig) -> Replays {
     let steps = Arc::new(EmbeddedQueue::new(
         QueueConfig {
@@ -29,6 +33,7 @@ fn replays(rig: &Rig) -> Replays {
         },
         None,
     ));
+    let clock = ManualClock::starting_at(checkout::clock::now());
     let replayer = Replayer::new(
         ReplayPorts {
             events: rig.backend.events.clone(),
@@ -37,9 +42,9 @@ fn replays(rig: &Rig) -> Replays {
             deliveries: rig.queue.clone(),
             steps: steps.clone(),
         },
-        checkout::clock::system(),
+        clock.clone(),
     );
-    Replays { steps, replayer }
+    Replays { steps, replayer, clock }
 }
 
 /// `count` stored events of the rig's merchant, each with `attempts` failed attempts to the
@@ -71,7 +76,7 @@ async fn missed(rig: &Rig, count: usize, attempts: u32) -> Vec<Event> {
 }
 
 async fn start(rig: &Rig, replays: &Replays) -> ReplayJob {
-    let now = checkout::clock::now();
+    let now = replays.clock.now();
     let job = ReplayJob::new(
         rig.merchant.id.clone(),
         rig.endpoint.id.clone(),
@@ -81,7 +86,7 @@ async fn start(rig: &Rig, replays: &Replays) -> ReplayJob {
         now,
     )
     .unwrap();
-    replay::start(rig.backend.replays.as_ref(), replays.steps.as_ref(), job)
+    replay::start(rig.backend.replays.as_ref(), replays.steps.as_ref(), job, now)
         .await
         .unwrap()
 }
@@ -111,53 +116,53 @@ async fn tasks(rig: &Rig) -> BTreeMap<EventId, usize> {
     per_event
 }
 
+/// Runs a step message to its end.
+async fn run(replays: &Replays, body: &str) -> StepOutcome {
+    replays.replayer.step_of_body(body).await.unwrap()
+}
+
 /// 110 events with two attempts each: a first step of 200 records, a second of 20. The runner
 /// dies after storing the first step and before queueing the second (the successor is lost),
-/// and the first step's message comes back; later both steps' messages come back again. Each
-/// event is queued once, and the job completes.
+/// so the first step's message comes back: at first it is kept for later (the successor may
+/// only be waiting), and once the job has made no progress for five minutes it queues the
+/// successor again. Late copies of both steps change nothing. Each event is queued once.
 async fn a_step_lost_or_received_again_queues_each_event_once(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
-    let replays = replays(&rig);
     let events = missed(&rig, 110, 2).await;
+    let replays = replays(&rig);
     let job = start(&rig, &replays).await;
+    let read = || rig.backend.replays.replay(&job.merchant_id, &job.endpoint_id);
 
     let first = take(replays.steps.as_ref()).await;
     assert_eq!(first.len(), 1);
-    replays.replayer.step_of_body(&first[0].body).await.unwrap();
+    assert_eq!(run(&replays, &first[0].body).await, StepOutcome::Finished);
     let lost = take(replays.steps.as_ref()).await;
     assert_eq!(lost.len(), 1, "the successor was queued (and is now lost)");
-    let after_first = rig
-        .backend
-        .replays
-        .replay(&job.merchant_id, &job.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let after_first = read().await.unwrap().unwrap();
     assert_eq!((after_first.events_seen, after_first.replayed), (100, 100));
     assert_eq!(after_first.status, ReplayStatus::Running);
 
-    // The first step's message again: nothing is queued twice, the successor is queued again.
-    replays.replayer.step_of_body(&first[0].body).await.unwrap();
+    // The first step's message again, soon after: kept for later, nothing queued.
+    assert_eq!(run(&replays, &first[0].body).await, StepOutcome::LookAgainLater);
+    assert!(take(replays.steps.as_ref()).await.is_empty());
+    // Five minutes without progress: the successor is taken for lost and queued again.
+    replays.clock.advance(Duration::from_secs(5 * 60));
+    assert_eq!(run(&replays, &first[0].body).await, StepOutcome::Finished);
     let second = take(replays.steps.as_ref()).await;
     assert_eq!(second.len(), 1, "the successor, queued again");
-    replays.replayer.step_of_body(&second[0].body).await.unwrap();
+    assert_eq!(run(&replays, &second[0].body).await, StepOutcome::Finished);
     assert!(
         take(replays.steps.as_ref()).await.is_empty(),
         "the last step queues no successor"
     );
 
     // Late copies of both steps change nothing.
-    replays.replayer.step_of_body(&first[0].body).await.unwrap();
-    replays.replayer.step_of_body(&lost[0].body).await.unwrap();
+    for late in [&first[0].body, &lost[0].body] {
+        assert_eq!(run(&replays, late).await, StepOutcome::Finished);
+    }
     assert!(take(replays.steps.as_ref()).await.is_empty());
 
-    let done = rig
-        .backend
-        .replays
-        .replay(&job.merchant_id, &job.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let done = read().await.unwrap().unwrap();
     assert_eq!(done.status, ReplayStatus::Completed);
     assert_eq!((done.events_seen, done.replayed, done.set_aside), (110, 110, 0));
     let queued = tasks(&rig).await;
@@ -166,15 +171,42 @@ async fn a_step_lost_or_received_again_queues_each_event_once(kind: Kind) {
     assert!(events.iter().all(|e| queued.contains_key(&e.id)));
 }
 
+/// An event the endpoint received at some attempt is not sent again by a replay of what it
+/// missed, even when its newest record says otherwise (a later replay was skipped while the
+/// endpoint was disabled).
+async fn an_event_received_at_any_attempt_is_not_replayed(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let events = missed(&rig, 2, 1).await;
+    let mut delivered = attempt_record(rig.endpoint.id.as_str(), &events[0], 2);
+    delivered.status = AttemptStatus::Succeeded;
+    delivered.next_attempt_at = None;
+    rig.backend.deliveries.record(&delivered).await.unwrap();
+    let mut skipped = attempt_record(rig.endpoint.id.as_str(), &events[0], 3);
+    skipped.status = AttemptStatus::Skipped;
+    skipped.next_attempt_at = None;
+    rig.backend.deliveries.record(&skipped).await.unwrap();
+    let replays = replays(&rig);
+    start(&rig, &replays).await;
+    for message in take(replays.steps.as_ref()).await {
+        run(&replays, &message.body).await;
+    }
+    let queued = tasks(&rig).await;
+    assert_eq!(
+        queued.keys().collect::<Vec<_>>(),
+        vec![&events[1].id],
+        "only the one never received"
+    );
+}
+
 /// What a replay queues reaches the endpoint through the dispatcher: each missed event once,
 /// with its own `webhook-id` and the attempt number after the ones made.
 async fn a_replay_reaches_the_endpoint(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
-    let replays = replays(&rig);
     let events = missed(&rig, 5, 1).await;
+    let replays = replays(&rig);
     start(&rig, &replays).await;
     for message in take(replays.steps.as_ref()).await {
-        replays.replayer.step_of_body(&message.body).await.unwrap();
+        run(&replays, &message.body).await;
     }
     rig.run_until(PATIENCE, "the replayed events", |r| r.receiver.seen().len() == 5)
         .await;
@@ -192,5 +224,6 @@ async fn a_replay_reaches_the_endpoint(kind: Kind) {
 
 on_every_backend!(
     a_step_lost_or_received_again_queues_each_event_once,
+    an_event_received_at_any_attempt_is_not_replayed,
     a_replay_reaches_the_endpoint,
 );
