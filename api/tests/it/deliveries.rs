@@ -67,21 +67,26 @@ async fn replay_sets_aside_an_unreadable_session_and_queues_the_rest() {
     assert_eq!(ids, vec![events[0].id.clone(), events[2].id.clone()]);
 }
 
-/// An endpoint and three events: the first delivered on its second attempt, the second
-/// exhausted, the third delivered at once.
-async fn delivered_history(app: &TestApp) -> (String, Vec<Event>) {
+/// A new endpoint of the app's merchant at `url`; its id.
+async fn register(app: &TestApp, url: &str) -> String {
     let created = expect(
         app.client
             .post(app.url("/webhook_endpoints"))
             .bearer_auth(&app.api_key)
-            .json(&json!({"url": "https://hooks.example.com/acp"}))
+            .json(&json!({ "url": url }))
             .send()
             .await
             .unwrap(),
         201,
     )
     .await;
-    let endpoint = created["id"].as_str().unwrap().to_owned();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// An endpoint and three events: the first delivered on its second attempt, the second
+/// exhausted, the third delivered at once.
+async fn delivered_history(app: &TestApp) -> (String, Vec<Event>) {
+    let endpoint = register(app, "https://hooks.example.com/acp").await;
     let mut events = Vec::new();
     for _ in 0..3 {
         let session = app.create().await;
@@ -264,21 +269,8 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
     assert_eq!(app.get(&replaced).send().await.unwrap().status(), 404);
     // A replay is found only under its own endpoint and merchant.
     let id = started["id"].as_str().unwrap();
-    let other_endpoint = expect(
-        app.client
-            .post(app.url("/webhook_endpoints"))
-            .bearer_auth(&app.api_key)
-            .json(&json!({"url": "https://hooks.example.com/other"}))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
-    let elsewhere = format!(
-        "/webhook_endpoints/{}/replays/{id}",
-        other_endpoint["id"].as_str().unwrap()
-    );
+    let other_endpoint = register(&app, "https://hooks.example.com/other").await;
+    let elsewhere = format!("/webhook_endpoints/{other_endpoint}/replays/{id}");
     assert_eq!(app.get(&elsewhere).send().await.unwrap().status(), 404);
     let (_, other_key) = add_merchant(&app.backend).await;
     let theirs = app
@@ -316,18 +308,7 @@ async fn replay_queues_what_the_endpoint_missed(app: TestApp) {
 /// boundaries (and the 100-record pages inside them) fall between one event's attempts. Each
 /// event is queued once, from its newest attempt.
 async fn a_replay_larger_than_a_step_queues_each_event_once(app: TestApp) {
-    let created = expect(
-        app.client
-            .post(app.url("/webhook_endpoints"))
-            .bearer_auth(&app.api_key)
-            .json(&json!({"url": "https://hooks.example.com/acp"}))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
-    let endpoint = created["id"].as_str().unwrap().to_owned();
+    let endpoint = register(&app, "https://hooks.example.com/acp").await;
     let mut expected = std::collections::BTreeSet::new();
     for _ in 0..150 {
         let session = app.create().await;

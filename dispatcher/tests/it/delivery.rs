@@ -423,6 +423,17 @@ async fn order_webhook_tasks_keep_the_name_their_delivery_began_under(kind: Kind
     assert!(logged[0].delivered());
 }
 
+/// A copy of the event's message on its second receive (as after a crash before its
+/// acknowledgement).
+fn received_again(e: &checkout::event::Event) -> dispatcher::Incoming {
+    dispatcher::Incoming {
+        message_id: "copy".to_owned(),
+        body: serde_json::to_string(e).unwrap(),
+        receive_count: 2,
+        lane: dispatcher::Lane::Main,
+    }
+}
+
 /// An event copy received again whose order-webhook delivery began under the former shared name
 /// (its first attempt failed there, before an upgrade) goes on under that name: its second
 /// attempt is made and logged there, not a first attempt under the merchant's own name.
@@ -435,12 +446,7 @@ async fn a_copy_received_again_goes_on_under_the_former_name(kind: Kind) {
     failed.http_status = Some(500);
     failed.next_attempt_at = Some(checkout::clock::now() - chrono::Duration::seconds(1));
     rig.backend.deliveries.record_first_attempts(&[failed]).await.unwrap();
-    let again = dispatcher::Incoming {
-        message_id: "copy".to_owned(),
-        body: serde_json::to_string(&completed).unwrap(),
-        receive_count: 2,
-        lane: dispatcher::Lane::Main,
-    };
+    let again = received_again(&completed);
     assert_eq!(rig.dispatcher.handle(&[again]).await, vec![Disposition::Done]);
     assert_eq!(rig.receiver.seen_at("/orders").len(), 1);
     let logged = rig.attempts(&legacy, &completed).await;
@@ -467,12 +473,7 @@ async fn order_webhooks_skip_the_former_name_once_it_holds_nothing(kind: Kind) {
     })
     .await;
     // A copy received again (as after a crash before its acknowledgement) reads the log.
-    let again = dispatcher::Incoming {
-        message_id: "copy".to_owned(),
-        body: serde_json::to_string(&completed).unwrap(),
-        receive_count: 2,
-        lane: dispatcher::Lane::Main,
-    };
+    let again = received_again(&completed);
     assert_eq!(rig.dispatcher.handle(&[again]).await, vec![Disposition::Done]);
     assert!(
         rig.log.latest_calls.load(std::sync::atomic::Ordering::SeqCst) > 0,
