@@ -160,18 +160,27 @@ pub async fn replay(
         )
         .map_err(|err| ApiError::invalid(ErrorCode::InvalidWindow, err.to_string(), "$.since"))?;
         let replays = state.backend.replays.as_ref();
-        let job = match replay::start(replays, steps.as_ref(), job, now).await {
-            Ok(job) => job,
-            Err(ReplayError::Store(StoreError::Changed { .. })) => {
-                let running = replays
-                    .replay(&merchant.id, &endpoint.id)
-                    .await
-                    .map_err(ApiError::storage)?;
-                return Err(ApiError::ReplayInProgress(
-                    running.map(|j| j.id.to_string()).unwrap_or_default(),
-                ));
+        let mut tries = 0;
+        let job = loop {
+            tries += 1;
+            match replay::start(replays, steps.as_ref(), job.clone(), now).await {
+                Ok(job) => break job,
+                Err(ReplayError::Store(StoreError::Changed { .. })) => {
+                    let current = replays
+                        .replay(&merchant.id, &endpoint.id)
+                        .await
+                        .map_err(ApiError::storage)?;
+                    match current {
+                        Some(running) if !running.replaceable(clock::now()) => {
+                            return Err(ApiError::ReplayInProgress(running.id.to_string()));
+                        }
+                        // It finished between the write and the read: once more.
+                        _ if tries < 2 => continue,
+                        _ => return Err(ApiError::storage("the endpoint's replay kept changing")),
+                    }
+                }
+                Err(err) => return Err(ApiError::storage(err)),
             }
-            Err(err) => return Err(ApiError::storage(err)),
         };
         Ok(reply(202, &job.view()))
     })

@@ -754,12 +754,9 @@ impl ReplayStore for DynamoStore {
             revision: 1,
             ..job.clone()
         };
-        // Free: no replay yet, the last one completed, or one abandoned.
-        let condition = "attribute_not_exists(pk) OR #status = :completed OR #updated_ms <= :stale";
-        let values = HashMap::from([
-            (":completed".to_owned(), s("completed")),
-            (":stale".to_owned(), n(stale)),
-        ]);
+        // Free: no replay yet, the last one finished (completed or failed), or one abandoned.
+        let condition = "attribute_not_exists(pk) OR #status <> :running OR #updated_ms <= :stale";
+        let values = HashMap::from([(":running".to_owned(), s("running")), (":stale".to_owned(), n(stale))]);
         self.write_replay(&stored, condition, values).await
     }
 
@@ -810,6 +807,7 @@ impl DynamoStore {
         let status = match job.status {
             ReplayStatus::Running => "running",
             ReplayStatus::Completed => "completed",
+            ReplayStatus::Failed => "failed",
         };
         item.insert("status".to_owned(), s(status));
         item.insert("updated_ms".to_owned(), n(job.updated_at.timestamp_millis()));

@@ -45,8 +45,10 @@ const PAGE: usize = 100;
 pub const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 
 /// A step message that finds its successor stored but no progress for this long takes the
-/// successor for lost and queues it again. Longer than any wait of a healthy step message
-/// (none is delayed; the runner takes one within seconds), shorter than [`ABANDONED_AFTER`].
+/// successor for lost and queues it again. Longer than a healthy step message waits (none is
+/// delayed, and a step takes seconds), shorter than [`ABANDONED_AFTER`]. Should steps of many
+/// replays queue up behind the runner's concurrency, a successor only waiting may be queued a
+/// second time: its copy loses the conditional write of the job and queues nothing.
 pub const SUCCESSOR_LOST_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
 /// How far in the future `until` may be (clocks differ a little).
@@ -57,6 +59,8 @@ const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(1);
 pub enum ReplayStatus {
     Running,
     Completed,
+    /// Its first step could not be queued: nothing was sent.
+    Failed,
 }
 
 /// A replay and how far it has got.
@@ -96,11 +100,15 @@ pub enum WindowError {
     Empty,
     #[error("until is in the future: a replay sends what was missed up to now")]
     InFuture,
+    #[error("the window ended more than {} days ago: the attempt log keeps nothing older", attempt_log::RETENTION.num_days())]
+    Expired,
 }
 
 impl ReplayJob {
     /// A new job over `[since, until]` for the endpoint, not yet stored. A window reaching back
-    /// further than the attempt log keeps records (30 days) starts where the log does.
+    /// further than the attempt log keeps records (30 days before now) starts where the log
+    /// does; one that ended before is refused. So both ends are within a few weeks of now, and
+    /// always stored in a form that reads back (four-digit years).
     pub fn new(
         merchant_id: MerchantId,
         endpoint_id: EndpointId,
@@ -115,11 +123,15 @@ impl ReplayJob {
         if since >= until {
             return Err(WindowError::Empty);
         }
+        let kept_from = now - attempt_log::RETENTION;
+        if until <= kept_from {
+            return Err(WindowError::Expired);
+        }
         Ok(Self {
             id: ReplayId::generate(),
             merchant_id,
             endpoint_id,
-            since: since.max(until - attempt_log::RETENTION),
+            since: since.max(kept_from),
             until,
             include_delivered,
             status: ReplayStatus::Running,
@@ -135,7 +147,7 @@ impl ReplayJob {
 
     /// Whether another replay of its endpoint may start in its place at `now`.
     pub fn replaceable(&self, now: Timestamp) -> bool {
-        self.status == ReplayStatus::Completed || self.updated_at + ABANDONED_AFTER <= now
+        self.status != ReplayStatus::Running || self.updated_at + ABANDONED_AFTER <= now
     }
 
     /// What the API shows of it.
@@ -227,9 +239,19 @@ pub async fn start(
         revision: job.revision + 1,
         ..job
     };
-    // If this send fails, the job stays `running` without a step: after ABANDONED_AFTER
-    // another replay may take its place.
-    steps.send(&ReplayStep::of(&stored).to_body(), Duration::ZERO).await?;
+    if let Err(err) = steps.send(&ReplayStep::of(&stored).to_body(), Duration::ZERO).await {
+        // Without its first step the job would never run: it is marked failed, so the client's
+        // retry may start another at once. (Should that write fail too, the job is replaced
+        // after ABANDONED_AFTER.)
+        let failed = ReplayJob {
+            status: ReplayStatus::Failed,
+            ..stored
+        };
+        if let Err(mark) = jobs.put_replay(&failed).await {
+            warn!(replay_id = %failed.id, error = %mark, "could not mark a replay that never started as failed");
+        }
+        return Err(err.into());
+    }
     info!(merchant_id = %stored.merchant_id, endpoint_id = %stored.endpoint_id, replay_id = %stored.id, "replay started");
     Ok(stored)
 }
@@ -473,6 +495,16 @@ mod tests {
         assert!(window(now - chrono::Duration::hours(1), now + chrono::Duration::seconds(30)).is_ok());
         let long = window(now - chrono::Duration::days(90), now).unwrap();
         assert_eq!(long.since, now - attempt_log::RETENTION, "nothing older is kept");
+        let old_end = now - attempt_log::RETENTION - chrono::Duration::hours(1);
+        assert_eq!(
+            window(old_end - chrono::Duration::days(1), old_end),
+            Err(WindowError::Expired),
+            "a window that ended before the log's 30 days"
+        );
+        let year_zero = chrono::DateTime::parse_from_rfc3339("0000-01-01T00:00:00+23:59")
+            .unwrap()
+            .to_utc();
+        assert_eq!(window(year_zero, now).unwrap().since, now - attempt_log::RETENTION);
         let exact = window(now - chrono::Duration::days(30), now).unwrap();
         assert_eq!(exact.since, now - chrono::Duration::days(30));
     }

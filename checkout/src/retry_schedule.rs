@@ -31,7 +31,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * HOUR);
 /// Limits of a schedule an operator sets. A delivery waits on its queue message: SQS keeps a
 /// message 14 days and redrives it after 50 receives, and a wait over 11 h takes one receive
 /// per 11 h. Every wait is at most 24 h — and so is a `Retry-After` we honour, which may
-/// replace any wait — so twelve retries last at most 12 days and take at most 36 receives:
+/// replace any wait — so twelve retries last at most 12 days and take at most 37 receives (with the first attempt's):
 /// inside both, with room for rate-limit deferrals.
 pub const MAX_RETRIES: usize = 12;
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * HOUR);

@@ -237,6 +237,21 @@ async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signe
     // A replay runs in the replay runner: it reads each event by its version (a GetItem its
     // policy must allow) and queues it for the dispatcher, which sends it again.
     let endpoint_id = endpoint["id"].as_str().unwrap();
+    // A webhook arrives before its attempt is recorded: replay once the log has all three.
+    let attempts = format!("/webhook_endpoints/{endpoint_id}/attempts?limit=100");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, page) = client.call(reqwest::Method::GET, &attempts, None, None).await;
+        assert_eq!(status, 200, "{page}");
+        if page["data"].as_array().is_some_and(|d| d.len() >= 3) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attempts were not logged: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
     let (status, replay) = client
         .call(

@@ -384,6 +384,11 @@ async fn one_replay_runs_at_a_time_up_to_now_and_to_an_enabled_endpoint(app: Tes
             .unwrap();
         assert_error(&expect(future, 400).await, "invalid_window");
     }
+    // A window that ended before the log's 30 days (year 0 in UTC is year -1: a time no one
+    // could read back once stored).
+    let expired = json!({ "since": "0000-01-01T00:00:00+23:59", "until": "0000-01-02T00:00:00Z" });
+    let refused = app.post(&path, &expired).send().await.unwrap();
+    assert_error(&expect(refused, 400).await, "invalid_window");
     let ancient = json!({ "since": "2001-01-01T00:00:00Z" });
     let clamped = expect(app.post(&path, &ancient).send().await.unwrap(), 202).await;
     let at = |field: &str| chrono::DateTime::parse_from_rfc3339(clamped[field].as_str().unwrap()).unwrap();

@@ -7,7 +7,7 @@ use checkout::clock::Clock;
 use checkout::delivery_task::QueueMessage;
 use checkout::event::Event;
 use checkout::ids::EventId;
-use checkout::ports::{DeliveryQueue, QueuedMessage};
+use checkout::ports::{DeliveryQueue, PipelineError, QueuedMessage};
 use checkout::replay::{self, ReplayJob, ReplayPorts, ReplayStatus, Replayer, StepOutcome};
 use checkout::testkit::{ManualClock, attempt_record, event};
 use embedded_backend::{EmbeddedQueue, QueueConfig};
@@ -198,6 +198,52 @@ async fn an_event_received_at_any_attempt_is_not_replayed(kind: Kind) {
     );
 }
 
+/// A queue that is down.
+struct DownQueue;
+
+#[async_trait::async_trait]
+impl DeliveryQueue for DownQueue {
+    async fn send(&self, _body: &str, _delay: Duration) -> Result<(), PipelineError> {
+        Err(PipelineError::invalid("down"))
+    }
+    async fn receive(&self, _max: usize, _wait: Duration) -> Result<Vec<QueuedMessage>, PipelineError> {
+        Ok(Vec::new())
+    }
+    async fn delete(&self, _receipt: &str) -> Result<(), PipelineError> {
+        Ok(())
+    }
+    async fn set_visibility(&self, _receipt: &str, _timeout: Duration) -> Result<(), PipelineError> {
+        Ok(())
+    }
+}
+
+/// A replay whose first step cannot be queued is marked failed (it would never run), so the
+/// merchant's retry starts another at once instead of meeting a 409 for ten minutes.
+async fn a_replay_that_cannot_start_does_not_block_the_next(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    missed(&rig, 1, 1).await;
+    let replays = replays(&rig);
+    let now = replays.clock.now();
+    let job = |at| {
+        ReplayJob::new(
+            rig.merchant.id.clone(),
+            rig.endpoint.id.clone(),
+            at - chrono::Duration::hours(1),
+            at,
+            false,
+            at,
+        )
+        .unwrap()
+    };
+    let jobs = rig.backend.replays.as_ref();
+    assert!(replay::start(jobs, &DownQueue, job(now), now).await.is_err());
+    let stored = jobs.replay(&rig.merchant.id, &rig.endpoint.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ReplayStatus::Failed);
+    replay::start(jobs, replays.steps.as_ref(), job(now), now)
+        .await
+        .unwrap();
+}
+
 /// What a replay queues reaches the endpoint through the dispatcher: each missed event once,
 /// with its own `webhook-id` and the attempt number after the ones made.
 async fn a_replay_reaches_the_endpoint(kind: Kind) {
@@ -225,5 +271,6 @@ async fn a_replay_reaches_the_endpoint(kind: Kind) {
 on_every_backend!(
     a_step_lost_or_received_again_queues_each_event_once,
     an_event_received_at_any_attempt_is_not_replayed,
+    a_replay_that_cannot_start_does_not_block_the_next,
     a_replay_reaches_the_endpoint,
 );
