@@ -5,6 +5,7 @@ mod deliveries;
 mod dynamo;
 mod error;
 pub mod lambda_process;
+mod merchants;
 mod messaging;
 pub mod stored_event;
 mod stream;

@@ -30,6 +30,7 @@ pub mod payment;
 pub mod ports;
 pub mod pricing;
 pub mod replay;
+pub mod replay_job;
 pub mod retry_schedule;
 pub mod service;
 pub mod session;

@@ -6,7 +6,7 @@ use crate::event::Event;
 use crate::idempotency::{Claim, Completion, IdempotencyKey};
 use crate::ids::{EndpointId, EventId, MerchantId, SessionId};
 use crate::merchant::Merchant;
-use crate::replay::ReplayJob;
+use crate::replay_job::ReplayJob;
 use crate::webhook_endpoint::WebhookEndpoint;
 use async_trait::async_trait;
 use std::net::IpAddr;
