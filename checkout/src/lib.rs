@@ -35,6 +35,7 @@ pub mod retry_schedule;
 pub mod service;
 pub mod session;
 pub mod signature;
+pub mod signing_key;
 pub mod url_safety;
 pub mod webhook_endpoint;
 

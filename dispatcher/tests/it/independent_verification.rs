@@ -89,3 +89,64 @@ fn standardwebhooks_python_rejects_a_tampered_body() {
     assert!(!out.status.success(), "a tampered body must not verify");
     assert!(String::from_utf8_lossy(&out.stderr).contains("WebhookVerificationError"));
 }
+
+const VERIFY_V1A: &str = r#"
+import base64, json, sys
+from nacl.signing import VerifyKey
+request = json.load(sys.stdin)
+key = VerifyKey(base64.b64decode(request["public"].removeprefix("whpk_")))
+content = f'{request["id"]}.{request["timestamp"]}.{request["body"]}'.encode()
+for signature in request["signature"].split(" "):
+    version, _, sig = signature.partition(",")
+    if version == "v1a":
+        key.verify(content, base64.b64decode(sig))
+        print("verified")
+        break
+else:
+    sys.exit("no v1a signature")
+"#;
+
+/// `v1a` (ed25519) signatures checked by libsodium (PyNaCl): the reference vector's key, and a
+/// key we generated; a tampered body is refused.
+#[test]
+fn pynacl_verifies_our_ed25519_signatures() {
+    let python = std::env::var("ACP_TEST_PYTHON")
+        .expect("ACP_TEST_PYTHON is not set: run the suite with scripts/test, which installs the verifier");
+    let now = checkout::clock::now();
+    let reference = checkout::signing_key::SigningKey::from_private(
+        "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==",
+        now,
+    )
+    .unwrap();
+    let generated = checkout::signing_key::SigningKey::generate(now).unwrap();
+    let body = r#"{"test": 2432232314}"#;
+    for (key, sent_body, ok) in [
+        (&reference, body, true),
+        (&generated, body, true),
+        (&generated, "{}", false),
+    ] {
+        let input = serde_json::json!({
+            "public": key.public,
+            "id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "timestamp": 1_614_265_330,
+            "body": sent_body,
+            "signature": key.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body.as_bytes()).unwrap(),
+        });
+        let mut child = Command::new(&python)
+            .args(["-c", VERIFY_V1A])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        serde_json::to_writer(child.stdin.take().unwrap(), &input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.success() && stdout.trim() == "verified",
+            ok,
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
