@@ -22,6 +22,14 @@ pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_proces
             "required: the payment processor; `test` (the one built in) approves test tokens only",
         ),
         (
+            "ACP_PUBLIC_BASE_URL",
+            "the API's address as clients reach it, for /.well-known/acp.json (default: as API Gateway names it)",
+        ),
+        (
+            "ACP_SUPPORTED_CURRENCIES",
+            "the currencies /.well-known/acp.json announces, comma-separated (default usd)",
+        ),
+        (
             "REPLAY_STEPS_QUEUE_URL",
             "where replays start, for the replay runner (without it, replay answers 503)",
         ),
@@ -41,6 +49,11 @@ pub enum Processor {
 pub struct Settings {
     pub processor: Processor,
     pub replay_steps_queue_url: Option<String>,
+    /// `ACP_PUBLIC_BASE_URL`: where clients reach the API (behind a custom domain); else as API
+    /// Gateway names it per request.
+    pub public_base_url: Option<String>,
+    /// `ACP_SUPPORTED_CURRENCIES`: comma-separated, announced by `/.well-known/acp.json`.
+    pub supported_currencies: Vec<String>,
     /// `ACP_ALLOW_LOOPBACK_WEBHOOKS=1`: webhook URLs on this machine are accepted. For test rigs
     /// only; the template never sets it.
     pub allow_loopback_webhooks: bool,
@@ -55,6 +68,8 @@ pub enum SettingsError {
     NoProcessor,
     #[error("PAYMENT_PROCESSOR={0:?} is not a payment processor this build has (it has `test`)")]
     UnknownProcessor(String),
+    #[error("ACP_SUPPORTED_CURRENCIES={0:?} is not a list of ISO 4217 codes in lower case, such as usd,eur")]
+    BadCurrencies(String),
 }
 
 impl Settings {
@@ -68,18 +83,55 @@ impl Settings {
             Some("test") => Processor::Test,
             Some(other) => return Err(SettingsError::UnknownProcessor(other.to_owned())),
         };
+        let supported_currencies = match get("ACP_SUPPORTED_CURRENCIES") {
+            None => vec!["usd".to_owned()],
+            Some(raw) => {
+                let codes: Vec<String> = raw.split(',').map(|c| c.trim().to_owned()).collect();
+                let valid = codes
+                    .iter()
+                    .all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_lowercase()));
+                if !valid {
+                    return Err(SettingsError::BadCurrencies(raw));
+                }
+                codes
+            }
+        };
         Ok(Self {
             processor,
             replay_steps_queue_url: get("REPLAY_STEPS_QUEUE_URL").filter(|u| !u.is_empty()),
+            public_base_url: get("ACP_PUBLIC_BASE_URL").filter(|u| !u.is_empty()),
+            supported_currencies,
             allow_loopback_webhooks: get("ACP_ALLOW_LOOPBACK_WEBHOOKS")
                 .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")),
         })
     }
 }
 
-/// The API with the stage taken out of each request's path.
+/// The API with the stage taken out of each request's path, and the address clients reach it
+/// at noted on each request.
 pub fn service(state: AppState) -> MapRequest<Router, fn(Request) -> Request> {
-    MapRequest::new(router(state), strip_stage)
+    MapRequest::new(router(state), from_api_gateway)
+}
+
+fn from_api_gateway(request: Request) -> Request {
+    note_public_base_url(strip_stage(request))
+}
+
+/// `https://{domain}/{stage}` (no stage on `$default`), from API Gateway's request context.
+pub fn note_public_base_url(mut request: Request) -> Request {
+    let base = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.domain_name.clone().map(|domain| {
+            match context.stage.as_deref().filter(|s| *s != "$default" && !s.is_empty()) {
+                Some(stage) => format!("https://{domain}/{stage}"),
+                None => format!("https://{domain}"),
+            }
+        }),
+        _ => None,
+    };
+    if let Some(base) = base {
+        request.extensions_mut().insert(crate::discovery::PublicBaseUrl(base));
+    }
+    request
 }
 
 /// `/dev/checkout_sessions` on stage `dev` becomes `/checkout_sessions`; anything else is left as
@@ -151,6 +203,41 @@ mod tests {
         .unwrap();
         assert_eq!(settings.processor, Processor::Test);
         assert_eq!(settings.replay_steps_queue_url.as_deref(), Some("https://q"));
+    }
+
+    #[test]
+    fn the_public_base_url_is_the_domain_and_named_stage() {
+        let base = |stage: &str| {
+            let mut request = on_stage(stage, "/x");
+            if let Some(RequestContext::ApiGatewayV2(context)) = request.extensions_mut().get_mut::<RequestContext>() {
+                context.domain_name = Some("abc.execute-api.us-east-1.amazonaws.com".to_owned());
+            }
+            note_public_base_url(request)
+                .extensions()
+                .get::<crate::discovery::PublicBaseUrl>()
+                .map(|b| b.0.clone())
+        };
+        assert_eq!(
+            base("dev").as_deref(),
+            Some("https://abc.execute-api.us-east-1.amazonaws.com/dev")
+        );
+        assert_eq!(
+            base("$default").as_deref(),
+            Some("https://abc.execute-api.us-east-1.amazonaws.com")
+        );
+        let settings = Settings::from_lookup(|name| match name {
+            "PAYMENT_PROCESSOR" => Some("test".to_owned()),
+            "ACP_SUPPORTED_CURRENCIES" => Some("usd, eur".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(settings.supported_currencies, ["usd", "eur"]);
+        let bad = Settings::from_lookup(|name| match name {
+            "PAYMENT_PROCESSOR" => Some("test".to_owned()),
+            "ACP_SUPPORTED_CURRENCIES" => Some("USD".to_owned()),
+            _ => None,
+        });
+        assert_eq!(bad, Err(SettingsError::BadCurrencies("USD".to_owned())));
     }
 
     #[test]

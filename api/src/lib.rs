@@ -10,6 +10,7 @@
 
 mod auth;
 mod deliveries;
+pub mod discovery;
 mod echo;
 mod endpoints;
 mod error;
@@ -52,6 +53,10 @@ pub struct AppState {
     replay_steps: Option<Arc<dyn DeliveryQueue>>,
     /// How long a client may take to send a request body.
     body_read_timeout: std::time::Duration,
+    /// Where clients reach the API, when configured (else as the front names it per request).
+    public_base_url: Option<String>,
+    /// The currencies the discovery document announces (ISO 4217, lower case).
+    supported_currencies: Vec<String>,
 }
 
 impl AppState {
@@ -65,6 +70,8 @@ impl AppState {
             resolver: Arc::new(SystemResolver),
             replay_steps: None,
             body_read_timeout: BODY_READ_TIMEOUT,
+            public_base_url: None,
+            supported_currencies: vec!["usd".to_owned()],
         }
     }
 
@@ -84,6 +91,18 @@ impl AppState {
     /// The replay-steps queue, where replays start.
     pub fn with_replay_steps(mut self, queue: Arc<dyn DeliveryQueue>) -> Self {
         self.replay_steps = Some(queue);
+        self
+    }
+
+    /// The API's address as clients reach it (`/.well-known/acp.json`'s `api_base_url`).
+    pub fn with_public_base_url(mut self, url: impl Into<String>) -> Self {
+        self.public_base_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The currencies `/.well-known/acp.json` announces (default `usd`, the demo catalog's).
+    pub fn with_supported_currencies(mut self, currencies: Vec<String>) -> Self {
+        self.supported_currencies = currencies;
         self
     }
 

@@ -1,5 +1,5 @@
 //! The API's routes: the ACP checkout endpoints (create, update, retrieve, complete, cancel)
-//! and the merchant's webhook endpoints, attempt log and replay.
+//! the merchant's webhook endpoints, attempt log and replay, and the ACP discovery document.
 
 use crate::AppState;
 use crate::echo::echo;
@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::extract::{Caller, Json, JsonOrEmpty, KeyScope, RequiredKey};
 use crate::path_id::PathId;
 use crate::reply::ApiReply;
-use crate::{deliveries, endpoints};
+use crate::{deliveries, discovery, endpoints};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post, put};
@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
             get(deliveries::replay_progress),
         )
         .route("/events/{id}/attempts", get(deliveries::by_event))
+        .route("/.well-known/acp.json", get(discovery::acp_json))
         .route(
             "/order_webhook",
             put(endpoints::set_order_webhook)

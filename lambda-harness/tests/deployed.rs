@@ -283,6 +283,18 @@ async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signe
             of_session(seen, &session).len() >= 6
         })
         .await;
+    // The discovery document names the API where API Gateway serves it: its domain and stage.
+    let (status, discovery) = client
+        .call(reqwest::Method::GET, "/.well-known/acp.json", None, None)
+        .await;
+    assert_eq!(status, 200, "{discovery}");
+    assert_eq!(
+        discovery["api_base_url"],
+        format!(
+            "https://harness.execute-api.us-east-1.amazonaws.com/{}",
+            deployment.stage
+        )
+    );
     // Outside the stage, API Gateway answers itself.
     let outside = reqwest::get(format!("{}/checkout_sessions", deployment.host_url()))
         .await

@@ -67,13 +67,14 @@ impl Stack {
             None => tokio::spawn(async {}),
         };
         let projection = tokio::spawn(projection::run(projector, adapters.source, projection_stopped));
-        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
-            .with_url_policy(policy)
-            .with_replay_steps(adapters.replay_steps.clone());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
+            .with_url_policy(policy)
+            .with_replay_steps(adapters.replay_steps.clone())
+            .with_public_base_url(format!("http://{addr}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             server::serve(listener, api::router(state), async {

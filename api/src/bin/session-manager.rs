@@ -27,7 +27,12 @@ async fn main() -> Result<ExitCode, lambda_http::Error> {
     let policy = checkout::url_safety::UrlPolicy {
         allow_loopback: settings.allow_loopback_webhooks,
     };
-    let mut state = AppState::new(Backend::from_one(Arc::new(store)), processor).with_url_policy(policy);
+    let mut state = AppState::new(Backend::from_one(Arc::new(store)), processor)
+        .with_url_policy(policy)
+        .with_supported_currencies(settings.supported_currencies.clone());
+    if let Some(url) = &settings.public_base_url {
+        state = state.with_public_base_url(url.as_str());
+    }
     // Replays start on the replay-steps queue; the replay runner carries them on.
     if let Some(url) = settings.replay_steps_queue_url {
         state = state.with_replay_steps(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));

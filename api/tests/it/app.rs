@@ -93,12 +93,13 @@ impl TestApp {
             },
             checkout::clock::system(),
         ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
             .with_resolver(Arc::new(StaticResolver))
             .with_url_policy(policy)
-            .with_replay_steps(steps.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+            .with_replay_steps(steps.clone())
+            .with_public_base_url(base.as_str());
         tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
         let (merchant, api_key) = add_merchant(&backend).await;
         Self {

@@ -4,6 +4,7 @@ mod app;
 mod bad_input;
 mod concurrency;
 mod deliveries;
+mod discovery;
 mod endpoints;
 mod examples;
 mod flow;
