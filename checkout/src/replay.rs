@@ -110,11 +110,7 @@ pub struct ReplayPorts {
 
 /// Runs replay steps.
 pub struct Replayer {
-    events: Arc<dyn EventStore>,
-    log: Arc<dyn DeliveryLog>,
-    jobs: Arc<dyn ReplayStore>,
-    deliveries: Arc<dyn DeliveryQueue>,
-    steps: Arc<dyn DeliveryQueue>,
+    ports: ReplayPorts,
     clock: SharedClock,
 }
 
@@ -129,21 +125,7 @@ enum Enqueued {
 
 impl Replayer {
     pub fn new(ports: ReplayPorts, clock: SharedClock) -> Self {
-        let ReplayPorts {
-            events,
-            log,
-            jobs,
-            deliveries,
-            steps,
-        } = ports;
-        Self {
-            events,
-            log,
-            jobs,
-            deliveries,
-            steps,
-            clock,
-        }
+        Self { ports, clock }
     }
 
     /// Runs the step a queue message names; a body that names none is an error, kept for the
@@ -155,7 +137,7 @@ impl Replayer {
 
     /// Runs the step the message names.
     pub async fn step(&self, step: &ReplayStep) -> Result<StepOutcome, ReplayError> {
-        let job = self.jobs.replay(&step.merchant_id, &step.endpoint_id).await?;
+        let job = self.ports.jobs.replay(&step.merchant_id, &step.endpoint_id).await?;
         let Some(job) = job.filter(|j| j.id == step.id) else {
             info!(merchant_id = %step.merchant_id, replay_id = %step.id, "replay replaced or gone: step dropped");
             return Ok(StepOutcome::Finished);
@@ -170,7 +152,7 @@ impl Replayer {
             return Ok(StepOutcome::Finished);
         }
         let next = self.walk(&job).await?;
-        match self.jobs.put_replay(&next).await {
+        match self.ports.jobs.put_replay(&next).await {
             Ok(()) => {}
             // Another copy of this message ran the step and stored it first.
             Err(StoreError::Changed { .. }) => return Ok(StepOutcome::Finished),
@@ -191,7 +173,8 @@ impl Replayer {
             "replay step"
         );
         if stored.status == ReplayStatus::Running {
-            self.steps
+            self.ports
+                .steps
                 .send(&ReplayStep::of(&stored).to_body(), Duration::ZERO)
                 .await?;
         }
@@ -205,7 +188,10 @@ impl Replayer {
             return Ok(StepOutcome::LookAgainLater);
         }
         warn!(merchant_id = %job.merchant_id, replay_id = %job.id, revision = job.revision, "replay step lost: queued again");
-        self.steps.send(&ReplayStep::of(job).to_body(), Duration::ZERO).await?;
+        self.ports
+            .steps
+            .send(&ReplayStep::of(job).to_body(), Duration::ZERO)
+            .await?;
         Ok(StepOutcome::Finished)
     }
 
@@ -225,7 +211,7 @@ impl Replayer {
         let mut last_event = job.cursor.as_deref().and_then(attempt_log::event_of_sort_key);
         let mut read = 0;
         loop {
-            let page = self.log.attempts(job.endpoint_id.as_str(), &query).await?;
+            let page = self.ports.log.attempts(job.endpoint_id.as_str(), &query).await?;
             let full = page.len() == query.limit;
             read += page.len();
             let mut chosen = Vec::new();
@@ -281,13 +267,13 @@ impl Replayer {
     /// the endpoint was disabled), and the task sends nothing if the endpoint gets it meanwhile.
     async fn enqueue(&self, record: &AttemptRecord, even_if_delivered: bool) -> Result<Enqueued, ReplayError> {
         if !even_if_delivered {
-            let all = self.log.attempts_of(&record.target, &record.event_id).await?;
+            let all = self.ports.log.attempts_of(&record.target, &record.event_id).await?;
             if all.iter().any(AttemptRecord::delivered) {
                 return Ok(Enqueued::Skipped);
             }
         }
         // One read of the event's own version, not the session's whole history.
-        let found = match self.events.event_at(&record.session_id, record.version).await {
+        let found = match self.ports.events.event_at(&record.session_id, record.version).await {
             Ok(found) => found,
             Err(StoreError::Corrupt(reason)) => {
                 error!(session_id = %record.session_id, event_id = %record.event_id, %reason, "replay skips an unreadable event");
@@ -300,7 +286,7 @@ impl Replayer {
         };
         let raw = serde_json::value::to_raw_value(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let task = TaskMessage::new(&record.target, record.attempt + 1, even_if_delivered, &raw);
-        self.deliveries.send(&task.to_body(), Duration::ZERO).await?;
+        self.ports.deliveries.send(&task.to_body(), Duration::ZERO).await?;
         Ok(Enqueued::Queued)
     }
 }
