@@ -61,7 +61,7 @@ impl ApiError {
     }
 
     /// The system's random source failed: not a storage problem, though also worth a retry.
-    pub fn no_randomness(err: getrandom::Error) -> Self {
+    pub fn no_randomness(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "no random bytes for a signing secret");
         Self::NoRandomness
     }

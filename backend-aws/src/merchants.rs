@@ -4,20 +4,38 @@ use crate::dynamo::first_condition_failed;
 use crate::dynamo::{DynamoStore, Item, conditional_put, doc, get_s, n, revision_condition, s, to_doc, with};
 use crate::error::{corrupt, failed_call, unavailable};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use checkout::clock::Timestamp;
 use checkout::ids::{EndpointId, MerchantId};
 use checkout::merchant::Merchant;
 use checkout::ports::{EndpointStore, MerchantStore, ReplayStore, StoreError};
 use checkout::replay::{ReplayJob, ReplayStatus};
+use checkout::signing_key::PublishedKey;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use std::collections::HashMap;
 
 // The merchants table holds, under partition `merchant#{id}`, the profile (sort key `profile`)
 // the webhook endpoints (`endpoint#{id}`) and each endpoint's latest replay
-// (`replay#{endpoint id}`); under `apikey#{hash}`, the key's merchant.
+// (`replay#{endpoint id}`); under `apikey#{hash}`, the key's merchant; under `webhook-keys`,
+// one item per ed25519 public key (sort key: its kid), written in the transaction of its
+// endpoint's write, with `expires_at` (the table's TTL) once it stops signing. One partition,
+// so `/.well-known/webhook-keys` is one query; it names no merchant.
 const PROFILE: &str = "profile";
 const API_KEY: &str = "apikey";
+const KEY_REGISTRY: &str = "webhook-keys";
+
+fn registry_key(kid: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(KEY_REGISTRY)), ("sk".to_owned(), s(kid))])
+}
+
+/// The registry item of a key: its published form, and its end for the table's TTL.
+fn registry_item(key: &PublishedKey) -> Result<Item, StoreError> {
+    let mut item = with(registry_key(&key.kid), "doc", to_doc(key)?);
+    if let Some(end) = key.expires_at {
+        item.insert("expires_at".to_owned(), n(end.timestamp()));
+    }
+    Ok(item)
+}
 
 fn merchant_key(id: &MerchantId, sk: &str) -> Item {
     HashMap::from([
@@ -213,22 +231,53 @@ impl EndpointStore for DynamoStore {
         );
         item.insert("revision".to_owned(), n(next.revision as i64));
         let (condition, values) = revision_condition(endpoint.revision);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.merchants)
+        let changed = || StoreError::Changed {
+            what: "endpoint",
+            id: endpoint.id.to_string(),
+        };
+        if endpoint.signing_keys.is_empty() {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.tables.merchants)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .expression_attribute_names("#revision", "revision")
+                .set_expression_attribute_values(values)
+                .send()
+                .await;
+            return match conditional_put(result)? {
+                true => Ok(()),
+                false => Err(changed()),
+            };
+        }
+        // With its keys: each key's registry item in the same transaction (a key leaves the
+        // record only after a stored write gave it an end, so upserts are all it takes).
+        let table = &self.tables.merchants;
+        let endpoint_put = Put::builder()
+            .table_name(table)
             .set_item(Some(item))
             .condition_expression(condition)
             .expression_attribute_names("#revision", "revision")
             .set_expression_attribute_values(values)
-            .send()
-            .await;
-        match conditional_put(result)? {
-            true => Ok(()),
-            false => Err(StoreError::Changed {
-                what: "endpoint",
-                id: endpoint.id.to_string(),
-            }),
+            .build()
+            .map_err(unavailable)?;
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(endpoint_put).build());
+        for key in &endpoint.signing_keys {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(registry_item(&key.published())?))
+                .build()
+                .map_err(unavailable)?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if first_condition_failed(&err) => Err(changed()),
+            Err(err) => Err(failed_call(err)),
         }
     }
 
@@ -267,15 +316,70 @@ impl EndpointStore for DynamoStore {
     }
 
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.tables.merchants)
-            .set_key(Some(merchant_key(merchant, &endpoint_sk(id))))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(failed_call)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        // Its keys leave the registry with it, in one transaction conditional on the endpoint
+        // as read (a rotation between the read and the delete could add a key).
+        for _ in 0..DELETE_TRIES {
+            let Some(endpoint) = self.endpoint(merchant, id).await? else {
+                return Ok(false);
+            };
+            let table = &self.tables.merchants;
+            let (condition, values) = revision_condition(endpoint.revision);
+            let delete = Delete::builder()
+                .table_name(table)
+                .set_key(Some(merchant_key(merchant, &endpoint_sk(id))))
+                .condition_expression(condition)
+                .expression_attribute_names("#revision", "revision")
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(unavailable)?;
+            let mut request = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(delete).build());
+            for key in &endpoint.signing_keys {
+                let unpublish = Delete::builder()
+                    .table_name(table)
+                    .set_key(Some(registry_key(&key.kid)))
+                    .build()
+                    .map_err(unavailable)?;
+                request = request.transact_items(TransactWriteItem::builder().delete(unpublish).build());
+            }
+            match request.send().await {
+                Ok(_) => return Ok(true),
+                Err(err) if first_condition_failed(&err) => continue,
+                Err(err) => return Err(failed_call(err)),
+            }
+        }
+        Err(StoreError::Changed {
+            what: "endpoint",
+            id: id.to_string(),
+        })
+    }
+
+    async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.merchants)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(KEY_REGISTRY))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(failed_call)?;
+            for item in out.items() {
+                keys.push(doc(item, "published key")?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
     }
 }
+
+/// How often a delete is tried again when the endpoint changed between its read and the delete.
+const DELETE_TRIES: usize = 20;

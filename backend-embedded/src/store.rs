@@ -12,6 +12,7 @@ use checkout::ports::{
     Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
 };
 use checkout::replay::ReplayJob;
+use checkout::signing_key::PublishedKey;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -286,6 +287,15 @@ impl EndpointStore for EmbeddedStore {
         let before = list.len();
         list.retain(|e| &e.id != id);
         Ok(list.len() < before)
+    }
+
+    async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError> {
+        // All in one map already: the registry is the endpoints themselves.
+        let state = self.state.lock();
+        let endpoints = state.endpoints.values().flatten();
+        Ok(endpoints
+            .flat_map(|e| e.signing_keys.iter().map(|k| k.published()))
+            .collect())
     }
 }
 

@@ -7,6 +7,7 @@ use crate::idempotency::{Claim, Completion, IdempotencyKey};
 use crate::ids::{EndpointId, EventId, MerchantId, SessionId};
 use crate::merchant::Merchant;
 use crate::replay_job::ReplayJob;
+use crate::signing_key::PublishedKey;
 use crate::webhook_endpoint::WebhookEndpoint;
 use async_trait::async_trait;
 use std::net::IpAddr;
@@ -114,6 +115,12 @@ pub trait EndpointStore: Send + Sync {
     async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError>;
     /// `false` when there was no such endpoint.
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError>;
+    /// The public half of every endpoint's ed25519 keys, current, in grace or retired, with
+    /// when each stops signing: what `/.well-known/webhook-keys` publishes. One read of a key
+    /// registry that `put_endpoint` and `delete_endpoint` keep in step with the endpoints in
+    /// their own transaction (never a scan of the endpoints); a key of a deleted endpoint is
+    /// gone or ended. Expired keys may linger until the store drops them.
+    async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError>;
 }
 
 /// Each endpoint's latest replay job (see [`crate::replay`]): one record per endpoint.

@@ -93,15 +93,16 @@ impl SigningKey {
 
     /// The public key as a JWK (RFC 8037).
     pub fn jwk(&self) -> Result<serde_json::Value, KeyError> {
-        let public = public_bytes(&self.public)?;
-        Ok(serde_json::json!({
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": URL_SAFE_NO_PAD.encode(public),
-            "kid": self.kid,
-            "use": "sig",
-            "alg": "EdDSA",
-        }))
+        jwk(&self.kid, &self.public)
+    }
+
+    /// What a store publishes of it.
+    pub fn published(&self) -> PublishedKey {
+        PublishedKey {
+            kid: self.kid.clone(),
+            public: self.public.clone(),
+            expires_at: self.expires_at,
+        }
     }
 
     /// One `v1a,<base64>` signature of `{id}.{timestamp}.{body}`.
@@ -116,6 +117,39 @@ impl SigningKey {
         content.extend_from_slice(body);
         Ok(format!("v1a,{}", STANDARD.encode(pair.sign(&content).as_ref())))
     }
+}
+
+/// A public key as stores publish it for `/.well-known/webhook-keys`: its `kid`, its `whpk_`
+/// form and when it stops signing. Nothing says whose key it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedKey {
+    pub kid: String,
+    pub public: String,
+    #[serde(default, with = "crate::clock::optional_rfc3339_serde")]
+    pub expires_at: Option<Timestamp>,
+}
+
+impl PublishedKey {
+    /// Whether it still signs at `now` (so receivers must still accept it).
+    pub fn active(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+
+    pub fn jwk(&self) -> Result<serde_json::Value, KeyError> {
+        jwk(&self.kid, &self.public)
+    }
+}
+
+fn jwk(kid: &str, public: &str) -> Result<serde_json::Value, KeyError> {
+    let public = public_bytes(public)?;
+    Ok(serde_json::json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": URL_SAFE_NO_PAD.encode(public),
+        "kid": kid,
+        "use": "sig",
+        "alg": "EdDSA",
+    }))
 }
 
 fn pair_of(private: &str) -> Result<([u8; SEED_LEN], [u8; PUBLIC_LEN]), KeyError> {

@@ -1,11 +1,21 @@
-//! A merchant's webhook endpoint: where events go, which ones, how fast, signed with which
-//! secrets. Secrets are `whsec_` + base64 of 24 random bytes (the Standard Webhooks format); a
-//! rotated-out secret keeps signing next to the new one until its grace period ends, so
-//! receivers can switch without dropping a delivery.
+//! A merchant's webhook endpoint: where events go, which ones, how fast, signed how and with
+//! which credentials.
+//!
+//! - HMAC secrets are `whsec_` + base64 of 24 random bytes (Standard Webhooks `v1`). Every
+//!   endpoint has one, whatever its scheme, so it can switch back to `hmac` at any time.
+//! - ed25519 key pairs ([`SigningKey`], Standard Webhooks `v1a`) exist while the endpoint's
+//!   [`SignatureScheme`] asks for them; their public halves are published for receivers.
+//!
+//! A rotation replaces the current credential of each kind the scheme uses; the rotated-out one
+//! keeps signing next to the new one until its grace period ends, so receivers can switch without
+//! dropping a delivery. A credential leaves the record only at a later change, after the expiry
+//! that a stored change gave it has passed: so a store that publishes public keys learns every
+//! key's end before the key is gone from the record (see `EndpointStore::published_keys`).
 
 use crate::clock::Timestamp;
 use crate::event::EventType;
 use crate::ids::{EndpointId, MerchantId};
+use crate::signing_key::{KeyError, SigningKey};
 use base64::Engine;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
@@ -20,6 +30,41 @@ pub const MAX_RATE_LIMIT: u32 = 10_000;
 pub const FAILING_DISABLE_AFTER: Duration = Duration::days(5);
 /// An endpoint's description, at most this many characters.
 pub const MAX_DESCRIPTION_LEN: usize = 500;
+/// Rotated-out credentials of one kind still signing beside the current one, at most: a further
+/// rotation ends the oldest one's grace at once. Bounds the record, the signature header and the
+/// work of every delivery, whatever a merchant's script does.
+pub const MAX_IN_GRACE: usize = 4;
+
+/// Which signatures a delivery carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// `v1` (HMAC-SHA256 with the endpoint's secret): what every Standard Webhooks library checks.
+    #[default]
+    Hmac,
+    /// `v1a` (ed25519): receivers verify with a published public key, no shared secret.
+    Ed25519,
+    /// Both, for a receiver moving from one to the other.
+    Both,
+}
+
+impl SignatureScheme {
+    pub fn signs_hmac(self) -> bool {
+        self != Self::Ed25519
+    }
+
+    pub fn signs_ed25519(self) -> bool {
+        self != Self::Hmac
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hmac => "hmac",
+            Self::Ed25519 => "ed25519",
+            Self::Both => "both",
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningSecret {
@@ -64,6 +109,43 @@ pub struct WebhookEndpoint {
     /// How many times it was stored (see [`crate::merchant::Merchant::revision`]).
     #[serde(default)]
     pub revision: u64,
+    #[serde(default)]
+    pub signature_scheme: SignatureScheme,
+    /// ed25519 key pairs: the current one first, then rotated-out or retired ones (each with
+    /// its `expires_at`). Empty for an endpoint that never signed with `v1a`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<SigningKey>,
+}
+
+/// A signing credential that can be rotated out: it signs until its `expires_at`.
+trait Expiring {
+    fn expires_at(&mut self) -> &mut Option<Timestamp>;
+}
+
+impl Expiring for SigningSecret {
+    fn expires_at(&mut self) -> &mut Option<Timestamp> {
+        &mut self.expires_at
+    }
+}
+
+impl Expiring for SigningKey {
+    fn expires_at(&mut self) -> &mut Option<Timestamp> {
+        &mut self.expires_at
+    }
+}
+
+/// Puts `fresh` first. Credentials whose expiry had passed leave; the current one signs on until
+/// `now + grace`; past [`MAX_IN_GRACE`] in grace, the oldest end now (and leave at a later change).
+fn rotate_in<C: Expiring>(list: &mut Vec<C>, fresh: C, now: Timestamp, grace: Duration) {
+    list.retain_mut(|c| c.expires_at().is_none_or(|t| t > now));
+    for c in list.iter_mut() {
+        c.expires_at().get_or_insert(now + grace);
+    }
+    list.insert(0, fresh);
+    for c in list.iter_mut().skip(1 + MAX_IN_GRACE) {
+        let ends = c.expires_at();
+        *ends = Some(ends.map_or(now, |t| t.min(now)));
+    }
 }
 
 /// The order every store lists a merchant's endpoints in: oldest first (by creation time, then
@@ -73,7 +155,7 @@ pub fn sort_oldest_first(endpoints: &mut [WebhookEndpoint]) {
 }
 
 impl WebhookEndpoint {
-    pub fn new(merchant_id: MerchantId, url: String, now: Timestamp) -> Result<Self, getrandom::Error> {
+    pub fn new(merchant_id: MerchantId, url: String, now: Timestamp) -> Result<Self, KeyError> {
         Ok(Self {
             id: EndpointId::generate(),
             merchant_id,
@@ -91,6 +173,8 @@ impl WebhookEndpoint {
             disabled_reason: None,
             failing_since: None,
             revision: 0,
+            signature_scheme: SignatureScheme::Hmac,
+            signing_keys: Vec::new(),
         })
     }
 
@@ -117,31 +201,61 @@ impl WebhookEndpoint {
         self.secrets.first().map(|s| s.secret.as_str())
     }
 
-    /// A new current secret; the old current one signs on until `now + grace`, and secrets whose
-    /// grace already ended are dropped.
-    pub fn rotate(&mut self, now: Timestamp, grace: Duration) -> Result<&str, getrandom::Error> {
-        let fresh = generate_secret()?;
-        for secret in &mut self.secrets {
-            if secret.expires_at.is_none() {
-                secret.expires_at = Some(now + grace);
-            }
+    /// ed25519 keys that sign a delivery made at `now`: the current one and those in grace.
+    /// None unless the scheme signs with ed25519.
+    pub fn signing_keys(&self, now: Timestamp) -> impl Iterator<Item = &SigningKey> {
+        let scheme = self.signature_scheme;
+        self.signing_keys
+            .iter()
+            .filter(move |k| scheme.signs_ed25519() && k.active(now))
+    }
+
+    /// HMAC secrets that sign a delivery made at `now`; none unless the scheme signs with HMAC.
+    pub fn hmac_secrets(&self, now: Timestamp) -> impl Iterator<Item = &str> {
+        let scheme = self.signature_scheme;
+        self.signing_secrets(now).filter(move |_| scheme.signs_hmac())
+    }
+
+    /// A new current secret, and a new current key when the scheme signs with ed25519; the old
+    /// current ones sign on until `now + grace` (see [`rotate_in`]).
+    pub fn rotate(&mut self, now: Timestamp, grace: Duration) -> Result<&str, KeyError> {
+        let fresh = SigningSecret {
+            secret: generate_secret()?,
+            expires_at: None,
+        };
+        rotate_in(&mut self.secrets, fresh, now, grace);
+        if self.signature_scheme.signs_ed25519() {
+            rotate_in(&mut self.signing_keys, SigningKey::generate(now)?, now, grace);
         }
-        self.secrets.retain(|s| s.expires_at.is_some_and(|t| t > now));
-        self.secrets.insert(
-            0,
-            SigningSecret {
-                secret: fresh,
-                expires_at: None,
-            },
-        );
         self.updated_at = now;
         Ok(&self.secrets[0].secret)
     }
+
+    /// Switches the scheme. Moving to ed25519 (or both) makes a key pair if none signs; moving to
+    /// `hmac` retires every key at once, and the published keys with them.
+    pub fn set_signature_scheme(&mut self, scheme: SignatureScheme, now: Timestamp) -> Result<(), KeyError> {
+        if scheme.signs_ed25519() && !self.signing_keys.iter().any(|k| k.active(now)) {
+            rotate_in(
+                &mut self.signing_keys,
+                SigningKey::generate(now)?,
+                now,
+                Duration::zero(),
+            );
+        }
+        if !scheme.signs_ed25519() {
+            for key in self.signing_keys.iter_mut().filter(|k| k.active(now)) {
+                key.expires_at = Some(now);
+            }
+        }
+        self.signature_scheme = scheme;
+        self.updated_at = now;
+        Ok(())
+    }
 }
 
-pub fn generate_secret() -> Result<String, getrandom::Error> {
+pub fn generate_secret() -> Result<String, KeyError> {
     let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(|_| KeyError::NoRandomness)?;
     Ok(format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -180,8 +294,78 @@ mod tests {
         let later = now + Duration::hours(25);
         assert_eq!(e.signing_secrets(later).collect::<Vec<_>>(), vec![new.as_str()]);
         let newest = e.rotate(later, Duration::zero()).unwrap().to_owned();
-        assert_eq!(e.secrets.len(), 1, "expired secrets are dropped: {:?}", e.secrets);
-        assert_eq!(e.current_secret(), Some(newest.as_str()));
+        assert_eq!(e.signing_secrets(later).collect::<Vec<_>>(), vec![newest.as_str()]);
+        assert_eq!(e.secrets.len(), 2, "an expiry is stored before its secret leaves");
+        e.rotate(later + Duration::seconds(1), Duration::zero()).unwrap();
+        assert_eq!(
+            e.secrets.len(),
+            2,
+            "expired secrets are dropped at a later change: {:?}",
+            e.secrets
+        );
+        assert_ne!(e.current_secret(), Some(newest.as_str()));
+    }
+
+    #[test]
+    fn a_rotation_of_an_ed25519_endpoint_rotates_its_key_with_the_same_grace() {
+        let mut e = endpoint();
+        let now = clock::now();
+        assert_eq!(e.signing_keys(now).count(), 0, "hmac endpoints have no key");
+        e.set_signature_scheme(SignatureScheme::Ed25519, now).unwrap();
+        let first = e.signing_keys(now).next().unwrap().kid.clone();
+        assert_eq!(e.hmac_secrets(now).count(), 0, "ed25519 alone signs no v1");
+        e.rotate(now, Duration::hours(1)).unwrap();
+        let kids: Vec<_> = e.signing_keys(now).map(|k| k.kid.clone()).collect();
+        assert_eq!(kids.len(), 2);
+        assert_eq!(kids[1], first, "the rotated-out key signs on through its grace");
+        let later = now + Duration::hours(2);
+        assert_eq!(e.signing_keys(later).count(), 1);
+        assert_ne!(e.signing_keys(later).next().unwrap().kid, first);
+    }
+
+    #[test]
+    fn switching_schemes_makes_one_key_and_retires_keys_at_once() {
+        let mut e = endpoint();
+        let now = clock::now();
+        e.set_signature_scheme(SignatureScheme::Both, now).unwrap();
+        e.set_signature_scheme(SignatureScheme::Ed25519, now).unwrap();
+        assert_eq!(e.signing_keys.len(), 1, "an active key is kept, not replaced");
+        assert_eq!(e.hmac_secrets(now).count(), 0);
+        e.set_signature_scheme(SignatureScheme::Hmac, now).unwrap();
+        assert_eq!(e.signing_keys(now).count(), 0);
+        assert_eq!(
+            e.signing_keys[0].expires_at,
+            Some(now),
+            "the retired key keeps its end, for the store to unpublish it"
+        );
+        assert_eq!(e.hmac_secrets(now).count(), 1);
+        e.set_signature_scheme(SignatureScheme::Ed25519, now + Duration::seconds(1))
+            .unwrap();
+        assert_eq!(e.signing_keys(now + Duration::seconds(1)).count(), 1, "a fresh key");
+    }
+
+    #[test]
+    fn rotations_in_a_loop_keep_a_bounded_record() {
+        let mut e = endpoint();
+        let now = clock::now();
+        e.set_signature_scheme(SignatureScheme::Both, now).unwrap();
+        for i in 0..50 {
+            e.rotate(now + Duration::milliseconds(i), Duration::days(7)).unwrap();
+        }
+        let at = now + Duration::milliseconds(50);
+        assert_eq!(e.signing_secrets(at).count(), 1 + MAX_IN_GRACE);
+        assert_eq!(e.signing_keys(at).count(), 1 + MAX_IN_GRACE);
+        assert!(e.secrets.len() <= 2 + MAX_IN_GRACE, "{}", e.secrets.len());
+        assert!(e.signing_keys.len() <= 2 + MAX_IN_GRACE, "{}", e.signing_keys.len());
+    }
+
+    #[test]
+    fn records_of_earlier_versions_read_as_hmac_endpoints() {
+        let mut value = serde_json::to_value(endpoint()).unwrap();
+        value.as_object_mut().unwrap().remove("signature_scheme");
+        let read: WebhookEndpoint = serde_json::from_value(value).unwrap();
+        assert_eq!(read.signature_scheme, SignatureScheme::Hmac);
+        assert!(read.signing_keys.is_empty());
     }
 
     #[test]

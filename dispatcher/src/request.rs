@@ -5,6 +5,7 @@ use crate::headers::*;
 use bytes::Bytes;
 use checkout::delivery_task::EventHead;
 use checkout::signature::{self, SignatureError};
+use checkout::signing_key::SigningKey;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
@@ -24,7 +25,8 @@ fn text(value: &str) -> Result<HeaderValue, SignatureError> {
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A Standard Webhooks delivery of an event (its id, version and exact bytes) to `endpoint`,
-/// signed with every secret that signs at `now` (unix seconds).
+/// signed as its scheme says with every secret and key that signs at `now` (unix seconds):
+/// `v1` signatures first, then `v1a` ones, whose keys `webhook-key-id` names in order.
 pub fn standard(
     event: &EventHead,
     body: Bytes,
@@ -33,12 +35,24 @@ pub fn standard(
     now: i64,
 ) -> Result<WebhookRequest, SignatureError> {
     let at = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
-    let signature = signature::signature_header(endpoint.signing_secrets(at), event.id.as_str(), now, &body)?;
-    let mut headers = HeaderMap::with_capacity(8);
+    let id = event.id.as_str();
+    let mut signatures = signature::signature_header(endpoint.hmac_secrets(at), id, now, &body)?;
+    let keys: Vec<&SigningKey> = endpoint.signing_keys(at).collect();
+    for key in &keys {
+        if !signatures.is_empty() {
+            signatures.push(' ');
+        }
+        signatures.push_str(&key.sign(id, now, &body).map_err(|_| SignatureError::BadSecret)?);
+    }
+    let mut headers = HeaderMap::with_capacity(9);
     headers.insert(CONTENT_TYPE, JSON);
-    headers.insert(WEBHOOK_ID, text(event.id.as_str())?);
+    headers.insert(WEBHOOK_ID, text(id)?);
     headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(now));
-    headers.insert(WEBHOOK_SIGNATURE, text(&signature)?);
+    headers.insert(WEBHOOK_SIGNATURE, text(&signatures)?);
+    if !keys.is_empty() {
+        let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+        headers.insert(WEBHOOK_KEY_ID, text(&kids.join(" "))?);
+    }
     headers.insert(WEBHOOK_SEQUENCE, HeaderValue::from(event.version));
     headers.insert(WEBHOOK_ATTEMPT, HeaderValue::from(attempt));
     Ok(WebhookRequest {
@@ -106,5 +120,59 @@ mod tests {
             );
             assert_eq!(verdict, Ok(()));
         }
+        assert!(request.headers.get(WEBHOOK_KEY_ID).is_none(), "no key id without v1a");
+    }
+
+    #[test]
+    fn each_scheme_signs_with_what_it_names_and_key_ids_follow_the_v1a_order() {
+        use checkout::webhook_endpoint::SignatureScheme;
+        let m = merchant();
+        let e = event(&m, None, 1);
+        let now = checkout::clock::now();
+        let mut endpoint = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/a".into(), now).unwrap();
+        let body = Bytes::from(serde_json::to_vec(&e).unwrap());
+        let ts = now.timestamp();
+        let sign = |endpoint: &WebhookEndpoint| standard(&EventHead::from(&e), body.clone(), endpoint, 1, ts).unwrap();
+        let header =
+            |r: &WebhookRequest, name: http::HeaderName| r.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+
+        endpoint.set_signature_scheme(SignatureScheme::Ed25519, now).unwrap();
+        endpoint.rotate(now, chrono::Duration::hours(1)).unwrap();
+        let request = sign(&endpoint);
+        let signatures = header(&request, WEBHOOK_SIGNATURE).unwrap();
+        assert!(signatures.split(' ').all(|s| s.starts_with("v1a,")), "{signatures}");
+        let kids: Vec<String> = header(&request, WEBHOOK_KEY_ID)
+            .unwrap()
+            .split(' ')
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(kids.len(), 2, "both keys sign during the rotation");
+        for (signature, kid) in signatures.split(' ').zip(&kids) {
+            let key = endpoint.signing_keys.iter().find(|k| &k.kid == kid).unwrap();
+            let verdict =
+                checkout::signing_key::verify_v1a(&key.public, e.id.as_str(), &ts.to_string(), signature, &body);
+            assert_eq!(verdict, Ok(()), "the n-th key id names the n-th signature's key");
+        }
+        let secret = endpoint.current_secret().unwrap().to_owned();
+        assert_eq!(
+            signature::verify(&secret, e.id.as_str(), &ts.to_string(), &signatures, &body, ts),
+            Err(SignatureError::Malformed),
+            "no v1 signature under ed25519 alone"
+        );
+
+        endpoint.set_signature_scheme(SignatureScheme::Both, now).unwrap();
+        let request = sign(&endpoint);
+        let signatures = header(&request, WEBHOOK_SIGNATURE).unwrap();
+        assert!(signatures.starts_with("v1,"), "v1 first: {signatures}");
+        assert_eq!(
+            signature::verify(&secret, e.id.as_str(), &ts.to_string(), &signatures, &body, ts),
+            Ok(()),
+            "an HMAC receiver skips the v1a signatures"
+        );
+
+        endpoint.set_signature_scheme(SignatureScheme::Hmac, now).unwrap();
+        let request = sign(&endpoint);
+        assert!(!header(&request, WEBHOOK_SIGNATURE).unwrap().contains("v1a,"));
+        assert_eq!(header(&request, WEBHOOK_KEY_ID), None);
     }
 }

@@ -94,6 +94,12 @@ CREATE TABLE IF NOT EXISTS replays (
     body TEXT NOT NULL,
     PRIMARY KEY (merchant_id, endpoint_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_keys (
+    kid TEXT PRIMARY KEY,
+    endpoint_id TEXT NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_keys_by_endpoint ON webhook_keys (endpoint_id);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
 ";
 

@@ -19,6 +19,7 @@ use checkout::ports::{
     DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
 };
 use checkout::replay::ReplayJob;
+use checkout::signing_key::PublishedKey;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -563,6 +564,11 @@ impl EndpointStore for DurableStore {
             to_json(&next)?,
             endpoint.revision,
         );
+        let keys: Vec<(String, String)> = endpoint
+            .signing_keys
+            .iter()
+            .map(|k| Ok((k.kid.clone(), to_json(&k.published())?)))
+            .collect::<Result<_, StoreError>>()?;
         self.db
             .write(move |conn| {
                 let stored: Option<String> = conn
@@ -580,7 +586,7 @@ impl EndpointStore for DurableStore {
                 )
                 .and_then(|mut s| s.execute(params![merchant, id, body]))
                 .map_err(sql)?;
-                Ok(())
+                publish_keys(conn, &id, &keys).map_err(sql)
             })
             .await
     }
@@ -608,13 +614,34 @@ impl EndpointStore for DurableStore {
         let (merchant, id) = (merchant.to_string(), id.to_string());
         self.db
             .write(move |conn| {
-                conn.prepare_cached("DELETE FROM endpoints WHERE merchant_id = ?1 AND id = ?2")
+                let deleted = conn
+                    .prepare_cached("DELETE FROM endpoints WHERE merchant_id = ?1 AND id = ?2")
                     .and_then(|mut s| s.execute(params![merchant, id]))
-                    .map(|deleted| deleted > 0)
-                    .map_err(sql)
+                    .map_err(sql)?;
+                if deleted > 0 {
+                    publish_keys(conn, &id, &[]).map_err(sql)?;
+                }
+                Ok(deleted > 0)
             })
             .await
     }
+
+    async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError> {
+        self.read_all("SELECT body FROM webhook_keys", vec![]).await
+    }
+}
+
+/// The endpoint's rows of the key registry become exactly `keys` (kid, published key as JSON),
+/// in the caller's transaction.
+fn publish_keys(conn: &rusqlite::Connection, endpoint: &str, keys: &[(String, String)]) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM webhook_keys WHERE endpoint_id = ?1")?
+        .execute(params![endpoint])?;
+    let mut insert =
+        conn.prepare_cached("INSERT OR REPLACE INTO webhook_keys (kid, endpoint_id, body) VALUES (?1, ?2, ?3)")?;
+    for (kid, body) in keys {
+        insert.execute(params![kid, endpoint, body])?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -211,6 +211,89 @@ pub async fn endpoints_list_oldest_first_and_delete_once(backend: &Backend) {
     );
 }
 
+/// The key registry follows its endpoints: a key is published as it is stored, with its end
+/// once rotated out or retired; a write refused as stale publishes nothing; a deleted endpoint's
+/// keys are gone or ended; an endpoint that signs with HMAC only publishes nothing.
+pub async fn endpoints_publish_their_keys_until_they_stop_signing(backend: &Backend) {
+    use crate::webhook_endpoint::SignatureScheme;
+    let m = merchant();
+    let now = crate::clock::now();
+    let published = || async {
+        let keys = backend.endpoints.published_keys().await.unwrap();
+        keys.into_iter()
+            .map(|k| (k.kid.clone(), k))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let load = |id| {
+        let m = m.id.clone();
+        async move { backend.endpoints.endpoint(&m, &id).await.unwrap().unwrap() }
+    };
+
+    let hmac_only = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/hmac".into(), now).unwrap();
+    backend.endpoints.put_endpoint(&hmac_only).await.unwrap();
+    let before = published().await.len();
+
+    let mut e = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/ed".into(), now).unwrap();
+    e.set_signature_scheme(SignatureScheme::Ed25519, now).unwrap();
+    backend.endpoints.put_endpoint(&e).await.unwrap();
+    let first = e.signing_keys[0].clone();
+    let keys = published().await;
+    assert_eq!(
+        keys.len(),
+        before + 1,
+        "one key for the ed25519 endpoint, none for the other"
+    );
+    assert_eq!(keys[&first.kid].public, first.public);
+    assert!(keys[&first.kid].active(now));
+
+    let mut e = load(e.id.clone()).await;
+    e.rotate(now, chrono::Duration::hours(1)).unwrap();
+    backend.endpoints.put_endpoint(&e).await.unwrap();
+    let second = e.signing_keys[0].clone();
+    let keys = published().await;
+    assert!(
+        keys[&second.kid].active(now) && keys[&first.kid].active(now),
+        "both sign in the grace"
+    );
+    assert!(
+        !keys[&first.kid].active(now + chrono::Duration::hours(2)),
+        "the old one's end is published"
+    );
+
+    // A stale copy (the revision before the rotation) with a key of its own is refused whole.
+    let mut stale = e.clone();
+    stale.revision -= 1;
+    stale.rotate(now, chrono::Duration::hours(1)).unwrap();
+    assert!(matches!(
+        backend.endpoints.put_endpoint(&stale).await,
+        Err(StoreError::Changed { .. })
+    ));
+    assert!(
+        !published().await.contains_key(&stale.signing_keys[0].kid),
+        "a refused write publishes nothing"
+    );
+
+    let mut e = load(e.id.clone()).await;
+    e.set_signature_scheme(SignatureScheme::Hmac, now).unwrap();
+    backend.endpoints.put_endpoint(&e).await.unwrap();
+    let keys = published().await;
+    assert!(!keys[&second.kid].active(now), "retired with the scheme");
+
+    let mut e = load(e.id.clone()).await;
+    e.set_signature_scheme(SignatureScheme::Both, now).unwrap();
+    backend.endpoints.put_endpoint(&e).await.unwrap();
+    let third = e.signing_keys[0].clone();
+    assert!(published().await[&third.kid].active(now));
+    assert!(backend.endpoints.delete_endpoint(&m.id, &e.id).await.unwrap());
+    let keys = published().await;
+    for kid in [&first.kid, &second.kid, &third.kid] {
+        assert!(
+            keys.get(kid).is_none_or(|k| !k.active(now)),
+            "a deleted endpoint's key {kid} signs no more"
+        );
+    }
+}
+
 /// An endpoint runs one replay at a time: a second start is refused while the first runs, and
 /// allowed once it completed or was abandoned (then the first's late steps are refused). A step
 /// is stored only over the revision it read; a replay is found only under its own merchant.
