@@ -15,7 +15,7 @@ use checkout::merchant::{Merchant, OrderWebhook};
 use checkout::ports::StoreError;
 use checkout::service::Reply;
 use checkout::url_safety::{self, UrlError};
-use checkout::webhook_endpoint::WebhookEndpoint;
+use checkout::webhook_endpoint::{SignatureScheme, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
@@ -32,6 +32,8 @@ pub struct CreateEndpoint {
     enabled: Option<bool>,
     #[serde(default)]
     rate_limit: Option<u32>,
+    #[serde(default)]
+    signature_scheme: Option<SignatureScheme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +50,8 @@ pub struct UpdateEndpoint {
     /// `null` removes the endpoint's own limit.
     #[serde(default, with = "double_option")]
     rate_limit: Option<Option<u32>>,
+    #[serde(default)]
+    signature_scheme: Option<SignatureScheme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,11 +80,28 @@ struct EndpointBody<'a> {
     disabled_reason: Option<&'a str>,
     created_at: String,
     updated_at: String,
+    signature_scheme: &'static str,
+    /// The public keys that sign its `v1a` signatures now, current first: never a private key.
+    signing_keys: Vec<KeyBody<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
 }
 
+#[derive(Serialize)]
+struct KeyBody<'a> {
+    kid: &'a str,
+    public_key: &'a str,
+    created_at: String,
+    expires_at: Option<String>,
+}
+
 fn body(endpoint: &WebhookEndpoint, with_secret: bool) -> serde_json::Value {
+    let keys = endpoint.signing_keys(clock::now()).map(|k| KeyBody {
+        kid: &k.kid,
+        public_key: &k.public,
+        created_at: clock::rfc3339(&k.created_at),
+        expires_at: k.expires_at.as_ref().map(clock::rfc3339),
+    });
     let view = EndpointBody {
         id: &endpoint.id,
         url: &endpoint.url,
@@ -91,6 +112,8 @@ fn body(endpoint: &WebhookEndpoint, with_secret: bool) -> serde_json::Value {
         disabled_reason: endpoint.disabled_reason.as_deref(),
         created_at: clock::rfc3339(&endpoint.created_at),
         updated_at: clock::rfc3339(&endpoint.updated_at),
+        signature_scheme: endpoint.signature_scheme.as_str(),
+        signing_keys: keys.collect(),
         secret: with_secret.then(|| endpoint.current_secret()).flatten(),
     };
     serde_json::to_value(view).unwrap_or_default()
@@ -159,6 +182,11 @@ pub async fn create(
         endpoint.description = description;
         endpoint.enabled = req.enabled.unwrap_or(true);
         endpoint.rate_limit = rate_limit;
+        if let Some(scheme) = req.signature_scheme {
+            endpoint
+                .set_signature_scheme(scheme, endpoint.created_at)
+                .map_err(ApiError::no_randomness)?;
+        }
         state
             .backend
             .endpoints
@@ -207,9 +235,7 @@ pub async fn update(
     load(&state, &caller.merchant, &id).await?;
     let update = validate_update(&state, body.value).await?;
     let changed = change_endpoint(&state, &caller.merchant, &id, |endpoint| {
-        update.apply(endpoint);
-        endpoint.updated_at = clock::now();
-        Ok(())
+        update.apply(endpoint, clock::now()).map_err(ApiError::no_randomness)
     })
     .await?;
     Ok(respond(&changed, 200, false, "webhook endpoint updated"))
@@ -226,6 +252,7 @@ async fn validate_update(state: &AppState, req: UpdateEndpoint) -> Result<Endpoi
         req.description,
         req.rate_limit,
         req.enabled,
+        req.signature_scheme,
     )?)
 }
 

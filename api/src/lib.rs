@@ -22,6 +22,7 @@ mod path_id;
 mod reply;
 mod resolver;
 mod routes;
+pub mod webhook_keys;
 
 pub use auth::MerchantCache;
 pub use echo::echo as echo_request_headers;

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::extract::{Caller, Json, JsonOrEmpty, KeyScope, RequiredKey};
 use crate::path_id::PathId;
 use crate::reply::ApiReply;
-use crate::{deliveries, discovery, endpoints};
+use crate::{deliveries, discovery, endpoints, webhook_keys};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post, put};
@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/events/{id}/attempts", get(deliveries::by_event))
         .route("/.well-known/acp.json", get(discovery::acp_json))
+        .route("/.well-known/webhook-keys", get(webhook_keys::jwks))
         .route(
             "/order_webhook",
             put(endpoints::set_order_webhook)

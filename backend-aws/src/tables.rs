@@ -69,7 +69,7 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aw
     let keyed_tables = [
         (&names.idempotency, "pk", None, Some("expires_at")),
         (&names.stream_positions, "session_id", None, None),
-        (&names.merchants, "pk", Some("sk"), None),
+        (&names.merchants, "pk", Some("sk"), Some("expires_at")),
         (&names.deliveries, "target", Some("sk"), Some("expires_at")),
     ];
     for (name, hash, range, ttl) in keyed_tables {

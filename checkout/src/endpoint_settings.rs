@@ -3,9 +3,11 @@
 //! secret, and what a change touches. (The URL's rules need a resolver: see [`crate::url_safety`].)
 
 use crate::acp::ErrorCode;
+use crate::clock::Timestamp;
 use crate::event::EventType;
+use crate::signing_key::KeyError;
 use crate::webhook_endpoint::{
-    DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_RATE_LIMIT, MAX_ROTATION_GRACE, WebhookEndpoint,
+    DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_RATE_LIMIT, MAX_ROTATION_GRACE, SignatureScheme, WebhookEndpoint,
 };
 use chrono::Duration;
 
@@ -116,6 +118,7 @@ pub struct EndpointChange {
     /// `Some(None)` removes the endpoint's own limit.
     pub rate_limit: Option<Option<u32>>,
     pub enabled: Option<bool>,
+    pub signature_scheme: Option<SignatureScheme>,
 }
 
 impl EndpointChange {
@@ -126,6 +129,7 @@ impl EndpointChange {
         description: Option<String>,
         rate_limit: Option<Option<u32>>,
         enabled: Option<bool>,
+        signature_scheme: Option<SignatureScheme>,
     ) -> Result<Self, SettingError> {
         let change = Self {
             url,
@@ -133,6 +137,7 @@ impl EndpointChange {
             description: self::description(description)?,
             rate_limit: rate_limit.map(self::rate_limit).transpose()?,
             enabled,
+            signature_scheme,
         };
         if change == Self::default() {
             return Err(SettingError::NothingToUpdate);
@@ -141,7 +146,8 @@ impl EndpointChange {
     }
 
     /// Applies the change; enabling an endpoint clears why the system had disabled it.
-    pub fn apply(&self, endpoint: &mut WebhookEndpoint) {
+    /// Fails only when a new signing key cannot be made (no randomness).
+    pub fn apply(&self, endpoint: &mut WebhookEndpoint, now: Timestamp) -> Result<(), KeyError> {
         if let Some(url) = &self.url {
             endpoint.url.clone_from(url);
         }
@@ -160,6 +166,11 @@ impl EndpointChange {
                 endpoint.disabled_reason = None;
             }
         }
+        if let Some(scheme) = self.signature_scheme {
+            endpoint.set_signature_scheme(scheme, now)?;
+        }
+        endpoint.updated_at = now;
+        Ok(())
     }
 }
 
@@ -206,7 +217,7 @@ mod tests {
     #[test]
     fn a_change_applies_only_what_it_gives_and_must_give_something() {
         assert_eq!(
-            EndpointChange::new(None, None, None, None, None),
+            EndpointChange::new(None, None, None, None, None, None),
             Err(SettingError::NothingToUpdate)
         );
         let mut endpoint =
@@ -214,8 +225,8 @@ mod tests {
         endpoint.rate_limit = Some(5);
         endpoint.disable("answered 410".into(), clock::now());
         let before = endpoint.clone();
-        let change = EndpointChange::new(None, None, None, Some(None), Some(true)).unwrap();
-        change.apply(&mut endpoint);
+        let change = EndpointChange::new(None, None, None, Some(None), Some(true), None).unwrap();
+        change.apply(&mut endpoint, clock::now()).unwrap();
         assert_eq!(endpoint.rate_limit, None, "null removes the endpoint's own limit");
         assert!(endpoint.enabled);
         assert_eq!(endpoint.disabled_reason, None, "enabling clears the system's reason");

@@ -18,7 +18,140 @@ on_every_backend!(
     rotations_racing_edits_are_never_undone,
     a_repeated_registration_with_its_key_creates_one_endpoint,
     an_empty_body_and_an_empty_object_are_the_same_request,
+    ed25519_endpoints_publish_their_keys,
 );
+
+async fn jwks(app: &TestApp) -> Vec<Value> {
+    // No API key: receivers fetch it anonymously.
+    let response = app
+        .client
+        .get(app.url("/.well-known/webhook-keys"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "public, max-age=300");
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("mer_") && !text.contains("we_"),
+        "names no merchant or endpoint: {text}"
+    );
+    assert!(
+        !text.contains("whsk_") && !text.contains("\"d\""),
+        "no private part: {text}"
+    );
+    let set: Value = serde_json::from_str(&text).unwrap();
+    set["keys"].as_array().unwrap().clone()
+}
+
+fn kids(keys: &[Value]) -> Vec<String> {
+    keys.iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+}
+
+/// An endpoint asks for ed25519: it shows its public key (never the private one), the key is in
+/// the JWK Set at once, a rotation publishes the new key beside the old one for the grace, and
+/// going back to hmac or deleting the endpoint takes its keys out of the set.
+async fn ed25519_endpoints_publish_their_keys(app: TestApp) {
+    let before = kids(&jwks(&app).await);
+    let hmac = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/hmac"}))
+        .await;
+    assert_eq!(hmac["signature_scheme"], "hmac");
+    assert_eq!(hmac["signing_keys"], json!([]));
+    let created = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/ed", "signature_scheme": "ed25519"}))
+        .await;
+    assert!(!created.to_string().contains("whsk_"), "{created}");
+    assert_eq!(created["signature_scheme"], "ed25519");
+    let first = created["signing_keys"][0].clone();
+    assert!(first["public_key"].as_str().unwrap().starts_with("whpk_"));
+    assert_eq!(first["expires_at"], Value::Null);
+    let keys = jwks(&app).await;
+    assert_eq!(
+        kids(&keys).len(),
+        before.len() + 1,
+        "the hmac endpoint publishes nothing"
+    );
+    let jwk = keys
+        .iter()
+        .find(|k| k["kid"] == first["kid"])
+        .expect("published at once");
+    assert_eq!(
+        (&jwk["kty"], &jwk["crv"], &jwk["use"], &jwk["alg"]),
+        (&json!("OKP"), &json!("Ed25519"), &json!("sig"), &json!("EdDSA"))
+    );
+
+    let id = created["id"].as_str().unwrap();
+    let rotate = format!("/webhook_endpoints/{id}/rotate_secret");
+    let rotated = expect(
+        app.send(
+            reqwest::Method::POST,
+            &rotate,
+            Some(json!({"grace_period_seconds": 3600})),
+        )
+        .send()
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    let shown = rotated["signing_keys"].as_array().unwrap();
+    assert_eq!(shown.len(), 2, "current, then the one in grace: {rotated}");
+    assert_eq!(shown[1]["kid"], first["kid"]);
+    assert!(shown[1]["expires_at"].is_string());
+    let second = shown[0]["kid"].as_str().unwrap().to_owned();
+    let published = kids(&jwks(&app).await);
+    assert!(published.contains(&second) && published.contains(&first["kid"].as_str().unwrap().to_owned()));
+
+    let path = format!("/webhook_endpoints/{id}");
+    let back = json!({"signature_scheme": "hmac"});
+    let patched = expect(
+        app.send(reqwest::Method::PATCH, &path, Some(back))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(patched["signing_keys"], json!([]));
+    assert_eq!(
+        kids(&jwks(&app).await),
+        before.iter().cloned().collect::<Vec<_>>(),
+        "retired at once"
+    );
+
+    let again = json!({"signature_scheme": "both"});
+    let patched = expect(
+        app.send(reqwest::Method::PATCH, &path, Some(again))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let third = patched["signing_keys"][0]["kid"].as_str().unwrap().to_owned();
+    assert!(kids(&jwks(&app).await).contains(&third));
+    let bad = json!({"signature_scheme": "rsa"});
+    let refused = app.send(reqwest::Method::PATCH, &path, Some(bad)).send().await.unwrap();
+    let refused = expect(refused, 400).await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("signature_scheme"),
+        "{refused}"
+    );
+    assert_eq!(
+        app.send(reqwest::Method::DELETE, &path, None)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        kids(&jwks(&app).await),
+        before,
+        "a deleted endpoint's keys leave the set"
+    );
+}
 
 /// A rotation retried with the same key is the same request whether it sends nothing or `{}`:
 /// the retry gets the first answer (it was refused as a different request, 422).
