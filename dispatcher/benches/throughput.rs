@@ -11,7 +11,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use checkout::ids::{EventId, MerchantId, SessionId};
 use checkout::url_safety::UrlPolicy;
-use checkout::webhook_endpoint::WebhookEndpoint;
+use checkout::webhook_endpoint::{SignatureScheme, WebhookEndpoint};
 use dispatcher::client::ClientSettings;
 use dispatcher::{Dispatcher, DispatcherConfig, Disposition, Incoming, Lane};
 use embedded_backend::{EmbeddedQueue, EmbeddedStore, QueueConfig};
@@ -196,12 +196,24 @@ async fn steps(url: &str) {
         checkout::delivery_task::QueueMessage::Event { head, .. } => head,
         _ => unreachable!(),
     };
+    let at = checkout::clock::now();
     let t = Instant::now();
     for _ in 0..n {
         let bytes = Bytes::copy_from_slice(body.as_bytes());
-        std::hint::black_box(dispatcher::request::standard(&head, bytes, &endpoint, 1, 1_700_000_000).unwrap());
+        std::hint::black_box(dispatcher::request::standard(&head, bytes, &endpoint, 1, at).unwrap());
     }
-    time("sign request", t);
+    time("sign request (v1, HMAC)", t);
+    // The same request signed with ed25519 (v1a) instead, and with both.
+    for scheme in [SignatureScheme::Ed25519, SignatureScheme::Both] {
+        let mut endpoint = endpoint.clone();
+        endpoint.set_signature_scheme(scheme, at).unwrap();
+        let t = Instant::now();
+        for _ in 0..n {
+            let bytes = Bytes::copy_from_slice(body.as_bytes());
+            std::hint::black_box(dispatcher::request::standard(&head, bytes, &endpoint, 1, at).unwrap());
+        }
+        time(&format!("sign request ({})", scheme.as_str()), t);
+    }
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(checkout::url_safety::parse_webhook_url(url, UrlPolicy { allow_loopback: true }).unwrap());

@@ -450,7 +450,7 @@ fn build_request(pair: Pair<'_>, attempt: u32, now: Timestamp) -> Result<Webhook
     } = pair;
     match target {
         Target::Endpoint(endpoint) => {
-            request::standard(head, body.clone(), endpoint, attempt, now.timestamp()).map_err(|e| e.to_string())
+            request::standard(head, body.clone(), endpoint, attempt, now).map_err(|e| e.to_string())
         }
         Target::Order { hook, .. } => {
             let body = order_body(raw.get())?;

@@ -3,6 +3,7 @@
 
 use crate::headers::*;
 use bytes::Bytes;
+use checkout::clock::Timestamp;
 use checkout::delivery_task::EventHead;
 use checkout::signature::{self, SignatureError};
 use checkout::signing_key::SigningKey;
@@ -25,16 +26,18 @@ fn text(value: &str) -> Result<HeaderValue, SignatureError> {
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A Standard Webhooks delivery of an event (its id, version and exact bytes) to `endpoint`,
-/// signed as its scheme says with every secret and key that signs at `now` (unix seconds):
-/// `v1` signatures first, then `v1a` ones, whose keys `webhook-key-id` names in order.
+/// signed as its scheme says with every secret and key that signs at `at`: `v1` signatures
+/// first, then `v1a` ones, whose keys `webhook-key-id` names in order. Which credentials sign is
+/// decided at `at` itself, not at its whole second: a credential that ended at 12:00:00.5 must
+/// not sign at 12:00:00.7.
 pub fn standard(
     event: &EventHead,
     body: Bytes,
     endpoint: &WebhookEndpoint,
     attempt: u32,
-    now: i64,
+    at: Timestamp,
 ) -> Result<WebhookRequest, SignatureError> {
-    let at = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
+    let now = at.timestamp();
     let id = event.id.as_str();
     let mut signatures = signature::signature_header(endpoint.hmac_secrets(at), id, now, &body)?;
     let keys: Vec<&SigningKey> = endpoint.signing_keys(at).collect();
@@ -95,9 +98,10 @@ mod tests {
             .rotate(checkout::clock::now(), chrono::Duration::hours(1))
             .unwrap();
         let new = endpoint.current_secret().unwrap().to_owned();
-        let now = checkout::clock::now().timestamp();
+        let at = checkout::clock::now();
+        let now = at.timestamp();
         let body = Bytes::from(serde_json::to_vec(&e).unwrap());
-        let request = standard(&EventHead::from(&e), body.clone(), &endpoint, 3, now).unwrap();
+        let request = standard(&EventHead::from(&e), body.clone(), &endpoint, 3, at).unwrap();
         assert_eq!(request.body, body);
         let header = |name: http::HeaderName| request.headers[name].to_str().unwrap().to_owned();
         assert_eq!(header(WEBHOOK_ID), e.id.to_string());
@@ -132,7 +136,7 @@ mod tests {
         let mut endpoint = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/a".into(), now).unwrap();
         let body = Bytes::from(serde_json::to_vec(&e).unwrap());
         let ts = now.timestamp();
-        let sign = |endpoint: &WebhookEndpoint| standard(&EventHead::from(&e), body.clone(), endpoint, 1, ts).unwrap();
+        let sign = |endpoint: &WebhookEndpoint| standard(&EventHead::from(&e), body.clone(), endpoint, 1, now).unwrap();
         let header =
             |r: &WebhookRequest, name: http::HeaderName| r.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
 
@@ -174,5 +178,32 @@ mod tests {
         let request = sign(&endpoint);
         assert!(!header(&request, WEBHOOK_SIGNATURE).unwrap().contains("v1a,"));
         assert_eq!(header(&request, WEBHOOK_KEY_ID), None);
+    }
+
+    /// Found by the independent verifiers' run: a rotation without grace at 12:00:00.5 left the
+    /// old secret signing until 12:00:01, since the delivery time was cut to its second.
+    #[test]
+    fn a_credential_stops_signing_at_its_end_not_at_the_end_of_that_second() {
+        use checkout::webhook_endpoint::SignatureScheme;
+        let m = merchant();
+        let e = event(&m, None, 1);
+        let second = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut endpoint = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/a".into(), second).unwrap();
+        endpoint.set_signature_scheme(SignatureScheme::Both, second).unwrap();
+        let rotated_at = second + chrono::Duration::milliseconds(500);
+        endpoint.rotate(rotated_at, chrono::Duration::zero()).unwrap();
+        let later = second + chrono::Duration::milliseconds(700);
+        let body = Bytes::from_static(b"{}");
+        let request = standard(&EventHead::from(&e), body, &endpoint, 1, later).unwrap();
+        let signatures = request.headers[WEBHOOK_SIGNATURE].to_str().unwrap();
+        assert_eq!(
+            signatures.split(' ').count(),
+            2,
+            "one v1 and one v1a, the new ones only: {signatures}"
+        );
+        assert_eq!(
+            request.headers[WEBHOOK_KEY_ID].to_str().unwrap(),
+            endpoint.signing_keys[0].kid
+        );
     }
 }

@@ -114,11 +114,7 @@ async fn ed25519_endpoints_publish_their_keys(app: TestApp) {
     )
     .await;
     assert_eq!(patched["signing_keys"], json!([]));
-    assert_eq!(
-        kids(&jwks(&app).await),
-        before.iter().cloned().collect::<Vec<_>>(),
-        "retired at once"
-    );
+    assert_eq!(kids(&jwks(&app).await), before, "retired at once");
 
     let again = json!({"signature_scheme": "both"});
     let patched = expect(

@@ -46,8 +46,7 @@ fn standardwebhooks_python_verifies_every_signing_secret() {
     endpoint.rotate(now, chrono::Duration::hours(24)).unwrap();
     let new = endpoint.current_secret().unwrap().to_owned();
     let body = serde_json::to_vec(&e).unwrap();
-    let request =
-        dispatcher::request::standard(&(&e).into(), body.clone().into(), &endpoint, 1, now.timestamp()).unwrap();
+    let request = dispatcher::request::standard(&(&e).into(), body.clone().into(), &endpoint, 1, now).unwrap();
     let headers = header_map(&request);
     let input = serde_json::json!({
         "secrets": [old, new],
@@ -71,14 +70,8 @@ fn standardwebhooks_python_rejects_a_tampered_body() {
     )
     .unwrap();
     let body = serde_json::to_vec(&e).unwrap();
-    let request = dispatcher::request::standard(
-        &(&e).into(),
-        body.into(),
-        &endpoint,
-        1,
-        checkout::clock::now().timestamp(),
-    )
-    .unwrap();
+    let request =
+        dispatcher::request::standard(&(&e).into(), body.into(), &endpoint, 1, checkout::clock::now()).unwrap();
     let headers = header_map(&request);
     let input = serde_json::json!({
         "secrets": [endpoint.current_secret().unwrap()],

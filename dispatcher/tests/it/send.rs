@@ -67,7 +67,7 @@ async fn deliver_to(url: &str, policy: UrlPolicy, total_timeout: Duration) -> (A
     let endpoint = WebhookEndpoint::new(m.id.clone(), url.to_owned(), checkout::clock::now()).unwrap();
     let now = checkout::clock::now().timestamp();
     let body = serde_json::to_vec(&e).unwrap().into();
-    let request = dispatcher::request::standard(&(&e).into(), body, &endpoint, 1, now).unwrap();
+    let request = dispatcher::request::standard(&(&e).into(), body, &endpoint, 1, checkout::clock::now()).unwrap();
     let client = client::build(ClientSettings {
         total_timeout,
         policy,

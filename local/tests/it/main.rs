@@ -4,3 +4,4 @@ mod e2e_script;
 mod pipeline;
 mod restart;
 mod stack;
+mod verifiers;
