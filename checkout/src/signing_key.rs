@@ -11,8 +11,11 @@ use crate::clock::Timestamp;
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
 const SEED_LEN: usize = 32;
 const PUBLIC_LEN: usize = 32;
@@ -107,8 +110,7 @@ impl SigningKey {
 
     /// One `v1a,<base64>` signature of `{id}.{timestamp}.{body}`.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> Result<String, KeyError> {
-        let (seed, _) = pair_of(&self.private)?;
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| KeyError::BadPrivateKey)?;
+        let pair = key_pair(&self.private)?;
         let mut content = Vec::with_capacity(id.len() + body.len() + 24);
         content.extend_from_slice(id.as_bytes());
         content.push(b'.');
@@ -117,6 +119,28 @@ impl SigningKey {
         content.extend_from_slice(body);
         Ok(format!("v1a,{}", STANDARD.encode(pair.sign(&content).as_ref())))
     }
+}
+
+/// Key pairs ready to sign, by their `whsk_` text. Making one from its seed derives the public
+/// key (a scalar multiplication, about half the cost of a signature), and endpoints are read
+/// afresh for every batch, so the pairs are kept here instead. Keyed by the private key itself:
+/// an entry can never be stale, so it delays and reorders nothing; a rotated-out key's entry
+/// only lingers until the map is next emptied. Bounded: emptied when full.
+static KEY_PAIRS: LazyLock<Mutex<HashMap<String, Arc<Ed25519KeyPair>>>> = LazyLock::new(Mutex::default);
+const KEY_PAIRS_MAX: usize = 1024;
+
+fn key_pair(private: &str) -> Result<Arc<Ed25519KeyPair>, KeyError> {
+    if let Some(pair) = KEY_PAIRS.lock().get(private) {
+        return Ok(pair.clone());
+    }
+    let (seed, _) = pair_of(private)?;
+    let pair = Arc::new(Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| KeyError::BadPrivateKey)?);
+    let mut pairs = KEY_PAIRS.lock();
+    if pairs.len() >= KEY_PAIRS_MAX {
+        pairs.clear();
+    }
+    pairs.insert(private.to_owned(), pair.clone());
+    Ok(pair)
 }
 
 /// A public key as stores publish it for `/.well-known/webhook-keys`: its `kid`, its `whpk_`
@@ -270,6 +294,26 @@ mod tests {
             verify_v1a(&key.public, ID, &TS.to_string(), "v1,abc", BODY),
             Err(SignatureError::Malformed)
         );
+    }
+
+    /// The kept key pairs: each key, signing again and in turn with others, signs as itself.
+    #[test]
+    fn kept_key_pairs_sign_as_their_own_key() {
+        let now = crate::clock::now();
+        let keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate(now).unwrap()).collect();
+        for round in 0..3 {
+            for key in &keys {
+                let signature = key.sign(ID, TS + round, BODY).unwrap();
+                let ts = (TS + round).to_string();
+                assert_eq!(verify_v1a(&key.public, ID, &ts, &signature, BODY), Ok(()));
+                for other in keys.iter().filter(|k| k.kid != key.kid) {
+                    assert_eq!(
+                        verify_v1a(&other.public, ID, &ts, &signature, BODY),
+                        Err(SignatureError::Mismatch)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
