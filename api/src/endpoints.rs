@@ -66,6 +66,9 @@ pub struct RotateSecret {
 pub struct SetOrderWebhook {
     url: String,
     secret: String,
+    /// How long a replaced secret keeps signing `webhook-signature` beside the new one.
+    #[serde(default)]
+    grace_period_seconds: Option<i64>,
 }
 
 /// An endpoint as the API shows it; the secret only at creation and rotation.
@@ -328,12 +331,16 @@ pub async fn set_order_webhook(
     let req = body.value;
     check_url(&state, &req.url).await?;
     settings::order_webhook_secret(&req.secret)?;
-    let hook = OrderWebhook {
-        url: req.url,
-        secret: req.secret,
-    };
+    let grace = settings::rotation_grace(req.grace_period_seconds)?;
     let updated = change_merchant(&state, &caller.merchant, |m| {
-        m.order_webhook = Some(hook.clone());
+        let hook = OrderWebhook::replacing(
+            m.order_webhook.as_ref(),
+            req.url.clone(),
+            req.secret.clone(),
+            clock::now(),
+            grace,
+        );
+        m.order_webhook = Some(hook);
         Ok(())
     })
     .await?;

@@ -2,8 +2,11 @@
 
 use crate::acp::{ApiVersion, Link};
 use crate::catalog::Catalog;
+use crate::clock::Timestamp;
 use crate::ids::MerchantId;
+use crate::webhook_endpoint::{MAX_IN_GRACE, SigningSecret};
 use base64::Engine;
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -29,11 +32,60 @@ pub struct Merchant {
 }
 
 /// The ACP order webhook of the agent platform: its URL and the secret its
-/// `Merchant-Signature` header is computed with.
+/// `Merchant-Signature` header is computed with (HMAC-SHA256 keyed by the secret's UTF-8 bytes as
+/// given, as Stripe-style libraries do: never base64-decoded, even with a `whsec_` prefix).
+///
+/// ACP's header carries exactly one `v1=`, so it is always the current secret's. A replaced
+/// secret's overlap travels in the Standard Webhooks headers sent alongside (`webhook-id`,
+/// `webhook-timestamp`, `webhook-signature` with one `v1` per secret in force, keyed by the same
+/// raw bytes): a receiver still holding the old secret verifies those until the grace ends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderWebhook {
     pub url: String,
     pub secret: String,
+    /// Secrets it replaced, each signing `webhook-signature` until its `expires_at`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_secrets: Vec<SigningSecret>,
+}
+
+impl OrderWebhook {
+    /// `url` and `secret` in place of `current` (if any): a different secret keeps the one it
+    /// replaces signing beside it until `now + grace`; at most [`MAX_IN_GRACE`] do, the oldest
+    /// leave first; ended ones leave.
+    pub fn replacing(
+        current: Option<&OrderWebhook>,
+        url: String,
+        secret: String,
+        now: Timestamp,
+        grace: Duration,
+    ) -> Self {
+        let mut previous: Vec<SigningSecret> = current.map(|hook| hook.previous_secrets.clone()).unwrap_or_default();
+        if let Some(old) = current.filter(|hook| hook.secret != secret) {
+            previous.insert(
+                0,
+                SigningSecret {
+                    secret: old.secret.clone(),
+                    expires_at: Some(now + grace),
+                },
+            );
+        }
+        previous.retain(|s| s.secret != secret && s.expires_at.is_some_and(|t| t > now));
+        previous.truncate(MAX_IN_GRACE);
+        Self {
+            url,
+            secret,
+            previous_secrets: previous,
+        }
+    }
+
+    /// The secrets that sign `webhook-signature` at `now`: the current one first.
+    pub fn secrets_at(&self, now: Timestamp) -> impl Iterator<Item = &str> {
+        let previous = self
+            .previous_secrets
+            .iter()
+            .filter(move |s| s.expires_at.is_some_and(|t| t > now));
+        std::iter::once(self.secret.as_str()).chain(previous.map(|s| s.secret.as_str()))
+    }
 }
 
 impl Merchant {
@@ -104,6 +156,34 @@ pub fn generate_api_key() -> Result<String, getrandom::Error> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replaced_order_secret_signs_on_through_its_grace() {
+        let now = crate::clock::now();
+        let hour = Duration::hours(1);
+        let first = OrderWebhook::replacing(None, "https://a.example/o".into(), "one".into(), now, hour);
+        assert_eq!(first.secrets_at(now).collect::<Vec<_>>(), vec!["one"]);
+        let second = OrderWebhook::replacing(Some(&first), "https://a.example/o".into(), "two".into(), now, hour);
+        assert_eq!(second.secrets_at(now).collect::<Vec<_>>(), vec!["two", "one"]);
+        assert_eq!(second.secrets_at(now + hour).collect::<Vec<_>>(), vec!["two"], "ended");
+        let same = OrderWebhook::replacing(Some(&second), "https://b.example/o".into(), "two".into(), now, hour);
+        assert_eq!(
+            same.secrets_at(now).collect::<Vec<_>>(),
+            vec!["two", "one"],
+            "a new URL alone keeps the overlap"
+        );
+        let back = OrderWebhook::replacing(Some(&same), "https://b.example/o".into(), "one".into(), now, hour);
+        assert_eq!(
+            back.secrets_at(now).collect::<Vec<_>>(),
+            vec!["one", "two"],
+            "never twice"
+        );
+        let mut hook = back;
+        for i in 0..20 {
+            hook = OrderWebhook::replacing(Some(&hook), "https://b.example/o".into(), format!("s{i}"), now, hour);
+        }
+        assert_eq!(hook.secrets_at(now).count(), 1 + MAX_IN_GRACE, "bounded");
+    }
+
     use super::*;
 
     #[test]

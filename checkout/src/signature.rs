@@ -46,9 +46,14 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> Result<HmacSha256, SignatureError> {
 
 /// One `v1,<base64>` signature.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, SignatureError> {
-    let key = key_of(secret)?;
+    sign_raw(&key_of(secret)?, id, timestamp, body)
+}
+
+/// One `v1,<base64>` signature keyed by `key` as given: ACP order webhook secrets, which are not
+/// `whsec_` base64 (see [`crate::merchant::OrderWebhook`]).
+pub fn sign_raw(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Result<String, SignatureError> {
     let ts = timestamp.to_string();
-    let tag = mac(&key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body])?
+    let tag = mac(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body])?
         .finalize()
         .into_bytes();
     Ok(format!("v1,{}", STANDARD.encode(tag)))

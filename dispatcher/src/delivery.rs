@@ -454,7 +454,7 @@ fn build_request(pair: Pair<'_>, attempt: u32, now: Timestamp) -> Result<Webhook
         }
         Target::Order { hook, .. } => {
             let body = order_body(raw.get())?;
-            request::acp_order(&hook.url, &hook.secret, body, now.timestamp()).map_err(|e| e.to_string())
+            request::acp_order(hook, head.id.as_str(), body, now).map_err(|e| e.to_string())
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::headers::*;
 use bytes::Bytes;
 use checkout::clock::Timestamp;
 use checkout::delivery_task::EventHead;
+use checkout::merchant::OrderWebhook;
 use checkout::signature::{self, SignatureError};
 use checkout::signing_key::SigningKey;
 use checkout::webhook_endpoint::WebhookEndpoint;
@@ -65,14 +66,24 @@ pub fn standard(
     })
 }
 
-/// An ACP order webhook (`{type, data: Order}`) signed with `Merchant-Signature`.
-pub fn acp_order(url: &str, secret: &str, body: Bytes, now: i64) -> Result<WebhookRequest, SignatureError> {
-    let signature = signature::merchant_signature(secret.as_bytes(), now, &body)?;
-    let mut headers = HeaderMap::with_capacity(2);
+/// An ACP order webhook (`{type, data: Order}`) of the event `id`, signed with
+/// `Merchant-Signature` (the current secret) and, alongside, the Standard Webhooks headers with
+/// one `v1` per secret in force at `at`: the overlap of a replaced secret (see [`OrderWebhook`]).
+pub fn acp_order(hook: &OrderWebhook, id: &str, body: Bytes, at: Timestamp) -> Result<WebhookRequest, SignatureError> {
+    let now = at.timestamp();
+    let merchant_signature = signature::merchant_signature(hook.secret.as_bytes(), now, &body)?;
+    let signatures: Result<Vec<String>, _> = hook
+        .secrets_at(at)
+        .map(|secret| signature::sign_raw(secret.as_bytes(), id, now, &body))
+        .collect();
+    let mut headers = HeaderMap::with_capacity(5);
     headers.insert(CONTENT_TYPE, JSON);
-    headers.insert(MERCHANT_SIGNATURE, text(&signature)?);
+    headers.insert(MERCHANT_SIGNATURE, text(&merchant_signature)?);
+    headers.insert(WEBHOOK_ID, text(id)?);
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(now));
+    headers.insert(WEBHOOK_SIGNATURE, text(&signatures?.join(" "))?);
     Ok(WebhookRequest {
-        url: url.to_owned(),
+        url: hook.url.clone(),
         headers,
         body,
     })
@@ -178,6 +189,50 @@ mod tests {
         let request = sign(&endpoint);
         assert!(!header(&request, WEBHOOK_SIGNATURE).unwrap().contains("v1a,"));
         assert_eq!(header(&request, WEBHOOK_KEY_ID), None);
+    }
+
+    #[test]
+    fn an_order_webhook_carries_the_current_secret_and_the_overlap_alongside() {
+        let now = checkout::clock::now();
+        let first = OrderWebhook::replacing(
+            None,
+            "https://p.example/o".into(),
+            "one".into(),
+            now,
+            chrono::Duration::zero(),
+        );
+        let hook = OrderWebhook::replacing(
+            Some(&first),
+            first.url.clone(),
+            "two".into(),
+            now,
+            chrono::Duration::hours(1),
+        );
+        let body = Bytes::from_static(br#"{"type":"order_create"}"#);
+        let request = acp_order(&hook, "evt_1", body.clone(), now).unwrap();
+        let header = |name: http::HeaderName| request.headers[name].to_str().unwrap().to_owned();
+        let ts = now.timestamp();
+        let merchant = header(MERCHANT_SIGNATURE);
+        assert_eq!(
+            signature::verify_merchant_signature(b"two", &merchant, &body, ts),
+            Ok(())
+        );
+        assert_eq!(merchant.matches("v1=").count(), 1, "ACP's header holds exactly one");
+        assert_eq!(header(WEBHOOK_ID), "evt_1");
+        let signatures = header(WEBHOOK_SIGNATURE);
+        for secret in ["two", "one"] {
+            let expected = signature::sign_raw(secret.as_bytes(), "evt_1", ts, &body).unwrap();
+            assert!(
+                signatures.split(' ').any(|s| s == expected),
+                "{secret} signs in the overlap"
+            );
+        }
+        let later = now + chrono::Duration::hours(2);
+        let request = acp_order(&hook, "evt_1", body, later).unwrap();
+        assert_eq!(
+            request.headers[WEBHOOK_SIGNATURE].to_str().unwrap().split(' ').count(),
+            1
+        );
     }
 
     /// Found by the independent verifiers' run: a rotation without grace at 12:00:00.5 left the

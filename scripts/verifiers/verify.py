@@ -97,4 +97,18 @@ results["stripe (PyPI)"] = {
     "wrong_key": refused(lambda: stripe_check(latest, cases["wrong_secret"])),
     "rotated_out": refused(lambda: stripe_check(latest, cases["orders"][0]["secret"])),
 }
+# The overlap of a replaced order-webhook secret: the Standard Webhooks headers sent alongside
+# Merchant-Signature carry a v1 per secret in force, keyed by the secret's raw bytes.
+overlap = 0
+for order in cases["orders"]:
+    for secret in order["secrets_in_force"]:
+        StandardWebhook(secret.encode()).verify(order["body"], order["headers"])
+        overlap += 1
+results["standardwebhooks (PyPI), order webhooks"] = {
+    "verified": overlap,
+    "tampered": refused(
+        lambda: StandardWebhook(latest["secret"].encode()).verify(tampered(latest["body"]), latest["headers"])
+    ),
+    "wrong_key": refused(lambda: StandardWebhook(cases["wrong_secret"].encode()).verify(latest["body"], latest["headers"])),
+}
 print(json.dumps(results))

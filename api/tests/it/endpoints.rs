@@ -495,6 +495,30 @@ async fn order_webhook_is_configured_per_merchant(app: TestApp) {
         .await
         .unwrap();
     assert_error(&expect(refused, 400).await, "invalid_url");
+    // A new secret: the one it replaces signs on beside it for the grace asked.
+    let replaced = json!({"url": "https://orders.example.com/acp", "secret": "second", "grace_period_seconds": 600});
+    let put = app
+        .send(reqwest::Method::PUT, "/order_webhook", Some(replaced))
+        .send()
+        .await
+        .unwrap();
+    expect(put, 200).await;
+    let stored = app.backend.merchants.merchant(&app.merchant.id).await.unwrap().unwrap();
+    let hook = stored.order_webhook.unwrap();
+    let now = checkout::clock::now();
+    assert_eq!(
+        hook.secrets_at(now).collect::<Vec<_>>(),
+        vec!["second", "whsec_test_secret"]
+    );
+    assert!(hook.secrets_at(now + chrono::Duration::seconds(601)).eq(["second"]));
+    let too_long =
+        json!({"url": "https://orders.example.com/acp", "secret": "third", "grace_period_seconds": 8 * 86_400});
+    let refused = app
+        .send(reqwest::Method::PUT, "/order_webhook", Some(too_long))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(refused, 400).await, "invalid_grace_period");
     let deleted = app
         .send(reqwest::Method::DELETE, "/order_webhook", None)
         .send()

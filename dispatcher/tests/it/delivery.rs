@@ -347,6 +347,7 @@ async fn with_order_webhook(rig: &Rig) -> checkout::merchant::Merchant {
     merchant.order_webhook = Some(checkout::merchant::OrderWebhook {
         url: format!("{}/orders", rig.base_url),
         secret: "whsec_test_secret".into(),
+        previous_secrets: Vec::new(),
     });
     rig.backend.merchants.put_merchant(&merchant).await.unwrap();
     merchant

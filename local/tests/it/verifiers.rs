@@ -4,7 +4,9 @@
 //!   `standardwebhooks` crate (`v1`, HMAC);
 //! - PyNaCl and Node's `@noble/ed25519` (`v1a`, ed25519), with the key looked up by the
 //!   delivery's `webhook-key-id` in the published `/.well-known/webhook-keys`;
-//! - the `stripe` package's signature check (ACP order webhooks' `Merchant-Signature`).
+//! - the `stripe` package's signature check (ACP order webhooks' `Merchant-Signature`), and
+//!   Python `standardwebhooks` on the headers sent alongside it, which carry a replaced order
+//!   secret's overlap.
 //!
 //! Each also refuses a tampered body, a timestamp outside its tolerance, the wrong key, and a key
 //! rotated out whose grace has ended. The Python libraries come from `scripts/requirements-test.txt`
@@ -280,8 +282,11 @@ async fn independent_libraries_in_three_languages_verify_every_delivery() {
         "wrong_jwks": wrong_jwks,
         "retired": delivery(&retired),
         "orders": [
-            {"headers": order_deliveries[0].0, "body": order_deliveries[0].1, "secret": "order secret one"},
-            {"headers": order_deliveries[1].0, "body": order_deliveries[1].1, "secret": "order secret two"},
+            {"headers": order_deliveries[0].0, "body": order_deliveries[0].1, "secret": "order secret one",
+             "secrets_in_force": ["order secret one"]},
+            // The first secret signs on beside the second through the default grace (24 h).
+            {"headers": order_deliveries[1].0, "body": order_deliveries[1].1, "secret": "order secret two",
+             "secrets_in_force": ["order secret two", "order secret one"]},
         ],
         "order_stale": {"headers": {"merchant-signature": stale_order}, "body": order_body, "secret": "order secret two"},
     });
@@ -303,6 +308,12 @@ async fn independent_libraries_in_three_languages_verify_every_delivery() {
         .extend(node.as_object().unwrap().clone());
     results["standardwebhooks (crates.io)"] = rust_standardwebhooks(&cases);
 
+    let overlap = &results["standardwebhooks (PyPI), order webhooks"];
+    assert_eq!(overlap["verified"], 3, "{overlap}");
+    assert_eq!(
+        (&overlap["tampered"], &overlap["wrong_key"]),
+        (&json!("refused"), &json!("refused"))
+    );
     let expected_libraries = [
         "standardwebhooks (PyPI)",
         "svix (PyPI)",
@@ -322,6 +333,6 @@ async fn independent_libraries_in_three_languages_verify_every_delivery() {
             assert_eq!(result[case], "refused", "{library} accepted the {case} case: {result}");
         }
     }
-    assert_eq!(results.as_object().unwrap().len(), expected_libraries.len());
+    assert_eq!(results.as_object().unwrap().len(), expected_libraries.len() + 1);
     stack.shutdown().await.unwrap();
 }
