@@ -304,6 +304,81 @@ async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signe
     assert!(checked > 0, "the functions' calls went through the meters");
 }
 
+/// An ed25519 endpoint as deployed: its deliveries carry `v1a` signatures that verify with the
+/// key the stage publishes at `/.well-known/webhook-keys`, named by `webhook-key-id`; the
+/// dispatcher's write that disables it on a 410 (the endpoint with its published key, in one
+/// transaction) is one its policy allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ed25519_endpoint_verifies_with_the_published_keys() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let deployment = deployed(Options::default()).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: deployment.api_url(),
+    };
+    let (receiver, url) = Receiver::start(&[200, 410]).await;
+    let (status, endpoint) = client
+        .call(
+            reqwest::Method::POST,
+            "/webhook_endpoints",
+            Some(json!({ "url": url, "signature_scheme": "ed25519" })),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{endpoint}");
+    let session = client.create().await;
+    let seen = receiver.wait_for("the created event", |seen| !seen.is_empty()).await;
+    let (headers, _) = &seen[0];
+    let raw = receiver.raw.lock().unwrap()[0].clone();
+    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+    let (status, jwks) = client
+        .call(reqwest::Method::GET, "/.well-known/webhook-keys", None, None)
+        .await;
+    assert_eq!(status, 200, "{jwks}");
+    let kid = header("webhook-key-id");
+    assert_eq!(kid, endpoint["signing_keys"][0]["kid"].as_str().unwrap());
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .unwrap_or_else(|| panic!("{kid} is not published: {jwks}"));
+    let x = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
+    let public = format!("whpk_{}", STANDARD.encode(x));
+    let verdict = checkout::signing_key::verify_v1a(
+        &public,
+        &header("webhook-id"),
+        &header("webhook-timestamp"),
+        &header("webhook-signature"),
+        &raw,
+    );
+    assert_eq!(verdict, Ok(()));
+    assert!(
+        !header("webhook-signature").contains("v1,"),
+        "ed25519 alone: no HMAC signature"
+    );
+
+    client.ready(&session).await;
+    let path = format!("/webhook_endpoints/{}", endpoint["id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, now) = client.call(reqwest::Method::GET, &path, None, None).await;
+        assert_eq!(status, 200, "{now}");
+        if now["enabled"] == false {
+            assert!(now["disabled_reason"].as_str().unwrap().contains("410"), "{now}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not disabled after the 410: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let checked = deployment.assert_within_the_templates_limits();
+    assert!(checked > 0);
+}
+
 /// The `$default` stage: the same API at the root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_checkout_through_the_default_stage_works() {
