@@ -15,7 +15,7 @@ use checkout::merchant::{Merchant, OrderWebhook};
 use checkout::ports::StoreError;
 use checkout::service::Reply;
 use checkout::url_safety::{self, UrlError};
-use checkout::webhook_endpoint::{SignatureScheme, WebhookEndpoint};
+use checkout::webhook_endpoint::{MAX_ENDPOINTS_PER_MERCHANT, SignatureScheme, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
@@ -176,6 +176,17 @@ pub async fn create(
     let Json { value: req, raw } = body;
     once(&state, &caller, key, &raw, || async {
         check_url(&state, &req.url).await?;
+        // Counted before the write, so registrations racing each other may pass the cap by a
+        // few: it bounds what a merchant can add, it is not a quota anyone is billed by.
+        let existing = state
+            .backend
+            .endpoints
+            .endpoints(&caller.merchant.id)
+            .await
+            .map_err(ApiError::storage)?;
+        if existing.len() >= MAX_ENDPOINTS_PER_MERCHANT {
+            return Err(ApiError::TooManyEndpoints(MAX_ENDPOINTS_PER_MERCHANT));
+        }
         let rate_limit = settings::rate_limit(req.rate_limit)?;
         let description = settings::description(req.description)?;
         let event_types = settings::event_types(req.event_types.as_deref().unwrap_or_default())?;

@@ -43,6 +43,8 @@ pub enum ApiError {
     ReplayInProgress(String),
     #[error("the endpoint is disabled: enable it before replaying to it")]
     EndpointDisabled,
+    #[error("a merchant may have at most {0} webhook endpoints: delete one before adding another")]
+    TooManyEndpoints(usize),
     /// The request is understood and refused: the error says which field and why.
     #[error("{}", .0.message)]
     Invalid(AcpError),
@@ -105,6 +107,7 @@ impl ApiError {
             ),
             Self::ReplayInProgress(_) => (409, AcpError::invalid(ErrorCode::ReplayInProgress, message)),
             Self::EndpointDisabled => (409, AcpError::invalid(ErrorCode::EndpointDisabled, message)),
+            Self::TooManyEndpoints(_) => (409, AcpError::invalid(ErrorCode::TooManyEndpoints, message)),
             Self::Invalid(error) => (400, error),
         };
         Reply::error(status, &error)

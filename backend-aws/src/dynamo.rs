@@ -449,6 +449,20 @@ pub(crate) fn first_condition_failed(err: &SdkError<TransactWriteItemsError, Htt
     }
 }
 
+/// The transaction was cancelled by its first item's condition, or by another transaction on one
+/// of its items at the same moment (`TransactionConflict`): either way the caller reads again and
+/// retries, as after a revision conflict.
+pub(crate) fn changed_meanwhile(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => {
+            let reasons = canceled.cancellation_reasons();
+            let first = reasons.first().and_then(|r| r.code());
+            first == Some("ConditionalCheckFailed") || reasons.iter().any(|r| r.code() == Some("TransactionConflict"))
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn is_condition_failure(err: &SdkError<PutItemError, HttpResponse>) -> bool {
     matches!(
         err.as_service_error(),

@@ -1,7 +1,7 @@
 //! Merchants, their webhook endpoints and each endpoint's latest replay, in the merchants table.
 
-use crate::dynamo::first_condition_failed;
 use crate::dynamo::{DynamoStore, Item, conditional_put, doc, get_s, n, revision_condition, s, to_doc, with};
+use crate::dynamo::{changed_meanwhile, first_condition_failed};
 use crate::error::{corrupt, failed_call, unavailable};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
@@ -235,11 +235,24 @@ impl EndpointStore for DynamoStore {
             what: "endpoint",
             id: endpoint.id.to_string(),
         };
-        if endpoint.signing_keys.is_empty() {
+        // Each key's registry item goes in the same transaction, and the items of the keys this
+        // write drops from the record (read from the copy stored now: the write is conditional on
+        // that copy's revision) are deleted, so ended keys never pile up until the TTL sweep.
+        let table = &self.tables.merchants;
+        let stored = self.endpoint(&endpoint.merchant_id, &endpoint.id).await?;
+        let stored_kids: Vec<String> = stored
+            .filter(|s| s.revision == endpoint.revision)
+            .map(|s| s.signing_keys.into_iter().map(|k| k.kid).collect())
+            .unwrap_or_default();
+        let dropped: Vec<&String> = stored_kids
+            .iter()
+            .filter(|kid| !endpoint.signing_keys.iter().any(|k| &k.kid == *kid))
+            .collect();
+        if endpoint.signing_keys.is_empty() && dropped.is_empty() {
             let result = self
                 .client
                 .put_item()
-                .table_name(&self.tables.merchants)
+                .table_name(table)
                 .set_item(Some(item))
                 .condition_expression(condition)
                 .expression_attribute_names("#revision", "revision")
@@ -251,9 +264,6 @@ impl EndpointStore for DynamoStore {
                 false => Err(changed()),
             };
         }
-        // With its keys: each key's registry item in the same transaction (a key leaves the
-        // record only after a stored write gave it an end, so upserts are all it takes).
-        let table = &self.tables.merchants;
         let endpoint_put = Put::builder()
             .table_name(table)
             .set_item(Some(item))
@@ -274,9 +284,17 @@ impl EndpointStore for DynamoStore {
                 .map_err(unavailable)?;
             request = request.transact_items(TransactWriteItem::builder().put(put).build());
         }
+        for kid in &dropped {
+            let unpublish = Delete::builder()
+                .table_name(table)
+                .set_key(Some(registry_key(kid)))
+                .build()
+                .map_err(unavailable)?;
+            request = request.transact_items(TransactWriteItem::builder().delete(unpublish).build());
+        }
         match request.send().await {
             Ok(_) => Ok(()),
-            Err(err) if first_condition_failed(&err) => Err(changed()),
+            Err(err) if changed_meanwhile(&err) => Err(changed()),
             Err(err) => Err(failed_call(err)),
         }
     }
@@ -346,7 +364,7 @@ impl EndpointStore for DynamoStore {
             }
             match request.send().await {
                 Ok(_) => return Ok(true),
-                Err(err) if first_condition_failed(&err) => continue,
+                Err(err) if changed_meanwhile(&err) => continue,
                 Err(err) => return Err(failed_call(err)),
             }
         }
@@ -366,6 +384,11 @@ impl EndpointStore for DynamoStore {
                 .table_name(&self.tables.merchants)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(KEY_REGISTRY))
+                // Ended keys linger until the TTL sweep: not worth sending back.
+                .filter_expression("attribute_not_exists(expires_at) OR expires_at > :now")
+                .expression_attribute_values(":now", n(checkout::clock::now().timestamp()))
+                // A receiver asks right after a key appeared (an unknown kid): it must be there.
+                .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await

@@ -50,8 +50,10 @@ pub struct OrderWebhook {
 
 impl OrderWebhook {
     /// `url` and `secret` in place of `current` (if any): a different secret keeps the one it
-    /// replaces signing beside it until `now + grace`; at most [`MAX_IN_GRACE`] do, the oldest
-    /// leave first; ended ones leave.
+    /// replaces (and those still in grace, at most until then) signing beside it until
+    /// `now + grace`; at most [`MAX_IN_GRACE`] do, the oldest leave first; ended ones leave. A new
+    /// URL alone keeps the overlap: the platform moved its receiver, not its secret. After a
+    /// `DELETE`, nothing is kept.
     pub fn replacing(
         current: Option<&OrderWebhook>,
         url: String,
@@ -61,6 +63,10 @@ impl OrderWebhook {
     ) -> Self {
         let mut previous: Vec<SigningSecret> = current.map(|hook| hook.previous_secrets.clone()).unwrap_or_default();
         if let Some(old) = current.filter(|hook| hook.secret != secret) {
+            // No older secret outlives the newest grace (none at all after a leak, grace 0).
+            for s in &mut previous {
+                s.expires_at = s.expires_at.map(|t| t.min(now + grace));
+            }
             previous.insert(
                 0,
                 SigningSecret {

@@ -30,6 +30,9 @@ pub const MAX_RATE_LIMIT: u32 = 10_000;
 pub const FAILING_DISABLE_AFTER: Duration = Duration::days(5);
 /// An endpoint's description, at most this many characters.
 pub const MAX_DESCRIPTION_LEN: usize = 500;
+/// Endpoints a merchant may have. Bounds what one merchant adds to every endpoint read of the
+/// dispatcher and to the public key set (Stripe allows 16 per account).
+pub const MAX_ENDPOINTS_PER_MERCHANT: usize = 50;
 /// Rotated-out credentials of one kind still signing beside the current one, at most: a further
 /// rotation ends the oldest one's grace at once. Bounds the record, the signature header and the
 /// work of every delivery, whatever a merchant's script does.
@@ -134,12 +137,19 @@ impl Expiring for SigningKey {
     }
 }
 
-/// Puts `fresh` first. Credentials whose expiry had passed leave; the current one signs on until
-/// `now + grace`; past [`MAX_IN_GRACE`] in grace, the oldest end now (and leave at a later change).
-fn rotate_in<C: Expiring>(list: &mut Vec<C>, fresh: C, now: Timestamp, grace: Duration) {
+/// Drops the credentials whose end has passed (their end was stored by an earlier change).
+fn prune<C: Expiring>(list: &mut Vec<C>, now: Timestamp) {
     list.retain_mut(|c| c.expires_at().is_none_or(|t| t > now));
+}
+
+/// Puts `fresh` first. Credentials whose expiry had passed leave; the others sign on until
+/// `now + grace` at the latest (a rotation without grace ends every older one at once, as after
+/// a leak); past [`MAX_IN_GRACE`] in grace, the oldest end now (and leave at a later change).
+fn rotate_in<C: Expiring>(list: &mut Vec<C>, fresh: C, now: Timestamp, grace: Duration) {
+    prune(list, now);
     for c in list.iter_mut() {
-        c.expires_at().get_or_insert(now + grace);
+        let ends = c.expires_at();
+        *ends = Some(ends.map_or(now + grace, |t| t.min(now + grace)));
     }
     list.insert(0, fresh);
     for c in list.iter_mut().skip(1 + MAX_IN_GRACE) {
@@ -226,6 +236,8 @@ impl WebhookEndpoint {
         rotate_in(&mut self.secrets, fresh, now, grace);
         if self.signature_scheme.signs_ed25519() {
             rotate_in(&mut self.signing_keys, SigningKey::generate(now)?, now, grace);
+        } else {
+            prune(&mut self.signing_keys, now);
         }
         self.updated_at = now;
         Ok(&self.secrets[0].secret)
@@ -342,6 +354,33 @@ mod tests {
         e.set_signature_scheme(SignatureScheme::Ed25519, now + Duration::seconds(1))
             .unwrap();
         assert_eq!(e.signing_keys(now + Duration::seconds(1)).count(), 1, "a fresh key");
+    }
+
+    /// A review found a rotation without grace (what a merchant does after a leak) left the
+    /// secrets already in grace signing until their own end.
+    #[test]
+    fn a_rotation_without_grace_ends_every_older_credential_at_once() {
+        let mut e = endpoint();
+        let now = clock::now();
+        e.set_signature_scheme(SignatureScheme::Both, now).unwrap();
+        e.rotate(now, Duration::days(7)).unwrap();
+        e.rotate(now, Duration::days(7)).unwrap();
+        assert_eq!(e.signing_secrets(now).count(), 3);
+        let later = now + Duration::seconds(1);
+        e.rotate(later, Duration::zero()).unwrap();
+        assert_eq!(e.signing_secrets(later).count(), 1);
+        assert_eq!(e.signing_keys(later).count(), 1);
+    }
+
+    #[test]
+    fn an_hmac_endpoint_drops_its_ended_keys_at_a_rotation() {
+        let mut e = endpoint();
+        let now = clock::now();
+        e.set_signature_scheme(SignatureScheme::Ed25519, now).unwrap();
+        e.set_signature_scheme(SignatureScheme::Hmac, now).unwrap();
+        assert_eq!(e.signing_keys.len(), 1, "kept until a later change, its end stored");
+        e.rotate(now + Duration::seconds(1), Duration::hours(1)).unwrap();
+        assert!(e.signing_keys.is_empty());
     }
 
     #[test]

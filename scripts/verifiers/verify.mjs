@@ -15,7 +15,8 @@ const input = JSON.parse(await new Promise((resolve) => {
 const TOLERANCE_SECS = 300;
 const fromB64 = (s) => Uint8Array.from(Buffer.from(s, "base64"));
 
-// A receiver's v1a check: a fresh timestamp, then any signature whose key id is in the set.
+// A receiver's v1a check: a fresh timestamp, any signature whose key id is in the set, and the
+// event is its own merchant's (the key set serves every merchant of the deployment).
 async function verifyV1a(jwks, headers, body) {
   const ts = Number(headers["webhook-timestamp"]);
   if (!Number.isInteger(ts) || Math.abs(Math.floor(Date.now() / 1000) - ts) > TOLERANCE_SECS) {
@@ -28,7 +29,10 @@ async function verifyV1a(jwks, headers, body) {
     const jwk = jwks.keys.find((k) => k.kid === kids[i]);
     if (!jwk) continue;
     const publicKey = Uint8Array.from(Buffer.from(jwk.x, "base64url"));
-    if (await ed.verifyAsync(fromB64(signature.slice(4)), content, publicKey)) return;
+    if (await ed.verifyAsync(fromB64(signature.slice(4)), content, publicKey)) {
+      if (JSON.parse(body).merchant_id !== input.merchant_id) throw new Error("signed for another merchant");
+      return;
+    }
   }
   throw new Error("no v1a signature verifies with a published key");
 }

@@ -19,7 +19,8 @@ cases = json.load(sys.stdin)
 
 
 def verify_v1a(jwks, headers, body):
-    """A receiver's v1a check: a fresh timestamp, then any signature whose key id is published."""
+    """A receiver's v1a check: a fresh timestamp, any signature whose key id is published, and
+    the event is its own merchant's (the key set serves every merchant of the deployment)."""
     ts = int(headers["webhook-timestamp"])
     if abs(int(time.time()) - ts) > TOLERANCE_SECS:
         raise ValueError("timestamp outside the tolerance")
@@ -33,9 +34,11 @@ def verify_v1a(jwks, headers, body):
         x = base64.urlsafe_b64decode(jwk["x"] + "=" * (-len(jwk["x"]) % 4))
         try:
             VerifyKey(x).verify(content, base64.b64decode(signature))
-            return
         except Exception:
             continue
+        if json.loads(body).get("merchant_id") != cases["merchant_id"]:
+            raise ValueError("signed for another merchant")
+        return
     raise ValueError("no v1a signature verifies with a published key")
 
 

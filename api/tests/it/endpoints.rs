@@ -19,7 +19,47 @@ on_every_backend!(
     a_repeated_registration_with_its_key_creates_one_endpoint,
     an_empty_body_and_an_empty_object_are_the_same_request,
     ed25519_endpoints_publish_their_keys,
+    a_merchant_has_a_bounded_number_of_endpoints,
 );
+
+/// Each endpoint adds to every read of the merchant's endpoints and, with ed25519, to the public
+/// key set: a merchant's script cannot add them without end.
+async fn a_merchant_has_a_bounded_number_of_endpoints(app: TestApp) {
+    use checkout::webhook_endpoint::MAX_ENDPOINTS_PER_MERCHANT;
+    for i in 0..MAX_ENDPOINTS_PER_MERCHANT {
+        app.create_endpoint(json!({"url": format!("https://hooks.example.com/{i}")}))
+            .await;
+    }
+    let one_more = json!({"url": "https://hooks.example.com/one-more", "signature_scheme": "ed25519"});
+    let refused = app
+        .send(reqwest::Method::POST, "/webhook_endpoints", Some(one_more))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(refused, 409).await, "too_many_endpoints");
+    let listed = expect(
+        app.send(reqwest::Method::GET, "/webhook_endpoints", None)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        MAX_ENDPOINTS_PER_MERCHANT,
+        "nothing stored"
+    );
+    let first = listed["data"][0]["id"].as_str().unwrap();
+    let deleted = app
+        .send(reqwest::Method::DELETE, &format!("/webhook_endpoints/{first}"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    app.create_endpoint(json!({"url": "https://hooks.example.com/after-a-delete"}))
+        .await;
+}
 
 async fn jwks(app: &TestApp) -> Vec<Value> {
     // No API key: receivers fetch it anonymously.
@@ -579,8 +619,10 @@ async fn an_array_body_rotates_nothing(app: TestApp) {
 }
 
 /// Rotations and edits of one endpoint at the same time: before, an edit written from an older
-/// copy undid rotations, so the API returned secrets that were never stored.
+/// copy undid rotations, so the API returned secrets that were never stored. As many rotations
+/// as may be in grace at once (more end the oldest, see `MAX_IN_GRACE`), each racing two edits.
 async fn rotations_racing_edits_are_never_undone(app: TestApp) {
+    use checkout::webhook_endpoint::MAX_IN_GRACE;
     let created = app
         .create_endpoint(json!({"url": "https://hooks.example.com/acp"}))
         .await;
@@ -588,25 +630,25 @@ async fn rotations_racing_edits_are_never_undone(app: TestApp) {
     let path = format!("/webhook_endpoints/{id}");
     let app = std::sync::Arc::new(app);
     let mut tasks = Vec::new();
-    for i in 0..10 {
+    for i in 0..MAX_IN_GRACE {
         let (app, path) = (app.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
-            let rotated = app
-                .send(reqwest::Method::POST, &format!("{path}/rotate_secret"), None)
-                .send()
-                .await
-                .unwrap();
-            let rotated = expect(rotated, 200).await;
-            let edited = app
-                .send(
+            let edit = |n: usize| {
+                app.send(
                     reqwest::Method::PATCH,
                     &path,
-                    Some(json!({"description": format!("edit {i}")})),
+                    Some(json!({"description": format!("edit {i}.{n}")})),
                 )
                 .send()
-                .await
-                .unwrap();
-            expect(edited, 200).await;
+            };
+            let before = edit(0);
+            let rotated = app
+                .send(reqwest::Method::POST, &format!("{path}/rotate_secret"), None)
+                .send();
+            let (before, rotated) = tokio::join!(before, rotated);
+            expect(before.unwrap(), 200).await;
+            let rotated = expect(rotated.unwrap(), 200).await;
+            expect(edit(1).await.unwrap(), 200).await;
             rotated["secret"].as_str().unwrap().to_owned()
         }));
     }
@@ -627,7 +669,11 @@ async fn rotations_racing_edits_are_never_undone(app: TestApp) {
             "a secret the API returned was never stored (or was undone)"
         );
     }
-    assert_eq!(stored.secrets.len(), 11, "ten rotations: ten new secrets and the first");
+    assert_eq!(
+        stored.secrets.len(),
+        MAX_IN_GRACE + 1,
+        "each rotation's secret and the first"
+    );
     assert!(stored.description.unwrap().starts_with("edit "));
 }
 

@@ -139,3 +139,57 @@ async fn first_attempts_at_dynamodbs_limits_are_stored_and_read_back() {
     ids.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(page.into_iter().map(|r| r.event_id).collect::<Vec<_>>(), ids);
 }
+
+/// The registry partition itself stays bounded, not only what a read returns (a read filters
+/// ended keys, which would otherwise pile up until DynamoDB's TTL sweep, days later): a review
+/// found every rotation left its ended key's item behind.
+#[tokio::test]
+async fn ended_keys_leave_the_registry_partition() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use checkout::webhook_endpoint::{MAX_IN_GRACE, SignatureScheme, WebhookEndpoint};
+    let (client, tables) = aws_backend::testkit::fresh_tables().await;
+    let store = aws_backend::DynamoStore::new(client.clone(), tables.clone());
+    use checkout::ports::EndpointStore;
+    let m = checkout::testkit::merchant();
+    let start = checkout::clock::now();
+    let mut e = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/loop".into(), start).unwrap();
+    e.set_signature_scheme(SignatureScheme::Ed25519, start).unwrap();
+    store.put_endpoint(&e).await.unwrap();
+    for i in 0..20 {
+        let at = start + chrono::Duration::milliseconds(10 * (i + 1));
+        let mut fresh = store.endpoint(&m.id, &e.id).await.unwrap().unwrap();
+        fresh.rotate(at, chrono::Duration::zero()).unwrap();
+        store.put_endpoint(&fresh).await.unwrap();
+    }
+    let mut fresh = store.endpoint(&m.id, &e.id).await.unwrap().unwrap();
+    fresh
+        .set_signature_scheme(SignatureScheme::Hmac, checkout::clock::now())
+        .unwrap();
+    store.put_endpoint(&fresh).await.unwrap();
+    let mut fresh = store.endpoint(&m.id, &e.id).await.unwrap().unwrap();
+    fresh
+        .rotate(
+            checkout::clock::now() + chrono::Duration::seconds(1),
+            chrono::Duration::zero(),
+        )
+        .unwrap();
+    store.put_endpoint(&fresh).await.unwrap();
+    let items = client
+        .query()
+        .table_name(&tables.merchants)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S("webhook-keys".into()))
+        .send()
+        .await
+        .unwrap()
+        .count;
+    assert!(
+        items <= 2 + MAX_IN_GRACE as i32,
+        "{items} registry items for one endpoint"
+    );
+    assert!(store.endpoints(&m.id).await.unwrap()[0].signing_keys.is_empty());
+    assert_eq!(
+        items, 0,
+        "an hmac endpoint whose keys ended publishes nothing, stored or not"
+    );
+}

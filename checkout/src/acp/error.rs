@@ -61,6 +61,7 @@ pub enum ErrorCode {
     NothingToUpdate,
     ReplayInProgress,
     EndpointDisabled,
+    TooManyEndpoints,
     // Our side.
     StorageUnavailable,
     StorageRefused,

@@ -294,6 +294,45 @@ pub async fn endpoints_publish_their_keys_until_they_stop_signing(backend: &Back
     }
 }
 
+/// A script rotating an ed25519 endpoint (and switching its scheme back and forth) again and
+/// again leaves a bounded set of published keys: ended keys leave with the record.
+pub async fn rotations_in_a_loop_publish_a_bounded_set(backend: &Backend) {
+    use crate::webhook_endpoint::{MAX_IN_GRACE, SignatureScheme};
+    let m = merchant();
+    let start = crate::clock::now();
+    let mut e = WebhookEndpoint::new(m.id.clone(), "https://hooks.example.com/loop".into(), start).unwrap();
+    e.set_signature_scheme(SignatureScheme::Ed25519, start).unwrap();
+    backend.endpoints.put_endpoint(&e).await.unwrap();
+    for i in 0..30 {
+        let at = start + chrono::Duration::milliseconds(10 * (i + 1));
+        let mut fresh = backend.endpoints.endpoint(&m.id, &e.id).await.unwrap().unwrap();
+        match i % 3 {
+            0 => fresh.rotate(at, chrono::Duration::zero()).unwrap(),
+            1 => fresh.rotate(at, chrono::Duration::days(7)).unwrap(),
+            _ => {
+                fresh.set_signature_scheme(SignatureScheme::Hmac, at).unwrap();
+                fresh.set_signature_scheme(SignatureScheme::Ed25519, at).unwrap();
+                ""
+            }
+        };
+        backend.endpoints.put_endpoint(&fresh).await.unwrap();
+    }
+    let mine: Vec<_> = backend
+        .endpoints
+        .endpoint(&m.id, &e.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .signing_keys;
+    let published = backend.endpoints.published_keys().await.unwrap();
+    assert!(
+        published.len() <= 2 + MAX_IN_GRACE,
+        "{} published keys",
+        published.len()
+    );
+    assert!(mine.len() <= 2 + MAX_IN_GRACE, "{} keys in the record", mine.len());
+}
+
 /// An endpoint runs one replay at a time: a second start is refused while the first runs, and
 /// allowed once it completed or was abandoned (then the first's late steps are refused). A step
 /// is stored only over the revision it read; a replay is found only under its own merchant.

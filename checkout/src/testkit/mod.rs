@@ -103,6 +103,7 @@ macro_rules! backend_contract_tests {
             racing_endpoint_writers_lose_nothing,
             endpoints_list_oldest_first_and_delete_once,
             endpoints_publish_their_keys_until_they_stop_signing,
+            rotations_in_a_loop_publish_a_bounded_set,
             an_endpoint_runs_one_replay_at_a_time,
             fifty_concurrent_api_updates_lose_nothing,
             idempotent_create_through_the_service,

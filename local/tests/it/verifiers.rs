@@ -273,6 +273,7 @@ async fn independent_libraries_in_three_languages_verify_every_delivery() {
     .unwrap();
 
     let cases = json!({
+        "merchant_id": local::DEMO_MERCHANT_ID,
         "deliveries": deliveries.iter().map(delivery).collect::<Vec<_>>(),
         "secret": rotated["secret"],
         "old_secret": old_secret,
