@@ -76,6 +76,10 @@ pub enum FinalCode {
     Unreadable,
     /// The queue itself moved the message after too many receives.
     MovedByQueue,
+    /// The receiver asked not to retry this event (`webhook-delivery: abort-message`).
+    Aborted,
+    /// The receiver asked to disable the endpoint (`webhook-delivery: disable`).
+    DisableRequested,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +116,14 @@ pub struct AttemptRecord {
     /// The start of the receiver's answer or of the error, at most 4 KiB.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub snippet: String,
+    /// Milliseconds from sending the request to the answer's headers (`latency_ms` also counts
+    /// reading the body). Connection set-up is not split out: connections are pooled, and the
+    /// HTTP client does not report DNS, connect and TLS times of the one it used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_ms: Option<u32>,
+    /// The receiver's own `Server-Timing` header (e.g. `acp;dur=12.5`), at most 256 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timing: Option<String>,
     /// When the next attempt is due; `None` when there will be none (delivered, exhausted,
     /// endpoint gone or disabled).
     #[serde(

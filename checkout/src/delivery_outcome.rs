@@ -1,6 +1,10 @@
 //! What one delivery attempt's result means: delivered, retry (and how soon at the earliest),
 //! or gone for good (HTTP 410 disables the endpoint). Redirects are never followed, so a 3xx
 //! is a failure like any other non-2xx.
+//!
+//! A receiver may also steer what follows with the `webhook-delivery` response header (Standard
+//! Webhooks proposal #291, as Svix implements it): `disable` disables the endpoint (after this
+//! delivery, if it succeeded), `abort-message` ends this event's retries (no effect on a success).
 
 use crate::retry_schedule::Pushback;
 use std::time::Duration;
@@ -23,6 +27,10 @@ pub enum Outcome {
     Delivered,
     /// 410 Gone: the receiver says the endpoint will never take deliveries again.
     Gone,
+    /// A failed answer with `webhook-delivery: disable`: the endpoint is disabled.
+    DisableRequested,
+    /// A failed answer with `webhook-delivery: abort-message`: this event is not retried.
+    Aborted,
     Retry {
         class: ErrorClass,
         pushback: Pushback,
@@ -44,6 +52,42 @@ pub fn of_status(status: u16, retry_after: Option<Duration>) -> Outcome {
             class: ErrorClass::Http,
             pushback: Pushback::default(),
         },
+    }
+}
+
+/// What a receiver asked with `webhook-delivery`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryControl {
+    pub disable: bool,
+    pub abort_message: bool,
+}
+
+impl DeliveryControl {
+    pub const HEADER: &'static str = "webhook-delivery";
+
+    /// The header's values: comma-separated tokens, case and spaces ignored; unknown ones too.
+    pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut control = Self::default();
+        for token in values.into_iter().flat_map(|v| v.split(',')) {
+            let token = token.trim();
+            if token.eq_ignore_ascii_case("disable") {
+                control.disable = true;
+            } else if token.eq_ignore_ascii_case("abort-message") {
+                control.abort_message = true;
+            }
+        }
+        control
+    }
+}
+
+/// The outcome of an answer, with what the receiver asked: a failure it asks to end becomes
+/// [`Outcome::DisableRequested`] or [`Outcome::Aborted`] instead of a retry. A success stays
+/// delivered (the caller disables after it if asked); a 410 stays gone.
+pub fn of_answer(status: u16, retry_after: Option<Duration>, control: DeliveryControl) -> Outcome {
+    match of_status(status, retry_after) {
+        Outcome::Retry { .. } if control.disable => Outcome::DisableRequested,
+        Outcome::Retry { .. } if control.abort_message => Outcome::Aborted,
+        outcome => outcome,
     }
 }
 
@@ -70,6 +114,44 @@ pub fn parse_retry_after(value: &str, now: i64) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receivers_steer_what_follows_a_failure() {
+        let none = DeliveryControl::default();
+        let abort = DeliveryControl::parse(["Abort-Message"]);
+        let disable = DeliveryControl::parse(["foo, disable"]);
+        let both = DeliveryControl::parse(["abort-message", " DISABLE "]);
+        assert_eq!(
+            abort,
+            DeliveryControl {
+                disable: false,
+                abort_message: true
+            }
+        );
+        assert_eq!(
+            disable,
+            DeliveryControl {
+                disable: true,
+                abort_message: false
+            }
+        );
+        assert!(both.disable && both.abort_message);
+        assert_eq!(
+            DeliveryControl::parse(["pause", ""]),
+            none,
+            "unknown tokens are ignored"
+        );
+        assert_eq!(of_answer(503, None, abort), Outcome::Aborted);
+        assert_eq!(of_answer(400, None, disable), Outcome::DisableRequested);
+        assert_eq!(
+            of_answer(500, None, both),
+            Outcome::DisableRequested,
+            "disable says more"
+        );
+        assert_eq!(of_answer(200, None, both), Outcome::Delivered, "a success stays one");
+        assert_eq!(of_answer(410, None, abort), Outcome::Gone);
+        assert!(matches!(of_answer(500, None, none), Outcome::Retry { .. }));
+    }
 
     #[test]
     fn statuses_map_to_outcomes() {

@@ -260,6 +260,13 @@ impl Deliverer {
                 if stored == PairResult::Done {
                     self.health.note_success(target).await;
                 }
+                if result.control.disable {
+                    info!(
+                        endpoint_id = target.name(),
+                        attempt, "delivered; the receiver asked to be disabled"
+                    );
+                    self.health.disable(target, ASKED_TO_DISABLE, started).await;
+                }
                 stored
             }
             Outcome::Gone => {
@@ -276,6 +283,36 @@ impl Deliverer {
                     .disable(target, "the endpoint answered 410 Gone", started)
                     .await;
                 stored
+            }
+            Outcome::DisableRequested => {
+                self.metrics.failed(&pair.head.merchant_id);
+                info!(
+                    endpoint_id = target.name(),
+                    attempt,
+                    status = result.status,
+                    "the receiver asked to be disabled"
+                );
+                record.end(
+                    FinalCode::DisableRequested,
+                    format!("{ASKED_TO_DISABLE} and was disabled"),
+                );
+                let stored = self.store(pair, &record).await;
+                self.health.disable(target, ASKED_TO_DISABLE, started).await;
+                stored
+            }
+            Outcome::Aborted => {
+                self.metrics.failed(&pair.head.merchant_id);
+                info!(
+                    endpoint_id = target.name(),
+                    attempt,
+                    status = result.status,
+                    "the receiver asked not to retry this event"
+                );
+                record.end(
+                    FinalCode::Aborted,
+                    "the endpoint asked not to retry this event (webhook-delivery: abort-message)",
+                );
+                self.store(pair, &record).await
             }
             Outcome::Retry { pushback, class } => self.retry(pair, attempt, started, result, pushback, class).await,
         }
@@ -467,6 +504,9 @@ fn order_body(raw: &str) -> Result<Bytes, String> {
     serde_json::to_vec(&body).map(Bytes::from).map_err(|e| e.to_string())
 }
 
+/// Why an endpoint is disabled at its receiver's request.
+const ASKED_TO_DISABLE: &str = "the endpoint asked to be disabled (webhook-delivery: disable)";
+
 fn attempt_record(pair: Pair<'_>, attempt: u32, at: Timestamp, result: Option<&AttemptResult>) -> AttemptRecord {
     let Pair {
         head, target, series, ..
@@ -489,6 +529,10 @@ fn attempt_record(pair: Pair<'_>, attempt: u32, at: Timestamp, result: Option<&A
         }),
         remote_ip: result.and_then(|r| r.remote_ip),
         snippet: result.map(|r| r.snippet.clone()).unwrap_or_default(),
+        headers_ms: result
+            .and_then(|r| r.headers_after)
+            .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+        server_timing: result.and_then(|r| r.server_timing.clone()),
         next_attempt_at: None,
         final_reason: None,
         final_code: None,

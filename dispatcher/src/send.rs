@@ -3,6 +3,7 @@
 
 use crate::pinned_dns::{Blocked, NameNotResolved};
 use crate::request::WebhookRequest;
+use checkout::delivery_outcome::DeliveryControl;
 use checkout::delivery_outcome::{self, ErrorClass, Outcome};
 use checkout::url_safety::{self, UrlPolicy};
 use std::net::IpAddr;
@@ -21,7 +22,16 @@ pub struct AttemptResult {
     pub remote_ip: Option<IpAddr>,
     /// The start of the answer (or the error), for the attempt log.
     pub snippet: String,
+    /// From sending the request to the answer's headers.
+    pub headers_after: Option<Duration>,
+    /// The receiver's `Server-Timing` header, cut to [`MAX_SERVER_TIMING_BYTES`].
+    pub server_timing: Option<String>,
+    /// What the receiver asked with `webhook-delivery`.
+    pub control: DeliveryControl,
 }
+
+/// The most of a receiver's `Server-Timing` header the attempt log keeps.
+pub const MAX_SERVER_TIMING_BYTES: usize = 256;
 
 fn failed(class: ErrorClass, started: Instant, detail: String) -> AttemptResult {
     AttemptResult {
@@ -30,6 +40,9 @@ fn failed(class: ErrorClass, started: Instant, detail: String) -> AttemptResult 
         latency: started.elapsed(),
         remote_ip: None,
         snippet: truncate(detail.into_bytes()),
+        headers_after: None,
+        server_timing: None,
+        control: DeliveryControl::default(),
     }
 }
 
@@ -84,13 +97,21 @@ pub async fn attempt(client: &reqwest::Client, request: WebhookRequest, policy: 
         Ok(response) => response,
         Err(err) => return failed(classify(&err), started, err.to_string()),
     };
+    let headers_after = started.elapsed();
     let status = response.status().as_u16();
     let remote_ip = response.remote_addr().map(|a| a.ip());
-    let retry_after = response
-        .headers()
+    let headers = response.headers();
+    let retry_after = headers
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| delivery_outcome::parse_retry_after(v, now));
+    let control = DeliveryControl::parse(
+        headers
+            .get_all(DeliveryControl::HEADER)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let server_timing = server_timing(headers);
     let mut body = Vec::new();
     let read = async {
         while body.len() < MAX_RESPONSE_BYTES {
@@ -107,10 +128,33 @@ pub async fn attempt(client: &reqwest::Client, request: WebhookRequest, policy: 
         body.extend_from_slice(format!(" [body unreadable: {err}]").as_bytes());
     }
     AttemptResult {
-        outcome: delivery_outcome::of_status(status, retry_after),
+        outcome: delivery_outcome::of_answer(status, retry_after, control),
         status: Some(status),
         latency: started.elapsed(),
         remote_ip,
         snippet: truncate(body),
+        headers_after: Some(headers_after),
+        server_timing,
+        control,
     }
+}
+
+/// The `Server-Timing` header's values joined (a receiver may send several), printable ASCII
+/// only, cut at [`MAX_SERVER_TIMING_BYTES`].
+fn server_timing(headers: &http::HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    let mut joined: String = values
+        .join(", ")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect();
+    joined.truncate(MAX_SERVER_TIMING_BYTES);
+    Some(joined)
 }

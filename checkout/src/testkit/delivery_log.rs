@@ -22,6 +22,8 @@ pub fn attempt_record(target: &str, event: &Event, attempt: u32) -> AttemptRecor
         error_class: Some(crate::delivery_outcome::ErrorClass::Http),
         remote_ip: Some("203.0.113.7".parse().unwrap()),
         snippet: "oops".to_owned(),
+        headers_ms: None,
+        server_timing: None,
         next_attempt_at: Some(clock::now() + chrono::Duration::seconds(5)),
         final_reason: None,
         final_code: None,

@@ -59,6 +59,8 @@ pub enum Answer {
     Slow(Duration),
     /// 302 to another path of the receiver.
     Redirect,
+    /// A status with these response headers.
+    Headers(u16, Vec<(&'static str, &'static str)>),
 }
 
 #[derive(Clone, Debug)]
@@ -141,6 +143,15 @@ async fn receive(State(receiver): State<Receiver>, uri: axum::http::Uri, headers
             StatusCode::OK.into_response()
         }
         Answer::Redirect => (StatusCode::FOUND, [("location", "/elsewhere")]).into_response(),
+        Answer::Headers(code, headers) => {
+            let mut response = StatusCode::from_u16(code).unwrap().into_response();
+            for (name, value) in headers {
+                response
+                    .headers_mut()
+                    .append(name, axum::http::HeaderValue::from_static(value));
+            }
+            response
+        }
     }
 }
 

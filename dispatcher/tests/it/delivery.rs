@@ -124,6 +124,76 @@ async fn timeout_waits_at_least_a_minute(kind: Kind) {
     assert_eq!(log[1].status, AttemptStatus::Succeeded);
 }
 
+/// `webhook-delivery: abort-message` on a failure: this event is not tried again (the test
+/// schedule would retry it within 50 ms), the endpoint stays enabled, and the next event goes.
+async fn a_receiver_can_abort_an_events_retries(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver
+        .script(&[Answer::Headers(503, vec![("webhook-delivery", "abort-message")])]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the failed attempt", |r| r.receiver.seen().len() == 1)
+        .await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "no retry");
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].final_code, log[0].next_attempt_at),
+        (Some(FinalCode::Aborted), None)
+    );
+    assert!(log[0].final_reason.as_deref().unwrap().contains("abort-message"));
+    assert!(rig.stored_endpoint().await.enabled);
+    rig.publish().await;
+    rig.run_until(PATIENCE, "the next event", |r| r.receiver.seen().len() == 2)
+        .await;
+}
+
+/// `webhook-delivery: disable` on a success: delivered and recorded (with the receiver's
+/// `Server-Timing` and our time to its headers), then the endpoint is disabled, saying why.
+async fn a_receiver_can_disable_its_endpoint_after_a_success(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Headers(
+        200,
+        vec![("webhook-delivery", "disable"), ("server-timing", "acp;dur=12.5")],
+    )]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    rig.run_for(Duration::from_millis(300)).await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, AttemptStatus::Succeeded);
+    assert_eq!(log[0].server_timing.as_deref(), Some("acp;dur=12.5"));
+    assert!(
+        log[0].headers_ms.is_some_and(|h| h <= log[0].latency_ms),
+        "{:?}",
+        log[0]
+    );
+    let endpoint = rig.stored_endpoint().await;
+    assert!(!endpoint.enabled);
+    assert!(endpoint.disabled_reason.unwrap().contains("webhook-delivery: disable"));
+    rig.publish().await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "nothing goes to a disabled endpoint");
+}
+
+/// `webhook-delivery: disable` on a failure ends the event's retries too.
+async fn a_failure_asking_to_disable_disables_without_retrying(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Headers(
+        400,
+        vec![("webhook-delivery", "abort-message, disable")],
+    )]);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the failed attempt", |r| r.receiver.seen().len() == 1)
+        .await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "no retry");
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    assert_eq!(log[0].final_code, Some(FinalCode::DisableRequested));
+    assert!(!rig.stored_endpoint().await.enabled);
+}
+
 async fn gone_disables_the_endpoint(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
     rig.receiver.script(&[Answer::Status(410)]);
@@ -493,6 +563,9 @@ on_every_backend!(
     a_retry_comes_due_by_the_dispatchers_clock,
     timeout_waits_at_least_a_minute,
     gone_disables_the_endpoint,
+    a_receiver_can_abort_an_events_retries,
+    a_receiver_can_disable_its_endpoint_after_a_success,
+    a_failure_asking_to_disable_disables_without_retrying,
     redirects_are_failures_and_not_followed,
     a_slow_endpoint_within_the_timeout_is_delivered,
     rate_limited_deliveries_are_deferred_without_spending_attempts,
