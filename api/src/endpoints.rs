@@ -9,7 +9,9 @@ use crate::reply::ApiReply;
 use axum::extract::State;
 use checkout::acp::ErrorCode;
 use checkout::clock;
+use checkout::delivery_task::{TaskMessage, test_event};
 use checkout::endpoint_settings::{self as settings, EndpointChange};
+use checkout::event::EventType;
 use checkout::ids::EndpointId;
 use checkout::merchant::{Merchant, OrderWebhook};
 use checkout::ports::StoreError;
@@ -60,6 +62,11 @@ pub struct RotateSecret {
     #[serde(default)]
     grace_period_seconds: Option<i64>,
 }
+
+/// `POST /webhook_endpoints/{id}/test` takes no fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendTest {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -330,6 +337,38 @@ pub async fn rotate_secret(
         })
         .await?;
         Ok(respond(&changed, 200, true, "webhook secret rotated"))
+    })
+    .await
+}
+
+/// Queues a signed `webhook.test` event for the endpoint: the dispatcher sends it like any
+/// other (signature scheme, rate limits, retries) and logs its attempts. 202 with its event id.
+pub async fn send_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    OptionalKey(key): OptionalKey,
+    JsonOrEmpty(body): JsonOrEmpty<SendTest>,
+) -> ApiReply {
+    let Json { raw, .. } = body;
+    once(&state, &caller, key, &raw, || async {
+        let queue = state.deliveries.clone().ok_or(ApiError::TestEventsUnavailable)?;
+        let endpoint = load(&state, &caller.merchant, &id).await?;
+        if !endpoint.enabled {
+            return Err(ApiError::EndpointDisabled);
+        }
+        let event = test_event(&caller.merchant.id, caller.api_version.as_str(), clock::now());
+        let raw_event = serde_json::value::to_raw_value(&event).map_err(ApiError::storage)?;
+        let task = TaskMessage::new(endpoint.id.as_str(), 1, true, &raw_event);
+        queue
+            .send(&task.to_body(), std::time::Duration::ZERO)
+            .await
+            .map_err(ApiError::storage)?;
+        info!(merchant_id = %endpoint.merchant_id, endpoint_id = %endpoint.id, event_id = %event["id"], "test event queued");
+        Ok(reply(
+            202,
+            &json!({"event_id": event["id"], "endpoint_id": endpoint.id, "type": EventType::Test.as_str()}),
+        ))
     })
     .await
 }

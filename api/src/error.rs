@@ -36,12 +36,14 @@ pub enum ApiError {
     NoRandomness,
     #[error("replay is not configured on this deployment")]
     ReplayUnavailable,
+    #[error("test events are not configured on this deployment")]
+    TestEventsUnavailable,
     /// An endpoint runs one replay at a time; this one is running.
     #[error(
         "replay {0} of this endpoint is still running: wait for it to complete (GET /webhook_endpoints/{{id}}/replays/{0}) before starting another"
     )]
     ReplayInProgress(String),
-    #[error("the endpoint is disabled: enable it before replaying to it")]
+    #[error("the endpoint is disabled: enable it first (PATCH with \"enabled\": true)")]
     EndpointDisabled,
     #[error("a merchant may have at most {0} webhook endpoints: delete one before adding another")]
     TooManyEndpoints(usize),
@@ -96,6 +98,13 @@ impl ApiError {
                 AcpError::unavailable(
                     ErrorCode::SecretGenerationFailed,
                     "A signing secret could not be generated; retry later.",
+                ),
+            ),
+            Self::TestEventsUnavailable => (
+                503,
+                AcpError::unavailable(
+                    ErrorCode::ReplayUnavailable,
+                    "Test events are not configured on this deployment.",
                 ),
             ),
             Self::ReplayUnavailable => (

@@ -33,6 +33,10 @@ pub const USAGE: aws_backend::lambda_process::Usage = aws_backend::lambda_proces
             "REPLAY_STEPS_QUEUE_URL",
             "where replays start, for the replay runner (without it, replay answers 503)",
         ),
+        (
+            "ORDER_UPDATES_QUEUE_URL",
+            "the dispatcher's queue, where test events go (without it, POST /webhook_endpoints/{id}/test answers 503)",
+        ),
     ],
 };
 
@@ -49,6 +53,8 @@ pub enum Processor {
 pub struct Settings {
     pub processor: Processor,
     pub replay_steps_queue_url: Option<String>,
+    /// `ORDER_UPDATES_QUEUE_URL`: the dispatcher's queue, for test events.
+    pub deliveries_queue_url: Option<String>,
     /// `ACP_PUBLIC_BASE_URL`: where clients reach the API (behind a custom domain); else as API
     /// Gateway names it per request.
     pub public_base_url: Option<String>,
@@ -99,6 +105,7 @@ impl Settings {
         Ok(Self {
             processor,
             replay_steps_queue_url: get("REPLAY_STEPS_QUEUE_URL").filter(|u| !u.is_empty()),
+            deliveries_queue_url: get("ORDER_UPDATES_QUEUE_URL").filter(|u| !u.is_empty()),
             public_base_url: get("ACP_PUBLIC_BASE_URL").filter(|u| !u.is_empty()),
             supported_currencies,
             allow_loopback_webhooks: get("ACP_ALLOW_LOOPBACK_WEBHOOKS")
@@ -199,10 +206,12 @@ mod tests {
         let settings = Settings::from_lookup(env(&[
             ("PAYMENT_PROCESSOR", "test"),
             ("REPLAY_STEPS_QUEUE_URL", "https://q"),
+            ("ORDER_UPDATES_QUEUE_URL", "https://d"),
         ]))
         .unwrap();
         assert_eq!(settings.processor, Processor::Test);
         assert_eq!(settings.replay_steps_queue_url.as_deref(), Some("https://q"));
+        assert_eq!(settings.deliveries_queue_url.as_deref(), Some("https://d"));
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct AppState {
     resolver: Arc<dyn Resolver>,
     /// Where replay steps are queued for the replay runner; without it, replay answers 503.
     replay_steps: Option<Arc<dyn DeliveryQueue>>,
+    /// The dispatcher's queue, for test events (`POST /webhook_endpoints/{id}/test`).
+    deliveries: Option<Arc<dyn DeliveryQueue>>,
     /// How long a client may take to send a request body.
     body_read_timeout: std::time::Duration,
     /// Where clients reach the API, when configured (else as the front names it per request).
@@ -70,6 +72,7 @@ impl AppState {
             url_policy: UrlPolicy::default(),
             resolver: Arc::new(SystemResolver),
             replay_steps: None,
+            deliveries: None,
             body_read_timeout: BODY_READ_TIMEOUT,
             public_base_url: None,
             supported_currencies: vec!["usd".to_owned()],
@@ -92,6 +95,12 @@ impl AppState {
     /// The replay-steps queue, where replays start.
     pub fn with_replay_steps(mut self, queue: Arc<dyn DeliveryQueue>) -> Self {
         self.replay_steps = Some(queue);
+        self
+    }
+
+    /// Where test events go: the queue the dispatcher consumes.
+    pub fn with_deliveries(mut self, queue: Arc<dyn DeliveryQueue>) -> Self {
+        self.deliveries = Some(queue);
         self
     }
 

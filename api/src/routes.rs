@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(endpoints::delete),
         )
         .route("/webhook_endpoints/{id}/rotate_secret", post(endpoints::rotate_secret))
+        .route("/webhook_endpoints/{id}/test", post(endpoints::send_test))
         .route("/webhook_endpoints/{id}/attempts", get(deliveries::by_endpoint))
         .route("/webhook_endpoints/{id}/replay", post(deliveries::replay))
         .route(

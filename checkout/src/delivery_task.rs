@@ -61,6 +61,23 @@ pub struct TaskMessage<'a> {
     pub event: &'a RawValue,
 }
 
+/// A `webhook.test` event for `merchant`, shaped like every event (`id`, `type`, `created_at`,
+/// `merchant_id`, `session_id`, `version`, `api_version`, `data`) so a receiver's code path is
+/// the real one. It names a session that does not exist, at version 0 (real ones start at 1),
+/// and is never stored: a replay finds it in the attempt log and sends nothing.
+pub fn test_event(merchant: &MerchantId, api_version: &str, now: Timestamp) -> serde_json::Value {
+    serde_json::json!({
+        "id": EventId::generate(),
+        "type": EventType::Test.as_str(),
+        "created_at": crate::clock::rfc3339(&now),
+        "merchant_id": merchant,
+        "session_id": SessionId::generate(),
+        "version": 0,
+        "api_version": api_version,
+        "data": {"message": "A test event from ACP Checkout Manager: your endpoint is reachable and verifies our signature."},
+    })
+}
+
 impl<'a> TaskMessage<'a> {
     /// The delivery of `event` to `target`, its series starting at attempt `first_attempt`.
     pub fn new(target: &str, first_attempt: u32, replay: bool, event: &'a RawValue) -> Self {
@@ -159,6 +176,28 @@ impl DeadLetter {
 
 #[cfg(test)]
 mod tests {
+    /// A test event reads like any event on the queue: a task to one endpoint whose head says
+    /// `webhook.test`, version 0.
+    #[test]
+    fn a_test_event_is_a_task_like_any_other() {
+        let merchant = MerchantId::generate();
+        let event = test_event(&merchant, "2026-04-17", crate::clock::now());
+        let raw = serde_json::value::to_raw_value(&event).unwrap();
+        let body = TaskMessage::new("we_1", 1, true, &raw).to_body();
+        match QueueMessage::parse(&body).unwrap() {
+            QueueMessage::Task { head, message } => {
+                assert_eq!(
+                    (head.kind, head.version, &head.merchant_id),
+                    (EventType::Test, 0, &merchant)
+                );
+                assert_eq!(message.delivery.target, "we_1");
+                assert!(message.delivery.replay, "sent even though the log may know the pair");
+            }
+            QueueMessage::Event { .. } => panic!("a test event is only ever a task"),
+        }
+        assert_eq!(EventType::parse("webhook.test"), None, "not something to subscribe to");
+    }
+
     use super::*;
     use crate::testkit::{event, merchant};
 

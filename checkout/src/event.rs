@@ -29,6 +29,10 @@ pub enum EventType {
     Completed,
     #[serde(rename = "checkout.session.cancelled")]
     Cancelled,
+    /// A test a merchant sends to one endpoint (`POST /webhook_endpoints/{id}/test`): never
+    /// stored, never subscribed to, not in [`EventType::ALL`].
+    #[serde(rename = "webhook.test")]
+    Test,
 }
 
 impl EventType {
@@ -40,6 +44,7 @@ impl EventType {
             Self::Updated => "checkout.session.updated",
             Self::Completed => "checkout.session.completed",
             Self::Cancelled => "checkout.session.cancelled",
+            Self::Test => "webhook.test",
         }
     }
 
@@ -51,7 +56,7 @@ impl EventType {
     pub fn size_limit(self) -> usize {
         match self {
             Self::Created | Self::Updated => MAX_EVENT_BYTES - COMPLETION_HEADROOM,
-            Self::Completed | Self::Cancelled => MAX_EVENT_BYTES,
+            Self::Completed | Self::Cancelled | Self::Test => MAX_EVENT_BYTES,
         }
     }
 }

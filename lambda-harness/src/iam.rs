@@ -341,10 +341,14 @@ mod tests {
             )
             .is_empty()
         );
+        assert!(
+            denied_for("session-manager", "SQS", "SendMessageBatch", batch.clone()).is_empty(),
+            "the API queues test events for the dispatcher"
+        );
         assert_eq!(
-            denied_for("session-manager", "SQS", "SendMessageBatch", batch.clone()).len(),
+            denied_for("session-manager", "SQS", "ReceiveMessage", batch.clone()).len(),
             1,
-            "the API starts replays; it queues no delivery"
+            "but takes nothing off its queue"
         );
         assert!(denied_for("replay-runner", "SQS", "SendMessageBatch", batch.clone()).is_empty());
         let steps = json!({"QueueUrl": "http://q/123/t-replay-steps", "Entries": []});

@@ -304,7 +304,7 @@ async fn a_checkout_through_the_named_stage_reaches_the_merchants_endpoint_signe
     assert!(checked > 0, "the functions' calls went through the meters");
 }
 
-/// An ed25519 endpoint as deployed: its deliveries carry `v1a` signatures that verify with the
+/// An ed25519 endpoint as deployed: a test event reaches it; its deliveries carry `v1a` signatures that verify with the
 /// key the stage publishes at `/.well-known/webhook-keys`, named by `webhook-key-id`; the
 /// dispatcher's write that disables it on a 410 (the endpoint with its published key, in one
 /// transaction) is one its policy allows.
@@ -317,7 +317,7 @@ async fn an_ed25519_endpoint_verifies_with_the_published_keys() {
         http: reqwest::Client::new(),
         base: deployment.api_url(),
     };
-    let (receiver, url) = Receiver::start(&[200, 410]).await;
+    let (receiver, url) = Receiver::start(&[200, 200, 410]).await;
     let (status, endpoint) = client
         .call(
             reqwest::Method::POST,
@@ -327,10 +327,17 @@ async fn an_ed25519_endpoint_verifies_with_the_published_keys() {
         )
         .await;
     assert_eq!(status, 201, "{endpoint}");
+    // A test event first: the API queues it for the dispatcher (a send its policy must allow).
+    let test = format!("/webhook_endpoints/{}/test", endpoint["id"].as_str().unwrap());
+    let (status, queued) = client.call(reqwest::Method::POST, &test, None, None).await;
+    assert_eq!(status, 202, "{queued}");
+    let seen = receiver.wait_for("the test event", |seen| !seen.is_empty()).await;
+    assert_eq!(seen[0].1["type"], "webhook.test");
+    assert_eq!(seen[0].1["id"], queued["event_id"]);
     let session = client.create().await;
-    let seen = receiver.wait_for("the created event", |seen| !seen.is_empty()).await;
-    let (headers, _) = &seen[0];
-    let raw = receiver.raw.lock().unwrap()[0].clone();
+    let seen = receiver.wait_for("the created event", |seen| seen.len() >= 2).await;
+    let (headers, _) = &seen[1];
+    let raw = receiver.raw.lock().unwrap()[1].clone();
     let header = |name: &str| headers[name].to_str().unwrap().to_owned();
     let (status, jwks) = client
         .call(reqwest::Method::GET, "/.well-known/webhook-keys", None, None)

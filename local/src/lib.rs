@@ -74,6 +74,7 @@ impl Stack {
         let state = api::AppState::new(backend.clone(), Arc::new(TestPaymentProcessor::new()))
             .with_url_policy(policy)
             .with_replay_steps(adapters.replay_steps.clone())
+            .with_deliveries(adapters.queue.clone())
             .with_public_base_url(format!("http://{addr}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {

@@ -37,6 +37,10 @@ async fn main() -> Result<ExitCode, lambda_http::Error> {
     if let Some(url) = settings.replay_steps_queue_url {
         state = state.with_replay_steps(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));
     }
+    // Test events go straight to the dispatcher's queue.
+    if let Some(url) = settings.deliveries_queue_url {
+        state = state.with_deliveries(Arc::new(SqsQueue::new(aws_backend::SqsClient::new(&sdk), url)));
+    }
     lambda_http::run(api::lambda::service(state)).await?;
     Ok(ExitCode::SUCCESS)
 }

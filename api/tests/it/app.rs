@@ -99,6 +99,7 @@ impl TestApp {
             .with_resolver(Arc::new(StaticResolver))
             .with_url_policy(policy)
             .with_replay_steps(steps.clone())
+            .with_deliveries(queue.clone())
             .with_public_base_url(base.as_str());
         tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
         let (merchant, api_key) = add_merchant(&backend).await;

@@ -20,7 +20,58 @@ on_every_backend!(
     an_empty_body_and_an_empty_object_are_the_same_request,
     ed25519_endpoints_publish_their_keys,
     a_merchant_has_a_bounded_number_of_endpoints,
+    a_test_event_is_queued_for_the_endpoint_alone,
 );
+
+/// `POST /webhook_endpoints/{id}/test` queues one `webhook.test` task for that endpoint; a
+/// disabled endpoint is a 409, another merchant's a 404, and nothing is queued for either.
+async fn a_test_event_is_queued_for_the_endpoint_alone(app: TestApp) {
+    use checkout::ports::DeliveryQueue;
+    let endpoint = app
+        .create_endpoint(json!({"url": "https://hooks.example.com/test"}))
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    let path = format!("/webhook_endpoints/{id}/test");
+    let queued = expect(app.send(reqwest::Method::POST, &path, None).send().await.unwrap(), 202).await;
+    assert_eq!(queued["type"], "webhook.test");
+    assert_eq!(queued["endpoint_id"], id);
+    let messages = app
+        .queue
+        .receive(10, std::time::Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1);
+    let task: Value = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!(task["delivery"]["target"], id);
+    assert_eq!(task["event"]["type"], "webhook.test");
+    assert_eq!(task["event"]["id"], queued["event_id"]);
+    assert_eq!(task["event"]["merchant_id"], app.merchant.id.as_str());
+
+    let disable = json!({"enabled": false});
+    expect(
+        app.send(
+            reqwest::Method::PATCH,
+            &format!("/webhook_endpoints/{id}"),
+            Some(disable),
+        )
+        .send()
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    let refused = app.send(reqwest::Method::POST, &path, None).send().await.unwrap();
+    assert_error(&expect(refused, 409).await, "endpoint_disabled");
+    let (_, other_key) = add_merchant(&app.backend).await;
+    let foreign = app.post_as(&other_key, &path, &json!({})).send().await.unwrap();
+    assert_error(&expect(foreign, 404).await, "not_found");
+    let left = app
+        .queue
+        .receive(10, std::time::Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "nothing queued for a refusal: {left:?}");
+}
 
 /// Each endpoint adds to every read of the merchant's endpoints and, with ed25519, to the public
 /// key set: a merchant's script cannot add them without end.

@@ -151,6 +151,81 @@ async fn aws_stack_on_moto_delivers_signed_webhooks() {
     created_session_reaches_the_merchants_endpoint(on_moto("sk_webhook_aws")).await;
 }
 
+/// A test event through the local stack: queued by the API, sent by the dispatcher signed like
+/// any other, and in the endpoint's attempt log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_event_reaches_the_endpoint_signed_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::start(&Config::ephemeral("sk_test_event", dir.path().to_owned()))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let (url, seen) = receiver().await;
+    let endpoint: serde_json::Value = client
+        .post(format!("{}/webhook_endpoints", stack.base_url()))
+        .bearer_auth(&stack.demo_api_key)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = endpoint["id"].as_str().unwrap();
+    let response = client
+        .post(format!("{}/webhook_endpoints/{id}/test", stack.base_url()))
+        .bearer_auth(&stack.demo_api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let queued: serde_json::Value = response.json().await.unwrap();
+    let started = Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the test event did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (headers, body) = seen.lock().unwrap()[0].clone();
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("webhook-id"), queued["event_id"].as_str().unwrap());
+    let verdict = checkout::signature::verify(
+        endpoint["secret"].as_str().unwrap(),
+        &header("webhook-id"),
+        &header("webhook-timestamp"),
+        &header("webhook-signature"),
+        &body,
+        checkout::clock::now().timestamp(),
+    );
+    assert_eq!(verdict, Ok(()));
+    let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["type"], "webhook.test");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log: serde_json::Value = client
+            .get(format!("{}/webhook_endpoints/{id}/attempts", stack.base_url()))
+            .bearer_auth(&stack.demo_api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(first) = log["data"].as_array().and_then(|d| d.first()) {
+            assert_eq!(
+                (&first["type"], &first["status"]),
+                (&json!("webhook.test"), &json!("succeeded"))
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the attempt was not logged: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.shutdown().await.unwrap();
+}
+
 /// The AWS backend on moto, with fresh resources.
 fn on_moto(demo_api_key: &str) -> Config {
     let mut config = Config::ephemeral(demo_api_key, std::env::temp_dir());
