@@ -24,12 +24,7 @@ pub const MAX_AGE_SECS: u32 = 300;
 
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = clock::now();
-    let published = state
-        .backend
-        .endpoints
-        .published_keys()
-        .await
-        .map_err(ApiError::storage)?;
+    let published = state.backend.keys.published_keys().await.map_err(ApiError::storage)?;
     let mut active: Vec<_> = published.into_iter().filter(|k| k.active(now)).collect();
     active.sort_by(|a, b| a.kid.cmp(&b.kid));
     let keys: Vec<serde_json::Value> = active

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use checkout::clock::Timestamp;
 use checkout::ids::{EndpointId, MerchantId};
 use checkout::merchant::Merchant;
-use checkout::ports::{EndpointStore, MerchantStore, ReplayStore, StoreError};
+use checkout::ports::{EndpointStore, KeyRegistry, MerchantStore, ReplayStore, StoreError};
 use checkout::replay::{ReplayJob, ReplayStatus};
 use checkout::signing_key::PublishedKey;
 use checkout::webhook_endpoint::WebhookEndpoint;
@@ -373,7 +373,10 @@ impl EndpointStore for DynamoStore {
             id: id.to_string(),
         })
     }
+}
 
+#[async_trait]
+impl KeyRegistry for DynamoStore {
     async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError> {
         let mut keys = Vec::new();
         let mut start = None;

@@ -9,7 +9,8 @@ use checkout::ids::EventId;
 use checkout::ids::{EndpointId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
 use checkout::ports::{
-    Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
+    Backend, DeliveryLog, EndpointStore, EventStore, IdempotencyStore, KeyRegistry, MerchantStore, ReplayStore,
+    StoreError,
 };
 use checkout::replay::ReplayJob;
 use checkout::signing_key::PublishedKey;
@@ -288,7 +289,10 @@ impl EndpointStore for EmbeddedStore {
         list.retain(|e| &e.id != id);
         Ok(list.len() < before)
     }
+}
 
+#[async_trait]
+impl KeyRegistry for EmbeddedStore {
     async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError> {
         // All in one map already: the registry is the endpoints themselves.
         let state = self.state.lock();

@@ -115,15 +115,22 @@ pub trait EndpointStore: Send + Sync {
     async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError>;
     /// `false` when there was no such endpoint.
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError>;
-    /// The public half of every endpoint's ed25519 keys, current, in grace or retired, with
-    /// when each stops signing: what `/.well-known/webhook-keys` publishes. One read of a key
-    /// registry that `put_endpoint` and `delete_endpoint` keep in step with the endpoints in
-    /// their own transaction (never a scan of the endpoints); a key of a deleted endpoint is
-    /// gone or ended. Expired keys may linger until the store drops them.
-    async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError>;
 }
 
 /// Each endpoint's latest replay job (see [`crate::replay`]): one record per endpoint.
+/// The key registry that `EndpointStore::put_endpoint` and `delete_endpoint` keep in step
+/// with the endpoints. A port of its own: only the API reads it, so the dispatcher's bootstrap
+/// does not carry its code.
+#[async_trait]
+pub trait KeyRegistry: Send + Sync {
+    /// The public half of every endpoint's ed25519 keys, current, in grace or retired, with
+    /// when each stops signing: what `/.well-known/webhook-keys` publishes. One read of the
+    /// registry, which `put_endpoint` and `delete_endpoint` write in their own transaction
+    /// (never a scan of the endpoints); a key of a deleted endpoint is gone or ended. Ended keys
+    /// may be left out, or linger until the store drops them.
+    async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError>;
+}
+
 #[async_trait]
 pub trait ReplayStore: Send + Sync {
     /// Stores a new job (revision 0) as its endpoint's replay, at revision 1, unless the
@@ -265,13 +272,21 @@ pub struct Backend {
     pub endpoints: Arc<dyn EndpointStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
     pub replays: Arc<dyn ReplayStore>,
+    pub keys: Arc<dyn KeyRegistry>,
 }
 
 impl Backend {
     /// For adapters that implement every storage port on one type.
     pub fn from_one<T>(adapter: Arc<T>) -> Self
     where
-        T: EventStore + IdempotencyStore + MerchantStore + EndpointStore + DeliveryLog + ReplayStore + 'static,
+        T: EventStore
+            + IdempotencyStore
+            + MerchantStore
+            + EndpointStore
+            + DeliveryLog
+            + ReplayStore
+            + KeyRegistry
+            + 'static,
     {
         Self {
             events: adapter.clone(),
@@ -279,7 +294,8 @@ impl Backend {
             merchants: adapter.clone(),
             endpoints: adapter.clone(),
             deliveries: adapter.clone(),
-            replays: adapter,
+            replays: adapter.clone(),
+            keys: adapter,
         }
     }
 }

@@ -14,8 +14,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 const SEED_LEN: usize = 32;
 const PUBLIC_LEN: usize = 32;
@@ -122,24 +121,25 @@ impl SigningKey {
 }
 
 /// Key pairs ready to sign, by their `whsk_` text. Making one from its seed derives the public
-/// key (a scalar multiplication, about half the cost of a signature), and endpoints are read
-/// afresh for every batch, so the pairs are kept here instead. Keyed by the private key itself:
-/// an entry can never be stale, so it delays and reorders nothing; a rotated-out key's entry
-/// only lingers until the map is next emptied. Bounded: emptied when full.
-static KEY_PAIRS: LazyLock<Mutex<HashMap<String, Arc<Ed25519KeyPair>>>> = LazyLock::new(Mutex::default);
-const KEY_PAIRS_MAX: usize = 1024;
+/// key (a scalar multiplication), and endpoints are read afresh for every batch, so the pairs are
+/// kept here instead. Keyed by the private key itself: an entry can never be stale, so it delays
+/// and reorders nothing; a rotated-out key's entry only lingers until pushed out. At most
+/// [`KEY_PAIRS_MAX`], the oldest pushed out first; a short list, searched in order (a lookup
+/// costs far less than the signature it serves).
+static KEY_PAIRS: Mutex<Vec<(String, Arc<Ed25519KeyPair>)>> = Mutex::new(Vec::new());
+const KEY_PAIRS_MAX: usize = 64;
 
 fn key_pair(private: &str) -> Result<Arc<Ed25519KeyPair>, KeyError> {
-    if let Some(pair) = KEY_PAIRS.lock().get(private) {
+    if let Some((_, pair)) = KEY_PAIRS.lock().iter().find(|(k, _)| k == private) {
         return Ok(pair.clone());
     }
     let (seed, _) = pair_of(private)?;
     let pair = Arc::new(Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| KeyError::BadPrivateKey)?);
     let mut pairs = KEY_PAIRS.lock();
     if pairs.len() >= KEY_PAIRS_MAX {
-        pairs.clear();
+        pairs.remove(0);
     }
-    pairs.insert(private.to_owned(), pair.clone());
+    pairs.push((private.to_owned(), pair.clone()));
     Ok(pair)
 }
 

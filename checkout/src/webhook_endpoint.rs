@@ -10,7 +10,7 @@
 //! keeps signing next to the new one until its grace period ends, so receivers can switch without
 //! dropping a delivery. A credential leaves the record only at a later change, after the expiry
 //! that a stored change gave it has passed: so a store that publishes public keys learns every
-//! key's end before the key is gone from the record (see `EndpointStore::published_keys`).
+//! key's end before the key is gone from the record (see `KeyRegistry::published_keys`).
 
 use crate::clock::Timestamp;
 use crate::event::EventType;

@@ -16,7 +16,7 @@ use checkout::idempotency::{self, Claim, Completion, IdempotencyKey, Idempotency
 use checkout::ids::{EndpointId, EventId, MerchantId, SessionId};
 use checkout::merchant::Merchant;
 use checkout::ports::{
-    DeliveryLog, EndpointStore, EventStore, IdempotencyStore, MerchantStore, ReplayStore, StoreError,
+    DeliveryLog, EndpointStore, EventStore, IdempotencyStore, KeyRegistry, MerchantStore, ReplayStore, StoreError,
 };
 use checkout::replay::ReplayJob;
 use checkout::signing_key::PublishedKey;
@@ -625,7 +625,10 @@ impl EndpointStore for DurableStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl KeyRegistry for DurableStore {
     async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError> {
         self.read_all("SELECT body FROM webhook_keys", vec![]).await
     }

@@ -219,7 +219,7 @@ pub async fn endpoints_publish_their_keys_until_they_stop_signing(backend: &Back
     let m = merchant();
     let now = crate::clock::now();
     let published = || async {
-        let keys = backend.endpoints.published_keys().await.unwrap();
+        let keys = backend.keys.published_keys().await.unwrap();
         keys.into_iter()
             .map(|k| (k.kid.clone(), k))
             .collect::<std::collections::HashMap<_, _>>()
@@ -327,7 +327,7 @@ pub async fn rotations_in_a_loop_publish_a_bounded_set(backend: &Backend) {
         .unwrap()
         .unwrap()
         .signing_keys;
-    let published = backend.endpoints.published_keys().await.unwrap();
+    let published = backend.keys.published_keys().await.unwrap();
     assert!(
         published.len() <= 2 + MAX_IN_GRACE,
         "{} published keys",
