@@ -359,7 +359,8 @@ pub async fn send_test(
         }
         let event = test_event(&caller.merchant.id, caller.api_version.as_str(), clock::now());
         let raw_event = serde_json::value::to_raw_value(&event).map_err(ApiError::storage)?;
-        let task = TaskMessage::new(endpoint.id.as_str(), 1, true, &raw_event);
+        // Not a replay: the first attempt of a fresh event, which no copy can have begun.
+        let task = TaskMessage::new(endpoint.id.as_str(), 1, false, &raw_event);
         queue
             .send(&task.to_body(), std::time::Duration::ZERO)
             .await

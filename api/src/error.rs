@@ -103,7 +103,7 @@ impl ApiError {
             Self::TestEventsUnavailable => (
                 503,
                 AcpError::unavailable(
-                    ErrorCode::ReplayUnavailable,
+                    ErrorCode::TestEventsUnavailable,
                     "Test events are not configured on this deployment.",
                 ),
             ),

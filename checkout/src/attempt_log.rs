@@ -80,6 +80,8 @@ pub enum FinalCode {
     Aborted,
     /// The receiver asked to disable the endpoint (`webhook-delivery: disable`).
     DisableRequested,
+    /// A test event (`webhook.test`) failed: tests are tried once.
+    TestNotRetried,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

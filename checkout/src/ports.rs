@@ -117,7 +117,6 @@ pub trait EndpointStore: Send + Sync {
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError>;
 }
 
-/// Each endpoint's latest replay job (see [`crate::replay`]): one record per endpoint.
 /// The key registry that `EndpointStore::put_endpoint` and `delete_endpoint` keep in step
 /// with the endpoints. A port of its own: only the API reads it, so the dispatcher's bootstrap
 /// does not carry its code.
@@ -131,6 +130,7 @@ pub trait KeyRegistry: Send + Sync {
     async fn published_keys(&self) -> Result<Vec<PublishedKey>, StoreError>;
 }
 
+/// Each endpoint's latest replay job (see [`crate::replay`]): one record per endpoint.
 #[async_trait]
 pub trait ReplayStore: Send + Sync {
     /// Stores a new job (revision 0) as its endpoint's replay, at revision 1, unless the

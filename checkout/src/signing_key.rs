@@ -124,23 +124,36 @@ impl SigningKey {
 /// key (a scalar multiplication), and endpoints are read afresh for every batch, so the pairs are
 /// kept here instead. Keyed by the private key itself: an entry can never be stale, so it delays
 /// and reorders nothing; a rotated-out key's entry only lingers until pushed out. At most
-/// [`KEY_PAIRS_MAX`], the oldest pushed out first; a short list, searched in order (a lookup
-/// costs far less than the signature it serves).
+/// [`KEY_PAIRS_MAX`], the least recently used pushed out first; a short list searched in order
+/// (comparing a few hundred keys costs far less than the signature it serves).
 static KEY_PAIRS: Mutex<Vec<(String, Arc<Ed25519KeyPair>)>> = Mutex::new(Vec::new());
-const KEY_PAIRS_MAX: usize = 64;
+const KEY_PAIRS_MAX: usize = 256;
 
 fn key_pair(private: &str) -> Result<Arc<Ed25519KeyPair>, KeyError> {
-    if let Some((_, pair)) = KEY_PAIRS.lock().iter().find(|(k, _)| k == private) {
-        return Ok(pair.clone());
+    if let Some(pair) = kept_pair(private) {
+        return Ok(pair);
     }
     let (seed, _) = pair_of(private)?;
     let pair = Arc::new(Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| KeyError::BadPrivateKey)?);
     let mut pairs = KEY_PAIRS.lock();
-    if pairs.len() >= KEY_PAIRS_MAX {
-        pairs.remove(0);
+    // Another caller may have made it meanwhile: one entry per key.
+    if !pairs.iter().any(|(k, _)| k == private) {
+        if pairs.len() >= KEY_PAIRS_MAX {
+            pairs.remove(0);
+        }
+        pairs.push((private.to_owned(), pair.clone()));
     }
-    pairs.push((private.to_owned(), pair.clone()));
     Ok(pair)
+}
+
+/// The kept pair of `private`, moved to the end (the most recently used).
+fn kept_pair(private: &str) -> Option<Arc<Ed25519KeyPair>> {
+    let mut pairs = KEY_PAIRS.lock();
+    let at = pairs.iter().position(|(k, _)| k == private)?;
+    let entry = pairs.remove(at);
+    let pair = entry.1.clone();
+    pairs.push(entry);
+    Some(pair)
 }
 
 /// A public key as stores publish it for `/.well-known/webhook-keys`: its `kid`, its `whpk_`

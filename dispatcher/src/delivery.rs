@@ -14,7 +14,7 @@ use checkout::attempt_log::{AttemptRecord, AttemptStatus, FinalCode};
 use checkout::clock::{SharedClock, Timestamp};
 use checkout::delivery_outcome::{ErrorClass, Outcome};
 use checkout::delivery_task::{DeliveryTask, EventHead};
-use checkout::event::Event;
+use checkout::event::{Event, EventType};
 use checkout::ports::{DeliveryLog, DeliveryQueue};
 use checkout::retry_schedule::{Pushback, RetrySchedule};
 use checkout::url_safety::UrlPolicy;
@@ -244,6 +244,7 @@ impl Deliverer {
     /// Records the attempt that started at `started` and decides what follows.
     async fn conclude(&self, pair: Pair<'_>, attempt: u32, started: Timestamp, result: AttemptResult) -> PairResult {
         let target = pair.target;
+        let is_test = pair.head.kind == EventType::Test;
         let mut record = attempt_record(pair, attempt, started, Some(&result));
         match result.outcome {
             Outcome::Delivered => {
@@ -257,10 +258,13 @@ impl Deliverer {
                 );
                 record.status = AttemptStatus::Succeeded;
                 let stored = self.store(pair, &record).await;
-                if stored == PairResult::Done {
+                // A test says nothing of how the endpoint takes real events.
+                if stored == PairResult::Done && !is_test {
                     self.health.note_success(target).await;
                 }
-                if result.control.disable {
+                // Only once the delivery is on record: else its copy comes back, is sent again
+                // and asks again.
+                if stored == PairResult::Done && result.control.disable {
                     info!(
                         endpoint_id = target.name(),
                         attempt, "delivered; the receiver asked to be disabled"
@@ -284,7 +288,7 @@ impl Deliverer {
                     .await;
                 stored
             }
-            Outcome::DisableRequested => {
+            Outcome::DisableRequested if target.endpoint().is_some() => {
                 self.metrics.failed(&pair.head.merchant_id);
                 info!(
                     endpoint_id = target.name(),
@@ -300,7 +304,9 @@ impl Deliverer {
                 self.health.disable(target, ASKED_TO_DISABLE, started).await;
                 stored
             }
-            Outcome::Aborted => {
+            // An order webhook is set by its merchant, not its receiver: asked to disable it,
+            // this event's retries end, and the next order is sent as usual.
+            Outcome::DisableRequested | Outcome::Aborted => {
                 self.metrics.failed(&pair.head.merchant_id);
                 info!(
                     endpoint_id = target.name(),
@@ -308,10 +314,27 @@ impl Deliverer {
                     status = result.status,
                     "the receiver asked not to retry this event"
                 );
-                record.end(
-                    FinalCode::Aborted,
-                    "the endpoint asked not to retry this event (webhook-delivery: abort-message)",
+                let reason = if result.outcome == Outcome::Aborted {
+                    "the endpoint asked not to retry this event (webhook-delivery: abort-message)"
+                } else {
+                    "the order webhook asked to be disabled (webhook-delivery: disable), which only its merchant can do; this event is not retried"
+                };
+                record.end(FinalCode::Aborted, reason);
+                // Still a failure of the endpoint: it counts towards the slow lane and disabling.
+                if !is_test && let Some(disabled) = self.health.note_failure(target, started).await {
+                    info!(endpoint_id = target.name(), %disabled, "endpoint disabled after failing too long");
+                }
+                self.store(pair, &record).await
+            }
+            Outcome::Retry { .. } if is_test => {
+                self.metrics.failed(&pair.head.merchant_id);
+                info!(
+                    endpoint_id = target.name(),
+                    attempt,
+                    status = result.status,
+                    "the test event failed"
                 );
+                record.end(FinalCode::TestNotRetried, "a test event is tried once");
                 self.store(pair, &record).await
             }
             Outcome::Retry { pushback, class } => self.retry(pair, attempt, started, result, pushback, class).await,

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// How long a timeout seen at this instance marks an endpoint slow (unless a success clears it).
 const REMEMBER_TIMEOUT: Duration = Duration::from_secs(600);
@@ -73,7 +73,8 @@ impl EndpointHealth {
         let Target::Endpoint(e) = target else { return };
         self.timed_out.lock().remove(&e.id);
         if e.failing_since.is_some() {
-            self.change_endpoint(e, |fresh| fresh.failing_since = None).await;
+            self.change_endpoint(e, |fresh| fresh.failing_since.take().is_some())
+                .await;
         }
     }
 
@@ -84,7 +85,9 @@ impl EndpointHealth {
         match e.failing_since {
             None => {
                 self.change_endpoint(e, |fresh| {
+                    let first = fresh.failing_since.is_none();
                     fresh.failing_since.get_or_insert(now);
+                    first
                 })
                 .await;
                 None
@@ -99,41 +102,60 @@ impl EndpointHealth {
         }
     }
 
-    pub async fn disable(&self, target: &Target, reason: &str, now: Timestamp) {
+    /// Disables the endpoint for an answer to a request sent at `sent_at` to its URL then. A
+    /// change the merchant made since (enabled it again, moved it to another URL) wins: an
+    /// answer to an older request, or from the URL it left, disables nothing.
+    pub async fn disable(&self, target: &Target, reason: &str, sent_at: Timestamp) {
         let Target::Endpoint(e) = target else { return };
-        warn!(
-            endpoint_id = %e.id,
-            merchant_id = %e.merchant_id,
-            reason,
-            operational_event = "endpoint.disabled",
-            "webhook endpoint disabled"
-        );
-        self.change_endpoint(e, |fresh| fresh.disable(reason.to_owned(), now))
+        let applied = self
+            .change_endpoint(e, |fresh| {
+                if fresh.url != e.url || fresh.updated_at > sent_at || !fresh.enabled {
+                    return false;
+                }
+                fresh.disable(reason.to_owned(), sent_at);
+                true
+            })
             .await;
+        if applied {
+            warn!(
+                endpoint_id = %e.id,
+                merchant_id = %e.merchant_id,
+                reason,
+                operational_event = "endpoint.disabled",
+                "webhook endpoint disabled"
+            );
+        } else {
+            info!(endpoint_id = %e.id, reason, "not disabled: the endpoint changed since the request was sent");
+        }
     }
 
     /// Changes the stored endpoint: re-read, changed, and stored only if nobody stored it
     /// meanwhile (else again from a fresh read), so a merchant's edit made in the same instant is
-    /// kept. Best effort: bookkeeping that fails is tried again at the next attempt.
-    async fn change_endpoint(&self, endpoint: &WebhookEndpoint, change: impl Fn(&mut WebhookEndpoint)) {
+    /// kept. Best effort: bookkeeping that fails is tried again at the next attempt. `change`
+    /// says whether it changed anything (nothing is written otherwise); returns whether a
+    /// change was stored.
+    async fn change_endpoint(&self, endpoint: &WebhookEndpoint, change: impl Fn(&mut WebhookEndpoint) -> bool) -> bool {
         for _ in 0..CHANGE_TRIES {
             let mut fresh = match self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await {
                 Ok(Some(stored)) => stored,
-                Ok(None) => return,
+                Ok(None) => return false,
                 Err(err) => {
                     warn!(endpoint_id = %endpoint.id, error = %err, "could not read the endpoint");
-                    return;
+                    return false;
                 }
             };
-            change(&mut fresh);
+            if !change(&mut fresh) {
+                return false;
+            }
             match self.endpoints.put_endpoint(&fresh).await {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(StoreError::Changed { .. }) => continue,
                 Err(err) => {
                     warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
-                    return;
+                    return false;
                 }
             }
         }
+        false
     }
 }

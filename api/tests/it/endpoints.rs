@@ -46,6 +46,7 @@ async fn a_test_event_is_queued_for_the_endpoint_alone(app: TestApp) {
     assert_eq!(task["event"]["type"], "webhook.test");
     assert_eq!(task["event"]["id"], queued["event_id"]);
     assert_eq!(task["event"]["merchant_id"], app.merchant.id.as_str());
+    assert_eq!(task["delivery"].get("replay"), None, "a test is no replay");
 
     let disable = json!({"enabled": false});
     expect(

@@ -63,6 +63,7 @@ pub enum ErrorCode {
     EndpointDisabled,
     TooManyEndpoints,
     // Our side.
+    TestEventsUnavailable,
     StorageUnavailable,
     StorageRefused,
     RecordUnreadable,

@@ -61,6 +61,8 @@ pub enum Answer {
     Redirect,
     /// A status with these response headers.
     Headers(u16, Vec<(&'static str, &'static str)>),
+    /// The same, after this long.
+    SlowHeaders(Duration, u16, Vec<(&'static str, &'static str)>),
 }
 
 #[derive(Clone, Debug)]
@@ -143,6 +145,16 @@ async fn receive(State(receiver): State<Receiver>, uri: axum::http::Uri, headers
             StatusCode::OK.into_response()
         }
         Answer::Redirect => (StatusCode::FOUND, [("location", "/elsewhere")]).into_response(),
+        Answer::SlowHeaders(pause, code, headers) => {
+            tokio::time::sleep(pause).await;
+            let mut response = StatusCode::from_u16(code).unwrap().into_response();
+            for (name, value) in headers {
+                response
+                    .headers_mut()
+                    .append(name, axum::http::HeaderValue::from_static(value));
+            }
+            response
+        }
         Answer::Headers(code, headers) => {
             let mut response = StatusCode::from_u16(code).unwrap().into_response();
             for (name, value) in headers {

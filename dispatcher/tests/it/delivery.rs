@@ -6,6 +6,7 @@ use crate::common::{Answer, Kind, Rig, test_config};
 use checkout::attempt_log::{AttemptStatus, FinalCode, LogTarget};
 use checkout::delivery_outcome::ErrorClass;
 use checkout::delivery_task::DeadLetter;
+use checkout::ports::DeliveryLog;
 use dispatcher::Disposition;
 use dispatcher::lambda::{Queues, SlowLane};
 use std::sync::atomic::Ordering;
@@ -192,6 +193,105 @@ async fn a_failure_asking_to_disable_disables_without_retrying(kind: Kind) {
     let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
     assert_eq!(log[0].final_code, Some(FinalCode::DisableRequested));
     assert!(!rig.stored_endpoint().await.enabled);
+}
+
+/// From a review: an answer to a request sent before the merchant changed the endpoint (here
+/// an edit while the receiver takes 400 ms) must not disable it: the merchant's change wins.
+async fn a_disable_answered_after_the_merchant_changed_the_endpoint_changes_nothing(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::SlowHeaders(
+        Duration::from_millis(400),
+        200,
+        vec![("webhook-delivery", "disable")],
+    )]);
+    rig.publish().await;
+    let endpoints = rig.backend.endpoints.clone();
+    let (merchant, id) = (rig.merchant.id.clone(), rig.endpoint.id.clone());
+    let edit = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let mut stored = endpoints.endpoint(&merchant, &id).await.unwrap().unwrap();
+        stored.description = Some("edited while the request was out".into());
+        stored.updated_at = checkout::clock::now();
+        endpoints.put_endpoint(&stored).await.unwrap();
+    });
+    rig.run_until(PATIENCE, "the delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    edit.await.unwrap();
+    rig.run_for(Duration::from_millis(600)).await;
+    let endpoint = rig.stored_endpoint().await;
+    assert!(endpoint.enabled, "{:?}", endpoint.disabled_reason);
+    assert_eq!(
+        endpoint.description.as_deref(),
+        Some("edited while the request was out")
+    );
+}
+
+/// An order webhook is the merchant's to change: its receiver asking to be disabled ends that
+/// event's retries, and the hook stays configured.
+async fn an_order_webhook_asking_to_be_disabled_is_not_retried_and_stays(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let merchant = with_order_webhook(&rig).await;
+    let e = checkout::testkit::completed_event(&merchant);
+    // The order webhook alone gets the event: the receiver's script is one queue for all paths.
+    rig.backend
+        .endpoints
+        .delete_endpoint(&merchant.id, &rig.endpoint.id)
+        .await
+        .unwrap();
+    rig.receiver
+        .script(&[Answer::Headers(503, vec![("webhook-delivery", "disable")])]);
+    rig.publish_event(&e).await;
+    rig.run_until(PATIENCE, "the order webhook", |r| {
+        !r.receiver.seen_at("/orders").is_empty()
+    })
+    .await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen_at("/orders").len(), 1, "not retried");
+    let own = LogTarget::OrderWebhook(merchant.id.clone()).name();
+    let log = rig.attempts(&own, &e).await;
+    assert_eq!(log.last().unwrap().final_code, Some(FinalCode::Aborted));
+    assert!(
+        log.last()
+            .unwrap()
+            .final_reason
+            .as_deref()
+            .unwrap()
+            .contains("only its merchant")
+    );
+    let stored = rig.backend.merchants.merchant(&merchant.id).await.unwrap().unwrap();
+    assert!(stored.order_webhook.is_some(), "still configured");
+}
+
+/// A test event that fails is not retried (nor dead-lettered), and says nothing of the
+/// endpoint's health.
+async fn a_test_event_is_tried_once_and_leaves_the_endpoints_health_alone(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    rig.receiver.script(&[Answer::Status(500)]);
+    let event = checkout::delivery_task::test_event(&rig.merchant.id, "2026-04-17", checkout::clock::now());
+    let raw = serde_json::value::to_raw_value(&event).unwrap();
+    let task = checkout::delivery_task::TaskMessage::new(rig.endpoint.id.as_str(), 1, false, &raw);
+    rig.queue.send(&task.to_body(), Duration::ZERO).await.unwrap();
+    rig.run_until(PATIENCE, "the test", |r| r.receiver.seen().len() == 1)
+        .await;
+    rig.run_for(Duration::from_millis(500)).await;
+    assert_eq!(rig.receiver.seen().len(), 1, "tried once");
+    let id = checkout::ids::EventId::parse(event["id"].as_str().unwrap()).unwrap();
+    let log = rig.log.attempts_of(rig.endpoint.id.as_str(), &id).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].final_code, Some(FinalCode::TestNotRetried));
+    assert!(!log[0].dead_lettered);
+    assert_eq!(
+        rig.stored_endpoint().await.failing_since,
+        None,
+        "a test is no sign of health"
+    );
+    assert!(
+        rig.dead_letters
+            .receive(10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn gone_disables_the_endpoint(kind: Kind) {
@@ -566,6 +666,9 @@ on_every_backend!(
     a_receiver_can_abort_an_events_retries,
     a_receiver_can_disable_its_endpoint_after_a_success,
     a_failure_asking_to_disable_disables_without_retrying,
+    a_disable_answered_after_the_merchant_changed_the_endpoint_changes_nothing,
+    an_order_webhook_asking_to_be_disabled_is_not_retried_and_stays,
+    a_test_event_is_tried_once_and_leaves_the_endpoints_health_alone,
     redirects_are_failures_and_not_followed,
     a_slow_endpoint_within_the_timeout_is_delivered,
     rate_limited_deliveries_are_deferred_without_spending_attempts,
