@@ -28,6 +28,16 @@ fn registry_key(kid: &str) -> Item {
     HashMap::from([("pk".to_owned(), s(KEY_REGISTRY)), ("sk".to_owned(), s(kid))])
 }
 
+/// The transaction item that takes a key out of the registry.
+fn unpublish(table: &str, kid: &str) -> Result<TransactWriteItem, StoreError> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(registry_key(kid)))
+        .build()
+        .map_err(unavailable)?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
 /// The registry item of a key: its published form, and its end for the table's TTL.
 fn registry_item(key: &PublishedKey) -> Result<Item, StoreError> {
     let mut item = with(registry_key(&key.kid), "doc", to_doc(key)?);
@@ -285,12 +295,7 @@ impl EndpointStore for DynamoStore {
             request = request.transact_items(TransactWriteItem::builder().put(put).build());
         }
         for kid in &dropped {
-            let unpublish = Delete::builder()
-                .table_name(table)
-                .set_key(Some(registry_key(kid)))
-                .build()
-                .map_err(unavailable)?;
-            request = request.transact_items(TransactWriteItem::builder().delete(unpublish).build());
+            request = request.transact_items(unpublish(table, kid)?);
         }
         match request.send().await {
             Ok(_) => Ok(()),
@@ -355,12 +360,7 @@ impl EndpointStore for DynamoStore {
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().delete(delete).build());
             for key in &endpoint.signing_keys {
-                let unpublish = Delete::builder()
-                    .table_name(table)
-                    .set_key(Some(registry_key(&key.kid)))
-                    .build()
-                    .map_err(unavailable)?;
-                request = request.transact_items(TransactWriteItem::builder().delete(unpublish).build());
+                request = request.transact_items(unpublish(table, &key.kid)?);
             }
             match request.send().await {
                 Ok(_) => return Ok(true),

@@ -147,24 +147,20 @@ async fn receive(State(receiver): State<Receiver>, uri: axum::http::Uri, headers
         Answer::Redirect => (StatusCode::FOUND, [("location", "/elsewhere")]).into_response(),
         Answer::SlowHeaders(pause, code, headers) => {
             tokio::time::sleep(pause).await;
-            let mut response = StatusCode::from_u16(code).unwrap().into_response();
-            for (name, value) in headers {
-                response
-                    .headers_mut()
-                    .append(name, axum::http::HeaderValue::from_static(value));
-            }
-            response
+            with_headers(code, headers)
         }
-        Answer::Headers(code, headers) => {
-            let mut response = StatusCode::from_u16(code).unwrap().into_response();
-            for (name, value) in headers {
-                response
-                    .headers_mut()
-                    .append(name, axum::http::HeaderValue::from_static(value));
-            }
-            response
-        }
+        Answer::Headers(code, headers) => with_headers(code, headers),
     }
+}
+
+fn with_headers(code: u16, headers: Vec<(&'static str, &'static str)>) -> axum::response::Response {
+    let mut response = StatusCode::from_u16(code).unwrap().into_response();
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .append(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 impl Receiver {
