@@ -13,8 +13,9 @@ use checkout::acp::ErrorCode;
 use checkout::attempt_log::{AttemptQuery, AttemptRecord, LogTarget};
 use checkout::clock::{self, Timestamp};
 use checkout::ids::{EndpointId, EventId, ReplayId};
-use checkout::ports::StoreError;
+use checkout::ports::{DeliveryQueue, StoreError};
 use checkout::replay::{self, ReplayError, ReplayJob};
+use checkout::webhook_endpoint::EndpointState;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -59,8 +60,8 @@ fn read_page(uri: &Uri) -> Result<AttemptQuery, ApiError> {
     }
     Ok(AttemptQuery {
         before: page.cursor,
-        from: None,
         limit,
+        ..AttemptQuery::default()
     })
 }
 
@@ -147,8 +148,10 @@ pub async fn replay(
         let until = req.until.unwrap_or(now);
         let steps = state.replay_steps.clone().ok_or(ApiError::ReplayUnavailable)?;
         let endpoint = load(&state, merchant, &id).await?;
-        if !endpoint.enabled {
-            return Err(ApiError::EndpointDisabled);
+        match endpoint.state() {
+            EndpointState::Disabled => return Err(ApiError::EndpointDisabled),
+            EndpointState::Paused => return Err(ApiError::EndpointPaused),
+            EndpointState::Enabled => {}
         }
         let job = ReplayJob::new(
             merchant.id.clone(),
@@ -159,32 +162,43 @@ pub async fn replay(
             now,
         )
         .map_err(|err| ApiError::invalid(ErrorCode::InvalidWindow, err.to_string(), "$.since"))?;
-        let replays = state.backend.replays.as_ref();
-        let mut tries = 0;
-        let job = loop {
-            tries += 1;
-            match replay::start(replays, steps.as_ref(), job.clone(), now).await {
-                Ok(job) => break job,
-                Err(ReplayError::Store(StoreError::Changed { .. })) => {
-                    let current = replays
-                        .replay(&merchant.id, &endpoint.id)
-                        .await
-                        .map_err(ApiError::storage)?;
-                    match current {
-                        Some(running) if !running.replaceable(clock::now()) => {
-                            return Err(ApiError::ReplayInProgress(running.id.to_string()));
-                        }
-                        // It finished between the write and the read: once more.
-                        _ if tries < 2 => continue,
-                        _ => return Err(ApiError::storage("the endpoint's replay kept changing")),
-                    }
-                }
-                Err(err) => return Err(ApiError::storage(err)),
-            }
-        };
+        let job = start_job(&state, steps.as_ref(), job, now).await?;
         Ok(reply(202, &job.view()))
     })
     .await
+}
+
+/// Stores the job as its endpoint's replay and queues its first step; 409 while another replay
+/// of the endpoint runs.
+pub(crate) async fn start_job(
+    state: &AppState,
+    steps: &dyn DeliveryQueue,
+    job: ReplayJob,
+    now: Timestamp,
+) -> Result<ReplayJob, ApiError> {
+    let replays = state.backend.replays.as_ref();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match replay::start(replays, steps, job.clone(), now).await {
+            Ok(job) => return Ok(job),
+            Err(ReplayError::Store(StoreError::Changed { .. })) => {
+                let current = replays
+                    .replay(&job.merchant_id, &job.endpoint_id)
+                    .await
+                    .map_err(ApiError::storage)?;
+                match current {
+                    Some(running) if !running.replaceable(clock::now()) => {
+                        return Err(ApiError::ReplayInProgress(running.id.to_string()));
+                    }
+                    // It finished between the write and the read: once more.
+                    _ if tries < 2 => continue,
+                    _ => return Err(ApiError::storage("the endpoint's replay kept changing")),
+                }
+            }
+            Err(err) => return Err(ApiError::storage(err)),
+        }
+    }
 }
 
 /// `GET /webhook_endpoints/{id}/replays/{replay_id}`: a replay's progress (an endpoint keeps its

@@ -17,7 +17,7 @@ use checkout::merchant::{Merchant, OrderWebhook};
 use checkout::ports::StoreError;
 use checkout::service::Reply;
 use checkout::url_safety::{self, UrlError};
-use checkout::webhook_endpoint::{MAX_ENDPOINTS_PER_MERCHANT, SignatureScheme, WebhookEndpoint};
+use checkout::webhook_endpoint::{EndpointState, MAX_ENDPOINTS_PER_MERCHANT, SignatureScheme, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
@@ -86,6 +86,10 @@ struct EndpointBody<'a> {
     event_types: Vec<&'static str>,
     description: Option<&'a str>,
     enabled: bool,
+    /// `enabled`, `paused` or `disabled`.
+    state: &'static str,
+    /// Since when its deliveries are held (while paused).
+    paused_at: Option<String>,
     rate_limit: Option<u32>,
     disabled_reason: Option<&'a str>,
     created_at: String,
@@ -105,7 +109,7 @@ struct KeyBody<'a> {
     expires_at: Option<String>,
 }
 
-fn body(endpoint: &WebhookEndpoint, with_secret: bool) -> serde_json::Value {
+pub(crate) fn body(endpoint: &WebhookEndpoint, with_secret: bool) -> serde_json::Value {
     let keys = endpoint.signing_keys(clock::now()).map(|k| KeyBody {
         kid: &k.kid,
         public_key: &k.public,
@@ -118,6 +122,8 @@ fn body(endpoint: &WebhookEndpoint, with_secret: bool) -> serde_json::Value {
         event_types: endpoint.event_types.iter().map(|t| t.as_str()).collect(),
         description: endpoint.description.as_deref(),
         enabled: endpoint.enabled,
+        state: endpoint.state().as_str(),
+        paused_at: endpoint.paused_at.as_ref().map(clock::rfc3339),
         rate_limit: endpoint.rate_limit,
         disabled_reason: endpoint.disabled_reason.as_deref(),
         created_at: clock::rfc3339(&endpoint.created_at),
@@ -283,7 +289,7 @@ const CHANGE_TRIES: usize = 20;
 
 /// Reads the endpoint, changes it and stores it, conditional on nobody having stored it since
 /// the read; on a conflict, again from a fresh read. Returns the endpoint as stored.
-async fn change_endpoint(
+pub(crate) async fn change_endpoint(
     state: &AppState,
     merchant: &Merchant,
     id: &str,
@@ -354,8 +360,10 @@ pub async fn send_test(
     once(&state, &caller, key, &raw, || async {
         let queue = state.deliveries.clone().ok_or(ApiError::TestEventsUnavailable)?;
         let endpoint = load(&state, &caller.merchant, &id).await?;
-        if !endpoint.enabled {
-            return Err(ApiError::EndpointDisabled);
+        match endpoint.state() {
+            EndpointState::Disabled => return Err(ApiError::EndpointDisabled),
+            EndpointState::Paused => return Err(ApiError::EndpointPaused),
+            EndpointState::Enabled => {}
         }
         let event = test_event(&caller.merchant.id, caller.api_version.as_str(), clock::now());
         let raw_event = serde_json::value::to_raw_value(&event).map_err(ApiError::storage)?;

@@ -45,6 +45,10 @@ pub enum ApiError {
     ReplayInProgress(String),
     #[error("the endpoint is disabled: enable it first (PATCH with \"enabled\": true)")]
     EndpointDisabled,
+    #[error(
+        "the endpoint is paused: resume it first (POST /webhook_endpoints/{{id}}/resume sends what the pause held)"
+    )]
+    EndpointPaused,
     #[error("a merchant may have at most {0} webhook endpoints: delete one before adding another")]
     TooManyEndpoints(usize),
     /// The request is understood and refused: the error says which field and why.
@@ -116,6 +120,7 @@ impl ApiError {
             ),
             Self::ReplayInProgress(_) => (409, AcpError::invalid(ErrorCode::ReplayInProgress, message)),
             Self::EndpointDisabled => (409, AcpError::invalid(ErrorCode::EndpointDisabled, message)),
+            Self::EndpointPaused => (409, AcpError::invalid(ErrorCode::EndpointPaused, message)),
             Self::TooManyEndpoints(_) => (409, AcpError::invalid(ErrorCode::TooManyEndpoints, message)),
             Self::Invalid(error) => (400, error),
         };

@@ -19,6 +19,7 @@ pub mod headers;
 pub mod lambda;
 pub mod onboarding;
 mod path_id;
+mod pause;
 mod reply;
 mod resolver;
 mod routes;

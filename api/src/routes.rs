@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::extract::{Caller, Json, JsonOrEmpty, KeyScope, RequiredKey};
 use crate::path_id::PathId;
 use crate::reply::ApiReply;
-use crate::{deliveries, discovery, endpoints, webhook_keys};
+use crate::{deliveries, discovery, endpoints, pause, webhook_keys};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post, put};
@@ -31,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/webhook_endpoints/{id}/rotate_secret", post(endpoints::rotate_secret))
         .route("/webhook_endpoints/{id}/test", post(endpoints::send_test))
+        .route("/webhook_endpoints/{id}/pause", post(pause::pause))
+        .route("/webhook_endpoints/{id}/resume", post(pause::resume))
         .route("/webhook_endpoints/{id}/attempts", get(deliveries::by_endpoint))
         .route("/webhook_endpoints/{id}/replay", post(deliveries::replay))
         .route(

@@ -225,8 +225,11 @@ impl DynamoStore {
     /// first. Groups are read second by second, newest first, and whole: a second's records are
     /// in no particular order among its groups, but all sort after every earlier second's.
     async fn grouped_page(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
-        let from = query.from.as_deref().unwrap_or("");
-        let low = query.from.as_deref().and_then(second_of_sort_key).unwrap_or(0);
+        let low = [&query.from, &query.after]
+            .into_iter()
+            .filter_map(|bound| bound.as_deref().and_then(second_of_sort_key))
+            .max()
+            .unwrap_or(0);
         let high = query
             .before
             .as_deref()
@@ -239,12 +242,11 @@ impl DynamoStore {
                 (":high", format!("{}~", group_prefix(high))),
             ],
         };
-        let in_window = |key: &str| key >= from && query.before.as_deref().is_none_or(|before| key < before);
         let mut records = Vec::new();
         // Two copies may have recorded one attempt: count attempts, not records.
         let mut distinct = HashSet::new();
         let mut second = None;
-        self.query_items(target, condition, true, Some(GROUP_PAGE), |item| {
+        self.query_items(target, condition, !query.oldest_first, Some(GROUP_PAGE), |item| {
             let this = group_second(get_s(item, "sk")?);
             if second != this && distinct.len() >= query.limit {
                 return Ok(false);
@@ -252,7 +254,7 @@ impl DynamoStore {
             second = this;
             for record in records_of(item)? {
                 let key = record.sort_key();
-                if in_window(&key) {
+                if query.contains(&key) {
                     distinct.insert(key);
                     records.push(record);
                 }
@@ -263,10 +265,15 @@ impl DynamoStore {
         Ok(records)
     }
 
-    /// Up to `limit` of the attempts' own items in [from, before), newest first.
+    /// Up to `limit` of the attempts' own items in the query's window, in its order.
     async fn own_page(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
         // Own items' keys start with the event prefix; groups' (`g#…`) sort after them all.
-        let low = query.from.clone().unwrap_or_else(|| EventId::PREFIX.to_owned());
+        let low = [&query.from, &query.after]
+            .into_iter()
+            .flatten()
+            .max()
+            .cloned()
+            .unwrap_or_else(|| EventId::PREFIX.to_owned());
         let high = query.before.clone().unwrap_or_else(|| format!("{}~", EventId::PREFIX));
         if high <= low {
             return Ok(Vec::new());
@@ -275,16 +282,11 @@ impl DynamoStore {
             expression: "target = :t AND sk BETWEEN :low AND :high",
             values: vec![(":low", low), (":high", high)],
         };
-        // BETWEEN is inclusive; the cursor's own record was on the previous page.
+        // BETWEEN is inclusive; the cursors' own records were on the previous page.
         let mut page = self
-            .query_records(target, condition, true, Some(query.limit + 1))
+            .query_records(target, condition, !query.oldest_first, Some(query.limit + 2))
             .await?;
-        page.retain(|r| {
-            query
-                .before
-                .as_deref()
-                .is_none_or(|before| r.sort_key().as_str() < before)
-        });
+        page.retain(|r| query.contains(&r.sort_key()));
         page.truncate(query.limit);
         Ok(page)
     }
@@ -413,7 +415,9 @@ impl DeliveryLog for DynamoStore {
         let (own, grouped) =
             futures_util::future::try_join(self.own_page(target, query), self.grouped_page(target, query)).await?;
         let mut page = attempt_log::merge(own.into_iter().chain(grouped));
-        page.reverse();
+        if !query.oldest_first {
+            page.reverse();
+        }
         page.truncate(query.limit);
         Ok(page)
     }

@@ -348,6 +348,13 @@ impl DeliveryLog for EmbeddedStore {
             Some(before) => log.range(low..(target.to_owned(), before.clone())),
             None => log.range(low..(target.to_owned() + "\u{0}", String::new())),
         };
-        Ok(found.rev().take(query.limit).map(|(_, r)| r.clone()).collect())
+        let records = found
+            .filter(|((_, key), _)| query.contains(key))
+            .map(|(_, r)| r.clone());
+        Ok(if query.oldest_first {
+            records.take(query.limit).collect()
+        } else {
+            records.rev().take(query.limit).collect()
+        })
     }
 }

@@ -82,6 +82,8 @@ pub enum FinalCode {
     DisableRequested,
     /// A test event (`webhook.test`) failed: tests are tried once.
     TestNotRetried,
+    /// The endpoint is paused: nothing was sent; resuming it sends the event.
+    EndpointPaused,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +93,8 @@ pub enum AttemptStatus {
     Failed,
     /// Not sent: the endpoint was disabled. Kept so a later replay finds the event.
     Skipped,
+    /// Not sent: the endpoint is paused. Its resume sends the event (so may a replay).
+    Paused,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,7 +227,8 @@ pub fn event_prefix(event_id: &EventId) -> String {
     format!("{event_id}#")
 }
 
-/// A page of a target's attempts, newest event first.
+/// A page of a target's attempts in `[from, before)` (and above `after`): the newest `limit`,
+/// newest event first — or, with `oldest_first`, the oldest `limit`, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AttemptQuery {
     /// Only sort keys below this one (exclusive): the cursor of the previous page.
@@ -231,6 +236,19 @@ pub struct AttemptQuery {
     /// Only sort keys at or above this one: the start of a time window.
     pub from: Option<String>,
     pub limit: usize,
+    /// Only sort keys above this one (exclusive): the cursor of the previous page read oldest
+    /// first.
+    pub after: Option<String>,
+    pub oldest_first: bool,
+}
+
+impl AttemptQuery {
+    /// Whether a sort key is in the query's window.
+    pub fn contains(&self, key: &str) -> bool {
+        self.from.as_deref().is_none_or(|from| key >= from)
+            && self.after.as_deref().is_none_or(|after| key > after)
+            && self.before.as_deref().is_none_or(|before| key < before)
+    }
 }
 
 /// The sort key that every event created at or after `t` sorts at or above (ULIDs start with

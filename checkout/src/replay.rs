@@ -27,11 +27,11 @@
 //!   message queues the successor again; before, it is kept for later — the successor may only
 //!   be waiting, and queueing it twice would run every later step twice.
 
-use crate::attempt_log::{self, AttemptQuery, AttemptRecord};
+use crate::attempt_log::{self, AttemptQuery, AttemptRecord, AttemptStatus};
 use crate::clock::{SharedClock, Timestamp};
 use crate::delivery_task::TaskMessage;
 use crate::ports::{DeliveryLog, DeliveryQueue, EventStore, PipelineError, ReplayStore, StoreError};
-pub use crate::replay_job::{ABANDONED_AFTER, ReplayJob, ReplayStatus, ReplayStep, WindowError};
+pub use crate::replay_job::{ABANDONED_AFTER, ReplayJob, ReplayKind, ReplayStatus, ReplayStep, WindowError};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -195,20 +195,41 @@ impl Replayer {
         Ok(StepOutcome::Finished)
     }
 
-    /// Reads up to [`STEP_RECORDS`] records below the job's cursor and queues what they call
+    /// Reads up to [`STEP_RECORDS`] records past the job's cursor and queues what they call
     /// for; returns the job as it is after them (not stored yet).
     async fn walk(&self, job: &ReplayJob) -> Result<ReplayJob, ReplayError> {
         let mut next = job.clone();
         // The window takes in `until`'s own millisecond: an event made in the millisecond the
         // replay was asked (`until` by default) came before the request.
         let end = attempt_log::time_bound(job.until + chrono::Duration::milliseconds(1));
-        let mut query = AttemptQuery {
-            before: Some(job.cursor.clone().unwrap_or(end)),
-            from: Some(attempt_log::time_bound(job.since)),
-            limit: PAGE,
+        let start = attempt_log::time_bound(job.since);
+        let oldest_first = job.kind == ReplayKind::Resume;
+        let mut query = if oldest_first {
+            AttemptQuery {
+                from: Some(start),
+                after: job.cursor.clone(),
+                before: Some(end),
+                limit: PAGE,
+                oldest_first,
+            }
+        } else {
+            AttemptQuery {
+                before: Some(job.cursor.clone().unwrap_or(end)),
+                from: Some(start),
+                limit: PAGE,
+                ..AttemptQuery::default()
+            }
         };
-        // Records of one event are together, newest attempt first: only the first one counts.
-        let mut last_event = job.cursor.as_deref().and_then(attempt_log::event_of_sort_key);
+        // Records of one event are together: only the first one read counts (newest first, that
+        // is the delivery's state). Oldest first, an event counts at its first held record read:
+        // the cursor's own event may still have one ahead (a step can end between its records).
+        // Should a step end between two held records of one event, both steps queue it, as the
+        // same attempt: the second copy finds it recorded and sends nothing.
+        let mut last_event = if oldest_first {
+            None
+        } else {
+            job.cursor.as_deref().and_then(attempt_log::event_of_sort_key)
+        };
         let mut read = 0;
         loop {
             let page = self.ports.log.attempts(job.endpoint_id.as_str(), &query).await?;
@@ -217,6 +238,15 @@ impl Replayer {
             let mut chosen = Vec::new();
             for record in page {
                 next.cursor = Some(record.sort_key());
+                if oldest_first {
+                    // A resume sends what its pause held: an event counts at its held record.
+                    if record.status == AttemptStatus::Paused && last_event.as_ref() != Some(&record.event_id) {
+                        last_event = Some(record.event_id.clone());
+                        next.events_seen += 1;
+                        chosen.push(record);
+                    }
+                    continue;
+                }
                 if last_event.as_ref() == Some(&record.event_id) {
                     continue;
                 }
@@ -226,7 +256,7 @@ impl Replayer {
                     chosen.push(record);
                 }
             }
-            for outcome in self.enqueue_all(&chosen, job.include_delivered).await? {
+            for outcome in self.enqueue_all(&chosen, job).await? {
                 match outcome {
                     Enqueued::Queued => next.replayed += 1,
                     Enqueued::Skipped => {}
@@ -240,21 +270,23 @@ impl Replayer {
             if read >= STEP_RECORDS {
                 break;
             }
-            query.before = next.cursor.clone();
+            if oldest_first {
+                query.after = next.cursor.clone();
+            } else {
+                query.before = next.cursor.clone();
+            }
         }
         next.updated_at = self.clock.now();
         Ok(next)
     }
 
-    /// Queues the records' tasks, several at once (each is a few reads and a send).
-    async fn enqueue_all(
-        &self,
-        records: &[AttemptRecord],
-        even_if_delivered: bool,
-    ) -> Result<Vec<Enqueued>, ReplayError> {
+    /// Queues the records' tasks. A replay queues several at once (each is a few reads and a
+    /// send); a resume one after the other, so they are queued in event order.
+    async fn enqueue_all(&self, records: &[AttemptRecord], job: &ReplayJob) -> Result<Vec<Enqueued>, ReplayError> {
         let mut outcomes = Vec::with_capacity(records.len());
-        for chunk in records.chunks(16) {
-            let sends = chunk.iter().map(|r| self.enqueue(r, even_if_delivered));
+        let at_once = if job.kind == ReplayKind::Resume { 1 } else { 16 };
+        for chunk in records.chunks(at_once) {
+            let sends = chunk.iter().map(|r| self.enqueue(r, job));
             for outcome in futures_util::future::join_all(sends).await {
                 outcomes.push(outcome?);
             }
@@ -262,14 +294,24 @@ impl Replayer {
         Ok(outcomes)
     }
 
-    /// Queues one replay. Unless `even_if_delivered`, an event the endpoint received at any
-    /// attempt is not sent (its newest record may say otherwise: a later replay skipped while
-    /// the endpoint was disabled), and the task sends nothing if the endpoint gets it meanwhile.
-    async fn enqueue(&self, record: &AttemptRecord, even_if_delivered: bool) -> Result<Enqueued, ReplayError> {
+    /// Queues one replay. Unless the job includes delivered events, an event the endpoint
+    /// received at any attempt is not sent (its newest record may say otherwise: a later replay
+    /// skipped while the endpoint was disabled), and the task sends nothing if the endpoint gets
+    /// it meanwhile. A resume sends only a delivery whose newest record is still its hold (one
+    /// that went on after it is the dispatcher's).
+    async fn enqueue(&self, record: &AttemptRecord, job: &ReplayJob) -> Result<Enqueued, ReplayError> {
+        let even_if_delivered = job.include_delivered;
+        let mut attempt = record.attempt;
         if !even_if_delivered {
             let all = self.ports.log.attempts_of(&record.target, &record.event_id).await?;
             if all.iter().any(AttemptRecord::delivered) {
                 return Ok(Enqueued::Skipped);
+            }
+            if job.kind == ReplayKind::Resume {
+                match all.iter().max_by_key(|r| r.attempt) {
+                    Some(newest) if newest.status == AttemptStatus::Paused => attempt = newest.attempt,
+                    _ => return Ok(Enqueued::Skipped),
+                }
             }
         }
         // One read of the event's own version, not the session's whole history.
@@ -285,7 +327,7 @@ impl Replayer {
             return Ok(Enqueued::Skipped);
         };
         let raw = serde_json::value::to_raw_value(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let task = TaskMessage::new(&record.target, record.attempt + 1, even_if_delivered, &raw);
+        let task = TaskMessage::new(&record.target, attempt + 1, even_if_delivered, &raw);
         self.ports.deliveries.send(&task.to_body(), Duration::ZERO).await?;
         Ok(Enqueued::Queued)
     }

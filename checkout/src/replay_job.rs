@@ -21,6 +21,18 @@ pub enum ReplayStatus {
     Failed,
 }
 
+/// What a job sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayKind {
+    /// What a merchant asked for: the window's events the endpoint did not receive, newest
+    /// first.
+    #[default]
+    Replay,
+    /// What a pause held, oldest event first: started by the endpoint's resume.
+    Resume,
+}
+
 /// A replay and how far it has got.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayJob {
@@ -31,6 +43,8 @@ pub struct ReplayJob {
     pub since: Timestamp,
     #[serde(with = "crate::clock::rfc3339_serde")]
     pub until: Timestamp,
+    #[serde(default)]
+    pub kind: ReplayKind,
     /// Also send events the endpoint already received.
     pub include_delivered: bool,
     pub status: ReplayStatus,
@@ -91,6 +105,7 @@ impl ReplayJob {
             endpoint_id,
             since: since.max(kept_from),
             until,
+            kind: ReplayKind::Replay,
             include_delivered,
             status: ReplayStatus::Running,
             events_seen: 0,
@@ -101,6 +116,29 @@ impl ReplayJob {
             created_at: now,
             updated_at: now,
         })
+    }
+
+    /// The job that sends what a pause held: every delivery recorded as paused of an event
+    /// created from `since` (the pause's start, or the oldest event it held) up to `now`, oldest
+    /// first. The log keeps nothing older than its retention.
+    pub fn resume(merchant_id: MerchantId, endpoint_id: EndpointId, since: Timestamp, now: Timestamp) -> Self {
+        Self {
+            id: ReplayId::generate(),
+            merchant_id,
+            endpoint_id,
+            since: since.max(now - attempt_log::RETENTION),
+            until: now,
+            kind: ReplayKind::Resume,
+            include_delivered: false,
+            status: ReplayStatus::Running,
+            events_seen: 0,
+            replayed: 0,
+            set_aside: 0,
+            cursor: None,
+            revision: 0,
+            created_at: now,
+            updated_at: now,
+        }
     }
 
     /// Whether another replay of its endpoint may start in its place at `now`.
@@ -114,6 +152,7 @@ impl ReplayJob {
             "id": self.id,
             "endpoint_id": self.endpoint_id,
             "status": self.status,
+            "kind": self.kind,
             "since": clock::rfc3339_millis(&self.since),
             "until": clock::rfc3339_millis(&self.until),
             "include_delivered": self.include_delivered,

@@ -118,6 +118,65 @@ pub struct WebhookEndpoint {
     /// its `expires_at`). Empty for an endpoint that never signed with `v1a`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signing_keys: Vec<SigningKey>,
+    /// Since when the merchant has held its deliveries (see [`WebhookEndpoint::pause`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::clock::optional_rfc3339_serde"
+    )]
+    pub paused_at: Option<Timestamp>,
+    /// While paused: the creation time of the oldest event held, when it is older than the
+    /// pause (a delivery already waiting for a retry when the pause began). A resume sends the
+    /// held deliveries of events from here on.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::clock::optional_rfc3339_serde"
+    )]
+    pub held_from: Option<Timestamp>,
+}
+
+/// Where an endpoint stands, as merchants see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointState {
+    /// Deliveries are sent.
+    Enabled,
+    /// Deliveries are recorded as held, nothing is sent; a resume sends them.
+    Paused,
+    /// Nothing is sent; its events are recorded as skipped, for a replay.
+    Disabled,
+}
+
+impl EndpointState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Paused => "paused",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// A pause that a resume ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pause {
+    pub paused_at: Timestamp,
+    pub held_from: Option<Timestamp>,
+}
+
+impl Pause {
+    /// The start of the window whose held deliveries the resume sends: the pause's start, or
+    /// the oldest event it held when older.
+    pub fn held_since(&self) -> Timestamp {
+        self.held_from.map_or(self.paused_at, |held| held.min(self.paused_at))
+    }
+}
+
+/// Why a pause or a resume cannot be done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PauseError {
+    #[error("the endpoint is disabled: enable it first")]
+    Disabled,
 }
 
 /// A signing credential that can be rotated out: it signs until its `expires_at`.
@@ -185,7 +244,79 @@ impl WebhookEndpoint {
             revision: 0,
             signature_scheme: SignatureScheme::Hmac,
             signing_keys: Vec::new(),
+            paused_at: None,
+            held_from: None,
         })
+    }
+
+    pub fn state(&self) -> EndpointState {
+        match (self.enabled, self.paused_at) {
+            (false, _) => EndpointState::Disabled,
+            (true, Some(_)) => EndpointState::Paused,
+            (true, None) => EndpointState::Enabled,
+        }
+    }
+
+    /// Holds the endpoint's deliveries from now on: each is recorded as paused and nothing is
+    /// sent until [`WebhookEndpoint::resume`]. Pausing a paused endpoint changes nothing (its
+    /// pause keeps its start). Returns whether the endpoint changed.
+    pub fn pause(&mut self, now: Timestamp) -> Result<bool, PauseError> {
+        if !self.enabled {
+            return Err(PauseError::Disabled);
+        }
+        if self.paused_at.is_some() {
+            return Ok(false);
+        }
+        self.paused_at = Some(now);
+        self.held_from = None;
+        self.updated_at = now;
+        Ok(true)
+    }
+
+    /// Notes that a delivery of an event created at `event_at` is held by the pause that began
+    /// at `paused_at`; returns whether the record changed (the event is older than any held so
+    /// far, and older than the pause). A pause that ended, or another pause, changes nothing.
+    pub fn hold(&mut self, paused_at: Timestamp, event_at: Timestamp) -> bool {
+        if self.paused_at != Some(paused_at) {
+            return false;
+        }
+        let oldest = self.held_from.unwrap_or(paused_at);
+        if event_at >= oldest {
+            return false;
+        }
+        self.held_from = Some(event_at);
+        true
+    }
+
+    /// Ends a pause; returns it (see [`Pause::held_since`]), or `None` when the endpoint was not
+    /// paused. Failures before the pause do not count towards disabling it after: the receiver
+    /// had no chance to recover meanwhile.
+    pub fn resume(&mut self, now: Timestamp) -> Result<Option<Pause>, PauseError> {
+        if !self.enabled {
+            return Err(PauseError::Disabled);
+        }
+        let Some(paused_at) = self.paused_at.take() else {
+            return Ok(None);
+        };
+        let pause = Pause {
+            paused_at,
+            held_from: self.held_from.take(),
+        };
+        self.failing_since = None;
+        self.updated_at = now;
+        Ok(Some(pause))
+    }
+
+    /// Puts back a pause whose resume could not be carried through (its held deliveries were
+    /// not queued), unless the endpoint was paused or disabled again meanwhile.
+    pub fn restore(&mut self, pause: Pause, now: Timestamp) -> bool {
+        if self.state() != EndpointState::Enabled {
+            return false;
+        }
+        self.paused_at = Some(pause.paused_at);
+        self.held_from = pause.held_from;
+        self.updated_at = now;
+        true
     }
 
     /// Turned off by the system, saying why; the merchant turns it back on with `enabled: true`.
@@ -405,6 +536,82 @@ mod tests {
         let read: WebhookEndpoint = serde_json::from_value(value).unwrap();
         assert_eq!(read.signature_scheme, SignatureScheme::Hmac);
         assert!(read.signing_keys.is_empty());
+    }
+
+    #[test]
+    fn a_pause_holds_until_resumed_and_keeps_its_start() {
+        let mut e = endpoint();
+        let t0 = clock::now();
+        assert_eq!(e.state(), EndpointState::Enabled);
+        assert_eq!(e.pause(t0), Ok(true));
+        assert_eq!(e.state(), EndpointState::Paused);
+        assert_eq!(
+            e.pause(t0 + Duration::seconds(5)),
+            Ok(false),
+            "a second pause keeps the first start"
+        );
+        assert_eq!(e.paused_at, Some(t0));
+        e.failing_since = Some(t0 - Duration::days(4));
+        assert_eq!(
+            e.resume(t0 + Duration::days(2)).unwrap().map(|p| p.held_since()),
+            Some(t0)
+        );
+        assert_eq!(e.state(), EndpointState::Enabled);
+        assert_eq!(e.failing_since, None, "the pause does not count towards disabling");
+        assert_eq!(
+            e.resume(t0 + Duration::days(2)),
+            Ok(None),
+            "resuming again changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_resume_reaches_back_to_the_oldest_event_its_pause_held() {
+        let mut e = endpoint();
+        let t0 = clock::now();
+        e.pause(t0).unwrap();
+        assert!(
+            !e.hold(t0, t0 + Duration::seconds(1)),
+            "events of the pause need no mark"
+        );
+        assert!(
+            e.hold(t0, t0 - Duration::hours(2)),
+            "a retry pending when the pause began"
+        );
+        assert!(!e.hold(t0, t0 - Duration::hours(1)), "not older than the one held");
+        assert!(e.hold(t0, t0 - Duration::hours(3)));
+        assert!(
+            !e.hold(t0 - Duration::seconds(1), t0 - Duration::days(1)),
+            "another pause's hold"
+        );
+        let pause = e.resume(t0 + Duration::hours(1)).unwrap().unwrap();
+        assert_eq!(pause.held_since(), t0 - Duration::hours(3));
+        assert_eq!(e.held_from, None);
+        assert!(
+            e.restore(pause, t0 + Duration::hours(1)),
+            "a resume that could not go through"
+        );
+        assert_eq!(e.state(), EndpointState::Paused);
+        assert_eq!(
+            e.resume(t0 + Duration::hours(1)).unwrap(),
+            Some(pause),
+            "the same window again"
+        );
+        e.pause(t0 + Duration::hours(2)).unwrap();
+        assert!(!e.restore(pause, t0 + Duration::hours(2)), "not over another pause");
+        let fresh = e.resume(t0 + Duration::hours(3)).unwrap().unwrap();
+        assert_eq!(fresh.held_since(), t0 + Duration::hours(2), "a new pause starts afresh");
+    }
+
+    #[test]
+    fn a_disabled_endpoint_is_neither_paused_nor_resumed() {
+        let mut e = endpoint();
+        let now = clock::now();
+        e.pause(now).unwrap();
+        e.disable("gone".into(), now);
+        assert_eq!(e.state(), EndpointState::Disabled);
+        assert_eq!(e.resume(now), Err(PauseError::Disabled));
+        assert_eq!(e.pause(now), Err(PauseError::Disabled));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use checkout::event::{Event, EventType};
 use checkout::ports::{DeliveryLog, DeliveryQueue};
 use checkout::retry_schedule::{Pushback, RetrySchedule};
 use checkout::url_safety::UrlPolicy;
+use checkout::webhook_endpoint::EndpointState;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,13 @@ pub(crate) struct Pair<'a> {
     /// Where its first attempt is recorded with the rest of its batch's (see
     /// [`crate::first_attempts`]).
     pub first: &'a Slot,
+}
+
+/// Why a delivery is not sent now.
+#[derive(Clone, Copy)]
+enum Holding {
+    Disabled,
+    Paused,
 }
 
 /// What the attempt log says to do next.
@@ -199,8 +207,10 @@ impl Deliverer {
             }
             Next::Nothing => return PairResult::Done,
         };
-        if target.endpoint().is_some_and(|e| !e.enabled) {
-            return self.skip(pair, attempt, patient).await;
+        match target.endpoint().map(|e| e.state()) {
+            Some(EndpointState::Disabled) => return self.hold_back(pair, attempt, patient, Holding::Disabled).await,
+            Some(EndpointState::Paused) => return self.hold_back(pair, attempt, patient, Holding::Paused).await,
+            Some(EndpointState::Enabled) | None => {}
         }
         self.attempt(pair, attempt, patient).await
     }
@@ -446,25 +456,41 @@ impl Deliverer {
         }
     }
 
-    /// The endpoint is disabled: nothing is sent, but the log says so, so a replay finds it.
-    /// Then the endpoint is read again: enabled meanwhile (this batch's targets were read before
-    /// the merchant enabled it), the delivery goes on at once — a replay asked for since may
-    /// have looked before this record was written. (A replay that did see it sends nothing more
-    /// once this attempt has delivered.)
-    async fn skip(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
+    /// The endpoint is disabled or paused: nothing is sent, but the log says so, so a replay
+    /// (or the resume) finds it. Then the endpoint is read again: enabled or resumed meanwhile
+    /// (this batch's targets were read before the merchant's change), the delivery goes on at
+    /// once — a replay or resume asked for since may have looked before this record was
+    /// written. (One that did see it sends nothing more once this attempt has delivered.)
+    async fn hold_back(&self, pair: Pair<'_>, attempt: u32, patient: bool, why: Holding) -> PairResult {
         let mut record = attempt_record(pair, attempt, self.settings.clock.now(), None);
-        record.status = AttemptStatus::Skipped;
-        record.end(FinalCode::EndpointDisabled, "the endpoint is disabled");
-        info!(
-            endpoint_id = pair.target.name(),
-            attempt, "skipped: the endpoint is disabled"
-        );
+        let (status, code, reason) = match why {
+            Holding::Disabled => (
+                AttemptStatus::Skipped,
+                FinalCode::EndpointDisabled,
+                "the endpoint is disabled",
+            ),
+            Holding::Paused => (
+                AttemptStatus::Paused,
+                FinalCode::EndpointPaused,
+                "the endpoint is paused",
+            ),
+        };
+        record.status = status;
+        record.end(code, reason);
+        info!(endpoint_id = pair.target.name(), attempt, "held back: {reason}");
+        if matches!(why, Holding::Paused)
+            && let Err(err) = self.health.hold(pair.target, pair.head.created_at).await
+        {
+            // Without the mark the resume could miss this event: the message comes back.
+            warn!(endpoint_id = pair.target.name(), error = %err, "could not note the held delivery");
+            return PairResult::StorageFailed;
+        }
         let stored = self.store(pair, &record).await;
         if stored != PairResult::Done {
             return stored;
         }
         match self.health.reread(pair.target).await {
-            Some(fresh) if fresh.endpoint().is_some_and(|e| e.enabled) => {
+            Some(fresh) if fresh.endpoint().is_some_and(|e| e.state() == EndpointState::Enabled) => {
                 let pair = Pair { target: &fresh, ..pair };
                 Box::pin(self.attempt(pair, attempt + 1, patient)).await
             }

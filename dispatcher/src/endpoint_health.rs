@@ -129,33 +129,58 @@ impl EndpointHealth {
         }
     }
 
+    /// Notes that the paused endpoint holds a delivery of an event created at `event_at`, so
+    /// that its resume reaches back to it (see [`WebhookEndpoint::hold`]). Only an event older
+    /// than the pause and than any held before costs a write. An error: the mark may be missing,
+    /// the delivery must be tried again.
+    pub async fn hold(&self, target: &Target, event_at: Timestamp) -> Result<(), StoreError> {
+        let Target::Endpoint(e) = target else { return Ok(()) };
+        let Some(paused_at) = e.paused_at else { return Ok(()) };
+        if event_at >= e.held_from.unwrap_or(paused_at) {
+            return Ok(());
+        }
+        self.try_change_endpoint(e, |fresh| fresh.hold(paused_at, event_at))
+            .await
+            .map(|_| ())
+    }
+
     /// Changes the stored endpoint: re-read, changed, and stored only if nobody stored it
     /// meanwhile (else again from a fresh read), so a merchant's edit made in the same instant is
     /// kept. Best effort: bookkeeping that fails is tried again at the next attempt. `change`
     /// says whether it changed anything (nothing is written otherwise); returns whether a
     /// change was stored.
     async fn change_endpoint(&self, endpoint: &WebhookEndpoint, change: impl Fn(&mut WebhookEndpoint) -> bool) -> bool {
-        for _ in 0..CHANGE_TRIES {
-            let mut fresh = match self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await {
-                Ok(Some(stored)) => stored,
-                Ok(None) => return false,
-                Err(err) => {
-                    warn!(endpoint_id = %endpoint.id, error = %err, "could not read the endpoint");
-                    return false;
-                }
-            };
-            if !change(&mut fresh) {
-                return false;
-            }
-            match self.endpoints.put_endpoint(&fresh).await {
-                Ok(()) => return true,
-                Err(StoreError::Changed { .. }) => continue,
-                Err(err) => {
-                    warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
-                    return false;
-                }
+        match self.try_change_endpoint(endpoint, change).await {
+            Ok(applied) => applied,
+            Err(err) => {
+                warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
+                false
             }
         }
-        false
+    }
+
+    /// [`Self::change_endpoint`], saying why it failed.
+    async fn try_change_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        change: impl Fn(&mut WebhookEndpoint) -> bool,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..CHANGE_TRIES {
+            let Some(mut fresh) = self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await? else {
+                return Ok(false);
+            };
+            if !change(&mut fresh) {
+                return Ok(false);
+            }
+            match self.endpoints.put_endpoint(&fresh).await {
+                Ok(()) => return Ok(true),
+                Err(StoreError::Changed { .. }) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(StoreError::Changed {
+            what: "endpoint",
+            id: endpoint.id.to_string(),
+        })
     }
 }

@@ -45,9 +45,8 @@ impl LegacyOrderLog {
             return in_use;
         }
         let query = AttemptQuery {
-            before: None,
-            from: None,
             limit: 1,
+            ..AttemptQuery::default()
         };
         let in_use = match self.log.attempts(&LogTarget::LegacyOrderWebhook.name(), &query).await {
             Ok(found) => !found.is_empty(),

@@ -17,6 +17,7 @@ on_every_backend!(
     replay_queues_what_the_endpoint_missed,
     a_replay_larger_than_a_step_queues_each_event_once,
     one_replay_runs_at_a_time_up_to_now_and_to_an_enabled_endpoint,
+    a_resume_queues_what_the_pause_held_in_event_order,
 );
 
 /// A session whose stored events cannot be read back (written by an older version, damaged on
@@ -205,6 +206,111 @@ async fn attempts_are_listed_per_endpoint_and_per_event(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(expect(their_view, 200).await["data"], json!([]));
+}
+
+/// Pause: the endpoint says so (and since when), a second pause keeps the first's start, and
+/// replays and test events are refused while paused (nothing would go out). Resume: enabled
+/// again, and a job of kind `resume` queues each held delivery (as the dispatcher records them)
+/// oldest event first, as the attempt after its hold; resuming again starts nothing. Refusals:
+/// a disabled endpoint, another merchant's, fields in the body.
+async fn a_resume_queues_what_the_pause_held_in_event_order(app: TestApp) {
+    let endpoint = register(&app, "https://hooks.example.com/paused").await;
+    let at = |action: &str| format!("/webhook_endpoints/{endpoint}/{action}");
+    let paused = expect(app.post(&at("pause"), &json!({})).send().await.unwrap(), 200).await;
+    assert_eq!(
+        (paused["state"].as_str(), paused["enabled"].as_bool()),
+        (Some("paused"), Some(true))
+    );
+    let paused_at = paused["paused_at"].as_str().unwrap().to_owned();
+    let again = expect(app.post(&at("pause"), &json!({})).send().await.unwrap(), 200).await;
+    assert_eq!(
+        again["paused_at"],
+        paused_at.as_str(),
+        "the first pause's start is kept"
+    );
+    let read = expect(
+        app.get(&format!("/webhook_endpoints/{endpoint}")).send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(read["state"], "paused");
+
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        let session = app.create().await;
+        let id = SessionId::parse(session["id"].as_str().unwrap()).unwrap();
+        events.push(app.backend.events.history(&id).await.unwrap().remove(0));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Held by the dispatcher, newest first (the resume goes by event, not by record).
+    for e in events.iter().rev() {
+        let mut held = attempt_record(&endpoint, e, 1);
+        held.status = AttemptStatus::Paused;
+        held.next_attempt_at = None;
+        assert!(app.backend.deliveries.record(&held).await.unwrap());
+    }
+    let since = checkout::clock::rfc3339(&(checkout::clock::now() - chrono::Duration::hours(1)));
+    let replay = app
+        .post(&at("replay"), &json!({ "since": since }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&expect(replay, 409).await, "endpoint_paused");
+    let test = app.post(&at("test"), &json!({})).send().await.unwrap();
+    assert_error(&expect(test, 409).await, "endpoint_paused");
+    let extra = app.post(&at("resume"), &json!({"now": true})).send().await.unwrap();
+    assert_eq!(extra.status(), 400, "fields are refused");
+    let (_, other_key) = add_merchant(&app.backend).await;
+    let foreign = app.post_as(&other_key, &at("resume"), &json!({})).send().await.unwrap();
+    assert_error(&expect(foreign, 404).await, "not_found");
+    while !app
+        .queue
+        .receive(10, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_empty()
+    {}
+
+    let resumed = expect(app.post(&at("resume"), &json!({})).send().await.unwrap(), 200).await;
+    assert_eq!(resumed["state"], "enabled", "{resumed}");
+    assert_eq!(resumed["paused_at"], Value::Null);
+    assert_eq!(resumed["resume"]["kind"], "resume");
+    assert_eq!(resumed["resume"]["status"], "running");
+    app.run_replay_steps().await;
+    let done = progress(&app, &endpoint, &resumed["resume"]).await;
+    assert_eq!(
+        (done["status"].as_str(), done["replayed"].as_u64()),
+        (Some("completed"), Some(3))
+    );
+    let mut queued = Vec::new();
+    for message in app.queue.receive(10, Duration::from_millis(100)).await.unwrap() {
+        if let Ok(QueueMessage::Task { head, message }) = QueueMessage::parse(&message.body) {
+            assert_eq!(message.delivery.target, endpoint);
+            queued.push((head.id, message.delivery.first_attempt));
+        }
+    }
+    let mut expected: Vec<_> = events.iter().map(|e| (e.id.clone(), 2)).collect();
+    expected.sort();
+    assert_eq!(queued, expected, "oldest event first, as the attempt after the hold");
+    let twice = expect(app.post(&at("resume"), &json!({})).send().await.unwrap(), 200).await;
+    assert_eq!(
+        (twice["state"].as_str(), &twice["resume"]),
+        (Some("enabled"), &Value::Null)
+    );
+
+    let patch = app
+        .client
+        .patch(app.url(&format!("/webhook_endpoints/{endpoint}")))
+        .bearer_auth(&app.api_key)
+        .json(&json!({ "enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    expect(patch, 200).await;
+    for action in ["pause", "resume"] {
+        let refused = app.post(&at(action), &json!({})).send().await.unwrap();
+        assert_error(&expect(refused, 409).await, "endpoint_disabled");
+    }
 }
 
 /// A replay's progress as the merchant reads it.

@@ -129,9 +129,8 @@ async fn first_attempts_at_dynamodbs_limits_are_stored_and_read_back() {
         assert_eq!(read[0].snippet, sent.snippet);
     }
     let query = AttemptQuery {
-        before: None,
-        from: None,
         limit: 100,
+        ..AttemptQuery::default()
     };
     let page = backend.deliveries.attempts("we_busy", &query).await.unwrap();
     // Newest first by sort key (ids made in one millisecond sort by their random part).

@@ -701,24 +701,24 @@ impl DeliveryLog for DurableStore {
     }
 
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
+        // Absent bounds as bounds no key passes: every sort key starts with `evt_`.
         let from = query.from.clone().unwrap_or_default();
+        let after = query.after.clone().unwrap_or_default();
+        let before = query.before.clone().unwrap_or_else(|| "~".to_owned());
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        match &query.before {
-            Some(before) => {
-                self.read_all(
-                    "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk DESC LIMIT ?4",
-                    vec![text(target), Value::Text(from), text(before), Value::Integer(limit)],
-                )
-                .await
-            }
-            None => {
-                self.read_all(
-                    "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 ORDER BY sk DESC LIMIT ?3",
-                    vec![text(target), Value::Text(from), Value::Integer(limit)],
-                )
-                .await
-            }
-        }
+        let sql = if query.oldest_first {
+            "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk > ?3 AND sk < ?4 ORDER BY sk LIMIT ?5"
+        } else {
+            "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk > ?3 AND sk < ?4 ORDER BY sk DESC LIMIT ?5"
+        };
+        let params = vec![
+            text(target),
+            Value::Text(from),
+            Value::Text(after),
+            Value::Text(before),
+            Value::Integer(limit),
+        ];
+        self.read_all(sql, params).await
     }
 }
 

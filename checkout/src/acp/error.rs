@@ -61,6 +61,7 @@ pub enum ErrorCode {
     NothingToUpdate,
     ReplayInProgress,
     EndpointDisabled,
+    EndpointPaused,
     TooManyEndpoints,
     // Our side.
     TestEventsUnavailable,

@@ -105,7 +105,12 @@ pub async fn a_targets_attempts_page_newest_first(backend: &Backend) {
         .await
         .unwrap();
 
-    let page = |before: Option<String>, from: Option<String>, limit| AttemptQuery { before, from, limit };
+    let page = |before: Option<String>, from: Option<String>, limit| AttemptQuery {
+        before,
+        from,
+        limit,
+        ..AttemptQuery::default()
+    };
     let first = log.attempts(&target, &page(None, None, 3)).await.unwrap();
     let keys: Vec<_> = first.iter().map(|r| (r.event_id.clone(), r.attempt)).collect();
     assert_eq!(
@@ -139,6 +144,99 @@ pub async fn a_targets_attempts_page_newest_first(backend: &Backend) {
         .await
         .unwrap();
     assert!(empty.is_empty(), "an upside-down window is empty, not an error");
+}
+
+/// A target's records read oldest event first, a page after another from the last one's key
+/// (how a resume walks what a pause held): the same records as newest first, in the opposite
+/// order, whether a record was stored alone or with its batch's first attempts; bounded by a
+/// window like the newest-first pages.
+pub async fn a_targets_attempts_page_oldest_first(backend: &Backend) {
+    let log = &backend.deliveries;
+    let m = merchant();
+    let target = format!("we_{}", m.id.as_str().trim_start_matches("mer_"));
+    let events: Vec<_> = (0..7)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            event(&m, None, 1)
+        })
+        .collect();
+    // Three first attempts stored together, three alone, and a retry of one of each.
+    let together: Vec<_> = events[..3].iter().map(|e| attempt_record(&target, e, 1)).collect();
+    log.record_first_attempts(&together).await.unwrap();
+    for e in &events[3..6] {
+        log.record(&attempt_record(&target, e, 1)).await.unwrap();
+    }
+    log.record(&attempt_record(&target, &events[1], 2)).await.unwrap();
+    log.record(&attempt_record(&target, &events[4], 2)).await.unwrap();
+    log.record(&attempt_record("we_someone_else", &events[2], 1))
+        .await
+        .unwrap();
+    let keys = |records: &[AttemptRecord]| -> Vec<(EventId, u32)> {
+        records.iter().map(|r| (r.event_id.clone(), r.attempt)).collect()
+    };
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let query = AttemptQuery {
+            after: after.clone(),
+            limit: 3,
+            oldest_first: true,
+            ..AttemptQuery::default()
+        };
+        let page = log.attempts(&target, &query).await.unwrap();
+        assert!(page.len() <= 3, "{page:?}");
+        walked.extend(keys(&page));
+        if page.len() < 3 {
+            break;
+        }
+        after = page.last().map(AttemptRecord::sort_key);
+    }
+    let expected: Vec<(EventId, u32)> = vec![
+        (events[0].id.clone(), 1),
+        (events[1].id.clone(), 1),
+        (events[1].id.clone(), 2),
+        (events[2].id.clone(), 1),
+        (events[3].id.clone(), 1),
+        (events[4].id.clone(), 1),
+        (events[4].id.clone(), 2),
+        (events[5].id.clone(), 1),
+    ];
+    assert_eq!(walked, expected, "oldest first, every record once");
+    let newest_first = log
+        .attempts(
+            &target,
+            &AttemptQuery {
+                limit: 100,
+                ..AttemptQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut reversed = keys(&newest_first);
+    reversed.reverse();
+    assert_eq!(reversed, expected, "the same records as newest first");
+
+    let window = AttemptQuery {
+        from: Some(time_bound(events[1].created_at)),
+        before: Some(time_bound(events[4].created_at)),
+        limit: 100,
+        oldest_first: true,
+        ..AttemptQuery::default()
+    };
+    assert_eq!(
+        keys(&log.attempts(&target, &window).await.unwrap()),
+        expected[1..5].to_vec()
+    );
+    let after_a_retry = AttemptQuery {
+        after: Some(crate::attempt_log::sort_key(&events[1].id, 2)),
+        limit: 2,
+        oldest_first: true,
+        ..AttemptQuery::default()
+    };
+    assert_eq!(
+        keys(&log.attempts(&target, &after_a_retry).await.unwrap()),
+        expected[3..5].to_vec()
+    );
 }
 
 /// First attempts stored together (a queue batch's) read back like records stored one by one:
@@ -215,8 +313,8 @@ pub async fn first_attempts_stored_together_read_like_any_other(backend: &Backen
 
     let page = |before: Option<String>, limit| AttemptQuery {
         before,
-        from: None,
         limit,
+        ..AttemptQuery::default()
     };
     let keys = |records: &[AttemptRecord]| -> Vec<(EventId, u32)> {
         records.iter().map(|r| (r.event_id.clone(), r.attempt)).collect()
@@ -232,6 +330,7 @@ pub async fn first_attempts_stored_together_read_like_any_other(backend: &Backen
         before: Some(time_bound(events[2].created_at)),
         from: Some(time_bound(events[1].created_at)),
         limit: 10,
+        ..AttemptQuery::default()
     };
     assert_eq!(
         keys(&log.attempts(&target, &window).await.unwrap()),

@@ -111,6 +111,7 @@ macro_rules! backend_contract_tests {
             attempts_are_recorded_once_and_the_newest_is_the_state,
             a_delivered_copy_of_an_attempt_wins_over_a_failed_one,
             a_targets_attempts_page_newest_first,
+            a_targets_attempts_page_oldest_first,
             first_attempts_stored_together_read_like_any_other,
         );
     };

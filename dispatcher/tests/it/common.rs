@@ -31,7 +31,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use checkout::attempt_log::{AttemptQuery, AttemptRecord};
+use checkout::attempt_log::{AttemptQuery, AttemptRecord, AttemptStatus};
 use checkout::event::Event;
 use checkout::ids::EventId;
 use checkout::merchant::Merchant;
@@ -263,7 +263,7 @@ impl FlakyLog {
     async fn before_write(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
         if records
             .iter()
-            .any(|r| r.status == checkout::attempt_log::AttemptStatus::Skipped)
+            .any(|r| matches!(r.status, AttemptStatus::Skipped | AttemptStatus::Paused))
             && let Some(endpoint) = self.before_next_skip.lock().await.take()
         {
             self.endpoints.put_endpoint(&endpoint).await.unwrap();

@@ -390,6 +390,80 @@ async fn an_endpoint_enabled_while_its_skip_is_recorded_still_gets_the_event(kin
     assert_eq!(rig.receiver.seen().len(), 1, "sent once");
 }
 
+/// A paused endpoint is sent nothing: each delivery is recorded as held, once, and its message
+/// is done with (it does not wait on the queue for the resume). A delivery of an event older
+/// than the pause (a retry that was pending) moves the endpoint's mark back, so its resume
+/// reaches it; newer ones cost no write to the endpoint.
+async fn a_paused_endpoint_is_sent_nothing_and_its_deliveries_are_held(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let mut endpoint = rig.stored_endpoint().await;
+    // Registered well before the event whose retry was pending.
+    endpoint.created_at -= chrono::Duration::hours(2);
+    let paused_at = checkout::clock::now();
+    endpoint.pause(paused_at).unwrap();
+    rig.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
+    let revision = rig.stored_endpoint().await.revision;
+    let mut events: Vec<Event> = (0..3).map(|_| event(&rig.merchant, None, 1)).collect();
+    let batch: Vec<Incoming> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| incoming(&i.to_string(), e))
+        .collect();
+    let dispositions = rig.dispatcher.handle(&batch).await;
+    assert!(dispositions.iter().all(|d| *d == Disposition::Done), "{dispositions:?}");
+    assert_eq!(
+        rig.stored_endpoint().await.revision,
+        revision,
+        "events of the pause cost no endpoint write"
+    );
+    let pending = event_created(&rig, chrono::Duration::hours(1));
+    let dispositions = rig.dispatcher.handle(&[incoming("old", &pending)]).await;
+    assert_eq!(dispositions, vec![Disposition::Done]);
+    events.push(pending.clone());
+    // Copies of the messages change nothing.
+    rig.dispatcher.handle(&batch).await;
+    assert!(rig.receiver.seen().is_empty(), "nothing sent while paused");
+    for e in &events {
+        let log = rig.attempts(rig.endpoint.id.as_str(), e).await;
+        let summary: Vec<_> = log.iter().map(|r| (r.attempt, r.status)).collect();
+        assert_eq!(summary, vec![(1, AttemptStatus::Paused)], "held once: {log:?}");
+        assert_eq!(
+            log[0].final_code,
+            Some(checkout::attempt_log::FinalCode::EndpointPaused)
+        );
+    }
+    let stored = rig.stored_endpoint().await;
+    let mark = stored.held_from.expect("the older event moved the mark");
+    assert!(
+        (mark - pending.created_at).num_milliseconds().abs() <= 1,
+        "{mark} vs {}",
+        pending.created_at
+    );
+    assert_eq!(
+        stored.paused_at.map(|t| t.timestamp_millis()),
+        Some(paused_at.timestamp_millis())
+    );
+}
+
+/// The merchant resumes the endpoint while a batch whose targets were read before is in hand:
+/// the hold is recorded, and the event goes out at once — the resume's walk may have looked
+/// before the hold was written.
+async fn an_endpoint_resumed_while_its_hold_is_recorded_still_gets_the_event(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let mut paused = rig.stored_endpoint().await;
+    paused.pause(checkout::clock::now()).unwrap();
+    rig.backend.endpoints.put_endpoint(&paused).await.unwrap();
+    let mut resumed = rig.stored_endpoint().await;
+    resumed.resume(checkout::clock::now()).unwrap();
+    *rig.log.before_next_skip.lock().await = Some(resumed);
+    let e = rig.publish().await;
+    rig.run_until(PATIENCE, "the delivery", |r| r.receiver.seen().len() == 1)
+        .await;
+    let log = rig.attempts(rig.endpoint.id.as_str(), &e).await;
+    let summary: Vec<_> = log.iter().map(|r| (r.attempt, r.status)).collect();
+    assert_eq!(summary, vec![(1, AttemptStatus::Paused), (2, AttemptStatus::Succeeded)]);
+}
+
 fn incoming(id: &str, e: &Event) -> Incoming {
     Incoming {
         message_id: id.to_owned(),
@@ -412,4 +486,6 @@ on_every_backend!(
     a_replay_right_after_enabling_again_is_sent,
     a_batch_costs_one_read_and_one_write_of_delivery_state,
     an_endpoint_enabled_while_its_skip_is_recorded_still_gets_the_event,
+    a_paused_endpoint_is_sent_nothing_and_its_deliveries_are_held,
+    an_endpoint_resumed_while_its_hold_is_recorded_still_gets_the_event,
 );
