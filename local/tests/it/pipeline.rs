@@ -226,6 +226,131 @@ async fn a_test_event_reaches_the_endpoint_signed_and_logged() {
     stack.shutdown().await.unwrap();
 }
 
+/// Pause and resume through the local stack: while paused the endpoint receives nothing and
+/// each event is logged as held; after the resume every held event arrives once (queued in
+/// event order, sent like any delivery), and the next event goes out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_endpoint_gets_its_events_once_after_the_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::start(&Config::ephemeral("sk_pause", dir.path().to_owned()))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let api = |path: &str| format!("{}{path}", stack.base_url());
+    let (url, seen) = receiver().await;
+    let endpoint: serde_json::Value = client
+        .post(api("/webhook_endpoints"))
+        .bearer_auth(&stack.demo_api_key)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    let post = |path: String| {
+        client
+            .post(api(&path))
+            .bearer_auth(&stack.demo_api_key)
+            .json(&json!({}))
+            .send()
+    };
+    let paused: serde_json::Value = post(format!("/webhook_endpoints/{id}/pause"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paused["state"], "paused");
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        let session: serde_json::Value = client
+            .post(api("/checkout_sessions"))
+            .bearer_auth(&stack.demo_api_key)
+            .header("Idempotency-Key", format!("paused-{i}"))
+            .json(&json!({"currency": "usd", "line_items": [{"id": "test_1"}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sessions.push(session["id"].as_str().unwrap().to_owned());
+    }
+    // Every event held, none sent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let held = loop {
+        let log: serde_json::Value = client
+            .get(api(&format!("/webhook_endpoints/{id}/attempts?limit=100")))
+            .bearer_auth(&stack.demo_api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let records = log["data"].as_array().unwrap().clone();
+        if records.len() == sessions.len() {
+            break records;
+        }
+        assert!(Instant::now() < deadline, "the holds were not logged: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(held.iter().all(|r| r["status"] == "paused"), "{held:?}");
+    assert!(seen.lock().unwrap().is_empty(), "nothing sent while paused");
+
+    let resumed: serde_json::Value = post(format!("/webhook_endpoints/{id}/resume"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (resumed["state"].as_str(), resumed["resume"]["kind"].as_str()),
+        (Some("enabled"), Some("resume"))
+    );
+    let started = Instant::now();
+    while seen.lock().unwrap().len() < sessions.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the held events did not all arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrived: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(headers, _)| headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    let mut in_event_order: Vec<String> = held
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    in_event_order.sort();
+    let mut sorted = arrived;
+    sorted.sort();
+    assert_eq!(sorted, in_event_order, "each held event once");
+    client
+        .post(api("/checkout_sessions"))
+        .bearer_auth(&stack.demo_api_key)
+        .header("Idempotency-Key", "after-resume")
+        .json(&json!({"currency": "usd", "line_items": [{"id": "test_1"}]}))
+        .send()
+        .await
+        .unwrap();
+    while seen.lock().unwrap().len() < sessions.len() + 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the next event did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.shutdown().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), sessions.len() + 1, "nothing twice");
+}
+
 /// The AWS backend on moto, with fresh resources.
 fn on_moto(demo_api_key: &str) -> Config {
     let mut config = Config::ephemeral(demo_api_key, std::env::temp_dir());
