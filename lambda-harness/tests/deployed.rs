@@ -496,6 +496,98 @@ async fn a_retry_a_dead_letter_and_its_redrive() {
     assert!(checked > 0, "the functions' calls went through the meters");
 }
 
+/// Messages on an SQS queue, visible or in flight.
+async fn messages_on(deployment: &Deployment, url: &str) -> u64 {
+    let attributes = deployment
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| -> u64 {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
+/// Pause and resume as deployed: while the endpoint is paused the dispatcher function logs each
+/// event as held and leaves nothing on the queues (no message waits for the resume, coming back
+/// every few minutes); the resume, through the stage, starts a job the replay-runner function
+/// walks oldest first, and the held events arrive. Every call within the functions' policies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_endpoint_gets_nothing_until_its_resume() {
+    let deployment = deployed(Options::default()).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: deployment.api_url(),
+    };
+    let (receiver, url) = Receiver::start(&[]).await;
+    let endpoint = client.register(&url).await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    let (status, paused) = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/webhook_endpoints/{id}/pause"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((status, paused["state"].as_str()), (200, Some("paused")), "{paused}");
+    let session = client.checkout().await;
+    let attempts = format!("/webhook_endpoints/{id}/attempts?limit=100");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, page) = client.call(reqwest::Method::GET, &attempts, None, None).await;
+        assert_eq!(status, 200, "{page}");
+        let held = page["data"].as_array().unwrap();
+        if held.len() >= 3 {
+            assert!(held.iter().all(|r| r["status"] == "paused"), "{page}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the holds were not logged: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        of_session(&receiver.seen(), &session).is_empty(),
+        "nothing sent while paused"
+    );
+    let pipeline = &deployment.pipeline;
+    for queue in [&pipeline.queue_url, &pipeline.slow_queue_url] {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while messages_on(&deployment, queue).await > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "messages wait on {queue}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (status, resumed) = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/webhook_endpoints/{id}/resume"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["resume"]["kind"], "resume", "{resumed}");
+    receiver
+        .wait_for("the held events after the resume", |seen| {
+            of_session(seen, &session).len() >= 3
+        })
+        .await;
+    let checked = deployment.assert_within_the_templates_limits();
+    assert!(checked > 0, "the functions' calls went through the meters");
+}
+
 /// `infra/test/e2e-test.sh`, the operator's check of a deployment, passes against the front.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_operators_end_to_end_script_passes() {
