@@ -36,7 +36,8 @@ impl From<PauseError> for ApiError {
 }
 
 /// `POST /webhook_endpoints/{id}/pause`: holds the endpoint's deliveries until it is resumed.
-/// Pausing a paused endpoint changes nothing. 409 for a disabled one.
+/// Pausing a paused endpoint changes nothing. 409 for a disabled one; 503 where nothing could
+/// resume it (no replay runner).
 pub async fn pause(
     State(state): State<AppState>,
     caller: Caller,
@@ -46,6 +47,7 @@ pub async fn pause(
 ) -> ApiReply {
     let Json { raw, .. } = request;
     once(&state, &caller, key, &raw, || async {
+        state.replay_steps.as_ref().ok_or(ApiError::ReplayUnavailable)?;
         let now = clock::now();
         let paused = change_endpoint(&state, &caller.merchant, &id, |endpoint| {
             endpoint.pause(now)?;
@@ -61,8 +63,13 @@ pub async fn pause(
 /// `POST /webhook_endpoints/{id}/resume`: sends again from now on, and queues what the pause
 /// held, oldest event first. The reply is the endpoint with `resume`: the job sending the held
 /// deliveries (its progress at `GET /webhook_endpoints/{id}/replays/{replay_id}`), or `null`
-/// when the endpoint was not paused. 409 for a disabled endpoint, or while a replay of the
+/// when there was nothing to resume. 409 for a disabled endpoint, or while a replay of the
 /// endpoint runs (an endpoint runs one at a time).
+///
+/// Two writes: the first ends the pause and keeps it as the endpoint's `resuming`; once the job
+/// is queued the second clears that. A resume that stops between them (a crash, a queue that is
+/// down) leaves `resuming`, and the next resume — answered 200 whether or not the endpoint is
+/// paused by then — queues its job: what a pause held is never left without one.
 pub async fn resume(
     State(state): State<AppState>,
     caller: Caller,
@@ -75,9 +82,8 @@ pub async fn resume(
         let steps = state.replay_steps.clone().ok_or(ApiError::ReplayUnavailable)?;
         let merchant = &caller.merchant;
         let endpoint = load(&state, merchant, &id).await?;
-        if endpoint.state() == EndpointState::Paused {
-            // Checked before the endpoint changes: a resume whose held deliveries could not be
-            // queued would leave them to a replay the merchant has to think of.
+        if endpoint.state() == EndpointState::Paused || endpoint.resuming.is_some() {
+            // Checked before the endpoint changes, so a refusal changes nothing.
             if let Some(running) = state
                 .backend
                 .replays
@@ -90,34 +96,29 @@ pub async fn resume(
             }
         }
         let now = clock::now();
-        let ended: Mutex<Option<Pause>> = Mutex::new(None);
+        let to_resume: Mutex<Option<Pause>> = Mutex::new(None);
         let resumed = change_endpoint(&state, merchant, &id, |endpoint| {
             let pause = endpoint.resume(now)?;
-            *ended.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = pause;
+            *to_resume.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = pause;
             Ok(())
         })
         .await?;
-        let ended = ended.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let to_resume = to_resume.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut reply = body(&resumed, false);
         reply["resume"] = serde_json::Value::Null;
-        if let Some(pause) = ended {
+        if let Some(pause) = to_resume {
             let job = ReplayJob::resume(merchant.id.clone(), resumed.id.clone(), pause.held_since(), now);
-            let job = match start_job(&state, steps.as_ref(), job, now).await {
-                Ok(job) => job,
-                Err(err) => {
-                    // The held deliveries were not queued: paused again, so the client's retry
-                    // of the resume sends them.
-                    let restored = change_endpoint(&state, merchant, &id, |endpoint| {
-                        endpoint.restore(pause, clock::now());
-                        Ok(())
-                    })
-                    .await;
-                    if let Err(undo) = restored {
-                        warn!(merchant_id = %merchant.id, endpoint_id = %resumed.id, error = %undo, "a resume whose held deliveries were not queued could not be undone: replay the window");
-                    }
-                    return Err(err);
-                }
-            };
+            let job = start_job(&state, steps.as_ref(), job, now).await?;
+            // The job is queued: the resume is done with. Should this write fail, the next
+            // resume queues the window again, and its tasks send only what is still held.
+            let done = change_endpoint(&state, merchant, &id, |endpoint| {
+                endpoint.resumed(pause, clock::now());
+                Ok(())
+            })
+            .await;
+            if let Err(err) = done {
+                warn!(merchant_id = %merchant.id, endpoint_id = %resumed.id, error = %err, "a resume's job is queued but the endpoint still says it is resuming");
+            }
             info!(merchant_id = %resumed.merchant_id, endpoint_id = %resumed.id, replay_id = %job.id, "webhook endpoint resumed");
             reply["resume"] = job.view();
         }

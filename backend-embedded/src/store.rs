@@ -341,7 +341,9 @@ impl DeliveryLog for EmbeddedStore {
 
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
         let log = self.deliveries.lock();
-        let low = (target.to_owned(), query.from.clone().unwrap_or_default());
+        // The range starts at the tighter lower bound; `contains` drops the `after` key itself.
+        let lowest = [&query.from, &query.after].into_iter().flatten().max().cloned();
+        let low = (target.to_owned(), lowest.unwrap_or_default());
         let found = match &query.before {
             // (`range` refuses a start above its end.)
             Some(before) if *before <= low.1 => return Ok(Vec::new()),

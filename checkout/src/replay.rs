@@ -205,10 +205,12 @@ impl Replayer {
         let start = attempt_log::time_bound(job.since);
         let oldest_first = job.kind == ReplayKind::Resume;
         let mut query = if oldest_first {
+            // No end: a hold recorded after the resume (by a dispatcher that read the endpoint
+            // before it) is sent by that dispatcher, and one of a later pause is held again.
             AttemptQuery {
                 from: Some(start),
                 after: job.cursor.clone(),
-                before: Some(end),
+                before: None,
                 limit: PAGE,
                 oldest_first,
             }

@@ -134,6 +134,10 @@ pub struct WebhookEndpoint {
         with = "crate::clock::optional_rfc3339_serde"
     )]
     pub held_from: Option<Timestamp>,
+    /// A pause whose resume was stored but whose job was not queued yet: the next resume
+    /// queues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resuming: Option<Pause>,
 }
 
 /// Where an endpoint stands, as merchants see it.
@@ -158,10 +162,19 @@ impl EndpointState {
 }
 
 /// A pause that a resume ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pause {
+    #[serde(with = "crate::clock::rfc3339_serde")]
     pub paused_at: Timestamp,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::clock::optional_rfc3339_serde"
+    )]
     pub held_from: Option<Timestamp>,
+    /// When the resume that ended it was stored: tells two resumes of the same window apart.
+    #[serde(with = "crate::clock::rfc3339_serde")]
+    pub resumed_at: Timestamp,
 }
 
 impl Pause {
@@ -246,6 +259,7 @@ impl WebhookEndpoint {
             signing_keys: Vec::new(),
             paused_at: None,
             held_from: None,
+            resuming: None,
         })
     }
 
@@ -273,48 +287,62 @@ impl WebhookEndpoint {
         Ok(true)
     }
 
-    /// Notes that a delivery of an event created at `event_at` is held by the pause that began
-    /// at `paused_at`; returns whether the record changed (the event is older than any held so
-    /// far, and older than the pause). A pause that ended, or another pause, changes nothing.
-    pub fn hold(&mut self, paused_at: Timestamp, event_at: Timestamp) -> bool {
-        if self.paused_at != Some(paused_at) {
-            return false;
-        }
-        let oldest = self.held_from.unwrap_or(paused_at);
-        if event_at >= oldest {
+    /// Whether the current pause's resume will reach a held delivery of an event created at
+    /// `event_at` (its window starts at the pause, or at the oldest event held before it).
+    pub fn pause_covers(&self, event_at: Timestamp) -> bool {
+        self.paused_at
+            .is_some_and(|paused_at| event_at >= self.held_from.unwrap_or(paused_at).min(paused_at))
+    }
+
+    /// Makes the current pause's resume reach back to an event created at `event_at` whose
+    /// delivery it holds; returns whether the record changed (only for an event older than the
+    /// pause and than any held before). Not paused: nothing changes.
+    pub fn hold(&mut self, event_at: Timestamp) -> bool {
+        if self.paused_at.is_none() || self.pause_covers(event_at) {
             return false;
         }
         self.held_from = Some(event_at);
         true
     }
 
-    /// Ends a pause; returns it (see [`Pause::held_since`]), or `None` when the endpoint was not
-    /// paused. Failures before the pause do not count towards disabling it after: the receiver
-    /// had no chance to recover meanwhile.
+    /// Ends the pause: sends again from now on, and keeps the pause as [`Self::resuming`] until
+    /// the job sending what it held is queued ([`Self::resumed`]) — so a resume interrupted
+    /// before that (a crash, a queue that is down) is finished by the next one. Returns what is
+    /// to be resumed (with a resume still unfinished, both windows as one), or `None` when there
+    /// is nothing. Failures before the pause do not count towards disabling the endpoint after:
+    /// the receiver had no chance to recover meanwhile.
     pub fn resume(&mut self, now: Timestamp) -> Result<Option<Pause>, PauseError> {
         if !self.enabled {
             return Err(PauseError::Disabled);
         }
-        let Some(paused_at) = self.paused_at.take() else {
-            return Ok(None);
-        };
-        let pause = Pause {
-            paused_at,
-            held_from: self.held_from.take(),
-        };
-        self.failing_since = None;
-        self.updated_at = now;
-        Ok(Some(pause))
+        if let Some(paused_at) = self.paused_at.take() {
+            let pause = Pause {
+                paused_at,
+                held_from: self.held_from.take(),
+                resumed_at: now,
+            };
+            let merged = match self.resuming {
+                Some(earlier) => Pause {
+                    paused_at: earlier.paused_at.min(pause.paused_at),
+                    held_from: Some(earlier.held_since().min(pause.held_since())),
+                    resumed_at: now,
+                },
+                None => pause,
+            };
+            self.resuming = Some(merged);
+            self.failing_since = None;
+            self.updated_at = now;
+        }
+        Ok(self.resuming)
     }
 
-    /// Puts back a pause whose resume could not be carried through (its held deliveries were
-    /// not queued), unless the endpoint was paused or disabled again meanwhile.
-    pub fn restore(&mut self, pause: Pause, now: Timestamp) -> bool {
-        if self.state() != EndpointState::Enabled {
+    /// The job sending what `pause` held is queued: the resume is finished (unless another
+    /// resume took its place meanwhile). Returns whether the record changed.
+    pub fn resumed(&mut self, pause: Pause, now: Timestamp) -> bool {
+        if self.resuming != Some(pause) {
             return false;
         }
-        self.paused_at = Some(pause.paused_at);
-        self.held_from = pause.held_from;
+        self.resuming = None;
         self.updated_at = now;
         true
     }
@@ -552,55 +580,49 @@ mod tests {
         );
         assert_eq!(e.paused_at, Some(t0));
         e.failing_since = Some(t0 - Duration::days(4));
-        assert_eq!(
-            e.resume(t0 + Duration::days(2)).unwrap().map(|p| p.held_since()),
-            Some(t0)
-        );
+        let pause = e.resume(t0 + Duration::days(2)).unwrap().unwrap();
+        assert_eq!(pause.held_since(), t0);
         assert_eq!(e.state(), EndpointState::Enabled);
         assert_eq!(e.failing_since, None, "the pause does not count towards disabling");
         assert_eq!(
             e.resume(t0 + Duration::days(2)),
-            Ok(None),
-            "resuming again changes nothing"
+            Ok(Some(pause)),
+            "unfinished: the next resume finishes it"
         );
+        assert!(e.resumed(pause, t0 + Duration::days(2)));
+        assert_eq!(e.resume(t0 + Duration::days(2)), Ok(None), "nothing more to resume");
     }
 
     #[test]
     fn a_resume_reaches_back_to_the_oldest_event_its_pause_held() {
         let mut e = endpoint();
         let t0 = clock::now();
+        assert!(!e.hold(t0 - Duration::hours(2)), "not paused: nothing to reach");
         e.pause(t0).unwrap();
-        assert!(
-            !e.hold(t0, t0 + Duration::seconds(1)),
-            "events of the pause need no mark"
-        );
-        assert!(
-            e.hold(t0, t0 - Duration::hours(2)),
-            "a retry pending when the pause began"
-        );
-        assert!(!e.hold(t0, t0 - Duration::hours(1)), "not older than the one held");
-        assert!(e.hold(t0, t0 - Duration::hours(3)));
-        assert!(
-            !e.hold(t0 - Duration::seconds(1), t0 - Duration::days(1)),
-            "another pause's hold"
-        );
+        assert!(e.pause_covers(t0 + Duration::seconds(1)));
+        assert!(!e.hold(t0 + Duration::seconds(1)), "events of the pause need no mark");
+        assert!(!e.pause_covers(t0 - Duration::hours(2)));
+        assert!(e.hold(t0 - Duration::hours(2)), "a retry pending when the pause began");
+        assert!(e.pause_covers(t0 - Duration::hours(2)));
+        assert!(!e.hold(t0 - Duration::hours(1)), "not older than the one held");
+        assert!(e.hold(t0 - Duration::hours(3)));
         let pause = e.resume(t0 + Duration::hours(1)).unwrap().unwrap();
         assert_eq!(pause.held_since(), t0 - Duration::hours(3));
         assert_eq!(e.held_from, None);
-        assert!(
-            e.restore(pause, t0 + Duration::hours(1)),
-            "a resume that could not go through"
-        );
-        assert_eq!(e.state(), EndpointState::Paused);
-        assert_eq!(
-            e.resume(t0 + Duration::hours(1)).unwrap(),
-            Some(pause),
-            "the same window again"
-        );
+        assert!(!e.pause_covers(t0), "resumed: no pause covers anything");
+        // Paused again before the first resume's job was queued: one window for both.
         e.pause(t0 + Duration::hours(2)).unwrap();
-        assert!(!e.restore(pause, t0 + Duration::hours(2)), "not over another pause");
-        let fresh = e.resume(t0 + Duration::hours(3)).unwrap().unwrap();
-        assert_eq!(fresh.held_since(), t0 + Duration::hours(2), "a new pause starts afresh");
+        assert!(e.hold(t0 + Duration::hours(1)), "marked against the pause now current");
+        let both = e.resume(t0 + Duration::hours(3)).unwrap().unwrap();
+        assert_eq!(both.held_since(), t0 - Duration::hours(3));
+        assert!(
+            !e.resumed(pause, t0 + Duration::hours(3)),
+            "not the resume in place now"
+        );
+        assert!(e.resumed(both, t0 + Duration::hours(3)));
+        e.pause(t0 + Duration::hours(4)).unwrap();
+        let fresh = e.resume(t0 + Duration::hours(5)).unwrap().unwrap();
+        assert_eq!(fresh.held_since(), t0 + Duration::hours(4), "a new pause starts afresh");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::admission::Admission;
 use crate::dead_letters;
-use crate::endpoint_health::EndpointHealth;
+use crate::endpoint_health::{Cover, EndpointHealth};
 use crate::first_attempts::Slot;
 use crate::metrics::Metrics;
 use crate::request::{self, WebhookRequest};
@@ -15,7 +15,7 @@ use checkout::clock::{SharedClock, Timestamp};
 use checkout::delivery_outcome::{ErrorClass, Outcome};
 use checkout::delivery_task::{DeliveryTask, EventHead};
 use checkout::event::{Event, EventType};
-use checkout::ports::{DeliveryLog, DeliveryQueue};
+use checkout::ports::{DeliveryLog, DeliveryQueue, StoreError};
 use checkout::retry_schedule::{Pushback, RetrySchedule};
 use checkout::url_safety::UrlPolicy;
 use checkout::webhook_endpoint::EndpointState;
@@ -122,6 +122,11 @@ fn next_step(latest: Option<&AttemptRecord>, series: Series, now: Timestamp) -> 
     if last.dead_lettered {
         return Next::DeadLetter(last.attempt);
     }
+    // A hold met again (its message came back after a failure, or the endpoint was resumed):
+    // taken up again — held once more while paused, sent otherwise.
+    if last.status == AttemptStatus::Paused {
+        return Next::Attempt(last.attempt + 1);
+    }
     match last.next_attempt_at {
         None => Next::Nothing,
         Some(due) => until(due, now).map_or(Next::Attempt(last.attempt + 1), Next::NotYet),
@@ -207,12 +212,7 @@ impl Deliverer {
             }
             Next::Nothing => return PairResult::Done,
         };
-        match target.endpoint().map(|e| e.state()) {
-            Some(EndpointState::Disabled) => return self.hold_back(pair, attempt, patient, Holding::Disabled).await,
-            Some(EndpointState::Paused) => return self.hold_back(pair, attempt, patient, Holding::Paused).await,
-            Some(EndpointState::Enabled) | None => {}
-        }
-        self.attempt(pair, attempt, patient).await
+        self.deliver_to(pair, attempt, patient).await
     }
 
     /// Makes attempt number `attempt` now, if admitted.
@@ -456,12 +456,80 @@ impl Deliverer {
         }
     }
 
-    /// The endpoint is disabled or paused: nothing is sent, but the log says so, so a replay
-    /// (or the resume) finds it. Then the endpoint is read again: enabled or resumed meanwhile
-    /// (this batch's targets were read before the merchant's change), the delivery goes on at
-    /// once — a replay or resume asked for since may have looked before this record was
-    /// written. (One that did see it sends nothing more once this attempt has delivered.)
-    async fn hold_back(&self, pair: Pair<'_>, attempt: u32, patient: bool, why: Holding) -> PairResult {
+    /// The endpoint is disabled: nothing is sent, but the log says so, so a replay finds it.
+    /// Then the endpoint is read again: enabled meanwhile (this batch's targets were read before
+    /// the merchant enabled it), the delivery goes on at once — a replay asked for since may
+    /// have looked before this record was written. (A replay that did see it sends nothing more
+    /// once this attempt has delivered.)
+    async fn skip(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
+        let record = self.held_record(pair, attempt, Holding::Disabled);
+        let stored = self.store(pair, &record).await;
+        if stored != PairResult::Done {
+            return stored;
+        }
+        match self.health.reread(pair.target).await {
+            Some(fresh) if fresh.endpoint().is_some_and(|e| e.state() == EndpointState::Enabled) => {
+                let pair = Pair { target: &fresh, ..pair };
+                Box::pin(self.attempt(pair, attempt + 1, patient)).await
+            }
+            _ => PairResult::Done,
+        }
+    }
+
+    /// The endpoint is paused: nothing is sent, and the hold is recorded for its resume, which
+    /// walks the log from the pause's start — or from an older event's, which the endpoint is
+    /// marked with first when the pause the batch saw does not reach this one. After the
+    /// record the endpoint is read again (the pause may have ended, or another begun, meanwhile):
+    /// resumed, the delivery goes on at once (the resume's walk may have looked before this
+    /// record was written); paused by a pause that does not reach the event, it is marked so.
+    /// Anything that fails brings the message back, and a hold met again is taken up again.
+    async fn hold(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
+        let event_at = pair.head.created_at;
+        if !pair.target.endpoint().is_some_and(|e| e.pause_covers(event_at)) {
+            match self.health.cover_hold(pair.target, event_at).await {
+                Ok(Cover::Covered) => {}
+                Ok(Cover::NotPaused(fresh)) => {
+                    let pair = Pair { target: &fresh, ..pair };
+                    return Box::pin(self.deliver_to(pair, attempt, patient)).await;
+                }
+                Ok(Cover::Gone) => return PairResult::Done,
+                Err(err) => return self.hold_failed(pair, &err),
+            }
+        }
+        let record = self.held_record(pair, attempt, Holding::Paused);
+        let stored = self.store(pair, &record).await;
+        if stored != PairResult::Done {
+            return stored;
+        }
+        match self.health.cover_hold(pair.target, event_at).await {
+            Ok(Cover::Covered) | Ok(Cover::Gone) => PairResult::Done,
+            Ok(Cover::NotPaused(fresh)) if fresh.endpoint().is_some_and(|e| e.state() == EndpointState::Enabled) => {
+                let pair = Pair { target: &fresh, ..pair };
+                Box::pin(self.attempt(pair, attempt + 1, patient)).await
+            }
+            // Disabled meanwhile: the hold stays on record, for a replay.
+            Ok(Cover::NotPaused(_)) => PairResult::Done,
+            Err(err) => self.hold_failed(pair, &err),
+        }
+    }
+
+    fn hold_failed(&self, pair: Pair<'_>, err: &StoreError) -> PairResult {
+        // Without the endpoint's mark the resume could miss this event: the message comes back.
+        warn!(endpoint_id = pair.target.name(), error = %err, "could not hold the delivery for the resume");
+        PairResult::StorageFailed
+    }
+
+    /// Sends, skips or holds by the endpoint's state.
+    async fn deliver_to(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
+        match pair.target.endpoint().map(|e| e.state()) {
+            Some(EndpointState::Disabled) => self.skip(pair, attempt, patient).await,
+            Some(EndpointState::Paused) => self.hold(pair, attempt, patient).await,
+            Some(EndpointState::Enabled) | None => self.attempt(pair, attempt, patient).await,
+        }
+    }
+
+    /// The record of a delivery not sent.
+    fn held_record(&self, pair: Pair<'_>, attempt: u32, why: Holding) -> AttemptRecord {
         let mut record = attempt_record(pair, attempt, self.settings.clock.now(), None);
         let (status, code, reason) = match why {
             Holding::Disabled => (
@@ -477,25 +545,8 @@ impl Deliverer {
         };
         record.status = status;
         record.end(code, reason);
-        info!(endpoint_id = pair.target.name(), attempt, "held back: {reason}");
-        if matches!(why, Holding::Paused)
-            && let Err(err) = self.health.hold(pair.target, pair.head.created_at).await
-        {
-            // Without the mark the resume could miss this event: the message comes back.
-            warn!(endpoint_id = pair.target.name(), error = %err, "could not note the held delivery");
-            return PairResult::StorageFailed;
-        }
-        let stored = self.store(pair, &record).await;
-        if stored != PairResult::Done {
-            return stored;
-        }
-        match self.health.reread(pair.target).await {
-            Some(fresh) if fresh.endpoint().is_some_and(|e| e.state() == EndpointState::Enabled) => {
-                let pair = Pair { target: &fresh, ..pair };
-                Box::pin(self.attempt(pair, attempt + 1, patient)).await
-            }
-            _ => PairResult::Done,
-        }
+        info!(endpoint_id = pair.target.name(), attempt, "not sent: {reason}");
+        record
     }
 
     async fn store(&self, pair: Pair<'_>, record: &AttemptRecord) -> PairResult {

@@ -7,7 +7,7 @@ use crate::targets::Target;
 use checkout::clock::Timestamp;
 use checkout::ids::EndpointId;
 use checkout::ports::{EndpointStore, StoreError};
-use checkout::webhook_endpoint::WebhookEndpoint;
+use checkout::webhook_endpoint::{EndpointState, WebhookEndpoint};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +20,16 @@ const REMEMBER_TIMEOUT: Duration = Duration::from_secs(600);
 const CHANGE_TRIES: usize = 20;
 /// Entries kept before old ones are dropped.
 const PRUNE_ABOVE: usize = 10_000;
+
+/// Where a paused endpoint stands for a held delivery (see [`EndpointHealth::cover_hold`]).
+pub(crate) enum Cover {
+    /// Paused, and its resume reaches the event.
+    Covered,
+    /// Resumed or disabled meanwhile: the endpoint as it is now.
+    NotPaused(Target),
+    /// Deleted.
+    Gone,
+}
 
 pub(crate) struct EndpointHealth {
     endpoints: Arc<dyn EndpointStore>,
@@ -129,19 +139,34 @@ impl EndpointHealth {
         }
     }
 
-    /// Notes that the paused endpoint holds a delivery of an event created at `event_at`, so
-    /// that its resume reaches back to it (see [`WebhookEndpoint::hold`]). Only an event older
-    /// than the pause and than any held before costs a write. An error: the mark may be missing,
-    /// the delivery must be tried again.
-    pub async fn hold(&self, target: &Target, event_at: Timestamp) -> Result<(), StoreError> {
-        let Target::Endpoint(e) = target else { return Ok(()) };
-        let Some(paused_at) = e.paused_at else { return Ok(()) };
-        if event_at >= e.held_from.unwrap_or(paused_at) {
-            return Ok(());
+    /// Reads the endpoint as stored now and, while it is paused, makes its pause's resume reach
+    /// an event created at `event_at` whose delivery it holds (see [`WebhookEndpoint::hold`]):
+    /// only an event older than the pause and than any held before costs a write. Says whether
+    /// it is paused still, or how it stands instead.
+    pub async fn cover_hold(&self, target: &Target, event_at: Timestamp) -> Result<Cover, StoreError> {
+        let Target::Endpoint(e) = target else {
+            return Ok(Cover::Gone);
+        };
+        for _ in 0..CHANGE_TRIES {
+            let Some(mut fresh) = self.endpoints.endpoint(&e.merchant_id, &e.id).await? else {
+                return Ok(Cover::Gone);
+            };
+            if fresh.state() != EndpointState::Paused {
+                return Ok(Cover::NotPaused(Target::Endpoint(Arc::new(fresh))));
+            }
+            if !fresh.hold(event_at) {
+                return Ok(Cover::Covered);
+            }
+            match self.endpoints.put_endpoint(&fresh).await {
+                Ok(()) => return Ok(Cover::Covered),
+                Err(StoreError::Changed { .. }) => continue,
+                Err(err) => return Err(err),
+            }
         }
-        self.try_change_endpoint(e, |fresh| fresh.hold(paused_at, event_at))
-            .await
-            .map(|_| ())
+        Err(StoreError::Changed {
+            what: "endpoint",
+            id: e.id.to_string(),
+        })
     }
 
     /// Changes the stored endpoint: re-read, changed, and stored only if nobody stored it
@@ -150,37 +175,27 @@ impl EndpointHealth {
     /// says whether it changed anything (nothing is written otherwise); returns whether a
     /// change was stored.
     async fn change_endpoint(&self, endpoint: &WebhookEndpoint, change: impl Fn(&mut WebhookEndpoint) -> bool) -> bool {
-        match self.try_change_endpoint(endpoint, change).await {
-            Ok(applied) => applied,
-            Err(err) => {
-                warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
-                false
-            }
-        }
-    }
-
-    /// [`Self::change_endpoint`], saying why it failed.
-    async fn try_change_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        change: impl Fn(&mut WebhookEndpoint) -> bool,
-    ) -> Result<bool, StoreError> {
         for _ in 0..CHANGE_TRIES {
-            let Some(mut fresh) = self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await? else {
-                return Ok(false);
+            let mut fresh = match self.endpoints.endpoint(&endpoint.merchant_id, &endpoint.id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => return false,
+                Err(err) => {
+                    warn!(endpoint_id = %endpoint.id, error = %err, "could not read the endpoint");
+                    return false;
+                }
             };
             if !change(&mut fresh) {
-                return Ok(false);
+                return false;
             }
             match self.endpoints.put_endpoint(&fresh).await {
-                Ok(()) => return Ok(true),
+                Ok(()) => return true,
                 Err(StoreError::Changed { .. }) => continue,
-                Err(err) => return Err(err),
+                Err(err) => {
+                    warn!(endpoint_id = %endpoint.id, error = %err, "could not update the endpoint");
+                    return false;
+                }
             }
         }
-        Err(StoreError::Changed {
-            what: "endpoint",
-            id: endpoint.id.to_string(),
-        })
+        false
     }
 }

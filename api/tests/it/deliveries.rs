@@ -18,6 +18,7 @@ on_every_backend!(
     a_replay_larger_than_a_step_queues_each_event_once,
     one_replay_runs_at_a_time_up_to_now_and_to_an_enabled_endpoint,
     a_resume_queues_what_the_pause_held_in_event_order,
+    a_resume_cut_short_is_finished_by_the_next,
 );
 
 /// A session whose stored events cannot be read back (written by an older version, damaged on
@@ -311,6 +312,35 @@ async fn a_resume_queues_what_the_pause_held_in_event_order(app: TestApp) {
         let refused = app.post(&at(action), &json!({})).send().await.unwrap();
         assert_error(&expect(refused, 409).await, "endpoint_disabled");
     }
+}
+
+/// A resume whose job was never queued (the process stopped between its two writes) leaves the
+/// endpoint `resuming`: the next resume queues the job, though the endpoint is no longer paused,
+/// and clears it. (Found by review: the held deliveries were left without a job, and every later
+/// resume answered `resume: null`.)
+async fn a_resume_cut_short_is_finished_by_the_next(app: TestApp) {
+    use checkout::ids::EndpointId;
+    let endpoint = register(&app, "https://hooks.example.com/cut-short").await;
+    let id = EndpointId::parse(&endpoint).unwrap();
+    let stored = || app.backend.endpoints.endpoint(&app.merchant.id, &id);
+    let mut cut_short = stored().await.unwrap().unwrap();
+    let paused_at = checkout::clock::now() - chrono::Duration::minutes(5);
+    cut_short.pause(paused_at).unwrap();
+    cut_short.resume(checkout::clock::now()).unwrap();
+    app.backend.endpoints.put_endpoint(&cut_short).await.unwrap();
+    let path = format!("/webhook_endpoints/{endpoint}/resume");
+    let answer = expect(app.post(&path, &json!({})).send().await.unwrap(), 200).await;
+    assert_eq!(answer["state"], "enabled");
+    assert_eq!(answer["resume"]["kind"], "resume", "{answer}");
+    assert_eq!(
+        answer["resume"]["since"],
+        checkout::clock::rfc3339_millis(&paused_at).as_str(),
+        "the window of the pause cut short"
+    );
+    assert_eq!(stored().await.unwrap().unwrap().resuming, None, "finished");
+    app.run_replay_steps().await;
+    let again = expect(app.post(&path, &json!({})).send().await.unwrap(), 200).await;
+    assert_eq!(again["resume"], Value::Null, "nothing more to resume");
 }
 
 /// A replay's progress as the merchant reads it.

@@ -701,20 +701,34 @@ impl DeliveryLog for DurableStore {
     }
 
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
-        // Absent bounds as bounds no key passes: every sort key starts with `evt_`.
-        let from = query.from.clone().unwrap_or_default();
-        let after = query.after.clone().unwrap_or_default();
+        // One lower bound, the tighter of `from` (inclusive) and `after` (exclusive), so the
+        // index range starts there; an absent upper bound as one no key passes (every sort key
+        // starts with `evt_`).
+        let (low, exclusive) = match (&query.from, &query.after) {
+            (Some(from), Some(after)) if from > after => (from.clone(), false),
+            (_, Some(after)) => (after.clone(), true),
+            (Some(from), None) => (from.clone(), false),
+            (None, None) => (String::new(), false),
+        };
         let before = query.before.clone().unwrap_or_else(|| "~".to_owned());
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let sql = if query.oldest_first {
-            "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk > ?3 AND sk < ?4 ORDER BY sk LIMIT ?5"
-        } else {
-            "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk > ?3 AND sk < ?4 ORDER BY sk DESC LIMIT ?5"
+        let sql = match (exclusive, query.oldest_first) {
+            (false, false) => {
+                "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk DESC LIMIT ?4"
+            }
+            (true, false) => {
+                "SELECT body FROM deliveries WHERE target = ?1 AND sk > ?2 AND sk < ?3 ORDER BY sk DESC LIMIT ?4"
+            }
+            (false, true) => {
+                "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk LIMIT ?4"
+            }
+            (true, true) => {
+                "SELECT body FROM deliveries WHERE target = ?1 AND sk > ?2 AND sk < ?3 ORDER BY sk LIMIT ?4"
+            }
         };
         let params = vec![
             text(target),
-            Value::Text(from),
-            Value::Text(after),
+            Value::Text(low),
             Value::Text(before),
             Value::Integer(limit),
         ];
