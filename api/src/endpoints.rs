@@ -358,28 +358,40 @@ pub async fn send_test(
 ) -> ApiReply {
     let Json { raw, .. } = body;
     once(&state, &caller, key, &raw, || async {
-        let queue = state.deliveries.clone().ok_or(ApiError::TestEventsUnavailable)?;
-        let endpoint = load(&state, &caller.merchant, &id).await?;
-        match endpoint.state() {
-            EndpointState::Disabled => return Err(ApiError::EndpointDisabled),
-            EndpointState::Paused => return Err(ApiError::EndpointPaused),
-            EndpointState::Enabled => {}
-        }
-        let event = test_event(&caller.merchant.id, caller.api_version.as_str(), clock::now());
-        let raw_event = serde_json::value::to_raw_value(&event).map_err(ApiError::storage)?;
-        // Not a replay: the first attempt of a fresh event, which no copy can have begun.
-        let task = TaskMessage::new(endpoint.id.as_str(), 1, false, &raw_event);
-        queue
-            .send(&task.to_body(), std::time::Duration::ZERO)
-            .await
-            .map_err(ApiError::storage)?;
-        info!(merchant_id = %endpoint.merchant_id, endpoint_id = %endpoint.id, event_id = %event["id"], "test event queued");
+        let (endpoint, event_id) = queue_test_event(&state, &caller.merchant, caller.api_version.as_str(), &id).await?;
         Ok(reply(
             202,
-            &json!({"event_id": event["id"], "endpoint_id": endpoint.id, "type": EventType::Test.as_str()}),
+            &json!({"event_id": event_id, "endpoint_id": endpoint.id, "type": EventType::Test.as_str()}),
         ))
     })
     .await
+}
+
+/// Queues a `webhook.test` event for the merchant's endpoint `id` (the API's and the portal's):
+/// the endpoint, and the event's id.
+pub(crate) async fn queue_test_event(
+    state: &AppState,
+    merchant: &Merchant,
+    api_version: &str,
+    id: &str,
+) -> Result<(WebhookEndpoint, serde_json::Value), ApiError> {
+    let queue = state.deliveries.clone().ok_or(ApiError::TestEventsUnavailable)?;
+    let endpoint = load(state, merchant, id).await?;
+    match endpoint.state() {
+        EndpointState::Disabled => return Err(ApiError::EndpointDisabled),
+        EndpointState::Paused => return Err(ApiError::EndpointPaused),
+        EndpointState::Enabled => {}
+    }
+    let event = test_event(&merchant.id, api_version, clock::now());
+    let raw_event = serde_json::value::to_raw_value(&event).map_err(ApiError::storage)?;
+    // Not a replay: the first attempt of a fresh event, which no copy can have begun.
+    let task = TaskMessage::new(endpoint.id.as_str(), 1, false, &raw_event);
+    queue
+        .send(&task.to_body(), std::time::Duration::ZERO)
+        .await
+        .map_err(ApiError::storage)?;
+    info!(merchant_id = %endpoint.merchant_id, endpoint_id = %endpoint.id, event_id = %event["id"], "test event queued");
+    Ok((endpoint, event["id"].clone()))
 }
 
 pub async fn set_order_webhook(
@@ -433,7 +445,7 @@ async fn fresh_merchant(state: &AppState, merchant: &Merchant) -> Result<Merchan
 /// Reads the merchant, changes it and stores it, conditional on nobody having stored it since
 /// the read (an API key rotation running beside this keeps its new key); on a conflict, again
 /// from a fresh read. Returns the merchant as stored.
-async fn change_merchant(
+pub(crate) async fn change_merchant(
     state: &AppState,
     merchant: &Merchant,
     change: impl Fn(&mut Merchant) -> Result<(), ApiError>,

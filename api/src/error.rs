@@ -38,6 +38,9 @@ pub enum ApiError {
     ReplayUnavailable,
     #[error("test events are not configured on this deployment")]
     TestEventsUnavailable,
+    /// No public address to put in a portal link (neither configured nor given by the front).
+    #[error("the portal's address is not known on this deployment")]
+    PortalUnavailable,
     /// An endpoint runs one replay at a time; this one is running.
     #[error(
         "replay {0} of this endpoint is still running: wait for it to complete (GET /webhook_endpoints/{{id}}/replays/{0}) before starting another"
@@ -109,6 +112,13 @@ impl ApiError {
                 AcpError::unavailable(
                     ErrorCode::TestEventsUnavailable,
                     "Test events are not configured on this deployment.",
+                ),
+            ),
+            Self::PortalUnavailable => (
+                503,
+                AcpError::unavailable(
+                    ErrorCode::PortalUnavailable,
+                    "The portal's address is not known on this deployment: set its public base URL.",
                 ),
             ),
             Self::ReplayUnavailable => (

@@ -20,6 +20,7 @@ pub mod lambda;
 pub mod onboarding;
 mod path_id;
 mod pause;
+mod portal;
 mod reply;
 mod resolver;
 mod routes;
@@ -106,6 +107,11 @@ impl AppState {
     }
 
     /// The API's address as clients reach it (`/.well-known/acp.json`'s `api_base_url`).
+    /// Where clients reach the API, when configured.
+    pub fn public_base_url(&self) -> Option<&str> {
+        self.public_base_url.as_deref()
+    }
+
     pub fn with_public_base_url(mut self, url: impl Into<String>) -> Self {
         self.public_base_url = Some(url.into().trim_end_matches('/').to_owned());
         self

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::extract::{Caller, Json, JsonOrEmpty, KeyScope, RequiredKey};
 use crate::path_id::PathId;
 use crate::reply::ApiReply;
-use crate::{deliveries, discovery, endpoints, pause, webhook_keys};
+use crate::{deliveries, discovery, endpoints, pause, portal, webhook_keys};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post, put};
@@ -17,7 +17,7 @@ use checkout::service::Command;
 use tracing::{Instrument, info_span};
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    portal::routes(Router::new())
         .route("/checkout_sessions", post(create))
         .route("/checkout_sessions/{id}", post(update).get(retrieve))
         .route("/checkout_sessions/{id}/complete", post(complete))

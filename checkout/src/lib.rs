@@ -27,6 +27,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod merchant;
 pub mod payment;
+pub mod portal_access;
 pub mod ports;
 pub mod pricing;
 pub mod replay;

@@ -29,6 +29,10 @@ pub struct Merchant {
     /// ([`crate::ports::StoreError::Changed`]), so concurrent changes never undo each other.
     #[serde(default)]
     pub revision: u64,
+    /// Keys the merchant's portal links and sessions ([`crate::portal_access`]); made at the
+    /// first link, never shown. Replacing it ends every link and session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal_secret: Option<String>,
 }
 
 /// The ACP order webhook of the agent platform: its URL and the secret its
@@ -117,6 +121,7 @@ impl Merchant {
             default_api_version: ApiVersion::CURRENT.as_str().to_owned(),
             links,
             revision: 0,
+            portal_secret: None,
             order_url_base,
             order_webhook: None,
         }

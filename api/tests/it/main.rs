@@ -11,5 +11,6 @@ mod flow;
 mod idempotency;
 mod lambda;
 mod onboarding;
+mod portal;
 mod schema;
 mod tenancy;

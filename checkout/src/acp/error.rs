@@ -72,6 +72,7 @@ pub enum ErrorCode {
     PaymentProcessorUnavailable,
     SecretGenerationFailed,
     ReplayUnavailable,
+    PortalUnavailable,
     InternalError,
     /// A code this build does not know (read from a newer peer).
     #[serde(other)]

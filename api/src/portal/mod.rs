@@ -1,0 +1,456 @@
+//! The merchant portal, under `/portal/`: a merchant's webhook endpoints, their health and
+//! attempts, and pause / resume / test, in a browser, without the API key.
+//!
+//! Access ([`checkout::portal_access`]): `POST /portal_links` (with the API key) answers a link
+//! valid for minutes; opening it sets a session cookie (`HttpOnly`, `SameSite=Strict`, the
+//! portal's path only, `Secure` over HTTPS) valid for hours. Every form carries the session's
+//! CSRF token. Every page is sent with a Content-Security-Policy that allows our own stylesheet
+//! and nothing else (no script, no frame, forms only to us), `Referrer-Policy: no-referrer` (the
+//! link's token never leaves in a `Referer`) and `Cache-Control: no-store`. Another merchant's
+//! endpoint or event is a 404 here as in the API.
+
+mod health;
+mod pages;
+
+use crate::AppState;
+use crate::discovery::PublicBaseUrl;
+use crate::endpoints::{change_merchant, load, queue_test_event, reply};
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::pause::{pause_endpoint, resume_endpoint};
+use crate::reply::ApiReply;
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use checkout::attempt_log::{AttemptQuery, AttemptRecord, AttemptStatus};
+use checkout::clock;
+use checkout::ids::{EndpointId, EventId};
+use checkout::merchant::Merchant;
+use checkout::portal_access::{self, LINK_LIFETIME, SESSION_LIFETIME, Session, TokenKind};
+use maud::Markup;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use tracing::{info, warn};
+
+const COOKIE: &str = "acp_portal";
+/// Attempts read for an endpoint's health (its newest): enough for a day of a busy endpoint's
+/// percentiles without reading its whole log on every page.
+const HEALTH_RECORDS: usize = 1_000;
+/// Attempts listed on an endpoint's page.
+const LISTED: usize = 100;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// The portal's routes (nested under `/portal`) and `POST /portal_links`.
+pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
+    router
+        .route("/portal_links", post(create_link))
+        .route("/portal", get(to_portal))
+        .route("/portal/login", get(login))
+        .route("/portal/", get(endpoints_page))
+        .route("/portal/portal.css", get(stylesheet))
+        .route("/portal/endpoints/{id}", get(endpoint_page))
+        .route("/portal/endpoints/{id}/events/{event_id}", get(event_page))
+        .route("/portal/endpoints/{id}/{action}", post(act))
+}
+
+/// An HTML answer with the portal's headers.
+fn html(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    secure(response.headers_mut(), "text/html; charset=utf-8");
+    response
+}
+
+fn secure(headers: &mut HeaderMap, content_type: &'static str) {
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// Where the portal is reached: the configured public address, or the front's.
+fn portal_url(state: &AppState, front: Option<Extension<PublicBaseUrl>>) -> Option<String> {
+    state
+        .public_base_url()
+        .map(str::to_owned)
+        .or(front.map(|Extension(PublicBaseUrl(url))| url))
+}
+
+/// `POST /portal_links`: 201 `{url, expires_at}`, a link to the caller's portal valid for
+/// [`LINK_LIFETIME`]. The merchant's portal secret is made at its first link.
+async fn create_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    front: Option<Extension<PublicBaseUrl>>,
+) -> Result<ApiReply, ApiError> {
+    let base = portal_url(&state, front).ok_or(ApiError::PortalUnavailable)?;
+    let merchant = with_portal_secret(&state, &caller.merchant).await?;
+    let secret = merchant.portal_secret.as_deref().ok_or(ApiError::Unavailable)?;
+    let expires_at = clock::now() + LINK_LIFETIME;
+    let token =
+        portal_access::issue(secret, &merchant.id, TokenKind::Link, expires_at).map_err(ApiError::no_randomness)?;
+    info!(merchant_id = %merchant.id, "portal link made");
+    Ok(reply(
+        201,
+        &json!({"url": format!("{base}/portal/login?token={token}"), "expires_at": clock::rfc3339(&expires_at)}),
+    ))
+}
+
+async fn with_portal_secret(state: &AppState, merchant: &Merchant) -> Result<Merchant, ApiError> {
+    if merchant.portal_secret.is_some() {
+        return Ok(merchant.clone());
+    }
+    let fresh = portal_access::generate_secret().map_err(ApiError::no_randomness)?;
+    change_merchant(state, merchant, |m| {
+        // Another request may have made one first: theirs is kept.
+        if m.portal_secret.is_none() {
+            m.portal_secret = Some(fresh.clone());
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Checks a token against its merchant's secret: the merchant and its session.
+async fn open(state: &AppState, token: &str, kind: TokenKind) -> Result<(Merchant, Session), String> {
+    let refused = |why: &str| {
+        format!(
+            "This portal {} {why}.",
+            if kind == TokenKind::Link { "link" } else { "session" }
+        )
+    };
+    let unverified = portal_access::read(token).map_err(|_| refused("is not valid"))?;
+    let merchant = match state.backend.merchants.merchant(&unverified.merchant_id).await {
+        Ok(Some(merchant)) => merchant,
+        Ok(None) => return Err(refused("is not valid")),
+        Err(err) => {
+            warn!(error = %err, "could not read the merchant of a portal token");
+            return Err("The portal cannot be reached right now; try again in a moment.".to_owned());
+        }
+    };
+    let secret = merchant
+        .portal_secret
+        .as_deref()
+        .ok_or_else(|| refused("is not valid"))?;
+    match unverified.verify(secret, kind, clock::now()) {
+        Ok(session) => Ok((merchant, session)),
+        Err(portal_access::TokenError::Expired) => Err(refused("has expired")),
+        Err(_) => Err(refused("is not valid")),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    token: Option<String>,
+}
+
+/// `GET /portal/login?token=`: a valid link gives a session cookie.
+async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
+    let token = query.token.unwrap_or_default();
+    let merchant = match open(&state, &token, TokenKind::Link).await {
+        Ok((merchant, _)) => merchant,
+        Err(message) => return html(StatusCode::UNAUTHORIZED, pages::refused("./", &message)),
+    };
+    let Some(secret) = merchant.portal_secret.as_deref() else {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            pages::refused("./", "This portal link is not valid."),
+        );
+    };
+    let session = match portal_access::issue(
+        secret,
+        &merchant.id,
+        TokenKind::Session,
+        clock::now() + SESSION_LIFETIME,
+    ) {
+        Ok(session) => session,
+        Err(_) => {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::failed("./", "No session could be made; try the link again."),
+            );
+        }
+    };
+    // Secure wherever the portal is served over HTTPS; acp-local on plain loopback HTTP too.
+    let secure = if state.public_base_url().is_some_and(|url| url.starts_with("http://")) {
+        ""
+    } else {
+        "; Secure"
+    };
+    let cookie = format!(
+        "{COOKIE}={session}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_LIFETIME.num_seconds()
+    );
+    let mut response = html(StatusCode::OK, pages::signed_in());
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    info!(merchant_id = %merchant.id, "portal session opened");
+    response
+}
+
+/// The session cookie's token, if the request has one.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+/// The signed-in merchant, or the page that says why not.
+async fn signed_in(state: &AppState, headers: &HeaderMap, root: &str) -> Result<(Merchant, Session), Response> {
+    let Some(token) = session_cookie(headers) else {
+        return Err(html(
+            StatusCode::UNAUTHORIZED,
+            pages::refused(root, "You are not signed in to this portal."),
+        ));
+    };
+    open(state, token, TokenKind::Session)
+        .await
+        .map_err(|message| html(StatusCode::UNAUTHORIZED, pages::refused(root, &message)))
+}
+
+/// `/portal` is `/portal/` (relative, so behind a stage prefix too).
+async fn to_portal() -> Response {
+    let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("portal/"));
+    response
+}
+
+async fn stylesheet() -> Response {
+    let mut response = pages::STYLESHEET.into_response();
+    secure(response.headers_mut(), "text/css; charset=utf-8");
+    response
+}
+
+fn storage_failed(root: &str, err: impl std::fmt::Display) -> Response {
+    warn!(error = %err, "portal: storage failed");
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::failed(root, "Storage is unavailable right now; try again in a moment."),
+    )
+}
+
+/// The newest attempts of an endpoint, up to `count`.
+async fn newest_attempts(
+    state: &AppState,
+    endpoint: &EndpointId,
+    count: usize,
+) -> Result<Vec<AttemptRecord>, Response> {
+    let mut records = Vec::new();
+    let mut query = AttemptQuery {
+        limit: 100,
+        ..AttemptQuery::default()
+    };
+    while records.len() < count {
+        let page = state
+            .backend
+            .deliveries
+            .attempts(endpoint.as_str(), &query)
+            .await
+            .map_err(|err| storage_failed("../", err))?;
+        let full = page.len() == query.limit;
+        query.before = page.last().map(AttemptRecord::sort_key);
+        records.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(records)
+}
+
+/// `GET /portal/`: the endpoints with their health.
+async fn endpoints_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (merchant, _) = match signed_in(&state, &headers, "./").await {
+        Ok(signed_in) => signed_in,
+        Err(refused) => return refused,
+    };
+    let endpoints = match state.backend.endpoints.endpoints(&merchant.id).await {
+        Ok(endpoints) => endpoints,
+        Err(err) => return storage_failed("./", err),
+    };
+    let now = clock::now();
+    let mut listed = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let records = match newest_attempts(&state, &endpoint.id, HEALTH_RECORDS).await {
+            Ok(records) => records,
+            Err(failed) => return failed,
+        };
+        let health = health::of(&records, now);
+        listed.push((endpoint, health));
+    }
+    html(StatusCode::OK, pages::endpoints(&listed, now))
+}
+
+/// The endpoint named in the path, if it is the merchant's.
+async fn own_endpoint(
+    state: &AppState,
+    merchant: &Merchant,
+    id: &str,
+    root: &str,
+) -> Result<checkout::webhook_endpoint::WebhookEndpoint, Response> {
+    match load(state, merchant, id).await {
+        Ok(endpoint) => Ok(endpoint),
+        Err(ApiError::NotFound) => Err(html(StatusCode::NOT_FOUND, pages::not_found(root))),
+        Err(err) => Err(storage_failed(root, err)),
+    }
+}
+
+fn filter_of(query: &HashMap<String, String>) -> Option<pages::Filter> {
+    match query.get("status").map(String::as_str) {
+        None | Some("all") => Some(pages::Filter::All),
+        Some("failed") => Some(pages::Filter::Only(AttemptStatus::Failed)),
+        Some("succeeded") => Some(pages::Filter::Only(AttemptStatus::Succeeded)),
+        Some("paused") => Some(pages::Filter::Only(AttemptStatus::Paused)),
+        Some("skipped") => Some(pages::Filter::Only(AttemptStatus::Skipped)),
+        Some(_) => None,
+    }
+}
+
+/// `GET /portal/endpoints/{id}?status=`: the endpoint, its health and its attempts.
+async fn endpoint_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (merchant, session) = match signed_in(&state, &headers, "../").await {
+        Ok(signed_in) => signed_in,
+        Err(refused) => return refused,
+    };
+    let endpoint = match own_endpoint(&state, &merchant, &id, "../").await {
+        Ok(endpoint) => endpoint,
+        Err(refused) => return refused,
+    };
+    let Some(filter) = filter_of(&query) else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::failed("../", "status is one of all, failed, succeeded, paused, skipped."),
+        );
+    };
+    let records = match newest_attempts(&state, &endpoint.id, HEALTH_RECORDS).await {
+        Ok(records) => records,
+        Err(failed) => return failed,
+    };
+    let now = clock::now();
+    let health = health::of(&records, now);
+    let listed: Vec<AttemptRecord> = records.into_iter().filter(|r| filter.keeps(r)).take(LISTED).collect();
+    let secret = merchant.portal_secret.as_deref().unwrap_or_default();
+    let Ok(csrf) = session.csrf_token(secret) else {
+        return storage_failed("../", "no CSRF token");
+    };
+    html(
+        StatusCode::OK,
+        pages::endpoint(&endpoint, &health, &listed, filter, &csrf, now),
+    )
+}
+
+/// `GET /portal/endpoints/{id}/events/{event_id}`: every attempt of one event to the endpoint.
+async fn event_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, event_id)): Path<(String, String)>,
+) -> Response {
+    let root = "../../../";
+    let (merchant, _) = match signed_in(&state, &headers, root).await {
+        Ok(signed_in) => signed_in,
+        Err(refused) => return refused,
+    };
+    let endpoint = match own_endpoint(&state, &merchant, &id, root).await {
+        Ok(endpoint) => endpoint,
+        Err(refused) => return refused,
+    };
+    let Some(event_id) = EventId::parse(&event_id) else {
+        return html(StatusCode::NOT_FOUND, pages::not_found(root));
+    };
+    let attempts = match state
+        .backend
+        .deliveries
+        .attempts_of(endpoint.id.as_str(), &event_id)
+        .await
+    {
+        Ok(attempts) => attempts,
+        Err(err) => return storage_failed(root, err),
+    };
+    let Some(first) = attempts.first().filter(|r| r.merchant_id == merchant.id) else {
+        return html(StatusCode::NOT_FOUND, pages::not_found(root));
+    };
+    let body = match state.backend.events.event_at(&first.session_id, first.version).await {
+        Ok(Some(event)) if event.id == event_id => serde_json::to_string_pretty(&event).ok(),
+        _ => None,
+    };
+    html(
+        StatusCode::OK,
+        pages::event_attempts(&endpoint, &attempts, body.as_deref(), clock::now()),
+    )
+}
+
+/// `POST /portal/endpoints/{id}/{pause|resume|test}` (a form with the session's CSRF token):
+/// done, then back to the endpoint's page.
+async fn act(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    form: Bytes,
+) -> Response {
+    let root = "../../";
+    let (merchant, session) = match signed_in(&state, &headers, root).await {
+        Ok(signed_in) => signed_in,
+        Err(refused) => return refused,
+    };
+    let given = form_field(&form, "csrf").unwrap_or_default();
+    let secret = merchant.portal_secret.as_deref().unwrap_or_default();
+    if !session.csrf_matches(secret, &given) {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::failed(
+                root,
+                "This form is out of date: go back, reload the page and try again.",
+            ),
+        );
+    }
+    let done = match action.as_str() {
+        "pause" => pause_endpoint(&state, &merchant, &id).await.map(|_| ()),
+        "resume" => resume_endpoint(&state, &merchant, &id).await.map(|_| ()),
+        "test" => queue_test_event(&state, &merchant, &merchant.default_api_version, &id)
+            .await
+            .map(|_| ()),
+        _ => Err(ApiError::NotFound),
+    };
+    match done {
+        Ok(()) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(location) = HeaderValue::from_str(&format!("../{id}")) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            secure(response.headers_mut(), "text/plain; charset=utf-8");
+            response
+        }
+        Err(ApiError::NotFound) => html(StatusCode::NOT_FOUND, pages::not_found(root)),
+        Err(err) => html(StatusCode::CONFLICT, pages::failed(root, &err.to_string())),
+    }
+}
+
+/// A field of an `application/x-www-form-urlencoded` body.
+fn form_field(form: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(form).ok()?;
+    text.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| {
+            percent_encoding::percent_decode_str(&value.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}

@@ -1,0 +1,332 @@
+//! The portal's pages: server-rendered HTML (maud: checked at compile time, every value
+//! escaped unless marked otherwise — nothing here is), no script, one stylesheet of our own.
+
+use super::health::{Health, Period};
+use checkout::attempt_log::{AttemptRecord, AttemptStatus};
+use checkout::clock::{self, Timestamp};
+use checkout::webhook_endpoint::{EndpointState, WebhookEndpoint};
+use maud::{DOCTYPE, Markup, html};
+
+/// A whole page. Links are relative to `/portal/` (`root`: the way back to it from the page),
+/// so the portal works behind any prefix (an API Gateway stage).
+pub fn page(title: &str, root: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Webhooks" }
+                link rel="stylesheet" href={ (root) "portal.css" };
+            }
+            body {
+                header { a href=(root) { "Webhooks" } }
+                main { (content) }
+            }
+        }
+    }
+}
+
+/// After a portal link: the session cookie is set by this answer; the page moves on to the
+/// portal itself (a same-site navigation, so the `SameSite=Strict` cookie goes with it).
+pub fn signed_in() -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="0;url=./";
+                title { "Signed in · Webhooks" }
+            }
+            body { p { "Signed in. " a href="./" { "Continue to your webhooks" } } }
+        }
+    }
+}
+
+pub fn refused(root: &str, message: &str) -> Markup {
+    page(
+        "Not signed in",
+        root,
+        html! {
+            h1 { "Not signed in" }
+            p { (message) }
+            p { "Ask for a new portal link: " code { "POST /portal_links" } " with your API key." }
+        },
+    )
+}
+
+pub fn not_found(root: &str) -> Markup {
+    page(
+        "Not found",
+        root,
+        html! { h1 { "Not found" } p { "There is nothing here, or it is not yours." } },
+    )
+}
+
+pub fn failed(root: &str, message: &str) -> Markup {
+    page(
+        "Could not do that",
+        root,
+        html! { h1 { "Could not do that" } p.failure { (message) } },
+    )
+}
+
+/// "3 min ago", with the exact time on hover.
+fn when(at: &Timestamp, now: Timestamp) -> Markup {
+    let ago = now - *at;
+    let text = match ago.num_seconds() {
+        s if s < 0 => "just now".to_owned(),
+        s if s < 60 => format!("{s} s ago"),
+        s if s < 3600 => format!("{} min ago", s / 60),
+        s if s < 86_400 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    };
+    html! { time datetime=(clock::rfc3339_millis(at)) title=(clock::rfc3339_millis(at)) { (text) } }
+}
+
+/// Milliseconds as people read them.
+fn duration(ms: u32) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", f64::from(ms) / 1000.0)
+    }
+}
+
+fn state(endpoint: &WebhookEndpoint) -> Markup {
+    let state = endpoint.state();
+    html! {
+        span class={ "state " (state.as_str()) } { (state.as_str()) }
+        @if let (EndpointState::Disabled, Some(reason)) = (state, &endpoint.disabled_reason) {
+            " " small { "(" (reason) ")" }
+        }
+    }
+}
+
+fn period_cells(period: &Period) -> Markup {
+    html! {
+        @match period.success_rate() {
+            Some(rate) => {
+                td class=[(rate < 99.0).then_some("failure")] { (format!("{rate:.1} %")) " of " (period.attempts) }
+            }
+            None => td { "—" }
+        }
+        td { (period.p50_ms.map_or("—".to_owned(), duration)) " / " (period.p99_ms.map_or("—".to_owned(), duration)) }
+    }
+}
+
+/// The merchant's endpoints at a glance.
+pub fn endpoints(listed: &[(WebhookEndpoint, Health)], now: Timestamp) -> Markup {
+    page(
+        "Endpoints",
+        "./",
+        html! {
+            h1 { "Endpoints" }
+            @if listed.is_empty() {
+                p { "No endpoint yet: register one with " code { "POST /webhook_endpoints" } "." }
+            } @else {
+                table {
+                    thead { tr {
+                        th { "Endpoint" } th { "State" }
+                        th { "Success, last hour" } th { "p50 / p99, last hour" }
+                        th { "Success, last day" } th { "p50 / p99, last day" }
+                        th { "Last failure" }
+                    } }
+                    tbody {
+                        @for (endpoint, health) in listed {
+                            tr {
+                                td {
+                                    a href={ "endpoints/" (endpoint.id.as_str()) } { (endpoint.url) }
+                                    @if let Some(description) = &endpoint.description { br; small { (description) } }
+                                }
+                                td { (state(endpoint)) }
+                                (period_cells(&health.hour))
+                                (period_cells(&health.day))
+                                td {
+                                    @match &health.last_failure {
+                                        Some(failure) => span.failure { (when(&failure.at, now)) }
+                                        None => "—"
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn status(record: &AttemptRecord) -> Markup {
+    let text = match record.status {
+        AttemptStatus::Succeeded => "succeeded",
+        AttemptStatus::Failed => "failed",
+        AttemptStatus::Skipped => "skipped",
+        AttemptStatus::Paused => "paused",
+    };
+    html! { span class={ "status " (text) } { (text) } }
+}
+
+/// A form posting to `action` (relative), with the session's CSRF token.
+fn action(action: &str, label: &str, csrf: &str) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" { (label) }
+        }
+    }
+}
+
+/// Which attempts the page lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Filter {
+    #[default]
+    All,
+    Only(AttemptStatus),
+}
+
+impl Filter {
+    pub fn keeps(self, record: &AttemptRecord) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(status) => record.status == status,
+        }
+    }
+}
+
+/// One endpoint: its state and health, what can be done, and its attempts, newest first.
+pub fn endpoint(
+    endpoint: &WebhookEndpoint,
+    health: &Health,
+    attempts: &[AttemptRecord],
+    filter: Filter,
+    csrf: &str,
+    now: Timestamp,
+) -> Markup {
+    page(
+        &endpoint.url,
+        "../",
+        html! {
+            h1 { (endpoint.url) }
+            p { (state(endpoint)) " · signs with " (endpoint.signature_scheme.as_str()) }
+            div.actions {
+                @match endpoint.state() {
+                    EndpointState::Enabled => {
+                        (action(&format!("{}/pause", endpoint.id), "Pause deliveries", csrf))
+                        (action(&format!("{}/test", endpoint.id), "Send a test event", csrf))
+                    }
+                    EndpointState::Paused => (action(&format!("{}/resume", endpoint.id), "Resume and send what was held", csrf)),
+                    EndpointState::Disabled => p { "Disabled: enable it with " code { "PATCH" } " to send again." },
+                }
+            }
+            table {
+                thead { tr { th { "" } th { "Success" } th { "p50 / p99" } } }
+                tbody {
+                    tr { th { "Last hour" } (period_cells(&health.hour)) }
+                    tr { th { "Last day" } (period_cells(&health.day)) }
+                }
+            }
+            h2 { "Attempts" }
+            nav.filters {
+                @for (label, query) in [("all", ""), ("failed", "?status=failed"), ("succeeded", "?status=succeeded"), ("paused", "?status=paused"), ("skipped", "?status=skipped")] {
+                    @let current = match filter { Filter::All => "all", Filter::Only(s) => status_name(s) };
+                    @if current == label { strong { (label) } } @else { a href={ (endpoint.id.as_str()) (query) } { (label) } }
+                    " "
+                }
+            }
+            @if attempts.is_empty() {
+                p { "No attempts." }
+            } @else {
+                table {
+                    thead { tr { th { "Event" } th { "Type" } th { "Attempt" } th { "Status" } th { "HTTP" } th { "Took" } th { "When" } } }
+                    tbody {
+                        @for record in attempts {
+                            tr class=[(record.status == AttemptStatus::Failed).then_some("failure")] {
+                                td { a href={ (endpoint.id.as_str()) "/events/" (record.event_id.as_str()) } { code { (record.event_id.as_str()) } } }
+                                td { (record.event_type.as_str()) }
+                                td { (record.attempt) }
+                                td { (status(record)) }
+                                td { (record.http_status.map_or("—".to_owned(), |s| s.to_string())) }
+                                td { (duration(record.latency_ms)) }
+                                td { (when(&record.at, now)) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn status_name(status: AttemptStatus) -> &'static str {
+    match status {
+        AttemptStatus::Succeeded => "succeeded",
+        AttemptStatus::Failed => "failed",
+        AttemptStatus::Skipped => "skipped",
+        AttemptStatus::Paused => "paused",
+    }
+}
+
+/// Every attempt of one event to one endpoint: the request we sent, each answer, the timing.
+pub fn event_attempts(
+    endpoint: &WebhookEndpoint,
+    attempts: &[AttemptRecord],
+    body: Option<&str>,
+    now: Timestamp,
+) -> Markup {
+    let event_id = attempts.first().map(|r| r.event_id.to_string()).unwrap_or_default();
+    page(
+        &event_id,
+        "../../../",
+        html! {
+            p { a href={ "../../" (endpoint.id.as_str()) } { "← " (endpoint.url) } }
+            h1 { code { (event_id) } }
+            h2 { "The request" }
+            pre {
+                "POST " (endpoint.url) "\n"
+                "content-type: application/json\n"
+                "webhook-id: " (event_id) "\n"
+                "webhook-timestamp: (the second of each attempt)\n"
+                "webhook-signature: (made for each attempt with the credentials in force; not kept)\n"
+            }
+            @match body {
+                Some(body) => pre.body { (body) }
+                None => p { "The event is not stored (a test event), or can no longer be read." }
+            }
+            h2 { "Attempts" }
+            @for record in attempts {
+                section class=[(record.status == AttemptStatus::Failed).then_some("failure")] {
+                    h3 { "Attempt " (record.attempt) " · " (status(record)) " · " (when(&record.at, now)) }
+                    dl {
+                        dt { "Answer" } dd { (record.http_status.map_or("none".to_owned(), |s| s.to_string())) }
+                        @if let Some(class) = record.error_class { dt { "Error" } dd { (format!("{class:?}").to_lowercase()) } }
+                        dt { "Took" } dd { (duration(record.latency_ms)) }
+                        @if let Some(headers) = record.headers_ms { dt { "Until the answer's headers" } dd { (duration(headers)) } }
+                        @if let Some(timing) = &record.server_timing { dt { "Server-Timing" } dd { code { (timing) } } }
+                        @if let Some(ip) = record.remote_ip { dt { "Address" } dd { (ip.to_string()) } }
+                        @if let Some(reason) = &record.final_reason { dt { "Outcome" } dd { (reason) } }
+                        @if let Some(next) = &record.next_attempt_at { dt { "Next attempt" } dd { (clock::rfc3339_millis(next)) } }
+                    }
+                    @if !record.snippet.is_empty() { h4 { "What the receiver answered (first 4 KiB)" } pre { (record.snippet) } }
+                }
+            }
+        },
+    )
+}
+
+/// The stylesheet, served as `portal.css`.
+pub const STYLESHEET: &str = "\
+body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2433;background:#fafbfc}\
+header{padding:.7em 1.5em;background:#1d2433}header a{color:#fff;text-decoration:none;font-weight:600}\
+main{padding:1em 1.5em;max-width:75em}\
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{padding:.35em .8em;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top}\
+th{font-weight:600;color:#4a5468}\
+.failure,.failure td,span.failure{color:#b42318}tr.failure td{background:#fff5f4}\
+.state,.status{padding:.1em .5em;border-radius:.8em;font-size:.85em;background:#e3e6eb}\
+.state.enabled,.status.succeeded{background:#dcfae6;color:#067647}\
+.state.paused,.status.paused{background:#fef0c7;color:#93370d}\
+.state.disabled,.status.failed{background:#fee4e2;color:#b42318}\
+.actions{display:flex;gap:.6em;margin:.8em 0}button{font:inherit;padding:.35em .9em;cursor:pointer}\
+pre{background:#f0f2f5;padding:.8em;overflow:auto;max-height:30em;white-space:pre-wrap;word-break:break-all}\
+section{border-top:1px solid #e3e6eb;margin-top:1em}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:#4a5468}\
+";

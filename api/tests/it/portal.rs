@@ -1,0 +1,283 @@
+//! The merchant portal as an attacker meets it: links and sessions that are expired, changed or
+//! of the wrong kind; another merchant's endpoint and event; forms without their CSRF token;
+//! the Content-Security-Policy; a receiver's answer holding HTML.
+
+use crate::app::{TestApp, add_merchant, expect};
+use crate::on_every_backend;
+use checkout::attempt_log::AttemptStatus;
+use checkout::ids::{EndpointId, SessionId};
+use checkout::portal_access::{self, TokenKind};
+use checkout::testkit::attempt_record;
+use serde_json::json;
+
+on_every_backend!(
+    a_portal_link_opens_a_session_that_shows_the_endpoints,
+    expired_changed_or_misused_tokens_are_refused,
+    another_merchants_endpoint_is_not_found_in_the_portal,
+    a_form_without_its_csrf_token_changes_nothing,
+    a_receivers_html_is_shown_as_text,
+);
+
+/// A client that keeps no cookies and follows no redirect: each test says what it sends.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn link(app: &TestApp, api_key: &str) -> String {
+    let made = expect(
+        app.post_as(api_key, "/portal_links", &json!({})).send().await.unwrap(),
+        201,
+    )
+    .await;
+    made["url"].as_str().unwrap().to_owned()
+}
+
+/// Opens a link; the session cookie's `name=value`.
+async fn session(app: &TestApp, api_key: &str) -> String {
+    let opened = browser().get(link(app, api_key).await).send().await.unwrap();
+    assert_eq!(opened.status(), 200);
+    let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = browser()
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.text().await.unwrap())
+}
+
+async fn register(app: &TestApp, url: &str) -> String {
+    let created = expect(
+        app.post("/webhook_endpoints", &json!({ "url": url }))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+async fn a_portal_link_opens_a_session_that_shows_the_endpoints(app: TestApp) {
+    let id = register(&app, "https://hooks.example.com/portal").await;
+    let url = link(&app, &app.api_key).await;
+    assert!(url.starts_with(&format!("{}/portal/login?token=", app.base)), "{url}");
+    let opened = browser().get(&url).send().await.unwrap();
+    assert_eq!(opened.status(), 200);
+    let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    let csp = opened.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(
+        opened.headers()["referrer-policy"],
+        "no-referrer",
+        "the link's token never leaves"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let (status, headers, body) = page(&app, pair, "/portal/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(body.contains("https://hooks.example.com/portal"), "{body}");
+    assert!(body.contains(&format!("endpoints/{id}")));
+    assert!(!body.contains("<script"), "no script on any page");
+    let (status, _, detail) = page(&app, pair, &format!("/portal/endpoints/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(detail.contains("name=\"csrf\""), "its forms carry the CSRF token");
+    let (status, headers, css) = page(&app, pair, "/portal/portal.css").await;
+    assert_eq!(
+        (status, headers["content-type"].to_str().unwrap()),
+        (200, "text/css; charset=utf-8")
+    );
+    assert!(css.contains("table"));
+    // Without the cookie: not signed in, and nothing of the merchant's shown.
+    let (status, _, body) = page(&app, "", "/portal/").await;
+    assert_eq!(status, 401);
+    assert!(!body.contains("hooks.example.com"));
+}
+
+async fn expired_changed_or_misused_tokens_are_refused(app: TestApp) {
+    let url = link(&app, &app.api_key).await;
+    let token = url.split("token=").nth(1).unwrap().to_owned();
+    let login = |token: String| {
+        let url = app.url(&format!("/portal/login?token={token}"));
+        async move { browser().get(url).send().await.unwrap() }
+    };
+    // Changed: one character of the signature, or the expiry pushed out.
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let refused = login(String::from_utf8(tampered).unwrap()).await;
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().get("set-cookie").is_none());
+    let parts: Vec<&str> = token.split('.').collect();
+    let later = (parts[3].parse::<i64>().unwrap() + 86_400).to_string();
+    let pushed = [parts[0], parts[1], parts[2], &later, parts[4], parts[5]].join(".");
+    assert_eq!(login(pushed).await.status(), 401);
+    // Expired: a link made with the merchant's own secret, ended a second ago.
+    let merchant = app.backend.merchants.merchant(&app.merchant.id).await.unwrap().unwrap();
+    let secret = merchant.portal_secret.unwrap();
+    let ended = checkout::clock::now() - chrono::Duration::seconds(1);
+    let expired = portal_access::issue(&secret, &merchant.id, TokenKind::Link, ended).unwrap();
+    let answer = login(expired).await;
+    assert_eq!(answer.status(), 401);
+    assert!(answer.text().await.unwrap().contains("expired"));
+    // A session token is no link, and a link is no session.
+    let session_token = portal_access::issue(
+        &secret,
+        &merchant.id,
+        TokenKind::Session,
+        checkout::clock::now() + chrono::Duration::hours(1),
+    )
+    .unwrap();
+    assert_eq!(login(session_token).await.status(), 401);
+    let (status, _, _) = page(&app, &format!("acp_portal={token}"), "/portal/").await;
+    assert_eq!(status, 401, "a link is no session cookie");
+    for junk in ["", "nonsense", "v1.mer_nobody.link.9999999999.n.t"] {
+        assert_eq!(login(junk.to_owned()).await.status(), 401, "{junk}");
+    }
+}
+
+async fn another_merchants_endpoint_is_not_found_in_the_portal(app: TestApp) {
+    let theirs = register(&app, "https://hooks.example.com/theirs").await;
+    let session_id = SessionId::parse(app.create().await["id"].as_str().unwrap()).unwrap();
+    let event = app.backend.events.history(&session_id).await.unwrap().remove(0);
+    app.backend
+        .deliveries
+        .record(&attempt_record(&theirs, &event, 1))
+        .await
+        .unwrap();
+    let (_, other_key) = add_merchant(&app.backend).await;
+    let mine = session(&app, &other_key).await;
+    let (status, _, list) = page(&app, &mine, "/portal/").await;
+    assert_eq!(status, 200);
+    assert!(!list.contains("hooks.example.com/theirs"), "{list}");
+    for path in [
+        format!("/portal/endpoints/{theirs}"),
+        format!("/portal/endpoints/{theirs}/events/{}", event.id),
+        format!("/portal/endpoints/{}", EndpointId::generate()),
+    ] {
+        let (status, _, body) = page(&app, &mine, &path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("theirs"), "{body}");
+    }
+    // Their form, with a CSRF token of the other merchant's own session.
+    let answer = browser()
+        .post(app.url(&format!("/portal/endpoints/{theirs}/pause")))
+        .header("cookie", &mine)
+        .form(&[("csrf", "whatever")])
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(answer.status().as_u16(), 403 | 404));
+    let read = expect(
+        app.get(&format!("/webhook_endpoints/{theirs}")).send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(read["state"], "enabled", "nothing changed");
+}
+
+/// The CSRF token of the endpoint page's forms.
+fn csrf_of(page: &str) -> String {
+    let after = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
+    after.split('"').next().unwrap().to_owned()
+}
+
+async fn a_form_without_its_csrf_token_changes_nothing(app: TestApp) {
+    let id = register(&app, "https://hooks.example.com/forms").await;
+    let cookie = session(&app, &app.api_key).await;
+    let pause = app.url(&format!("/portal/endpoints/{id}/pause"));
+    let state = || async {
+        expect(app.get(&format!("/webhook_endpoints/{id}")).send().await.unwrap(), 200).await["state"].clone()
+    };
+    for form in [vec![], vec![("csrf", "forged")]] {
+        let answer = browser()
+            .post(&pause)
+            .header("cookie", &cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 403, "{form:?}");
+        assert_eq!(state().await, "enabled");
+    }
+    // Another session's token (a colleague's link) is not this one's.
+    let other_session = session(&app, &app.api_key).await;
+    let (_, _, theirs) = page(&app, &other_session, &format!("/portal/endpoints/{id}")).await;
+    let answer = browser()
+        .post(&pause)
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf_of(&theirs))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    // With its own token: paused, and back to the endpoint's page.
+    let (_, _, mine) = page(&app, &cookie, &format!("/portal/endpoints/{id}")).await;
+    let answer = browser()
+        .post(&pause)
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf_of(&mine))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    assert_eq!(answer.headers()["location"], format!("../{id}").as_str());
+    assert_eq!(state().await, "paused");
+    // Without a session the token alone does nothing.
+    let answer = browser()
+        .post(&pause)
+        .form(&[("csrf", csrf_of(&mine))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+}
+
+async fn a_receivers_html_is_shown_as_text(app: TestApp) {
+    let id = register(&app, "https://hooks.example.com/html").await;
+    let session_id = SessionId::parse(app.create().await["id"].as_str().unwrap()).unwrap();
+    let event = app.backend.events.history(&session_id).await.unwrap().remove(0);
+    let mut record = attempt_record(&id, &event, 1);
+    record.status = AttemptStatus::Failed;
+    record.snippet = "<script>alert('owned')</script><img src=x onerror=alert(1)>".to_owned();
+    record.server_timing = Some("acp;dur=1, <b>bold</b>".to_owned());
+    app.backend.deliveries.record(&record).await.unwrap();
+    let cookie = session(&app, &app.api_key).await;
+    let (status, headers, body) = page(&app, &cookie, &format!("/portal/endpoints/{id}/events/{}", event.id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("<script>alert"), "{body}");
+    assert!(!body.contains("<img src=x"), "{body}");
+    assert!(body.contains("&lt;script&gt;alert("), "shown as text: {body}");
+    assert!(!body.contains("<b>bold</b>"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let (status, _, listing) = page(&app, &cookie, &format!("/portal/endpoints/{id}?status=failed")).await;
+    assert_eq!(status, 200);
+    assert!(listing.contains(&event.id.to_string()), "the failure is listed");
+    assert!(listing.contains("class=\"failure\""), "in red");
+    let (status, _, _) = page(&app, &cookie, &format!("/portal/endpoints/{id}?status=<x>")).await;
+    assert_eq!(status, 400);
+}
