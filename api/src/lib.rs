@@ -106,12 +106,12 @@ impl AppState {
         self
     }
 
-    /// The API's address as clients reach it (`/.well-known/acp.json`'s `api_base_url`).
     /// Where clients reach the API, when configured.
     pub fn public_base_url(&self) -> Option<&str> {
         self.public_base_url.as_deref()
     }
 
+    /// The API's address as clients reach it (`/.well-known/acp.json`'s `api_base_url`).
     pub fn with_public_base_url(mut self, url: impl Into<String>) -> Self {
         self.public_base_url = Some(url.into().trim_end_matches('/').to_owned());
         self

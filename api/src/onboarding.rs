@@ -58,6 +58,8 @@ pub async fn rotate_api_key(store: &dyn MerchantStore, id: &MerchantId) -> Resul
             return Err(OnboardingError::NotFound(id.clone()));
         };
         merchant.api_key_hash = hash_api_key(&api_key);
+        // A leaked key may have made portal links: they and their sessions end with it.
+        merchant.portal_secret = None;
         match store.put_merchant(&merchant).await {
             Ok(()) => return Ok(api_key),
             Err(StoreError::Changed { .. }) => continue,

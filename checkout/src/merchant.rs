@@ -30,7 +30,8 @@ pub struct Merchant {
     #[serde(default)]
     pub revision: u64,
     /// Keys the merchant's portal links and sessions ([`crate::portal_access`]); made at the
-    /// first link, never shown. Replacing it ends every link and session.
+    /// first link, never shown. Dropped (ending every link and session) when the API key is
+    /// rotated or the merchant revokes its links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub portal_secret: Option<String>,
 }

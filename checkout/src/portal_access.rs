@@ -5,7 +5,7 @@
 //! `v1.{merchant}.{kind}.{expires}.{nonce}.{mac}`, the MAC an HMAC-SHA256 of everything before
 //! it under the merchant's portal secret (random, stored in the merchant's record, never shown).
 //! So a token names its merchant, cannot be changed without the secret, and every token of a
-//! merchant ends when its secret is replaced. Forms carry a CSRF token derived from the session's
+//! merchant ends when its secret is dropped (an API key rotation, a revocation). Forms carry a CSRF token derived from the session's
 //! nonce under the same secret: valid for that session only.
 
 use crate::clock::Timestamp;

@@ -99,37 +99,41 @@ impl ReplayJob {
         if until <= kept_from {
             return Err(WindowError::Expired);
         }
-        Ok(Self {
-            id: ReplayId::generate(),
+        Ok(Self::started(
             merchant_id,
             endpoint_id,
-            since: since.max(kept_from),
-            until,
-            kind: ReplayKind::Replay,
+            (since.max(kept_from), until),
+            ReplayKind::Replay,
             include_delivered,
-            status: ReplayStatus::Running,
-            events_seen: 0,
-            replayed: 0,
-            set_aside: 0,
-            cursor: None,
-            revision: 0,
-            created_at: now,
-            updated_at: now,
-        })
+            now,
+        ))
     }
 
     /// The job that sends what a pause held: every delivery recorded as paused of an event
-    /// created from `since` (the pause's start, or the oldest event it held) up to `now`, oldest
-    /// first. The log keeps nothing older than its retention.
+    /// created from `since` (the pause's start, or the oldest event it held) on, oldest first.
+    /// The log keeps nothing older than its retention.
     pub fn resume(merchant_id: MerchantId, endpoint_id: EndpointId, since: Timestamp, now: Timestamp) -> Self {
+        let window = (since.max(now - attempt_log::RETENTION), now);
+        Self::started(merchant_id, endpoint_id, window, ReplayKind::Resume, false, now)
+    }
+
+    /// A job over `window` with nothing done yet, not stored.
+    fn started(
+        merchant_id: MerchantId,
+        endpoint_id: EndpointId,
+        (since, until): (Timestamp, Timestamp),
+        kind: ReplayKind,
+        include_delivered: bool,
+        now: Timestamp,
+    ) -> Self {
         Self {
             id: ReplayId::generate(),
             merchant_id,
             endpoint_id,
-            since: since.max(now - attempt_log::RETENTION),
-            until: now,
-            kind: ReplayKind::Resume,
-            include_delivered: false,
+            since,
+            until,
+            kind,
+            include_delivered,
             status: ReplayStatus::Running,
             events_seen: 0,
             replayed: 0,

@@ -37,9 +37,11 @@ use std::collections::HashMap;
 use tracing::{info, warn};
 
 const COOKIE: &str = "acp_portal";
-/// Attempts read for an endpoint's health (its newest): enough for a day of a busy endpoint's
-/// percentiles without reading its whole log on every page.
+/// Attempts read for an endpoint's health on its own page (of its newest events): enough for
+/// a day of a busy endpoint's percentiles without reading its whole log on every page.
 const HEALTH_RECORDS: usize = 1_000;
+/// The same on the list of endpoints (up to 50 of them): two pages of the log each.
+const LIST_HEALTH_RECORDS: usize = 200;
 /// Attempts listed on an endpoint's page.
 const LISTED: usize = 100;
 
@@ -49,7 +51,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 /// The portal's routes (nested under `/portal`) and `POST /portal_links`.
 pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
     router
-        .route("/portal_links", post(create_link))
+        .route("/portal_links", post(create_link).delete(revoke_links))
         .route("/portal", get(to_portal))
         .route("/portal/login", get(login))
         .route("/portal/", get(endpoints_page))
@@ -57,6 +59,8 @@ pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
         .route("/portal/endpoints/{id}", get(endpoint_page))
         .route("/portal/endpoints/{id}/events/{event_id}", get(event_page))
         .route("/portal/endpoints/{id}/{action}", post(act))
+        .route("/portal/logout", post(logout))
+        .route("/portal/{*rest}", get(unknown_page))
 }
 
 /// An HTML answer with the portal's headers.
@@ -101,6 +105,18 @@ async fn create_link(
         201,
         &json!({"url": format!("{base}/portal/login?token={token}"), "expires_at": clock::rfc3339(&expires_at)}),
     ))
+}
+
+/// `DELETE /portal_links`: ends every portal link and session of the merchant (its portal
+/// secret is dropped; the next link makes another). 204.
+async fn revoke_links(State(state): State<AppState>, caller: Caller) -> Result<ApiReply, ApiError> {
+    change_merchant(&state, &caller.merchant, |m| {
+        m.portal_secret = None;
+        Ok(())
+    })
+    .await?;
+    info!(merchant_id = %caller.merchant.id, "portal links and sessions revoked");
+    Ok(ApiReply(checkout::service::Reply::no_content()))
 }
 
 async fn with_portal_secret(state: &AppState, merchant: &Merchant) -> Result<Merchant, ApiError> {
@@ -219,6 +235,30 @@ async fn signed_in(state: &AppState, headers: &HeaderMap, root: &str) -> Result<
         .map_err(|message| html(StatusCode::UNAUTHORIZED, pages::refused(root, &message)))
 }
 
+/// `POST /portal/logout` (with the CSRF token): the cookie is cleared.
+async fn logout(State(state): State<AppState>, headers: HeaderMap, form: Bytes) -> Response {
+    if let Ok((merchant, session)) = signed_in(&state, &headers, "./").await {
+        let secret = merchant.portal_secret.as_deref().unwrap_or_default();
+        if !session.csrf_matches(secret, &form_field(&form, "csrf").unwrap_or_default()) {
+            return html(
+                StatusCode::FORBIDDEN,
+                pages::failed("./", "This form is out of date: reload the page and try again."),
+            );
+        }
+    }
+    let mut response = html(StatusCode::OK, pages::refused("./", "You are signed out."));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("acp_portal=; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}
+
+/// Any other page under `/portal/`: a 404 page with the portal's headers.
+async fn unknown_page() -> Response {
+    html(StatusCode::NOT_FOUND, pages::not_found("./"))
+}
+
 /// `/portal` is `/portal/` (relative, so behind a stage prefix too).
 async fn to_portal() -> Response {
     let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
@@ -272,9 +312,12 @@ async fn newest_attempts(
 
 /// `GET /portal/`: the endpoints with their health.
 async fn endpoints_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (merchant, _) = match signed_in(&state, &headers, "./").await {
+    let (merchant, session) = match signed_in(&state, &headers, "./").await {
         Ok(signed_in) => signed_in,
         Err(refused) => return refused,
+    };
+    let Ok(csrf) = session.csrf_token(merchant.portal_secret.as_deref().unwrap_or_default()) else {
+        return storage_failed("./", "no CSRF token");
     };
     let endpoints = match state.backend.endpoints.endpoints(&merchant.id).await {
         Ok(endpoints) => endpoints,
@@ -283,14 +326,14 @@ async fn endpoints_page(State(state): State<AppState>, headers: HeaderMap) -> Re
     let now = clock::now();
     let mut listed = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
-        let records = match newest_attempts(&state, &endpoint.id, HEALTH_RECORDS).await {
+        let records = match newest_attempts(&state, &endpoint.id, LIST_HEALTH_RECORDS).await {
             Ok(records) => records,
             Err(failed) => return failed,
         };
         let health = health::of(&records, now);
         listed.push((endpoint, health));
     }
-    html(StatusCode::OK, pages::endpoints(&listed, now))
+    html(StatusCode::OK, pages::endpoints(&listed, &merchant.name, &csrf, now))
 }
 
 /// The endpoint named in the path, if it is the merchant's.
@@ -438,6 +481,12 @@ async fn act(
             response
         }
         Err(ApiError::NotFound) => html(StatusCode::NOT_FOUND, pages::not_found(root)),
+        Err(
+            err @ (ApiError::Unavailable
+            | ApiError::ReplayUnavailable
+            | ApiError::TestEventsUnavailable
+            | ApiError::NoRandomness),
+        ) => html(StatusCode::SERVICE_UNAVAILABLE, pages::failed(root, &err.to_string())),
         Err(err) => html(StatusCode::CONFLICT, pages::failed(root, &err.to_string())),
     }
 }

@@ -116,12 +116,13 @@ fn period_cells(period: &Period) -> Markup {
 }
 
 /// The merchant's endpoints at a glance.
-pub fn endpoints(listed: &[(WebhookEndpoint, Health)], now: Timestamp) -> Markup {
+pub fn endpoints(listed: &[(WebhookEndpoint, Health)], merchant_name: &str, csrf: &str, now: Timestamp) -> Markup {
     page(
         "Endpoints",
         "./",
         html! {
-            h1 { "Endpoints" }
+            h1 { "Endpoints of " (merchant_name) }
+            (action("logout", "Sign out", csrf))
             @if listed.is_empty() {
                 p { "No endpoint yet: register one with " code { "POST /webhook_endpoints" } "." }
             } @else {

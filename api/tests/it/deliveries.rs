@@ -87,15 +87,21 @@ async fn register(app: &TestApp, url: &str) -> String {
 
 /// An endpoint and three events: the first delivered on its second attempt, the second
 /// exhausted, the third delivered at once.
-async fn delivered_history(app: &TestApp) -> (String, Vec<Event>) {
-    let endpoint = register(app, "https://hooks.example.com/acp").await;
+/// The `created` events of `count` fresh sessions, a few milliseconds apart.
+async fn created_events(app: &TestApp, count: usize) -> Vec<Event> {
     let mut events = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..count {
         let session = app.create().await;
         let id = SessionId::parse(session["id"].as_str().unwrap()).unwrap();
         events.push(app.backend.events.history(&id).await.unwrap().remove(0));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    events
+}
+
+async fn delivered_history(app: &TestApp) -> (String, Vec<Event>) {
+    let endpoint = register(app, "https://hooks.example.com/acp").await;
+    let events = created_events(app, 3).await;
     let log = &app.backend.deliveries;
     let mut plan = vec![
         (0, 1, AttemptStatus::Failed, true),
@@ -236,13 +242,7 @@ async fn a_resume_queues_what_the_pause_held_in_event_order(app: TestApp) {
     .await;
     assert_eq!(read["state"], "paused");
 
-    let mut events = Vec::new();
-    for _ in 0..3 {
-        let session = app.create().await;
-        let id = SessionId::parse(session["id"].as_str().unwrap()).unwrap();
-        events.push(app.backend.events.history(&id).await.unwrap().remove(0));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let events = created_events(&app, 3).await;
     // Held by the dispatcher, newest first (the resume goes by event, not by record).
     for e in events.iter().rev() {
         let mut held = attempt_record(&endpoint, e, 1);

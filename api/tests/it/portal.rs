@@ -16,6 +16,7 @@ on_every_backend!(
     another_merchants_endpoint_is_not_found_in_the_portal,
     a_form_without_its_csrf_token_changes_nothing,
     a_receivers_html_is_shown_as_text,
+    revoking_or_rotating_the_api_key_ends_every_session,
 );
 
 /// A client that keeps no cookies and follows no redirect: each test says what it sends.
@@ -52,6 +53,18 @@ async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, reqwest::header:
         .unwrap();
     let (status, headers) = (response.status().as_u16(), response.headers().clone());
     (status, headers, response.text().await.unwrap())
+}
+
+async fn register_as(app: &TestApp, api_key: &str, url: &str) -> String {
+    let created = expect(
+        app.post_as(api_key, "/webhook_endpoints", &json!({ "url": url }))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    created["id"].as_str().unwrap().to_owned()
 }
 
 async fn register(app: &TestApp, url: &str) -> String {
@@ -178,15 +191,21 @@ async fn another_merchants_endpoint_is_not_found_in_the_portal(app: TestApp) {
         assert_eq!(status, 404, "{path}");
         assert!(!body.contains("theirs"), "{body}");
     }
-    // Their form, with a CSRF token of the other merchant's own session.
+    // Their endpoint's form, with the valid CSRF token of the other merchant's own session.
+    let own = register_as(&app, &other_key, "https://hooks.example.com/mine").await;
+    let (_, _, own_page) = page(&app, &mine, &format!("/portal/endpoints/{own}")).await;
     let answer = browser()
         .post(app.url(&format!("/portal/endpoints/{theirs}/pause")))
         .header("cookie", &mine)
-        .form(&[("csrf", "whatever")])
+        .form(&[("csrf", csrf_of(&own_page))])
         .send()
         .await
         .unwrap();
-    assert!(matches!(answer.status().as_u16(), 403 | 404));
+    assert_eq!(
+        answer.status(),
+        404,
+        "the session's own token does not reach another merchant's endpoint"
+    );
     let read = expect(
         app.get(&format!("/webhook_endpoints/{theirs}")).send().await.unwrap(),
         200,
@@ -280,4 +299,58 @@ async fn a_receivers_html_is_shown_as_text(app: TestApp) {
     assert!(listing.contains("class=\"failure\""), "in red");
     let (status, _, _) = page(&app, &cookie, &format!("/portal/endpoints/{id}?status=<x>")).await;
     assert_eq!(status, 400);
+}
+
+/// `DELETE /portal_links` ends every link and session; so does an API key rotation (a leaked
+/// key may have made links); signing out clears the cookie; pages the portal does not have are
+/// HTML 404s with its headers.
+async fn revoking_or_rotating_the_api_key_ends_every_session(app: TestApp) {
+    let cookie = session(&app, &app.api_key).await;
+    let unused_link = link(&app, &app.api_key).await;
+    assert_eq!(page(&app, &cookie, "/portal/").await.0, 200);
+    let revoked = app
+        .client
+        .delete(app.url("/portal_links"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(page(&app, &cookie, "/portal/").await.0, 401, "the session ended");
+    assert_eq!(
+        browser().get(&unused_link).send().await.unwrap().status(),
+        401,
+        "and the link"
+    );
+    let cookie = session(&app, &app.api_key).await;
+    assert_eq!(page(&app, &cookie, "/portal/").await.0, 200, "a new link works");
+    api::onboarding::rotate_api_key(app.backend.merchants.as_ref(), &app.merchant.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        page(&app, &cookie, "/portal/").await.0,
+        401,
+        "a key rotation ends it too"
+    );
+
+    let (_, other_key) = add_merchant(&app.backend).await;
+    let cookie = session(&app, &other_key).await;
+    let (_, _, list) = page(&app, &cookie, "/portal/").await;
+    let answer = browser()
+        .post(app.url("/portal/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf_of(&list))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let (status, headers, _) = page(&app, &cookie, "/portal/nothing/here").await;
+    assert_eq!(status, 404);
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
 }

@@ -338,11 +338,7 @@ async fn a_batch_costs_one_read_and_one_write_of_delivery_state(kind: Kind) {
     let rig = Rig::new(kind, test_config()).await;
     let second = add_endpoint(&rig, "/second").await;
     let events: Vec<Event> = (0..10).map(|_| event(&rig.merchant, None, 1)).collect();
-    let batch: Vec<Incoming> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| incoming(&i.to_string(), e))
-        .collect();
+    let batch = batch_of(&events);
     let dispositions = rig.dispatcher.handle(&batch).await;
     assert!(dispositions.iter().all(|d| *d == Disposition::Done));
     assert_eq!(rig.receiver.seen().len(), 20, "10 events to 2 endpoints");
@@ -404,11 +400,7 @@ async fn a_paused_endpoint_is_sent_nothing_and_its_deliveries_are_held(kind: Kin
     rig.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
     let revision = rig.stored_endpoint().await.revision;
     let mut events: Vec<Event> = (0..3).map(|_| event(&rig.merchant, None, 1)).collect();
-    let batch: Vec<Incoming> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| incoming(&i.to_string(), e))
-        .collect();
+    let batch = batch_of(&events);
     let dispositions = rig.dispatcher.handle(&batch).await;
     assert!(dispositions.iter().all(|d| *d == Disposition::Done), "{dispositions:?}");
     assert_eq!(
@@ -489,6 +481,15 @@ async fn a_hold_is_marked_on_the_pause_current_when_it_is_recorded(kind: Kind) {
         "the current pause's resume reaches the event: {:?}",
         stored.held_from
     );
+}
+
+/// One message per event, as a queue batch.
+fn batch_of(events: &[Event]) -> Vec<Incoming> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| incoming(&i.to_string(), e))
+        .collect()
 }
 
 fn incoming(id: &str, e: &Event) -> Incoming {

@@ -65,13 +65,7 @@ async fn missed(rig: &Rig, count: usize, attempts: u32) -> Vec<Event> {
         }
         events.push(e);
     }
-    while !rig
-        .queue
-        .receive(10, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .is_empty()
-    {}
+    take(rig.queue.as_ref()).await;
     events
 }
 
@@ -323,13 +317,7 @@ async fn a_resume_queues_what_the_pause_held_oldest_first(kind: Kind) {
             }
         }
     }
-    while !rig
-        .queue
-        .receive(10, Duration::from_millis(50))
-        .await
-        .unwrap()
-        .is_empty()
-    {}
+    take(rig.queue.as_ref()).await;
     let replays = replays(&rig);
     let now = replays.clock.now();
     let job = ReplayJob::resume(rig.merchant.id.clone(), rig.endpoint.id.clone(), since, now);

@@ -88,28 +88,9 @@ async fn created_session_reaches_the_merchants_endpoint(config: Config) {
     let stack = Stack::start(&config).await.unwrap();
     let client = reqwest::Client::new();
     let (url, seen) = receiver().await;
-    let endpoint: serde_json::Value = client
-        .post(format!("{}/webhook_endpoints", stack.base_url()))
-        .bearer_auth(&stack.demo_api_key)
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoint = register(&client, &stack, &url).await;
     let secret = endpoint["secret"].as_str().unwrap().to_owned();
-    let session: serde_json::Value = client
-        .post(format!("{}/checkout_sessions", stack.base_url()))
-        .bearer_auth(&stack.demo_api_key)
-        .header("Idempotency-Key", "pipeline-webhook")
-        .json(&json!({"currency": "usd", "line_items": [{"id": "test_1"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = create_session(&client, &stack, "pipeline-webhook").await;
     let started = Instant::now();
     while seen.lock().unwrap().is_empty() {
         assert!(started.elapsed() < Duration::from_secs(20), "no webhook arrived");
@@ -161,16 +142,7 @@ async fn a_test_event_reaches_the_endpoint_signed_and_logged() {
         .unwrap();
     let client = reqwest::Client::new();
     let (url, seen) = receiver().await;
-    let endpoint: serde_json::Value = client
-        .post(format!("{}/webhook_endpoints", stack.base_url()))
-        .bearer_auth(&stack.demo_api_key)
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoint = register(&client, &stack, &url).await;
     let id = endpoint["id"].as_str().unwrap();
     let response = client
         .post(format!("{}/webhook_endpoints/{id}/test", stack.base_url()))
@@ -238,16 +210,7 @@ async fn a_paused_endpoint_gets_its_events_once_after_the_resume() {
     let client = reqwest::Client::new();
     let api = |path: &str| format!("{}{path}", stack.base_url());
     let (url, seen) = receiver().await;
-    let endpoint: serde_json::Value = client
-        .post(api("/webhook_endpoints"))
-        .bearer_auth(&stack.demo_api_key)
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoint = register(&client, &stack, &url).await;
     let id = endpoint["id"].as_str().unwrap().to_owned();
     let post = |path: String| {
         client
@@ -265,17 +228,7 @@ async fn a_paused_endpoint_gets_its_events_once_after_the_resume() {
     assert_eq!(paused["state"], "paused");
     let mut sessions = Vec::new();
     for i in 0..6 {
-        let session: serde_json::Value = client
-            .post(api("/checkout_sessions"))
-            .bearer_auth(&stack.demo_api_key)
-            .header("Idempotency-Key", format!("paused-{i}"))
-            .json(&json!({"currency": "usd", "line_items": [{"id": "test_1"}]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let session = create_session(&client, &stack, format!("paused-{i}")).await;
         sessions.push(session["id"].as_str().unwrap().to_owned());
     }
     // Every event held, none sent.
@@ -332,14 +285,7 @@ async fn a_paused_endpoint_gets_its_events_once_after_the_resume() {
     let mut sorted = arrived;
     sorted.sort();
     assert_eq!(sorted, in_event_order, "each held event once");
-    client
-        .post(api("/checkout_sessions"))
-        .bearer_auth(&stack.demo_api_key)
-        .header("Idempotency-Key", "after-resume")
-        .json(&json!({"currency": "usd", "line_items": [{"id": "test_1"}]}))
-        .send()
-        .await
-        .unwrap();
+    create_session(&client, &stack, "after-resume").await;
     while seen.lock().unwrap().len() < sessions.len() + 1 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -349,6 +295,35 @@ async fn a_paused_endpoint_gets_its_events_once_after_the_resume() {
     }
     stack.shutdown().await.unwrap();
     assert_eq!(seen.lock().unwrap().len(), sessions.len() + 1, "nothing twice");
+}
+
+/// A webhook endpoint of the demo merchant at `url`, as the API answered its registration.
+async fn register(client: &reqwest::Client, stack: &Stack, url: &str) -> serde_json::Value {
+    client
+        .post(format!("{}/webhook_endpoints", stack.base_url()))
+        .bearer_auth(&stack.demo_api_key)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A checkout session of one test item, created with the idempotency key given.
+async fn create_session(client: &reqwest::Client, stack: &Stack, key: impl AsRef<str>) -> serde_json::Value {
+    client
+        .post(format!("{}/checkout_sessions", stack.base_url()))
+        .bearer_auth(&stack.demo_api_key)
+        .header("Idempotency-Key", key.as_ref())
+        .json(&json!({"currency": "usd", "line_items": [{"id": "test_1"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// The AWS backend on moto, with fresh resources.
