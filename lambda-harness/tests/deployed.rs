@@ -856,3 +856,68 @@ async fn the_tables_the_code_creates_are_the_templates() {
         assert_eq!(created, template.table(logical), "{logical}");
     }
 }
+
+/// The portal as deployed, behind the template's named stage: the link names the stage, the
+/// session cookie is `Secure` (API Gateway serves HTTPS) and scoped by its default path to the
+/// stage's portal, and the pages' relative links stay under the stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_portal_works_behind_the_named_stage() {
+    let deployment = deployed(Options::default()).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: deployment.api_url(),
+    };
+    let (_receiver, url) = Receiver::start(&[]).await;
+    let endpoint = client.register(&url).await;
+    let (status, link) = client.call(reqwest::Method::POST, "/portal_links", None, None).await;
+    assert_eq!(status, 201, "{link}");
+    let public = format!(
+        "https://harness.execute-api.us-east-1.amazonaws.com/{}",
+        deployment.stage
+    );
+    let url = link["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{public}/portal/login?token=")), "{url}");
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let opened = browser
+        .get(url.replace(&public, &deployment.api_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+    let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(
+        !cookie.contains("Path="),
+        "the login's folder, {}/portal, is the cookie's path",
+        deployment.stage
+    );
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let list = browser
+        .get(format!("{}/portal/", deployment.api_url()))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    assert!(
+        list.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let page = list.text().await.unwrap();
+    assert!(
+        page.contains(&format!("href=\"endpoints/{}\"", endpoint["id"].as_str().unwrap())),
+        "{page}"
+    );
+    assert!(page.contains("href=\"./portal.css\""), "relative, so under the stage");
+    let css = browser
+        .get(format!("{}/portal/portal.css", deployment.api_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+}
