@@ -13,6 +13,7 @@ use checkout::acp::ErrorCode;
 use checkout::attempt_log::{AttemptQuery, AttemptRecord, LogTarget};
 use checkout::clock::{self, Timestamp};
 use checkout::ids::{EndpointId, EventId, ReplayId};
+use checkout::merchant::Merchant;
 use checkout::ports::{DeliveryQueue, StoreError};
 use checkout::replay::{self, ReplayError, ReplayJob};
 use checkout::webhook_endpoint::EndpointState;
@@ -122,12 +123,12 @@ pub async fn by_event(State(state): State<AppState>, caller: Caller, PathId(id):
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     #[serde(with = "clock::rfc3339_serde")]
-    since: Timestamp,
+    pub(crate) since: Timestamp,
     #[serde(default, with = "clock::optional_rfc3339_serde")]
-    until: Option<Timestamp>,
+    pub(crate) until: Option<Timestamp>,
     /// Also send events the endpoint already received (default: only those it missed).
     #[serde(default)]
-    include_delivered: bool,
+    pub(crate) include_delivered: bool,
 }
 
 /// `POST /webhook_endpoints/{id}/replay`: starts a replay of the window in the background. Every
@@ -143,29 +144,38 @@ pub async fn replay(
 ) -> ApiReply {
     let Json { value: req, raw } = body;
     once(&state, &caller, key, &raw, || async {
-        let merchant = &caller.merchant;
-        let now = clock::now();
-        let until = req.until.unwrap_or(now);
-        let steps = state.replay_steps.clone().ok_or(ApiError::ReplayUnavailable)?;
-        let endpoint = load(&state, merchant, &id).await?;
-        match endpoint.state() {
-            EndpointState::Disabled => return Err(ApiError::EndpointDisabled),
-            EndpointState::Paused => return Err(ApiError::EndpointPaused),
-            EndpointState::Enabled => {}
-        }
-        let job = ReplayJob::new(
-            merchant.id.clone(),
-            endpoint.id.clone(),
-            req.since,
-            until,
-            req.include_delivered,
-            now,
-        )
-        .map_err(|err| ApiError::invalid(ErrorCode::InvalidWindow, err.to_string(), "$.since"))?;
-        let job = start_job(&state, steps.as_ref(), job, now).await?;
+        let job = start_replay(&state, &caller.merchant, &id, &req).await?;
         Ok(reply(202, &job.view()))
     })
     .await
+}
+
+/// Starts a replay of the merchant's endpoint `id` (the API's and the portal's): the job.
+pub(crate) async fn start_replay(
+    state: &AppState,
+    merchant: &Merchant,
+    id: &str,
+    req: &ReplayRequest,
+) -> Result<ReplayJob, ApiError> {
+    let now = clock::now();
+    let until = req.until.unwrap_or(now);
+    let steps = state.replay_steps.clone().ok_or(ApiError::ReplayUnavailable)?;
+    let endpoint = load(state, merchant, id).await?;
+    match endpoint.state() {
+        EndpointState::Disabled => return Err(ApiError::EndpointDisabled),
+        EndpointState::Paused => return Err(ApiError::EndpointPaused),
+        EndpointState::Enabled => {}
+    }
+    let job = ReplayJob::new(
+        merchant.id.clone(),
+        endpoint.id.clone(),
+        req.since,
+        until,
+        req.include_delivered,
+        now,
+    )
+    .map_err(|err| ApiError::invalid(ErrorCode::InvalidWindow, err.to_string(), "$.since"))?;
+    start_job(state, steps.as_ref(), job, now).await
 }
 
 /// Stores the job as its endpoint's replay and queues its first step; 409 while another replay

@@ -25,42 +25,42 @@ use tracing::info;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
-    url: String,
+    pub(crate) url: String,
     #[serde(default)]
-    event_types: Option<Vec<String>>,
+    pub(crate) event_types: Option<Vec<String>>,
     #[serde(default)]
-    description: Option<String>,
+    pub(crate) description: Option<String>,
     #[serde(default)]
-    enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     #[serde(default)]
-    rate_limit: Option<u32>,
+    pub(crate) rate_limit: Option<u32>,
     #[serde(default)]
-    signature_scheme: Option<SignatureScheme>,
+    pub(crate) signature_scheme: Option<SignatureScheme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
     #[serde(default)]
-    url: Option<String>,
+    pub(crate) url: Option<String>,
     #[serde(default)]
-    event_types: Option<Vec<String>>,
+    pub(crate) event_types: Option<Vec<String>>,
     #[serde(default)]
-    description: Option<String>,
+    pub(crate) description: Option<String>,
     #[serde(default)]
-    enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     /// `null` removes the endpoint's own limit.
     #[serde(default, with = "double_option")]
-    rate_limit: Option<Option<u32>>,
+    pub(crate) rate_limit: Option<Option<u32>>,
     #[serde(default)]
-    signature_scheme: Option<SignatureScheme>,
+    pub(crate) signature_scheme: Option<SignatureScheme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     #[serde(default)]
-    grace_period_seconds: Option<i64>,
+    pub(crate) grace_period_seconds: Option<i64>,
 }
 
 /// `POST /webhook_endpoints/{id}/test` takes no fields.
@@ -188,41 +188,52 @@ pub async fn create(
 ) -> ApiReply {
     let Json { value: req, raw } = body;
     once(&state, &caller, key, &raw, || async {
-        check_url(&state, &req.url).await?;
-        // Counted before the write, so registrations racing each other may pass the cap by a
-        // few: it bounds what a merchant can add, it is not a quota anyone is billed by.
-        let existing = state
-            .backend
-            .endpoints
-            .endpoints(&caller.merchant.id)
-            .await
-            .map_err(ApiError::storage)?;
-        if existing.len() >= MAX_ENDPOINTS_PER_MERCHANT {
-            return Err(ApiError::TooManyEndpoints(MAX_ENDPOINTS_PER_MERCHANT));
-        }
-        let rate_limit = settings::rate_limit(req.rate_limit)?;
-        let description = settings::description(req.description)?;
-        let event_types = settings::event_types(req.event_types.as_deref().unwrap_or_default())?;
-        let mut endpoint =
-            WebhookEndpoint::new(caller.merchant.id.clone(), req.url, clock::now()).map_err(ApiError::no_randomness)?;
-        endpoint.event_types = event_types;
-        endpoint.description = description;
-        endpoint.enabled = req.enabled.unwrap_or(true);
-        endpoint.rate_limit = rate_limit;
-        if let Some(scheme) = req.signature_scheme {
-            endpoint
-                .set_signature_scheme(scheme, endpoint.created_at)
-                .map_err(ApiError::no_randomness)?;
-        }
-        state
-            .backend
-            .endpoints
-            .put_endpoint(&endpoint)
-            .await
-            .map_err(ApiError::storage)?;
+        let endpoint = create_endpoint(&state, &caller.merchant, req).await?;
         Ok(respond(&endpoint, 201, true, "webhook endpoint created"))
     })
     .await
+}
+
+/// Registers an endpoint of the merchant (the API's and the portal's): it as stored, with its
+/// secret.
+pub(crate) async fn create_endpoint(
+    state: &AppState,
+    merchant: &Merchant,
+    req: CreateEndpoint,
+) -> Result<WebhookEndpoint, ApiError> {
+    check_url(state, &req.url).await?;
+    // Counted before the write, so registrations racing each other may pass the cap by a
+    // few: it bounds what a merchant can add, it is not a quota anyone is billed by.
+    let existing = state
+        .backend
+        .endpoints
+        .endpoints(&merchant.id)
+        .await
+        .map_err(ApiError::storage)?;
+    if existing.len() >= MAX_ENDPOINTS_PER_MERCHANT {
+        return Err(ApiError::TooManyEndpoints(MAX_ENDPOINTS_PER_MERCHANT));
+    }
+    let rate_limit = settings::rate_limit(req.rate_limit)?;
+    let description = settings::description(req.description)?;
+    let event_types = settings::event_types(req.event_types.as_deref().unwrap_or_default())?;
+    let mut endpoint =
+        WebhookEndpoint::new(merchant.id.clone(), req.url, clock::now()).map_err(ApiError::no_randomness)?;
+    endpoint.event_types = event_types;
+    endpoint.description = description;
+    endpoint.enabled = req.enabled.unwrap_or(true);
+    endpoint.rate_limit = rate_limit;
+    if let Some(scheme) = req.signature_scheme {
+        endpoint
+            .set_signature_scheme(scheme, endpoint.created_at)
+            .map_err(ApiError::no_randomness)?;
+    }
+    state
+        .backend
+        .endpoints
+        .put_endpoint(&endpoint)
+        .await
+        .map_err(ApiError::storage)?;
+    Ok(endpoint)
 }
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<ApiReply, ApiError> {
@@ -257,15 +268,25 @@ pub async fn update(
     PathId(id): PathId,
     body: Json<UpdateEndpoint>,
 ) -> Result<ApiReply, ApiError> {
+    let changed = update_endpoint(&state, &caller.merchant, &id, body.value).await?;
+    Ok(respond(&changed, 200, false, "webhook endpoint updated"))
+}
+
+/// Changes the merchant's endpoint `id` (the API's and the portal's): it as stored.
+pub(crate) async fn update_endpoint(
+    state: &AppState,
+    merchant: &Merchant,
+    id: &str,
+    req: UpdateEndpoint,
+) -> Result<WebhookEndpoint, ApiError> {
     // A missing endpoint is a 404 whatever the body says, before any of it is checked (and its
     // URL resolved).
-    load(&state, &caller.merchant, &id).await?;
-    let update = validate_update(&state, body.value).await?;
-    let changed = change_endpoint(&state, &caller.merchant, &id, |endpoint| {
+    load(state, merchant, id).await?;
+    let update = validate_update(state, req).await?;
+    change_endpoint(state, merchant, id, |endpoint| {
         update.apply(endpoint, clock::now()).map_err(ApiError::no_randomness)
     })
-    .await?;
-    Ok(respond(&changed, 200, false, "webhook endpoint updated"))
+    .await
 }
 
 /// A PATCH's fields checked, its URL resolved.
@@ -317,9 +338,18 @@ fn respond(endpoint: &WebhookEndpoint, status: u16, with_secret: bool, what: &st
 }
 
 pub async fn delete(State(state): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<ApiReply, ApiError> {
-    let id = EndpointId::parse(&id).ok_or(ApiError::NotFound)?;
-    match state.backend.endpoints.delete_endpoint(&caller.merchant.id, &id).await {
-        Ok(true) => Ok(ApiReply(Reply::no_content())),
+    delete_endpoint(&state, &caller.merchant, &id).await?;
+    Ok(ApiReply(Reply::no_content()))
+}
+
+/// Deletes the merchant's endpoint `id` (the API's and the portal's).
+pub(crate) async fn delete_endpoint(state: &AppState, merchant: &Merchant, id: &str) -> Result<(), ApiError> {
+    let id = EndpointId::parse(id).ok_or(ApiError::NotFound)?;
+    match state.backend.endpoints.delete_endpoint(&merchant.id, &id).await {
+        Ok(true) => {
+            info!(merchant_id = %merchant.id, endpoint_id = %id, "webhook endpoint deleted");
+            Ok(())
+        }
         Ok(false) => Err(ApiError::NotFound),
         Err(err) => Err(ApiError::storage(err)),
     }
@@ -334,15 +364,26 @@ pub async fn rotate_secret(
 ) -> ApiReply {
     let Json { value: req, raw } = body;
     once(&state, &caller, key, &raw, || async {
-        let grace = settings::rotation_grace(req.grace_period_seconds)?;
-        let changed = change_endpoint(&state, &caller.merchant, &id, |endpoint| {
-            endpoint
-                .rotate(clock::now(), grace)
-                .map(|_| ())
-                .map_err(ApiError::no_randomness)
-        })
-        .await?;
+        let changed = rotate_endpoint_secret(&state, &caller.merchant, &id, req.grace_period_seconds).await?;
         Ok(respond(&changed, 200, true, "webhook secret rotated"))
+    })
+    .await
+}
+
+/// Rotates the secret (and key) of the merchant's endpoint `id`, the older ones signing on for
+/// the grace given (the API's and the portal's): it as stored, with its new secret.
+pub(crate) async fn rotate_endpoint_secret(
+    state: &AppState,
+    merchant: &Merchant,
+    id: &str,
+    grace_period_seconds: Option<i64>,
+) -> Result<WebhookEndpoint, ApiError> {
+    let grace = settings::rotation_grace(grace_period_seconds)?;
+    change_endpoint(state, merchant, id, |endpoint| {
+        endpoint
+            .rotate(clock::now(), grace)
+            .map(|_| ())
+            .map_err(ApiError::no_randomness)
     })
     .await
 }

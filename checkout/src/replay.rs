@@ -67,6 +67,72 @@ pub enum StepOutcome {
     LookAgainLater,
 }
 
+/// The sort keys of a window: from `since`, to before `end`. The window takes in `until`'s own
+/// millisecond: an event made in the millisecond the replay was asked (`until` by default) came
+/// before the request.
+fn window(since: Timestamp, until: Timestamp) -> (String, String) {
+    (
+        attempt_log::time_bound(since),
+        attempt_log::time_bound(until + chrono::Duration::milliseconds(1)),
+    )
+}
+
+/// What a replay of a window would send, counted before it starts (the portal shows it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Preview {
+    /// Events of the window with a record in the endpoint's log.
+    pub events: usize,
+    /// Of those, the ones the replay would send: not delivered by their newest record (all of
+    /// them with `include_delivered`). An upper bound: the replay also skips an event delivered
+    /// at an earlier attempt, and one delivered meanwhile.
+    pub to_send: usize,
+    /// False when the count stopped at the records it may read: the window holds more.
+    pub complete: bool,
+}
+
+/// Counts what a replay of `since..=until` to `endpoint` would send, walking the log like the
+/// replay does (newest first, an event by its newest record), reading at most `max_records`.
+pub async fn preview(
+    log: &dyn DeliveryLog,
+    endpoint: &str,
+    since: Timestamp,
+    until: Timestamp,
+    include_delivered: bool,
+    max_records: usize,
+) -> Result<Preview, StoreError> {
+    let (start, end) = window(since, until);
+    let mut query = AttemptQuery {
+        before: Some(end),
+        from: Some(start),
+        limit: PAGE,
+        ..AttemptQuery::default()
+    };
+    let mut preview = Preview::default();
+    let mut last_event = None;
+    let mut read = 0;
+    loop {
+        let page = log.attempts(endpoint, &query).await?;
+        let full = page.len() == query.limit;
+        read += page.len();
+        query.before = page.last().map(AttemptRecord::sort_key);
+        for record in page {
+            if last_event.as_ref() == Some(&record.event_id) {
+                continue;
+            }
+            preview.events += 1;
+            preview.to_send += usize::from(include_delivered || !record.delivered());
+            last_event = Some(record.event_id);
+        }
+        if !full {
+            preview.complete = true;
+            return Ok(preview);
+        }
+        if read >= max_records {
+            return Ok(preview);
+        }
+    }
+}
+
 /// Stores a new job as its endpoint's replay and queues its first step; returns the job as
 /// stored. [`StoreError::Changed`]: another replay of the endpoint is running.
 pub async fn start(
@@ -199,10 +265,7 @@ impl Replayer {
     /// for; returns the job as it is after them (not stored yet).
     async fn walk(&self, job: &ReplayJob) -> Result<ReplayJob, ReplayError> {
         let mut next = job.clone();
-        // The window takes in `until`'s own millisecond: an event made in the millisecond the
-        // replay was asked (`until` by default) came before the request.
-        let end = attempt_log::time_bound(job.until + chrono::Duration::milliseconds(1));
-        let start = attempt_log::time_bound(job.since);
+        let (start, end) = window(job.since, job.until);
         let oldest_first = job.kind == ReplayKind::Resume;
         let mut query = if oldest_first {
             // No end: a hold recorded after the resume (by a dispatcher that read the endpoint

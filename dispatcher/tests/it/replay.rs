@@ -192,6 +192,52 @@ async fn an_event_received_at_any_attempt_is_not_replayed(kind: Kind) {
     );
 }
 
+/// The preview counts what the replay then queues: the events never received, each once
+/// however many attempts it has; with `include_delivered`, every event; cut at the records it
+/// may read, it says so.
+async fn a_preview_counts_what_the_replay_sends(kind: Kind) {
+    let rig = Rig::new(kind, test_config()).await;
+    let events = missed(&rig, 5, 3).await;
+    let mut delivered = attempt_record(rig.endpoint.id.as_str(), &events[2], 4);
+    delivered.status = AttemptStatus::Succeeded;
+    delivered.next_attempt_at = None;
+    rig.backend.deliveries.record(&delivered).await.unwrap();
+    assert_eq!(missed(&rig, 30, 4).await.len(), 30);
+    let replays = replays(&rig);
+    let now = replays.clock.now();
+    let since = now - chrono::Duration::hours(1);
+    let log = rig.backend.deliveries.as_ref();
+    let endpoint = rig.endpoint.id.as_str();
+    let preview = replay::preview(log, endpoint, since, now, false, 1_000).await.unwrap();
+    assert_eq!(
+        preview,
+        replay::Preview {
+            events: 35,
+            to_send: 34,
+            complete: true
+        }
+    );
+    let all = replay::preview(log, endpoint, since, now, true, 1_000).await.unwrap();
+    assert_eq!((all.events, all.to_send), (35, 35));
+    let before = replay::preview(log, endpoint, now - chrono::Duration::hours(3), since, false, 1_000)
+        .await
+        .unwrap();
+    assert_eq!((before.events, before.complete), (0, true), "nothing before the window");
+    // 136 records, room to read one page of 100 of them.
+    let cut = replay::preview(log, endpoint, since, now, false, 100).await.unwrap();
+    assert!(!cut.complete, "{cut:?}");
+    assert!(cut.events < 35, "{cut:?}");
+    start(&rig, &replays).await;
+    for message in take(replays.steps.as_ref()).await {
+        run(&replays, &message.body).await;
+    }
+    assert_eq!(
+        tasks(&rig).await.len(),
+        34,
+        "the replay queued what the preview counted"
+    );
+}
+
 /// A queue that is down.
 struct DownQueue;
 
@@ -361,4 +407,5 @@ on_every_backend!(
     an_event_received_at_any_attempt_is_not_replayed,
     a_replay_that_cannot_start_does_not_block_the_next,
     a_replay_reaches_the_endpoint,
+    a_preview_counts_what_the_replay_sends,
 );
