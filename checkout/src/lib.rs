@@ -23,6 +23,7 @@ pub mod delivery_task;
 pub mod endpoint_settings;
 pub mod event;
 pub mod event_codec;
+pub mod event_docs;
 pub mod idempotency;
 pub mod ids;
 pub mod merchant;
