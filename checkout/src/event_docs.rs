@@ -95,7 +95,14 @@ pub fn example(kind: EventType, merchant_id: &MerchantId, now: Timestamp) -> Opt
         }
         EventType::Test => return None,
     };
-    let event = Event::new(kind, merchant_id.clone(), version, ApiVersion::CURRENT.as_str(), data, now);
+    let event = Event::new(
+        kind,
+        merchant_id.clone(),
+        version,
+        ApiVersion::CURRENT.as_str(),
+        data,
+        now,
+    );
     serde_json::to_value(event).ok()
 }
 

@@ -143,16 +143,9 @@ fn run(program: &str, args: &[&str], cases: &Value) -> Value {
 /// The Rust `standardwebhooks` crate on the same cases.
 fn rust_standardwebhooks(cases: &Value) -> Value {
     let verify = |secret: &Value, d: &Value, body: &str| {
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in d["headers"].as_object().unwrap() {
-            headers.insert(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(value.as_str().unwrap()).unwrap(),
-            );
-        }
         standardwebhooks::Webhook::new(secret.as_str().unwrap())
             .unwrap()
-            .verify(body.as_bytes(), &headers)
+            .verify(body.as_bytes(), &header_map(d))
     };
     let verdict = |r: Result<(), standardwebhooks::WebhookError>| if r.is_ok() { "accepted" } else { "refused" };
     let deliveries = cases["deliveries"].as_array().unwrap();
@@ -168,6 +161,60 @@ fn rust_standardwebhooks(cases: &Value) -> Value {
         "stale": verdict(verify(&cases["secret"], stale, stale["body"].as_str().unwrap())),
         "wrong_key": verdict(verify(&cases["wrong_secret"], first, body)),
         "rotated_out": verdict(verify(&cases["old_secret"], first, body)),
+    })
+}
+
+/// The portal's Rust verification snippets, compiled as a merchant pastes them.
+mod portal_hmac {
+    include!("../../../api/src/portal/verify/hmac.rs");
+}
+mod portal_ed25519 {
+    include!("../../../api/src/portal/verify/ed25519.rs");
+}
+
+fn header_map(d: &Value) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in d["headers"].as_object().unwrap() {
+        headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value.as_str().unwrap()).unwrap(),
+        );
+    }
+    headers
+}
+
+/// The portal's Rust snippets on the cases, in the shape of the other verifiers' results.
+fn rust_snippets(cases: &Value) -> Value {
+    let secret = cases["secret"].as_str().unwrap();
+    let merchant = cases["merchant_id"].as_str().unwrap();
+    let hmac = |secret: &str, d: &Value, body: &str| portal_hmac::verify(secret, &header_map(d), body.as_bytes());
+    let ed25519 = |merchant: &str, d: &Value, body: &str| {
+        portal_ed25519::verify_v1a(&cases["jwks"], merchant, &header_map(d), body.as_bytes())
+    };
+    let verdict = |r: Result<Value, String>| if r.is_ok() { "accepted" } else { "refused" };
+    let deliveries = cases["deliveries"].as_array().unwrap();
+    for d in deliveries {
+        let body = d["body"].as_str().unwrap();
+        assert_eq!(hmac(secret, d, body).unwrap()["id"], d["headers"]["webhook-id"]);
+        assert_eq!(ed25519(merchant, d, body).unwrap()["id"], d["headers"]["webhook-id"]);
+    }
+    let (first, stale) = (&deliveries[0], &cases["stale"]);
+    let body = first["body"].as_str().unwrap();
+    let tampered = body.replacen("checkout", "checkouT", 1);
+    let stale_body = stale["body"].as_str().unwrap();
+    json!({
+        "portal hmac.rs": {
+            "verified": deliveries.len(),
+            "tampered": verdict(hmac(secret, first, &tampered)),
+            "stale": verdict(hmac(secret, stale, stale_body)),
+            "wrong_key": verdict(hmac(cases["wrong_secret"].as_str().unwrap(), first, body)),
+        },
+        "portal ed25519.rs": {
+            "verified": deliveries.len(),
+            "tampered": verdict(ed25519(merchant, first, &tampered)),
+            "stale": verdict(ed25519(merchant, stale, stale_body)),
+            "wrong_key": verdict(ed25519("merchant_someone_else", first, body)),
+        },
     })
 }
 
@@ -335,5 +382,45 @@ async fn independent_libraries_in_three_languages_verify_every_delivery() {
         }
     }
     assert_eq!(results.as_object().unwrap().len(), expected_libraries.len() + 1);
+
+    // The portal's verification code, in each language, run as a merchant pastes it (the
+    // ed25519 ones fetch the key set from the running stack).
+    let snippets = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/src/portal/verify");
+    let keys_url = format!("{}/.well-known/webhook-keys", stack.base_url());
+    let mut pasted = run(
+        &python,
+        &[&format!("{scripts}/snippets.py"), snippets, &keys_url],
+        &cases,
+    );
+    let node = run(
+        "node",
+        &[&format!("{node_dir}/snippets.mjs"), snippets, &keys_url],
+        &cases,
+    );
+    pasted
+        .as_object_mut()
+        .unwrap()
+        .extend(node.as_object().unwrap().clone());
+    pasted
+        .as_object_mut()
+        .unwrap()
+        .extend(rust_snippets(&cases).as_object().unwrap().clone());
+    println!("{}", serde_json::to_string_pretty(&pasted).unwrap());
+    let names = [
+        "hmac.py",
+        "ed25519.py",
+        "hmac.mjs",
+        "ed25519.mjs",
+        "hmac.rs",
+        "ed25519.rs",
+    ];
+    for name in names {
+        let result = &pasted[format!("portal {name}")];
+        assert_eq!(result["verified"], 6, "{name}: {result}");
+        for case in ["tampered", "stale", "wrong_key"] {
+            assert_eq!(result[case], "refused", "{name} accepted the {case} case: {result}");
+        }
+    }
+    assert_eq!(pasted.as_object().unwrap().len(), names.len());
     stack.shutdown().await.unwrap();
 }
