@@ -155,7 +155,8 @@ impl EndpointChange {
             endpoint.event_types.clone_from(types);
         }
         if let Some(description) = &self.description {
-            endpoint.description = Some(description.clone());
+            // A blank description removes it.
+            endpoint.description = (!description.is_empty()).then(|| description.clone());
         }
         if let Some(rate) = self.rate_limit {
             endpoint.rate_limit = rate;

@@ -9,7 +9,11 @@
 //! link's token never leaves in a `Referer`) and `Cache-Control: no-store`. Another merchant's
 //! endpoint or event is a 404 here as in the API.
 
+mod chart;
+mod docs;
+mod form;
 mod health;
+mod manage;
 mod pages;
 
 use crate::AppState;
@@ -30,6 +34,8 @@ use checkout::clock;
 use checkout::ids::{EndpointId, EventId};
 use checkout::merchant::Merchant;
 use checkout::portal_access::{self, LINK_LIFETIME, SESSION_LIFETIME, Session, TokenKind};
+use form::Form;
+use manage::Outcome;
 use maud::Markup;
 use serde::Deserialize;
 use serde_json::json;
@@ -56,9 +62,12 @@ pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
         .route("/portal/login", get(login))
         .route("/portal/", get(endpoints_page))
         .route("/portal/portal.css", get(stylesheet))
+        .route("/portal/event-types", get(event_types_page))
+        .route("/portal/schemas/{file}", get(schema))
+        .route("/portal/endpoints/new", get(new_endpoint_page).post(create_endpoint))
         .route("/portal/endpoints/{id}", get(endpoint_page))
         .route("/portal/endpoints/{id}/events/{event_id}", get(event_page))
-        .route("/portal/endpoints/{id}/{action}", post(act))
+        .route("/portal/endpoints/{id}/{action}", get(endpoint_subpage).post(act))
         .route("/portal/logout", post(logout))
         .route("/portal/{*rest}", get(unknown_page))
 }
@@ -239,7 +248,7 @@ async fn signed_in(state: &AppState, headers: &HeaderMap, root: &str) -> Result<
 async fn logout(State(state): State<AppState>, headers: HeaderMap, form: Bytes) -> Response {
     if let Ok((merchant, session)) = signed_in(&state, &headers, "./").await {
         let secret = merchant.portal_secret.as_deref().unwrap_or_default();
-        if !session.csrf_matches(secret, &form_field(&form, "csrf").unwrap_or_default()) {
+        if !session.csrf_matches(secret, Form::parse(&form).get("csrf").unwrap_or_default()) {
             return html(
                 StatusCode::FORBIDDEN,
                 pages::failed("./", "This form is out of date: reload the page and try again."),
@@ -331,7 +340,8 @@ async fn endpoints_page(State(state): State<AppState>, headers: HeaderMap) -> Re
             Err(failed) => return failed,
         };
         let health = health::of(&records, now);
-        listed.push((endpoint, health));
+        let hours = chart::hourly(&records, now);
+        listed.push((endpoint, health, hours));
     }
     html(StatusCode::OK, pages::endpoints(&listed, &merchant.name, &csrf, now))
 }
@@ -361,7 +371,51 @@ fn filter_of(query: &HashMap<String, String>) -> Option<pages::Filter> {
     }
 }
 
-/// `GET /portal/endpoints/{id}?status=`: the endpoint, its health and its attempts.
+/// The attempts listed on an endpoint's page: the newest (of `newest`, already read), or those
+/// before a time; of one status or all.
+async fn listed_attempts(
+    state: &AppState,
+    endpoint: &EndpointId,
+    newest: &[AttemptRecord],
+    filter: pages::Filter,
+    before: Option<checkout::clock::Timestamp>,
+) -> Result<Vec<AttemptRecord>, Response> {
+    let Some(before) = before else {
+        return Ok(newest
+            .iter()
+            .filter(|r| filter.keeps(r))
+            .take(LISTED)
+            .cloned()
+            .collect());
+    };
+    let mut listed = Vec::new();
+    let mut query = AttemptQuery {
+        before: Some(checkout::attempt_log::time_bound(before)),
+        limit: 100,
+        ..AttemptQuery::default()
+    };
+    let mut read = 0;
+    while listed.len() < LISTED && read < HEALTH_RECORDS {
+        let page = state
+            .backend
+            .deliveries
+            .attempts(endpoint.as_str(), &query)
+            .await
+            .map_err(|err| storage_failed("../", err))?;
+        let full = page.len() == query.limit;
+        read += page.len();
+        query.before = page.last().map(AttemptRecord::sort_key);
+        listed.extend(page.into_iter().filter(|r| filter.keeps(r)));
+        if !full {
+            break;
+        }
+    }
+    listed.truncate(LISTED);
+    Ok(listed)
+}
+
+/// `GET /portal/endpoints/{id}?status=&before=`: the endpoint, its health, its chart, its
+/// latest replay and its attempts.
 async fn endpoint_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -382,21 +436,46 @@ async fn endpoint_page(
             pages::failed("../", "status is one of all, failed, succeeded, paused, skipped."),
         );
     };
+    let before_text = query.get("before").map(String::as_str).filter(|b| !b.is_empty());
+    let before = match before_text.map(manage::parse_time) {
+        None => None,
+        Some(Some(before)) => Some(before),
+        Some(None) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                pages::failed("../", "Give the time as a date and time (UTC), e.g. 2026-12-04T09:30."),
+            );
+        }
+    };
     let records = match newest_attempts(&state, &endpoint.id, HEALTH_RECORDS).await {
         Ok(records) => records,
         Err(failed) => return failed,
     };
+    let listed = match listed_attempts(&state, &endpoint.id, &records, filter, before).await {
+        Ok(listed) => listed,
+        Err(failed) => return failed,
+    };
+    let replay = match state.backend.replays.replay(&merchant.id, &endpoint.id).await {
+        Ok(replay) => replay,
+        Err(err) => return storage_failed("../", err),
+    };
     let now = clock::now();
     let health = health::of(&records, now);
-    let listed: Vec<AttemptRecord> = records.into_iter().filter(|r| filter.keeps(r)).take(LISTED).collect();
+    let hours = chart::hourly(&records, now);
     let secret = merchant.portal_secret.as_deref().unwrap_or_default();
     let Ok(csrf) = session.csrf_token(secret) else {
         return storage_failed("../", "no CSRF token");
     };
-    html(
-        StatusCode::OK,
-        pages::endpoint(&endpoint, &health, &listed, filter, &csrf, now),
-    )
+    let view = pages::EndpointView {
+        health: &health,
+        hours: &hours,
+        attempts: &listed,
+        filter,
+        before: before_text,
+        replay: replay.as_ref(),
+        csrf: &csrf,
+    };
+    html(StatusCode::OK, pages::endpoint(&endpoint, &view, now))
 }
 
 /// `GET /portal/endpoints/{id}/events/{event_id}`: every attempt of one event to the endpoint.
@@ -439,67 +518,184 @@ async fn event_page(
     )
 }
 
-/// `POST /portal/endpoints/{id}/{pause|resume|test}` (a form with the session's CSRF token):
-/// done, then back to the endpoint's page.
-async fn act(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-    form: Bytes,
-) -> Response {
-    let root = "../../";
-    let (merchant, session) = match signed_in(&state, &headers, root).await {
-        Ok(signed_in) => signed_in,
-        Err(refused) => return refused,
-    };
-    let given = form_field(&form, "csrf").unwrap_or_default();
+/// The signed-in merchant and its CSRF token, for a page that shows forms.
+async fn signed_in_with_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    root: &str,
+) -> Result<(Merchant, String), Response> {
+    let (merchant, session) = signed_in(state, headers, root).await?;
+    let csrf = session
+        .csrf_token(merchant.portal_secret.as_deref().unwrap_or_default())
+        .map_err(|_| storage_failed(root, "no CSRF token"))?;
+    Ok((merchant, csrf))
+}
+
+/// A posted form of the signed-in merchant, refused unless it carries the session's CSRF
+/// token: the merchant, the form and the token (for a form shown again).
+async fn signed_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    root: &str,
+) -> Result<(Merchant, Form, String), Response> {
+    let (merchant, session) = signed_in(state, headers, root).await?;
+    let form = Form::parse(body);
     let secret = merchant.portal_secret.as_deref().unwrap_or_default();
-    if !session.csrf_matches(secret, &given) {
-        return html(
+    if !session.csrf_matches(secret, form.get("csrf").unwrap_or_default()) {
+        return Err(html(
             StatusCode::FORBIDDEN,
             pages::failed(
                 root,
                 "This form is out of date: go back, reload the page and try again.",
             ),
-        );
+        ));
     }
-    let done = match action.as_str() {
-        "pause" => pause_endpoint(&state, &merchant, &id).await.map(|_| ()),
-        "resume" => resume_endpoint(&state, &merchant, &id).await.map(|_| ()),
-        "test" => queue_test_event(&state, &merchant, &merchant.default_api_version, &id)
-            .await
-            .map(|_| ()),
-        _ => Err(ApiError::NotFound),
-    };
-    match done {
-        Ok(()) => {
-            let mut response = StatusCode::SEE_OTHER.into_response();
-            if let Ok(location) = HeaderValue::from_str(&format!("../{id}")) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            secure(response.headers_mut(), "text/plain; charset=utf-8");
-            response
-        }
-        Err(ApiError::NotFound) => html(StatusCode::NOT_FOUND, pages::not_found(root)),
-        Err(
-            err @ (ApiError::Unavailable
-            | ApiError::ReplayUnavailable
-            | ApiError::TestEventsUnavailable
-            | ApiError::NoRandomness),
-        ) => html(StatusCode::SERVICE_UNAVAILABLE, pages::failed(root, &err.to_string())),
-        Err(err) => html(StatusCode::CONFLICT, pages::failed(root, &err.to_string())),
+    let csrf = session
+        .csrf_token(secret)
+        .map_err(|_| storage_failed(root, "no CSRF token"))?;
+    Ok((merchant, form, csrf))
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    secure(response.headers_mut(), "text/plain; charset=utf-8");
+    response
+}
+
+fn outcome(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::SeeOther(location) => see_other(&location),
+        Outcome::Page(status, markup) => html(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            markup,
+        ),
     }
 }
 
-/// A field of an `application/x-www-form-urlencoded` body.
-fn form_field(form: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(form).ok()?;
-    text.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| {
-            percent_encoding::percent_decode_str(&value.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+/// `GET /portal/endpoints/new`.
+async fn new_endpoint_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in_with_csrf(&state, &headers, "../").await {
+        Ok((_, csrf)) => html(StatusCode::OK, manage::new_page(&manage::Fields::blank(), &csrf, None)),
+        Err(refused) => refused,
+    }
+}
+
+/// `POST /portal/endpoints/new`.
+async fn create_endpoint(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match signed_form(&state, &headers, &body, "../").await {
+        Ok((merchant, form, csrf)) => outcome(manage::create(&state, &merchant, &form, &csrf).await),
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /portal/endpoints/{id}/{edit|delete|rotate|replay|verify}`.
+async fn endpoint_subpage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    front: Option<Extension<PublicBaseUrl>>,
+    Path((id, page)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let root = "../../";
+    let (merchant, csrf) = match signed_in_with_csrf(&state, &headers, root).await {
+        Ok(signed_in) => signed_in,
+        Err(refused) => return refused,
+    };
+    let endpoint = match own_endpoint(&state, &merchant, &id, root).await {
+        Ok(endpoint) => endpoint,
+        Err(refused) => return refused,
+    };
+    match page.as_str() {
+        "edit" => html(
+            StatusCode::OK,
+            manage::edit_page(&endpoint, &manage::Fields::of(&endpoint), &csrf, None),
+        ),
+        "delete" => html(StatusCode::OK, manage::delete_page(&endpoint, &csrf)),
+        "rotate" => html(StatusCode::OK, manage::rotate_page(&endpoint, &csrf)),
+        "replay" => {
+            let (status, markup) = manage::replay_page(&state, &endpoint, &query, &csrf).await;
+            html(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), markup)
+        }
+        "verify" => {
+            let base = portal_url(&state, front).unwrap_or_default();
+            let keys_url = format!("{base}/.well-known/webhook-keys");
+            html(StatusCode::OK, docs::verify_page(&endpoint, &keys_url))
+        }
+        _ => html(StatusCode::NOT_FOUND, pages::not_found(root)),
+    }
+}
+
+/// `POST /portal/endpoints/{id}/{action}` (a form with the session's CSRF token): pause,
+/// resume, test, edit, delete, rotate or replay; then back to the endpoint's page, or a page
+/// that says what came of it.
+async fn act(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let root = "../../";
+    let (merchant, form, csrf) = match signed_form(&state, &headers, &body, root).await {
+        Ok(signed) => signed,
+        Err(refused) => return refused,
+    };
+    let control = match action.as_str() {
+        "pause" => Some(pause_endpoint(&state, &merchant, &id).await.map(|_| ())),
+        "resume" => Some(resume_endpoint(&state, &merchant, &id).await.map(|_| ())),
+        "test" => Some(
+            queue_test_event(&state, &merchant, &merchant.default_api_version, &id)
+                .await
+                .map(|_| ()),
+        ),
+        _ => None,
+    };
+    if let Some(done) = control {
+        return match done {
+            Ok(()) => see_other(&format!("../{id}")),
+            Err(err) => {
+                let (status, message) = manage::refusal(&err);
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
+                match err {
+                    ApiError::NotFound => html(status, pages::not_found(root)),
+                    _ => html(status, pages::failed(root, &message)),
+                }
+            }
+        };
+    }
+    let endpoint = match own_endpoint(&state, &merchant, &id, root).await {
+        Ok(endpoint) => endpoint,
+        Err(refused) => return refused,
+    };
+    outcome(match action.as_str() {
+        "edit" => manage::edit(&state, &merchant, &endpoint, &form, &csrf).await,
+        "delete" => manage::delete(&state, &merchant, &endpoint).await,
+        "rotate" => manage::rotate(&state, &merchant, &endpoint, &form).await,
+        "replay" => manage::replay(&state, &merchant, &endpoint, &form).await,
+        _ => Outcome::Page(404, pages::not_found(root)),
     })
+}
+
+/// `GET /portal/event-types`.
+async fn event_types_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers, "./").await {
+        Ok((merchant, _)) => html(StatusCode::OK, docs::event_types_page(&merchant.id, clock::now())),
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /portal/schemas/{file}`: the event schemas and the ACP bundle they refer to (nothing
+/// of any merchant's: served without a session, so tools can fetch them).
+async fn schema(Path(file): Path<String>) -> Response {
+    match docs::schema(&file) {
+        Some(schema) => {
+            let mut response = schema.into_response();
+            secure(response.headers_mut(), "application/schema+json");
+            response
+        }
+        None => html(StatusCode::NOT_FOUND, pages::not_found("../")),
+    }
 }

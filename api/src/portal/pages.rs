@@ -1,9 +1,11 @@
 //! The portal's pages: server-rendered HTML (maud: checked at compile time, every value
 //! escaped unless marked otherwise — nothing here is), no script, one stylesheet of our own.
 
+use super::chart::{self, Hour};
 use super::health::{Health, Period};
 use checkout::attempt_log::{AttemptRecord, AttemptStatus};
 use checkout::clock::{self, Timestamp};
+use checkout::replay::{ReplayJob, ReplayKind, ReplayStatus};
 use checkout::webhook_endpoint::{EndpointState, WebhookEndpoint};
 use maud::{DOCTYPE, Markup, html};
 
@@ -20,7 +22,10 @@ pub fn page(title: &str, root: &str, content: Markup) -> Markup {
                 link rel="stylesheet" href={ (root) "portal.css" };
             }
             body {
-                header { a href=(root) { "Webhooks" } }
+                header {
+                    a.home href=(root) { "Webhooks" }
+                    nav { a href=(root) { "Endpoints" } a href={ (root) "event-types" } { "Event types" } }
+                }
                 main { (content) }
             }
         }
@@ -72,9 +77,11 @@ pub fn failed(root: &str, message: &str) -> Markup {
 }
 
 /// "3 min ago", with the exact time on hover.
-fn when(at: &Timestamp, now: Timestamp) -> Markup {
+pub fn when(at: &Timestamp, now: Timestamp) -> Markup {
     let ago = now - *at;
     let text = match ago.num_seconds() {
+        s if s < -3600 => format!("in {} h", -s / 3600),
+        s if s < -60 => format!("in {} min", -s / 60),
         s if s < 0 => "just now".to_owned(),
         s if s < 60 => format!("{s} s ago"),
         s if s < 3600 => format!("{} min ago", s / 60),
@@ -116,25 +123,33 @@ fn period_cells(period: &Period) -> Markup {
 }
 
 /// The merchant's endpoints at a glance.
-pub fn endpoints(listed: &[(WebhookEndpoint, Health)], merchant_name: &str, csrf: &str, now: Timestamp) -> Markup {
+pub fn endpoints(
+    listed: &[(WebhookEndpoint, Health, [Hour; chart::HOURS])],
+    merchant_name: &str,
+    csrf: &str,
+    now: Timestamp,
+) -> Markup {
     page(
         "Endpoints",
         "./",
         html! {
             h1 { "Endpoints of " (merchant_name) }
-            (action("logout", "Sign out", csrf))
+            div.actions {
+                a.button href="endpoints/new" { "Add an endpoint" }
+                (action("logout", "Sign out", csrf))
+            }
             @if listed.is_empty() {
-                p { "No endpoint yet: register one with " code { "POST /webhook_endpoints" } "." }
+                p { "No endpoint yet: add one here, or with " code { "POST /webhook_endpoints" } "." }
             } @else {
                 table {
                     thead { tr {
                         th { "Endpoint" } th { "State" }
                         th { "Success, last hour" } th { "p50 / p99, last hour" }
                         th { "Success, last day" } th { "p50 / p99, last day" }
-                        th { "Last failure" }
+                        th { "Last failure" } th { "Last 24 h" }
                     } }
                     tbody {
-                        @for (endpoint, health) in listed {
+                        @for (endpoint, health, hours) in listed {
                             tr {
                                 td {
                                     a href={ "endpoints/" (endpoint.id.as_str()) } { (endpoint.url) }
@@ -149,6 +164,7 @@ pub fn endpoints(listed: &[(WebhookEndpoint, Health)], merchant_name: &str, csrf
                                         None => "—"
                                     }
                                 }
+                                td { (chart::svg(hours, 120, 24)) }
                             }
                         }
                     }
@@ -168,11 +184,16 @@ fn status(record: &AttemptRecord) -> Markup {
     html! { span class={ "status " (text) } { (text) } }
 }
 
+/// The session's CSRF token, as every form carries it.
+pub fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
+}
+
 /// A form posting to `action` (relative), with the session's CSRF token.
 fn action(action: &str, label: &str, csrf: &str) -> Markup {
     html! {
         form method="post" action=(action) {
-            input type="hidden" name="csrf" value=(csrf);
+            (csrf_field(csrf))
             button type="submit" { (label) }
         }
     }
@@ -196,20 +217,44 @@ impl Filter {
 }
 
 /// One endpoint: its state and health, what can be done, and its attempts, newest first.
-pub fn endpoint(
-    endpoint: &WebhookEndpoint,
-    health: &Health,
-    attempts: &[AttemptRecord],
-    filter: Filter,
-    csrf: &str,
-    now: Timestamp,
-) -> Markup {
+/// What an endpoint's page shows beside the endpoint itself.
+pub struct EndpointView<'a> {
+    pub health: &'a Health,
+    pub hours: &'a [Hour; chart::HOURS],
+    pub attempts: &'a [AttemptRecord],
+    pub filter: Filter,
+    /// The `before` time the attempts are listed from, as given.
+    pub before: Option<&'a str>,
+    pub replay: Option<&'a ReplayJob>,
+    pub csrf: &'a str,
+}
+
+pub fn endpoint(endpoint: &WebhookEndpoint, view: &EndpointView<'_>, now: Timestamp) -> Markup {
+    let EndpointView {
+        health,
+        hours,
+        attempts,
+        filter,
+        before,
+        replay,
+        csrf,
+    } = *view;
     page(
         &endpoint.url,
         "../",
         html! {
             h1 { (endpoint.url) }
-            p { (state(endpoint)) " · signs with " (endpoint.signature_scheme.as_str()) }
+            p {
+                (state(endpoint)) " · signs with " (endpoint.signature_scheme.as_str())
+                @if let Some(description) = &endpoint.description { " · " (description) }
+            }
+            nav.links {
+                a href={ (endpoint.id.as_str()) "/edit" } { "Edit" }
+                a href={ (endpoint.id.as_str()) "/rotate" } { "Rotate the secret" }
+                a href={ (endpoint.id.as_str()) "/replay" } { "Replay a window" }
+                a href={ (endpoint.id.as_str()) "/verify" } { "Verify signatures" }
+                a.danger href={ (endpoint.id.as_str()) "/delete" } { "Delete" }
+            }
             div.actions {
                 @match endpoint.state() {
                     EndpointState::Enabled => {
@@ -227,16 +272,24 @@ pub fn endpoint(
                     tr { th { "Last day" } (period_cells(&health.day)) }
                 }
             }
+            (chart::svg(hours, 480, 64))
+            @if let Some(job) = replay { (replay_progress(job, now)) }
             h2 { "Attempts" }
-            nav.filters {
-                @for (label, query) in [("all", ""), ("failed", "?status=failed"), ("succeeded", "?status=succeeded"), ("paused", "?status=paused"), ("skipped", "?status=skipped")] {
-                    @let current = match filter { Filter::All => "all", Filter::Only(s) => status_name(s) };
-                    @if current == label { strong { (label) } } @else { a href={ (endpoint.id.as_str()) (query) } { (label) } }
-                    " "
+            @let current = match filter { Filter::All => "all", Filter::Only(s) => status_name(s) };
+            form.filters method="get" action=(endpoint.id.as_str()) {
+                label { "Status "
+                    select name="status" {
+                        @for label in ["all", "failed", "succeeded", "paused", "skipped"] {
+                            option value=(label) selected[current == label] { (label) }
+                        }
+                    }
                 }
+                label { " Before (UTC) " input type="datetime-local" step="1" name="before" value=(before.unwrap_or_default()); }
+                " " button type="submit" { "Show" }
+                @if filter != Filter::All || before.is_some() { " " a href=(endpoint.id.as_str()) { "newest, all" } }
             }
             @if attempts.is_empty() {
-                p { "No attempts." }
+                p { "No attempts" @if filter != Filter::All || before.is_some() { " match" } "." }
             } @else {
                 table {
                     thead { tr { th { "Event" } th { "Type" } th { "Attempt" } th { "Status" } th { "HTTP" } th { "Took" } th { "When" } } }
@@ -257,6 +310,28 @@ pub fn endpoint(
             }
         },
     )
+}
+
+/// The endpoint's latest replay or resume, as far as it has got.
+fn replay_progress(job: &ReplayJob, now: Timestamp) -> Markup {
+    let what = if job.kind == ReplayKind::Resume {
+        "Resume"
+    } else {
+        "Replay"
+    };
+    let status = match job.status {
+        ReplayStatus::Running => "running",
+        ReplayStatus::Completed => "completed",
+        ReplayStatus::Failed => "failed",
+    };
+    html! {
+        p.replay {
+            (what) " started " (when(&job.created_at, now)) ": " strong { (status) } ", "
+            (job.replayed) " sent of " (job.events_seen) " events looked at"
+            @if job.set_aside > 0 { ", " span.failure { (job.set_aside) " unreadable" } }
+            "."
+        }
+    }
 }
 
 fn status_name(status: AttemptStatus) -> &'static str {
@@ -330,4 +405,10 @@ th{font-weight:600;color:#4a5468}\
 .actions{display:flex;gap:.6em;margin:.8em 0}button{font:inherit;padding:.35em .9em;cursor:pointer}\
 pre{background:#f0f2f5;padding:.8em;overflow:auto;max-height:30em;white-space:pre-wrap;word-break:break-all}\
 section{border-top:1px solid #e3e6eb;margin-top:1em}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:#4a5468}\
+header{display:flex;gap:2em;align-items:center}header nav{display:flex;gap:1.2em}header nav a{font-weight:400;color:#c9d1e0}\
+nav.links{display:flex;gap:1.2em;margin:.6em 0}a{color:#175cd3}.danger,a.danger{color:#b42318}button.danger{border-color:#b42318}\
+a.button{display:inline-block;padding:.35em .9em;border:1px solid #175cd3;border-radius:.3em;text-decoration:none}\
+form.settings{display:grid;gap:.8em;max-width:40em}form.settings label{display:grid;gap:.2em}label.inline,form.settings label.inline{display:flex;gap:.5em;align-items:center}\
+fieldset{border:1px solid #e3e6eb}input,select{font:inherit;padding:.25em}.problem{padding:.5em .8em;background:#fff5f4;border-left:3px solid #b42318}\
+pre.secret{font-size:1.1em;background:#fef0c7}svg.chart{display:block;margin:.5em 0}.preview{font-size:1.1em}form.filters{margin:.5em 0}\
 ";
