@@ -12,5 +12,6 @@ mod idempotency;
 mod lambda;
 mod onboarding;
 mod portal;
+mod portal_forms;
 mod schema;
 mod tenancy;

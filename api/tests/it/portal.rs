@@ -20,14 +20,14 @@ on_every_backend!(
 );
 
 /// A client that keeps no cookies and follows no redirect: each test says what it sends.
-fn browser() -> reqwest::Client {
+pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-async fn link(app: &TestApp, api_key: &str) -> String {
+pub async fn link(app: &TestApp, api_key: &str) -> String {
     let made = expect(
         app.post_as(api_key, "/portal_links", &json!({})).send().await.unwrap(),
         201,
@@ -37,14 +37,14 @@ async fn link(app: &TestApp, api_key: &str) -> String {
 }
 
 /// Opens a link; the session cookie's `name=value`.
-async fn session(app: &TestApp, api_key: &str) -> String {
+pub async fn session(app: &TestApp, api_key: &str) -> String {
     let opened = browser().get(link(app, api_key).await).send().await.unwrap();
     assert_eq!(opened.status(), 200);
     let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
     cookie.split(';').next().unwrap().to_owned()
 }
 
-async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+pub async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
     let response = browser()
         .get(app.url(path))
         .header("cookie", cookie)
@@ -55,7 +55,7 @@ async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, reqwest::header:
     (status, headers, response.text().await.unwrap())
 }
 
-async fn register_as(app: &TestApp, api_key: &str, url: &str) -> String {
+pub async fn register_as(app: &TestApp, api_key: &str, url: &str) -> String {
     let created = expect(
         app.post_as(api_key, "/webhook_endpoints", &json!({ "url": url }))
             .send()
@@ -67,7 +67,7 @@ async fn register_as(app: &TestApp, api_key: &str, url: &str) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
-async fn register(app: &TestApp, url: &str) -> String {
+pub async fn register(app: &TestApp, url: &str) -> String {
     let created = expect(
         app.post("/webhook_endpoints", &json!({ "url": url }))
             .send()
@@ -215,7 +215,7 @@ async fn another_merchants_endpoint_is_not_found_in_the_portal(app: TestApp) {
 }
 
 /// The CSRF token of the endpoint page's forms.
-fn csrf_of(page: &str) -> String {
+pub fn csrf_of(page: &str) -> String {
     let after = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
     after.split('"').next().unwrap().to_owned()
 }
