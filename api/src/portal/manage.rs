@@ -183,7 +183,7 @@ pub async fn create(state: &AppState, merchant: &Merchant, form: &Form, csrf: &s
     match created {
         Ok(endpoint) => Outcome::Page(
             200,
-            secret_page(&endpoint, "Endpoint added", &endpoint.id.to_string(), None),
+            secret_page(&endpoint, "Endpoint added", "../", &endpoint.id.to_string(), None),
         ),
         Err(err) => {
             let (status, problem) = refusal(&err);
@@ -312,7 +312,7 @@ pub async fn rotate(state: &AppState, merchant: &Merchant, endpoint: &WebhookEnd
             let link = format!("../{}", rotated.id);
             Outcome::Page(
                 200,
-                secret_page(&rotated, "Secret rotated", &link, Some((grace, until))),
+                secret_page(&rotated, "Secret rotated", "../../", &link, Some((grace, until))),
             )
         }
         Err(err) => failed(&err),
@@ -320,11 +320,17 @@ pub async fn rotate(state: &AppState, merchant: &Merchant, endpoint: &WebhookEnd
 }
 
 /// A secret, shown this once (the page is never cached: `no-store`).
-fn secret_page(endpoint: &WebhookEndpoint, title: &str, link: &str, grace: Option<(i64, Timestamp)>) -> Markup {
+fn secret_page(
+    endpoint: &WebhookEndpoint,
+    title: &str,
+    root: &str,
+    link: &str,
+    grace: Option<(i64, Timestamp)>,
+) -> Markup {
     let now = clock::now();
     page(
         title,
-        "../../",
+        root,
         html! {
             h1 { (title) }
             p { code { (endpoint.url) } }

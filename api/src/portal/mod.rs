@@ -45,7 +45,7 @@ use tracing::{info, warn};
 const COOKIE: &str = "acp_portal";
 /// Attempts read for an endpoint's health on its own page (of its newest events): enough for
 /// a day of a busy endpoint's percentiles without reading its whole log on every page.
-const HEALTH_RECORDS: usize = 1_000;
+pub const HEALTH_RECORDS: usize = 1_000;
 /// The same on the list of endpoints (up to 50 of them): two pages of the log each.
 const LIST_HEALTH_RECORDS: usize = 200;
 /// Attempts listed on an endpoint's page.

@@ -272,7 +272,10 @@ pub fn endpoint(endpoint: &WebhookEndpoint, view: &EndpointView<'_>, now: Timest
                     tr { th { "Last day" } (period_cells(&health.day)) }
                 }
             }
-            (chart::svg(hours, 480, 64))
+            figure {
+                (chart::svg(hours, 480, 64))
+                figcaption { "Attempts per hour over the last 24 hours (of the newest " (super::HEALTH_RECORDS) "): delivered in green, failed in red." }
+            }
             @if let Some(job) = replay { (replay_progress(job, now)) }
             h2 { "Attempts" }
             @let current = match filter { Filter::All => "all", Filter::Only(s) => status_name(s) };
@@ -357,18 +360,6 @@ pub fn event_attempts(
         html! {
             p { a href={ "../../" (endpoint.id.as_str()) } { "← " (endpoint.url) } }
             h1 { code { (event_id) } }
-            h2 { "The request" }
-            pre {
-                "POST " (endpoint.url) "\n"
-                "content-type: application/json\n"
-                "webhook-id: " (event_id) "\n"
-                "webhook-timestamp: (the second of each attempt)\n"
-                "webhook-signature: (made for each attempt with the credentials in force; not kept)\n"
-            }
-            @match body {
-                Some(body) => pre.body { (body) }
-                None => p { "The event is not stored (a test event), or can no longer be read." }
-            }
             h2 { "Attempts" }
             @for record in attempts {
                 section class=[(record.status == AttemptStatus::Failed).then_some("failure")] {
@@ -381,10 +372,24 @@ pub fn event_attempts(
                         @if let Some(timing) = &record.server_timing { dt { "Server-Timing" } dd { code { (timing) } } }
                         @if let Some(ip) = record.remote_ip { dt { "Address" } dd { (ip.to_string()) } }
                         @if let Some(reason) = &record.final_reason { dt { "Outcome" } dd { (reason) } }
-                        @if let Some(next) = &record.next_attempt_at { dt { "Next attempt" } dd { (clock::rfc3339_millis(next)) } }
+                        @if let Some(next) = &record.next_attempt_at { dt { "Next attempt" } dd { (when(next, now)) } }
                     }
                     @if !record.snippet.is_empty() { h4 { "What the receiver answered (first 4 KiB)" } pre { (record.snippet) } }
                 }
+            }
+            h2 { "The request" }
+            pre {
+                "POST " (endpoint.url) "\n"
+                "content-type: application/json\n"
+                "webhook-id: " (event_id) "\n"
+                "webhook-timestamp: (the second of each attempt)\n"
+                "webhook-signature: (made for each attempt with the credentials in force; not kept)\n"
+                @if let Some(first) = attempts.first() { "webhook-sequence: " (first.version) "\n" }
+                "webhook-attempt: (the attempt's number)\n"
+            }
+            @match body {
+                Some(body) => pre.body { (body) }
+                None => p { "The event is not stored (a test event), or can no longer be read." }
             }
         },
     )
@@ -403,12 +408,12 @@ th{font-weight:600;color:#4a5468}\
 .state.paused,.status.paused{background:#fef0c7;color:#93370d}\
 .state.disabled,.status.failed{background:#fee4e2;color:#b42318}\
 .actions{display:flex;gap:.6em;margin:.8em 0}button{font:inherit;padding:.35em .9em;cursor:pointer}\
-pre{background:#f0f2f5;padding:.8em;overflow:auto;max-height:30em;white-space:pre-wrap;word-break:break-all}\
+pre{background:#f0f2f5;padding:.8em;overflow:auto;max-height:24em;white-space:pre-wrap;word-break:break-all}\
 section{border-top:1px solid #e3e6eb;margin-top:1em}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:#4a5468}\
 header{display:flex;gap:2em;align-items:center}header nav{display:flex;gap:1.2em}header nav a{font-weight:400;color:#c9d1e0}\
 nav.links{display:flex;gap:1.2em;margin:.6em 0}a{color:#175cd3}.danger,a.danger{color:#b42318}button.danger{border-color:#b42318}\
 a.button{display:inline-block;padding:.35em .9em;border:1px solid #175cd3;border-radius:.3em;text-decoration:none}\
 form.settings{display:grid;gap:.8em;max-width:40em}form.settings label{display:grid;gap:.2em}label.inline,form.settings label.inline{display:flex;gap:.5em;align-items:center}\
 fieldset{border:1px solid #e3e6eb}input,select{font:inherit;padding:.25em}.problem{padding:.5em .8em;background:#fff5f4;border-left:3px solid #b42318}\
-pre.secret{font-size:1.1em;background:#fef0c7}svg.chart{display:block;margin:.5em 0}.preview{font-size:1.1em}form.filters{margin:.5em 0}\
+pre.secret{font-size:1.1em;background:#fef0c7}svg.chart{display:block;margin:.5em 0}figure{margin:.5em 0}figcaption{font-size:.85em;color:#4a5468}.preview{font-size:1.1em}form.filters{margin:.5em 0}\
 ";

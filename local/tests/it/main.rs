@@ -2,6 +2,8 @@
 
 mod e2e_script;
 mod pipeline;
+mod portal_browser;
 mod restart;
 mod stack;
 mod verifiers;
+mod webdriver;
