@@ -130,6 +130,9 @@ pub struct AttemptRecord {
     /// The receiver's own `Server-Timing` header (e.g. `acp;dur=12.5`), at most 256 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_timing: Option<String>,
+    /// The answer's headers, `name: value` lines; they and `snippet` share its 4 KiB.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub answer_headers: String,
     /// When the next attempt is due; `None` when there will be none (delivered, exhausted,
     /// endpoint gone or disabled).
     #[serde(

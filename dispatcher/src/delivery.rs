@@ -633,6 +633,7 @@ fn attempt_record(pair: Pair<'_>, attempt: u32, at: Timestamp, result: Option<&A
             .and_then(|r| r.headers_after)
             .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
         server_timing: result.and_then(|r| r.server_timing.clone()),
+        answer_headers: result.map(|r| r.answer_headers.clone()).unwrap_or_default(),
         next_attempt_at: None,
         final_reason: None,
         final_code: None,

@@ -26,12 +26,18 @@ pub struct AttemptResult {
     pub headers_after: Option<Duration>,
     /// The receiver's `Server-Timing` header, cut to [`MAX_SERVER_TIMING_BYTES`].
     pub server_timing: Option<String>,
+    /// The answer's headers, `name: value` lines, at most [`MAX_ANSWER_HEADERS_BYTES`].
+    pub answer_headers: String,
     /// What the receiver asked with `webhook-delivery`.
     pub control: DeliveryControl,
 }
 
 /// The most of a receiver's `Server-Timing` header the attempt log keeps.
 pub const MAX_SERVER_TIMING_BYTES: usize = 256;
+/// The most of an answer's headers the attempt log keeps. They come out of the snippet's
+/// [`MAX_SNIPPET_BYTES`]: headers and snippet together are never more than a snippet was, so an
+/// attempt record (and a DynamoDB group of them) is no larger than its bound.
+pub const MAX_ANSWER_HEADERS_BYTES: usize = 1024;
 
 fn failed(class: ErrorClass, started: Instant, detail: String) -> AttemptResult {
     AttemptResult {
@@ -42,13 +48,41 @@ fn failed(class: ErrorClass, started: Instant, detail: String) -> AttemptResult 
         snippet: truncate(detail.into_bytes()),
         headers_after: None,
         server_timing: None,
+        answer_headers: String::new(),
         control: DeliveryControl::default(),
     }
 }
 
-fn truncate(mut bytes: Vec<u8>) -> String {
-    bytes.truncate(MAX_SNIPPET_BYTES);
-    String::from_utf8_lossy(&bytes).into_owned()
+fn truncate(bytes: Vec<u8>) -> String {
+    truncate_to(bytes, MAX_SNIPPET_BYTES)
+}
+
+/// At most `max` bytes of `bytes` as text (invalid UTF-8 replaced, then cut on a character).
+fn truncate_to(mut bytes: Vec<u8>, max: usize) -> String {
+    bytes.truncate(max);
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    while text.len() > max {
+        text.pop();
+    }
+    text
+}
+
+/// The answer's headers as `name: value` lines (printable ASCII only), whole lines up to
+/// [`MAX_ANSWER_HEADERS_BYTES`].
+fn answer_headers(headers: &http::HeaderMap) -> String {
+    let mut kept = String::new();
+    for (name, value) in headers {
+        let value: String = String::from_utf8_lossy(value.as_bytes())
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .collect();
+        let line = format!("{name}: {value}\n");
+        if kept.len() + line.len() > MAX_ANSWER_HEADERS_BYTES {
+            break;
+        }
+        kept.push_str(&line);
+    }
+    kept
 }
 
 /// The error and its causes. An `io::Error` is looked through: it hides the error it wraps
@@ -112,6 +146,7 @@ pub async fn attempt(client: &reqwest::Client, request: WebhookRequest, policy: 
             .filter_map(|v| v.to_str().ok()),
     );
     let server_timing = server_timing(headers);
+    let answer_headers = answer_headers(headers);
     let mut body = Vec::new();
     let read = async {
         while body.len() < MAX_RESPONSE_BYTES {
@@ -132,9 +167,10 @@ pub async fn attempt(client: &reqwest::Client, request: WebhookRequest, policy: 
         status: Some(status),
         latency: started.elapsed(),
         remote_ip,
-        snippet: truncate(body),
+        snippet: truncate_to(body, MAX_SNIPPET_BYTES - answer_headers.len()),
         headers_after: Some(headers_after),
         server_timing,
+        answer_headers,
         control,
     }
 }

@@ -5,6 +5,7 @@ use super::chart::{self, Hour};
 use super::health::{Health, Period};
 use checkout::attempt_log::{AttemptRecord, AttemptStatus};
 use checkout::clock::{self, Timestamp};
+use checkout::delivery_outcome::ErrorClass;
 use checkout::replay::{ReplayJob, ReplayKind, ReplayStatus};
 use checkout::webhook_endpoint::{EndpointState, WebhookEndpoint};
 use maud::{DOCTYPE, Markup, html};
@@ -82,7 +83,7 @@ pub fn when(at: &Timestamp, now: Timestamp) -> Markup {
     let text = match ago.num_seconds() {
         s if s < -3600 => format!("in {} h", -s / 3600),
         s if s < -60 => format!("in {} min", -s / 60),
-        s if s < 0 => "just now".to_owned(),
+        s if s < 0 => format!("in {} s", -s),
         s if s < 60 => format!("{s} s ago"),
         s if s < 3600 => format!("{} min ago", s / 60),
         s if s < 86_400 => format!("{} h ago", s / 3600),
@@ -337,6 +338,17 @@ fn replay_progress(job: &ReplayJob, now: Timestamp) -> Markup {
     }
 }
 
+fn error_words(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Dns => "the host name did not resolve",
+        ErrorClass::Connect => "no connection (refused or unreachable)",
+        ErrorClass::Tls => "the TLS handshake failed",
+        ErrorClass::Timeout => "no answer in time",
+        ErrorClass::Http => "the answer's status was not 2xx",
+        ErrorClass::Blocked => "the URL now resolves to an address we do not send to",
+    }
+}
+
 fn status_name(status: AttemptStatus) -> &'static str {
     match status {
         AttemptStatus::Succeeded => "succeeded",
@@ -366,7 +378,7 @@ pub fn event_attempts(
                     h3 { "Attempt " (record.attempt) " · " (status(record)) " · " (when(&record.at, now)) }
                     dl {
                         dt { "Answer" } dd { (record.http_status.map_or("none".to_owned(), |s| s.to_string())) }
-                        @if let Some(class) = record.error_class { dt { "Error" } dd { (format!("{class:?}").to_lowercase()) } }
+                        @if let Some(class) = record.error_class { dt { "Error" } dd { (error_words(class)) } }
                         dt { "Took" } dd { (duration(record.latency_ms)) }
                         @if let Some(headers) = record.headers_ms { dt { "Until the answer's headers" } dd { (duration(headers)) } }
                         @if let Some(timing) = &record.server_timing { dt { "Server-Timing" } dd { code { (timing) } } }
@@ -374,7 +386,8 @@ pub fn event_attempts(
                         @if let Some(reason) = &record.final_reason { dt { "Outcome" } dd { (reason) } }
                         @if let Some(next) = &record.next_attempt_at { dt { "Next attempt" } dd { (when(next, now)) } }
                     }
-                    @if !record.snippet.is_empty() { h4 { "What the receiver answered (first 4 KiB)" } pre { (record.snippet) } }
+                    @if !record.answer_headers.is_empty() { h4 { "The answer's headers" } pre.headers { (record.answer_headers) } }
+                    @if !record.snippet.is_empty() { h4 { "What the receiver answered (its start)" } pre { (record.snippet) } }
                 }
             }
             h2 { "The request" }

@@ -279,6 +279,7 @@ async fn a_receivers_html_is_shown_as_text(app: TestApp) {
     record.status = AttemptStatus::Failed;
     record.snippet = "<script>alert('owned')</script><img src=x onerror=alert(1)>".to_owned();
     record.server_timing = Some("acp;dur=1, <b>bold</b>".to_owned());
+    record.answer_headers = "x-evil: <i>italic</i>\n".to_owned();
     app.backend.deliveries.record(&record).await.unwrap();
     let cookie = session(&app, &app.api_key).await;
     let (status, headers, body) = page(&app, &cookie, &format!("/portal/endpoints/{id}/events/{}", event.id)).await;
@@ -287,6 +288,10 @@ async fn a_receivers_html_is_shown_as_text(app: TestApp) {
     assert!(!body.contains("<img src=x"), "{body}");
     assert!(body.contains("&lt;script&gt;alert("), "shown as text: {body}");
     assert!(!body.contains("<b>bold</b>"));
+    assert!(
+        !body.contains("<i>italic</i>") && body.contains("x-evil: &lt;i&gt;"),
+        "{body}"
+    );
     assert!(
         headers["content-security-policy"]
             .to_str()

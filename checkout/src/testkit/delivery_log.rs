@@ -24,6 +24,7 @@ pub fn attempt_record(target: &str, event: &Event, attempt: u32) -> AttemptRecor
         snippet: "oops".to_owned(),
         headers_ms: None,
         server_timing: None,
+        answer_headers: String::new(),
         next_attempt_at: Some(clock::now() + chrono::Duration::seconds(5)),
         final_reason: None,
         final_code: None,

@@ -166,6 +166,11 @@ async fn a_receiver_can_disable_its_endpoint_after_a_success(kind: Kind) {
     assert_eq!(log[0].status, AttemptStatus::Succeeded);
     assert_eq!(log[0].server_timing.as_deref(), Some("acp;dur=12.5"));
     assert!(
+        log[0].answer_headers.contains("server-timing: acp;dur=12.5\n"),
+        "the answer's headers, stored: {:?}",
+        log[0]
+    );
+    assert!(
         log[0].headers_ms.is_some_and(|h| h <= log[0].latency_ms),
         "{:?}",
         log[0]

@@ -12,7 +12,7 @@ use checkout::testkit::{event, merchant};
 use checkout::url_safety::UrlPolicy;
 use checkout::webhook_endpoint::WebhookEndpoint;
 use dispatcher::client::{self, ClientSettings};
-use dispatcher::send::{self, AttemptResult, MAX_SNIPPET_BYTES};
+use dispatcher::send::{self, AttemptResult, MAX_ANSWER_HEADERS_BYTES, MAX_SNIPPET_BYTES};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +52,19 @@ async fn receiver() -> (String, Seen) {
         .route(
             "/chatty",
             post(|| async { Response::new(axum::body::Body::from("x".repeat(200_000))) }),
+        )
+        .route(
+            "/headers",
+            post(|| async {
+                let mut response = Response::new(axum::body::Body::from("y".repeat(10_000)));
+                let headers = response.headers_mut();
+                headers.insert("x-request-id", "req-1".parse().unwrap());
+                for i in 0..40 {
+                    let name = http::HeaderName::from_bytes(format!("x-padding-{i:02}").as_bytes()).unwrap();
+                    headers.insert(name, "p".repeat(60).parse().unwrap());
+                }
+                response
+            }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -143,7 +156,40 @@ async fn only_the_start_of_a_long_answer_is_kept() {
     let (base, _) = receiver().await;
     let (result, _) = deliver_to(&format!("{base}/chatty"), LOCAL, Duration::from_secs(15)).await;
     assert_eq!(result.outcome, Outcome::Delivered);
-    assert_eq!(result.snippet.len(), MAX_SNIPPET_BYTES);
+    assert_eq!(result.snippet.len() + result.answer_headers.len(), MAX_SNIPPET_BYTES);
+    assert!(
+        result.snippet.len() > 3 * 1024,
+        "most of it is the body: {}",
+        result.snippet.len()
+    );
+}
+
+/// The answer's headers are kept beside the start of its body, within the snippet's 4 KiB (so
+/// an attempt record is no larger than before), cut at a whole header.
+#[tokio::test]
+async fn the_answers_headers_are_kept_within_the_snippets_budget() {
+    let (base, _) = receiver().await;
+    let (result, _) = deliver_to(&format!("{base}/headers"), LOCAL, Duration::from_secs(15)).await;
+    assert_eq!(result.outcome, Outcome::Delivered);
+    let headers = &result.answer_headers;
+    assert!(headers.contains("x-request-id: req-1\n"), "{headers}");
+    assert!(headers.len() <= MAX_ANSWER_HEADERS_BYTES, "{}", headers.len());
+    assert!(
+        headers.len() > MAX_ANSWER_HEADERS_BYTES / 2,
+        "as many as fit: {}",
+        headers.len()
+    );
+    assert!(
+        headers.ends_with('\n') && headers.lines().all(|l| l.contains(": ")),
+        "{headers}"
+    );
+    assert_eq!(
+        result.snippet.len() + headers.len(),
+        MAX_SNIPPET_BYTES,
+        "the rest of the budget"
+    );
+    let (plain, _) = deliver_to(&format!("{base}/ok"), LOCAL, Duration::from_secs(15)).await;
+    assert!(plain.answer_headers.contains("content-length: 0\n"), "{plain:?}");
 }
 
 #[tokio::test]

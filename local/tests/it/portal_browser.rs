@@ -245,6 +245,13 @@ async fn the_portal_works_in_a_real_browser() {
     );
     assert_eq!(browser.text("section.failure dd").await, "500", "the answer's status");
     assert!(
+        browser
+            .text("section.failure pre.headers")
+            .await
+            .contains("content-type: text/plain"),
+        "the answer's headers: {page}"
+    );
+    assert!(
         page.contains("<h1>down for maintenance</h1>"),
         "the receiver's answer, as text: {page}"
     );
