@@ -360,6 +360,19 @@ async fn own_endpoint(
     }
 }
 
+/// The signed-in merchant, its session, and its endpoint named in the path; or the page that
+/// says why not (not signed in, not found).
+async fn signed_in_endpoint(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    root: &str,
+) -> Result<(Merchant, Session, checkout::webhook_endpoint::WebhookEndpoint), Response> {
+    let (merchant, session) = signed_in(state, headers, root).await?;
+    let endpoint = own_endpoint(state, &merchant, id, root).await?;
+    Ok((merchant, session, endpoint))
+}
+
 fn filter_of(query: &HashMap<String, String>) -> Option<pages::Filter> {
     match query.get("status").map(String::as_str) {
         None | Some("all") => Some(pages::Filter::All),
@@ -422,12 +435,8 @@ async fn endpoint_page(
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (merchant, session) = match signed_in(&state, &headers, "../").await {
-        Ok(signed_in) => signed_in,
-        Err(refused) => return refused,
-    };
-    let endpoint = match own_endpoint(&state, &merchant, &id, "../").await {
-        Ok(endpoint) => endpoint,
+    let (merchant, session, endpoint) = match signed_in_endpoint(&state, &headers, &id, "../").await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     let Some(filter) = filter_of(&query) else {
@@ -485,12 +494,8 @@ async fn event_page(
     Path((id, event_id)): Path<(String, String)>,
 ) -> Response {
     let root = "../../../";
-    let (merchant, _) = match signed_in(&state, &headers, root).await {
-        Ok(signed_in) => signed_in,
-        Err(refused) => return refused,
-    };
-    let endpoint = match own_endpoint(&state, &merchant, &id, root).await {
-        Ok(endpoint) => endpoint,
+    let (merchant, _, endpoint) = match signed_in_endpoint(&state, &headers, &id, root).await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     let Some(event_id) = EventId::parse(&event_id) else {
@@ -601,13 +606,12 @@ async fn endpoint_subpage(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let root = "../../";
-    let (merchant, csrf) = match signed_in_with_csrf(&state, &headers, root).await {
-        Ok(signed_in) => signed_in,
+    let (merchant, session, endpoint) = match signed_in_endpoint(&state, &headers, &id, root).await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
-    let endpoint = match own_endpoint(&state, &merchant, &id, root).await {
-        Ok(endpoint) => endpoint,
-        Err(refused) => return refused,
+    let Ok(csrf) = session.csrf_token(merchant.portal_secret.as_deref().unwrap_or_default()) else {
+        return storage_failed(root, "no CSRF token");
     };
     match page.as_str() {
         "edit" => html(

@@ -130,23 +130,28 @@ impl Browser {
             .to_owned()
     }
 
+    /// The first element matching `css` now, if any.
+    async fn try_find(&self, css: &str) -> Option<Element<'_>> {
+        let found = self
+            .try_call(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await?;
+        Some(Element {
+            browser: self,
+            id: found[ELEMENT].as_str()?.to_owned(),
+        })
+    }
+
     /// The first element matching `css`, waiting for it to appear (a page may still be loading
     /// or moving on).
     pub async fn find(&self, css: &str) -> Element<'_> {
         let started = Instant::now();
         loop {
-            let found = self
-                .try_call(
-                    reqwest::Method::POST,
-                    "/element",
-                    json!({"using": "css selector", "value": css}),
-                )
-                .await;
-            if let Some(id) = found.as_ref().and_then(|v| v[ELEMENT].as_str()) {
-                return Element {
-                    browser: self,
-                    id: id.to_owned(),
-                };
+            if let Some(element) = self.try_find(css).await {
+                return element;
             }
             assert!(
                 started.elapsed() < PATIENCE,
@@ -169,22 +174,12 @@ impl Browser {
         .map_or(0, Vec::len)
     }
 
+    /// The text of the first element matching `css` now; empty when there is none.
     pub async fn text(&self, css: &str) -> String {
-        let found = self
-            .try_call(
-                reqwest::Method::POST,
-                "/element",
-                json!({"using": "css selector", "value": css}),
-            )
-            .await;
-        let Some(id) = found.as_ref().and_then(|v| v[ELEMENT].as_str()) else {
-            return String::new();
-        };
-        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        match self.try_find(css).await {
+            Some(element) => element.text().await,
+            None => String::new(),
+        }
     }
 
     /// Runs `script` (a function body) in the page; its return value.
