@@ -76,6 +76,11 @@ pub fn generate_secret() -> Result<String, TokenError> {
     random_text(32)
 }
 
+/// A fresh nonce that ties a sign-in page to the browser that opened it.
+pub fn login_nonce() -> Result<String, TokenError> {
+    random_text(16)
+}
+
 fn random_text(bytes: usize) -> Result<String, TokenError> {
     let mut buffer = vec![0u8; bytes];
     getrandom::fill(&mut buffer).map_err(|_| TokenError::NoRandomness)?;

@@ -887,7 +887,32 @@ async fn the_portal_works_behind_the_named_stage() {
         .await
         .unwrap();
     assert_eq!(opened.status(), 200);
-    let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let login_cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(login_cookie.contains("Secure"), "{login_cookie}");
+    let page = opened.text().await.unwrap();
+    assert!(
+        page.contains("form method=\"post\" action=\"login\""),
+        "relative, so under the stage: {page}"
+    );
+    let hidden = |name: &str| {
+        let after = page.split(&format!("name=\"{name}\" value=\"")).nth(1).unwrap();
+        after.split('"').next().unwrap().to_owned()
+    };
+    let signed_in = browser
+        .post(format!("{}/portal/login", deployment.api_url()))
+        .header("cookie", login_cookie.split(';').next().unwrap())
+        .form(&[("token", hidden("token")), ("nonce", hidden("nonce"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("acp_portal="))
+        .expect("the session cookie");
     assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
     assert!(
         !cookie.contains("Path="),

@@ -43,6 +43,8 @@ use std::collections::HashMap;
 use tracing::{info, warn};
 
 const COOKIE: &str = "acp_portal";
+/// Ties the sign-in page to the browser that opened its link (until the form is posted).
+const LOGIN_COOKIE: &str = "acp_portal_login";
 /// Attempts read for an endpoint's health on its own page (of its newest events): enough for
 /// a day of a busy endpoint's percentiles without reading its whole log on every page.
 pub const HEALTH_RECORDS: usize = 1_000;
@@ -59,7 +61,7 @@ pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
     router
         .route("/portal_links", post(create_link).delete(revoke_links))
         .route("/portal", get(to_portal))
-        .route("/portal/login", get(login))
+        .route("/portal/login", get(login).post(sign_in))
         .route("/portal/", get(endpoints_page))
         .route("/portal/portal.css", get(stylesheet))
         .route("/portal/event-types", get(event_types_page))
@@ -176,10 +178,64 @@ struct LoginQuery {
     token: Option<String>,
 }
 
-/// `GET /portal/login?token=`: a valid link gives a session cookie.
+/// `; Secure` wherever the portal is served over HTTPS (acp-local on plain loopback HTTP is not).
+fn secure_attribute(state: &AppState) -> &'static str {
+    if state.public_base_url().is_some_and(|url| url.starts_with("http://")) {
+        ""
+    } else {
+        "; Secure"
+    }
+}
+
+fn set_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// `GET /portal/login?token=`: a valid link shows whose portal it opens and asks to sign in.
+/// Nothing is signed in yet: a link opened without the merchant's knowing (another merchant's,
+/// sent to trick it into working in the wrong account) changes nothing until the button, which
+/// names that account, is pressed. The page's form carries a nonce that must match the
+/// `SameSite=Strict` cookie set here, so a form posted from another site cannot sign in.
 async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
     let token = query.token.unwrap_or_default();
     let merchant = match open(&state, &token, TokenKind::Link).await {
+        Ok((merchant, _)) => merchant,
+        Err(message) => return html(StatusCode::UNAUTHORIZED, pages::refused("./", &message)),
+    };
+    let Ok(nonce) = portal_access::login_nonce() else {
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::failed("./", "The sign-in page could not be made; try the link again."),
+        );
+    };
+    let mut response = html(StatusCode::OK, pages::sign_in(&merchant.name, &token, &nonce));
+    let cookie = format!(
+        "{LOGIN_COOKIE}={nonce}; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        LINK_LIFETIME.num_seconds(),
+        secure_attribute(&state)
+    );
+    set_cookie(&mut response, &cookie);
+    response
+}
+
+/// `POST /portal/login` (the sign-in page's form): the session cookie, then the portal.
+async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    let nonce = form.get("nonce").unwrap_or_default();
+    // The nonce is no secret from this browser; it proves the form is the page's own.
+    if nonce.is_empty() || cookie(&headers, LOGIN_COOKIE) != Some(nonce) {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::refused(
+                "./",
+                "This sign-in page is out of date or was not opened here: open the portal link again.",
+            ),
+        );
+    }
+    let token = form.get("token").unwrap_or_default();
+    let merchant = match open(&state, token, TokenKind::Link).await {
         Ok((merchant, _)) => merchant,
         Err(message) => return html(StatusCode::UNAUTHORIZED, pages::refused("./", &message)),
     };
@@ -189,51 +245,47 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
             pages::refused("./", "This portal link is not valid."),
         );
     };
-    let session = match portal_access::issue(
+    let Ok(session) = portal_access::issue(
         secret,
         &merchant.id,
         TokenKind::Session,
         clock::now() + SESSION_LIFETIME,
-    ) {
-        Ok(session) => session,
-        Err(_) => {
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::failed("./", "No session could be made; try the link again."),
-            );
-        }
+    ) else {
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::failed("./", "No session could be made; try the link again."),
+        );
     };
-    // Secure wherever the portal is served over HTTPS; acp-local on plain loopback HTTP too.
-    let secure = if state.public_base_url().is_some_and(|url| url.starts_with("http://")) {
-        ""
-    } else {
-        "; Secure"
-    };
-    let cookie = format!(
-        "{COOKIE}={session}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        SESSION_LIFETIME.num_seconds()
+    let secure = secure_attribute(&state);
+    let mut response = see_other("./");
+    set_cookie(
+        &mut response,
+        &format!(
+            "{COOKIE}={session}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            SESSION_LIFETIME.num_seconds()
+        ),
     );
-    let mut response = html(StatusCode::OK, pages::signed_in());
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    set_cookie(
+        &mut response,
+        &format!("{LOGIN_COOKIE}=; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    );
     info!(merchant_id = %merchant.id, "portal session opened");
     response
 }
 
-/// The session cookie's token, if the request has one.
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The value of the cookie `name`, if the request has it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 /// The signed-in merchant, or the page that says why not.
 async fn signed_in(state: &AppState, headers: &HeaderMap, root: &str) -> Result<(Merchant, Session), Response> {
-    let Some(token) = session_cookie(headers) else {
+    let Some(token) = cookie(headers, COOKIE) else {
         return Err(html(
             StatusCode::UNAUTHORIZED,
             pages::refused(root, "You are not signed in to this portal."),

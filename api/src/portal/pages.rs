@@ -33,20 +33,22 @@ pub fn page(title: &str, root: &str, content: Markup) -> Markup {
     }
 }
 
-/// After a portal link: the session cookie is set by this answer; the page moves on to the
-/// portal itself (a same-site navigation, so the `SameSite=Strict` cookie goes with it).
-pub fn signed_in() -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="refresh" content="0;url=./";
-                title { "Signed in · Webhooks" }
+/// A portal link's page: whose portal it opens, and a button to sign in to it.
+pub fn sign_in(merchant_name: &str, token: &str, nonce: &str) -> Markup {
+    page(
+        "Sign in",
+        "./",
+        html! {
+            h1 { "Sign in to the webhooks of " (merchant_name) "?" }
+            p { "This link opens the webhook portal of " strong { (merchant_name) } " for 4 hours in this browser." }
+            form method="post" action="login" {
+                input type="hidden" name="token" value=(token);
+                input type="hidden" name="nonce" value=(nonce);
+                button type="submit" { "Sign in" }
             }
-            body { p { "Signed in. " a href="./" { "Continue to your webhooks" } } }
-        }
-    }
+            p { small { "Not the account you expected, or you did not ask for a link? Close this page: nothing has happened." } }
+        },
+    )
 }
 
 pub fn refused(root: &str, message: &str) -> Markup {

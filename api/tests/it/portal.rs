@@ -36,11 +36,44 @@ pub async fn link(app: &TestApp, api_key: &str) -> String {
     made["url"].as_str().unwrap().to_owned()
 }
 
-/// Opens a link; the session cookie's `name=value`.
-pub async fn session(app: &TestApp, api_key: &str) -> String {
-    let opened = browser().get(link(app, api_key).await).send().await.unwrap();
+/// A hidden field's value on a page.
+pub fn field(page: &str, name: &str) -> String {
+    let after = page
+        .split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} on {page}"));
+    after.split('"').next().unwrap().to_owned()
+}
+
+/// The `name=value` of the `Set-Cookie` of `name` in an answer.
+pub fn set_cookie(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+/// Posts the sign-in page of `link` as the browser that opened it: the answer.
+pub async fn sign_in(app: &TestApp, link: &str) -> reqwest::Response {
+    let opened = browser().get(link).send().await.unwrap();
     assert_eq!(opened.status(), 200);
-    let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let login = set_cookie(opened.headers(), "acp_portal_login").expect("the sign-in page's cookie");
+    let page = opened.text().await.unwrap();
+    browser()
+        .post(app.url("/portal/login"))
+        .header("cookie", login.split(';').next().unwrap())
+        .form(&[("token", field(&page, "token")), ("nonce", field(&page, "nonce"))])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Opens a link and signs in; the session cookie's `name=value`.
+pub async fn session(app: &TestApp, api_key: &str) -> String {
+    let signed_in = sign_in(app, &link(app, api_key).await).await;
+    assert_eq!(signed_in.status(), 303);
+    let cookie = set_cookie(signed_in.headers(), "acp_portal").expect("the session cookie");
     cookie.split(';').next().unwrap().to_owned()
 }
 
@@ -85,18 +118,38 @@ async fn a_portal_link_opens_a_session_that_shows_the_endpoints(app: TestApp) {
     assert!(url.starts_with(&format!("{}/portal/login?token=", app.base)), "{url}");
     let opened = browser().get(&url).send().await.unwrap();
     assert_eq!(opened.status(), 200);
-    let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie(opened.headers(), "acp_portal").is_none(),
+        "opening a link signs nothing in"
+    );
+    let asks = opened.headers().clone();
+    let question = opened.text().await.unwrap();
+    assert!(
+        question.contains(&format!("Sign in to the webhooks of {}?", app.merchant.name)),
+        "{question}"
+    );
+    let signed_in = sign_in(&app, &url).await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "./");
+    let cookie = set_cookie(signed_in.headers(), "acp_portal").unwrap();
     for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age="] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
-    let csp = opened.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let ended = set_cookie(signed_in.headers(), "acp_portal_login").unwrap();
+    assert!(ended.contains("Max-Age=0"), "{ended}");
+    let opened = asks;
+    let csp = opened
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
         csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
     );
     assert_eq!(
-        opened.headers()["referrer-policy"],
-        "no-referrer",
+        opened["referrer-policy"], "no-referrer",
         "the link's token never leaves"
     );
     let pair = cookie.split(';').next().unwrap();
@@ -166,6 +219,50 @@ async fn expired_changed_or_misused_tokens_are_refused(app: TestApp) {
     for junk in ["", "nonsense", "v1.mer_nobody.link.9999999999.n.t"] {
         assert_eq!(login(junk.to_owned()).await.status(), 401, "{junk}");
     }
+    // Signing in takes the sign-in page's own form, posted by the browser that opened it: a
+    // form posted from elsewhere (an attacker's link, to sign a victim into the attacker's
+    // account) lacks the page's cookie or its nonce.
+    let page_of_link = browser().get(&url).send().await.unwrap();
+    let login_cookie = set_cookie(page_of_link.headers(), "acp_portal_login").unwrap();
+    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let text = page_of_link.text().await.unwrap();
+    let post = |cookie: Option<String>, form: Vec<(&'static str, String)>| {
+        let mut request = browser().post(app.url("/portal/login")).form(&form);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let (token_field, nonce_field) = (field(&text, "token"), field(&text, "nonce"));
+    for (cookie, form, status) in [
+        (
+            None,
+            vec![("token", token_field.clone()), ("nonce", nonce_field.clone())],
+            403,
+        ),
+        (
+            Some(login_cookie.clone()),
+            vec![("token", token_field.clone()), ("nonce", "another".to_owned())],
+            403,
+        ),
+        (Some(login_cookie.clone()), vec![("token", token_field.clone())], 403),
+        (
+            Some("acp_portal_login=".to_owned()),
+            vec![("token", token_field.clone()), ("nonce", String::new())],
+            403,
+        ),
+        (
+            Some(login_cookie.clone()),
+            vec![("token", "v1.nonsense".to_owned()), ("nonce", nonce_field.clone())],
+            401,
+        ),
+    ] {
+        let answer = post(cookie.clone(), form.clone()).await;
+        assert_eq!(answer.status(), status, "{cookie:?} {form:?}");
+        assert!(set_cookie(answer.headers(), "acp_portal").is_none());
+    }
+    let answer = post(Some(login_cookie), vec![("token", token_field), ("nonce", nonce_field)]).await;
+    assert_eq!(answer.status(), 303, "the page's own form signs in");
 }
 
 async fn another_merchants_endpoint_is_not_found_in_the_portal(app: TestApp) {

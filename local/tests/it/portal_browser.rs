@@ -1,6 +1,6 @@
 //! The merchant portal in a real browser (Debian's headless Chromium, driven over WebDriver),
 //! against `acp-local` on its durable store with real deliveries to a local receiver: a portal
-//! link opens it; an endpoint added in the page; a failing endpoint shows red after real failed
+//! link asks whose portal it opens and signs in at the button; an endpoint added in the page; a failing endpoint shows red after real failed
 //! deliveries; an attempt's request and answer; a secret rotated in the page signs the next
 //! delivery; pause, then resume sends what was held; a replay from the page; a test event. A
 //! screenshot of each page goes to `target/portal-screenshots/` (or `ACP_PORTAL_SCREENSHOTS`),
@@ -189,6 +189,11 @@ async fn the_portal_works_in_a_real_browser() {
     // The portal link opens the portal; the session cookie is HttpOnly and Strict.
     let link = api.send(reqwest::Method::POST, "/portal_links", Some(json!({}))).await;
     browser.open(link["url"].as_str().unwrap()).await;
+    let asked = browser.find("main h1").await.text().await;
+    assert_eq!(asked, "Sign in to the webhooks of Demo Shop?");
+    assert!(browser.cookie("acp_portal").await.is_none(), "not before the button");
+    browser.screenshot(&shots.join("sign-in.png")).await;
+    browser.find("main form button").await.click().await;
     browser.find("table tbody tr").await;
     assert!(browser.url().await.ends_with("/portal/"), "{}", browser.url().await);
     let cookie = browser.cookie("acp_portal").await.expect("the session cookie");
