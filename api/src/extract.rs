@@ -90,6 +90,18 @@ pub struct KeyScope {
     path: String,
 }
 
+impl KeyScope {
+    /// The key of a portal form (`form_id`, made with the page), posted to `path`: posting the
+    /// form again (a reload) runs its work once and answers the first answer.
+    pub(crate) fn portal_form(form_id: &str, path: &str) -> Option<Self> {
+        Some(Self {
+            key: idempotency::valid_key(form_id.as_bytes())?.to_owned(),
+            method: "PORTAL".to_owned(),
+            path: path.to_owned(),
+        })
+    }
+}
+
 /// The key of a write that must carry one (the checkout API's).
 pub struct RequiredKey(pub KeyScope);
 

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(crate::portal::guard))
         .layer(axum::middleware::from_fn(echo))
         .with_state(state)
 }

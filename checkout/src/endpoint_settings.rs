@@ -20,7 +20,7 @@ pub enum SettingError {
     UnknownEventType { index: usize, name: String },
     #[error("rate_limit is deliveries per second, from 1 to {MAX_RATE_LIMIT}")]
     RateLimit,
-    #[error("description is at most {MAX_DESCRIPTION_LEN} characters")]
+    #[error("description is at most {MAX_DESCRIPTION_LEN} characters, with no control or direction characters")]
     Description,
     #[error("grace_period_seconds is from 0 to {}", MAX_ROTATION_GRACE.num_seconds())]
     GracePeriod,
@@ -60,18 +60,20 @@ fn known_event_types() -> String {
     known.join(", ")
 }
 
-/// Event types by name; empty: every type.
+/// Event types by name, each kept once (so the list is never longer than the types there
+/// are, however long the request's); empty: every type.
 pub fn event_types(names: &[String]) -> Result<Vec<EventType>, SettingError> {
-    names
-        .iter()
-        .enumerate()
-        .map(|(index, name)| {
-            EventType::parse(name).ok_or_else(|| SettingError::UnknownEventType {
-                index,
-                name: name.chars().take(40).collect(),
-            })
-        })
-        .collect()
+    let mut types = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let kind = EventType::parse(name).ok_or_else(|| SettingError::UnknownEventType {
+            index,
+            name: name.chars().take(40).collect(),
+        })?;
+        if !types.contains(&kind) {
+            types.push(kind);
+        }
+    }
+    Ok(types)
 }
 
 /// Deliveries per second, 1 to [`MAX_RATE_LIMIT`]; `None`: no limit of the endpoint's own.
@@ -82,10 +84,12 @@ pub fn rate_limit(rate: Option<u32>) -> Result<Option<u32>, SettingError> {
     }
 }
 
-/// At most [`MAX_DESCRIPTION_LEN`] characters.
+/// At most [`MAX_DESCRIPTION_LEN`] characters, none of them a control character or a
+/// bidirectional override (which could make a list of endpoints read other than it is).
 pub fn description(description: Option<String>) -> Result<Option<String>, SettingError> {
+    let spoofing = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     match description {
-        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(SettingError::Description),
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN || d.chars().any(spoofing) => Err(SettingError::Description),
         _ => Ok(description),
     }
 }
@@ -180,6 +184,25 @@ mod tests {
     use super::*;
     use crate::clock;
     use crate::ids::MerchantId;
+
+    #[test]
+    fn repeated_event_types_are_kept_once() {
+        let names: Vec<String> = std::iter::repeat_n("checkout.session.created".to_owned(), 55_000)
+            .chain(["checkout.session.completed".to_owned()])
+            .collect();
+        assert_eq!(event_types(&names).unwrap(), [EventType::Created, EventType::Completed]);
+    }
+
+    #[test]
+    fn descriptions_refuse_control_and_direction_characters() {
+        for bad in ["a\u{0}b", "line\nbreak", "\u{202e}gnp.exe", "x\u{2066}y"] {
+            assert!(description(Some(bad.to_owned())).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            description(Some("Orders — EU".to_owned())).unwrap().as_deref(),
+            Some("Orders — EU")
+        );
+    }
 
     #[test]
     fn bounds_are_checked_and_name_their_field() {

@@ -76,8 +76,9 @@ pub fn generate_secret() -> Result<String, TokenError> {
     random_text(32)
 }
 
-/// A fresh nonce that ties a sign-in page to the browser that opened it.
-pub fn login_nonce() -> Result<String, TokenError> {
+/// A fresh nonce: ties a sign-in page to the browser that opened it, and names a form so that
+/// posting it again (a reload) does its work once.
+pub fn nonce() -> Result<String, TokenError> {
     random_text(16)
 }
 

@@ -83,7 +83,7 @@ pub struct Preview {
     /// Events of the window with a record in the endpoint's log.
     pub events: usize,
     /// Of those, the ones the replay would send: not delivered by their newest record (all of
-    /// them with `include_delivered`). An upper bound: the replay also skips an event delivered
+    /// them with `include_delivered`), test events left out. An upper bound: the replay also skips an event delivered
     /// at an earlier attempt, and one delivered meanwhile.
     pub to_send: usize,
     /// False when the count stopped at the records it may read: the window holds more.
@@ -120,7 +120,9 @@ pub async fn preview(
                 continue;
             }
             preview.events += 1;
-            preview.to_send += usize::from(include_delivered || !record.delivered());
+            // A test event is never stored, so a replay cannot send it again.
+            let resendable = record.event_type != crate::event::EventType::Test;
+            preview.to_send += usize::from(resendable && (include_delivered || !record.delivered()));
             last_event = Some(record.event_id);
         }
         if !full {

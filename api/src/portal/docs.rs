@@ -6,7 +6,7 @@ use checkout::clock::Timestamp;
 use checkout::event::EventType;
 use checkout::event_docs::{self, ACP_SCHEMA_FILE, DOCUMENTED};
 use checkout::ids::MerchantId;
-use checkout::webhook_endpoint::WebhookEndpoint;
+use checkout::webhook_endpoint::{SignatureScheme, WebhookEndpoint};
 use maud::{Markup, html};
 
 /// The ACP checkout JSON Schema bundle (2026-04-17) that the event schemas refer to.
@@ -109,6 +109,14 @@ fn snippets(title: &str, list: &[Snippet], keys_url: &str, merchant: &MerchantId
     }
 }
 
+fn scheme_words(scheme: SignatureScheme) -> &'static str {
+    match scheme {
+        SignatureScheme::Hmac => "v1 signatures (HMAC-SHA256 with the endpoint's secret)",
+        SignatureScheme::Ed25519 => "v1a signatures (ed25519, with our published keys)",
+        SignatureScheme::Both => "both v1 (HMAC-SHA256) and v1a (ed25519) signatures",
+    }
+}
+
 /// `GET /portal/endpoints/{id}/verify`: the code for the endpoint's signatures.
 pub fn verify_page(endpoint: &WebhookEndpoint, keys_url: &str) -> Markup {
     let scheme = endpoint.signature_scheme;
@@ -118,7 +126,7 @@ pub fn verify_page(endpoint: &WebhookEndpoint, keys_url: &str) -> Markup {
         html! {
             p { a href={ "../" (endpoint.id.as_str()) } { "← " (endpoint.url) } }
             h1 { "Verify our signatures" }
-            p { "Deliveries to this endpoint are signed " strong { (scheme.as_str()) } ". Check every one before you act on it, on the raw body as it arrived: parse the JSON only afterwards." }
+            p { "Deliveries to this endpoint carry " strong { (scheme_words(scheme)) } ". Check every one before you act on it, on the raw body as it arrived: parse the JSON only afterwards." }
             table {
                 thead { tr { th { "Header" } th { "What it holds" } } }
                 tbody {

@@ -4,13 +4,15 @@
 //! entered and why; a secret is shown once, on the page that answers its creation.
 
 use super::form::Form;
-use super::pages::{csrf_field, page, when};
+use super::pages::{csrf_field, page};
 use crate::AppState;
 use crate::deliveries::{ReplayRequest, start_replay};
 use crate::endpoints::{
-    CreateEndpoint, UpdateEndpoint, create_endpoint, delete_endpoint, rotate_endpoint_secret, update_endpoint,
+    CreateEndpoint, UpdateEndpoint, body, create_endpoint, delete_endpoint, once, reply, rotate_endpoint_secret,
+    update_endpoint,
 };
 use crate::error::ApiError;
+use crate::extract::{Caller, KeyScope};
 use checkout::clock::{self, Timestamp};
 use checkout::event::EventType;
 use checkout::merchant::Merchant;
@@ -18,8 +20,10 @@ use checkout::replay::{self, ReplayJob};
 use checkout::webhook_endpoint::{
     DEFAULT_ROTATION_GRACE, MAX_RATE_LIMIT, MAX_ROTATION_GRACE, SignatureScheme, WebhookEndpoint,
 };
-use chrono::NaiveDateTime;
+use chrono::{Datelike, NaiveDateTime};
 use maud::{Markup, html};
+use serde_json::Value;
+use std::sync::Arc;
 
 /// Records a replay's preview may read: enough to count a busy day exactly, bounded so the
 /// page answers in well under a second.
@@ -101,25 +105,41 @@ pub fn refusal(err: &ApiError) -> (u16, String) {
         ApiError::Invalid(_) => 400,
         _ => 409,
     };
-    let message = err.to_string();
-    let mut chars = message.chars();
-    let sentence = match chars.next() {
+    (status, sentence(&err.to_string()))
+}
+
+/// An API message as a sentence of the portal: its fields named as the forms label them.
+fn sentence(message: &str) -> String {
+    let mut text = message.to_owned();
+    for (field, label) in [
+        ("grace_period_seconds", "the grace period (seconds)"),
+        ("rate_limit", "the rate limit"),
+        ("since must be before until", "From must be before To"),
+        ("until is in the future", "To is in the future"),
+        ("PATCH with \"enabled\": true", "tick Enabled on its Edit page"),
+    ] {
+        text = text.replace(field, label);
+    }
+    let mut chars = text.chars();
+    match chars.next() {
         Some(first) => format!(
             "{}{}{}",
             first.to_uppercase(),
             chars.as_str(),
-            if message.ends_with('.') { "" } else { "." }
+            if text.ends_with('.') { "" } else { "." }
         ),
-        None => message,
-    };
-    (status, sentence)
+        None => text,
+    }
 }
 
 fn endpoint_form(action: &str, fields: &Fields, csrf: &str, editing: bool, problem: Option<&str>) -> Markup {
+    // A new form's id: posting it again (a reload of the answer) adds nothing more.
+    let form_id = checkout::portal_access::nonce().unwrap_or_default();
     html! {
         @if let Some(problem) = problem { p.failure.problem { (problem) } }
         form.settings method="post" action=(action) {
             (csrf_field(csrf))
+            @if !editing { input type="hidden" name="form_id" value=(form_id); }
             label { "URL" input type="url" name="url" required size="60" value=(fields.url); }
             label { "Description (optional)" input type="text" name="description" maxlength="200" value=(fields.description); }
             fieldset {
@@ -137,6 +157,9 @@ fn endpoint_form(action: &str, fields: &Fields, csrf: &str, editing: bool, probl
                     @for (value, label) in [("hmac", "v1: HMAC-SHA256 with a shared secret (Standard Webhooks)"), ("ed25519", "v1a: ed25519, verified with our published keys"), ("both", "Both, while receivers move from one to the other")] {
                         option value=(value) selected[fields.scheme == value] { (label) }
                     }
+                }
+                @if editing {
+                    small { "Moving from ed25519 to v1 alone ends its ed25519 key at once; moving to v1 from ed25519 alone shows the secret it will sign with." }
                 }
             }
             label { "Rate limit, deliveries per second (blank: your account's)"
@@ -163,9 +186,35 @@ pub fn new_page(fields: &Fields, csrf: &str, problem: Option<&str>) -> Markup {
     )
 }
 
-/// `POST /portal/endpoints/new`: the endpoint is added; its secret is shown once.
-pub async fn create(state: &AppState, merchant: &Merchant, form: &Form, csrf: &str) -> Outcome {
+/// The merchant as an API caller, for a portal form that runs once per form id.
+fn caller(merchant: &Merchant) -> Caller {
+    Caller {
+        merchant: Arc::new(merchant.clone()),
+        api_version: merchant.pinned_version(),
+        request_id: String::new(),
+    }
+}
+
+/// The status and the message of an API answer that is not a success.
+fn problem_of(reply: &checkout::service::Reply) -> (u16, String) {
+    let message = serde_json::from_str::<Value>(&reply.body)
+        .ok()
+        .and_then(|body| body["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "That did not work; try again in a moment.".to_owned());
+    (reply.status, sentence(&message))
+}
+
+/// `POST /portal/endpoints/new`: the endpoint is added; its secret is shown on this answer. A
+/// reload posts the same form id again and gets the same answer (the API's idempotency, keyed by
+/// the form's id), not a second endpoint.
+pub async fn create(state: &AppState, merchant: &Merchant, form: &Form, raw: &[u8], csrf: &str) -> Outcome {
     let fields = Fields::posted(form);
+    let Some(key) = form
+        .get("form_id")
+        .and_then(|id| KeyScope::portal_form(id, "/portal/endpoints/new"))
+    else {
+        return Outcome::Page(403, super::pages::failed("../", OUT_OF_DATE));
+    };
     let request = fields.rate_limit().and_then(|rate_limit| {
         Ok(CreateEndpoint {
             url: fields.url.clone(),
@@ -176,21 +225,28 @@ pub async fn create(state: &AppState, merchant: &Merchant, form: &Form, csrf: &s
             signature_scheme: Some(fields.scheme()?),
         })
     });
-    let created = match request {
-        Ok(request) => create_endpoint(state, merchant, request).await,
+    let request = match request {
+        Ok(request) => request,
         Err(problem) => return Outcome::Page(400, new_page(&fields, csrf, Some(&problem))),
     };
-    match created {
-        Ok(endpoint) => Outcome::Page(
-            200,
-            secret_page(&endpoint, "Endpoint added", "../", &endpoint.id.to_string(), None),
-        ),
-        Err(err) => {
-            let (status, problem) = refusal(&err);
-            Outcome::Page(status, new_page(&fields, csrf, Some(&problem)))
-        }
+    let answer = once(state, &caller(merchant), Some(key), raw, || async {
+        let endpoint = create_endpoint(state, merchant, request).await?;
+        Ok(reply(201, &body(&endpoint, true)))
+    })
+    .await
+    .0;
+    if answer.status != 201 {
+        let (status, problem) = problem_of(&answer);
+        return Outcome::Page(status, new_page(&fields, csrf, Some(&problem)));
     }
+    let Ok(created) = serde_json::from_str::<Value>(&answer.body) else {
+        return failed(&ApiError::Unavailable);
+    };
+    let link = created["id"].as_str().unwrap_or_default().to_owned();
+    Outcome::Page(200, secret_page(&created, "Endpoint added", "../", &link, None))
 }
+
+const OUT_OF_DATE: &str = "This form is out of date: go back, reload the page and try again.";
 
 /// `GET /portal/endpoints/{id}/edit`.
 pub fn edit_page(endpoint: &WebhookEndpoint, fields: &Fields, csrf: &str, problem: Option<&str>) -> Markup {
@@ -229,7 +285,15 @@ pub async fn edit(
         Err(problem) => return Outcome::Page(400, edit_page(endpoint, &fields, csrf, Some(&problem))),
     };
     match updated {
-        Ok(endpoint) => Outcome::SeeOther(format!("../{}", endpoint.id)),
+        // It signs v1 now and did not: the receiver needs the secret, never shown before.
+        Ok(changed) if changed.signature_scheme.signs_hmac() && !endpoint.signature_scheme.signs_hmac() => {
+            let link = format!("../{}", changed.id);
+            Outcome::Page(
+                200,
+                secret_page(&body(&changed, true), "Signatures changed", "../../", &link, None),
+            )
+        }
+        Ok(changed) => Outcome::SeeOther(format!("../{}", changed.id)),
         Err(err) => {
             let (status, problem) = refusal(&err);
             Outcome::Page(status, edit_page(endpoint, &fields, csrf, Some(&problem)))
@@ -288,6 +352,7 @@ pub fn rotate_page(endpoint: &WebhookEndpoint, csrf: &str) -> Markup {
             p { "A new secret (and, for v1a signatures, a new key) signs every delivery from now on. During the grace period the old one signs beside it, so your receiver keeps verifying while you deploy the new secret." }
             form method="post" action="rotate" {
                 (csrf_field(csrf))
+                input type="hidden" name="form_id" value=(checkout::portal_access::nonce().unwrap_or_default());
                 label { "Grace period"
                     select name="grace_period_seconds" {
                         @for (seconds, label) in graces() {
@@ -301,49 +366,67 @@ pub fn rotate_page(endpoint: &WebhookEndpoint, csrf: &str) -> Markup {
     )
 }
 
-/// `POST /portal/endpoints/{id}/rotate`: the new secret, shown once.
-pub async fn rotate(state: &AppState, merchant: &Merchant, endpoint: &WebhookEndpoint, form: &Form) -> Outcome {
+/// `POST /portal/endpoints/{id}/rotate`: the new secret, shown on this answer. A reload posts
+/// the same form id again and gets the same answer, not a second rotation (which would end the
+/// secret just copied).
+pub async fn rotate(
+    state: &AppState,
+    merchant: &Merchant,
+    endpoint: &WebhookEndpoint,
+    form: &Form,
+    raw: &[u8],
+) -> Outcome {
+    let path = format!("/portal/endpoints/{}/rotate", endpoint.id);
+    let Some(key) = form.get("form_id").and_then(|id| KeyScope::portal_form(id, &path)) else {
+        return Outcome::Page(403, super::pages::failed("../../", OUT_OF_DATE));
+    };
     let Some(grace) = form.get("grace_period_seconds").and_then(|g| g.parse::<i64>().ok()) else {
         return Outcome::Page(400, super::pages::failed("../../", "Choose a grace period."));
     };
-    match rotate_endpoint_secret(state, merchant, endpoint.id.as_str(), Some(grace)).await {
-        Ok(rotated) => {
-            let until = clock::now() + chrono::Duration::seconds(grace);
-            let link = format!("../{}", rotated.id);
-            Outcome::Page(
-                200,
-                secret_page(&rotated, "Secret rotated", "../../", &link, Some((grace, until))),
-            )
-        }
-        Err(err) => failed(&err),
+    let answer = once(state, &caller(merchant), Some(key), raw, || async {
+        let rotated = rotate_endpoint_secret(state, merchant, endpoint.id.as_str(), Some(grace)).await?;
+        Ok(reply(200, &body(&rotated, true)))
+    })
+    .await
+    .0;
+    if answer.status != 200 {
+        let (status, problem) = problem_of(&answer);
+        return Outcome::Page(status, super::pages::failed("../../", &problem));
     }
+    let Ok(rotated) = serde_json::from_str::<Value>(&answer.body) else {
+        return failed(&ApiError::Unavailable);
+    };
+    let link = format!("../{}", endpoint.id);
+    let label = graces()
+        .into_iter()
+        .find(|(seconds, _)| *seconds == grace)
+        .map_or_else(|| format!("{grace} seconds"), |(_, label)| label.to_owned());
+    Outcome::Page(
+        200,
+        secret_page(&rotated, "Secret rotated", "../../", &link, Some((grace, label))),
+    )
 }
 
-/// A secret, shown this once (the page is never cached: `no-store`).
-fn secret_page(
-    endpoint: &WebhookEndpoint,
-    title: &str,
-    root: &str,
-    link: &str,
-    grace: Option<(i64, Timestamp)>,
-) -> Markup {
-    let now = clock::now();
+/// A secret (the API's body of the endpoint, with it), shown on the answer to the form that
+/// made it; the page is never cached (`no-store`).
+fn secret_page(endpoint: &Value, title: &str, root: &str, link: &str, grace: Option<(i64, String)>) -> Markup {
+    let signs_hmac = endpoint["signature_scheme"] != "ed25519";
     page(
         title,
         root,
         html! {
             h1 { (title) }
-            p { code { (endpoint.url) } }
-            @if let Some(secret) = endpoint.current_secret().filter(|_| endpoint.signature_scheme.signs_hmac()) {
-                p { strong { "Copy the signing secret now: it is shown only this once." } }
+            p { code { (endpoint["url"].as_str().unwrap_or_default()) } }
+            @if let Some(secret) = endpoint["secret"].as_str().filter(|_| signs_hmac) {
+                p { strong { "Copy the signing secret now: this page is the only place it is shown." } }
                 pre.secret { (secret) }
             }
-            @for key in endpoint.signing_keys(now).take(1) {
-                p { "v1a signatures are made with the key " code.kid { (key.kid) } ", published at " code { "/.well-known/webhook-keys" } "." }
+            @if let Some(kid) = endpoint["signing_keys"][0]["kid"].as_str() {
+                p { "v1a signatures are made with the key " code.kid { (kid) } ", published in the key set (see " a href={ (link) "/verify" } { "Verify signatures" } ")." }
             }
             @match grace {
                 Some((0, _)) => p { "The previous secret and key stopped signing now." },
-                Some((_, until)) => p { "The previous secret and key sign beside the new ones until " (when(&until, now)) "." },
+                Some((_, label)) => p { "The previous secret and key sign beside the new ones for " (label) "." },
                 None => {}
             }
             p { a href=(link) { "Continue to the endpoint" } " · " a href={ (link) "/verify" } { "How to verify our signatures" } }
@@ -357,6 +440,8 @@ pub fn parse_time(raw: &str) -> Option<Timestamp> {
         .iter()
         .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
         .map(|t| t.and_utc())
+        // chrono reads signed years of any length; the attempt log's keys end in year 10889.
+        .filter(|t| (2000..=9999).contains(&t.year()))
 }
 
 fn time_value(t: &Timestamp) -> String {
@@ -523,6 +608,8 @@ mod tests {
         assert_eq!(clock::rfc3339(&t), "2026-12-04T09:30:00Z");
         assert_eq!(parse_time(&time_value(&t)), Some(t));
         assert_eq!(parse_time("2026-12-04 09:30"), None);
+        assert_eq!(parse_time("+10890-01-01T00:00"), None);
+        assert_eq!(parse_time("-0001-01-01T00:00"), None);
         assert!(asked(Some("nope"), None, false).is_err());
         assert!(asked(Some("2026-12-04T09:30"), Some("later"), false).is_err());
     }

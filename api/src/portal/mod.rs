@@ -74,6 +74,29 @@ pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
         .route("/portal/{*rest}", get(unknown_page))
 }
 
+/// Middleware for the whole router: the portal's security headers on every answer under
+/// `/portal` that has none of them yet — the router's and the extractors' refusals, redirects
+/// and body limits too, not only the pages.
+pub async fn guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let portal = request.uri().path() == "/portal" || request.uri().path().starts_with("/portal/");
+    let mut response = next.run(request).await;
+    if portal {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ] {
+            if !headers.contains_key(&name) {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+        }
+    }
+    response
+}
+
 /// An HTML answer with the portal's headers.
 fn html(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, markup.into_string()).into_response();
@@ -204,7 +227,7 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
         Ok((merchant, _)) => merchant,
         Err(message) => return html(StatusCode::UNAUTHORIZED, pages::refused("./", &message)),
     };
-    let Ok(nonce) = portal_access::login_nonce() else {
+    let Ok(nonce) = portal_access::nonce() else {
         return html(
             StatusCode::SERVICE_UNAVAILABLE,
             pages::failed("./", "The sign-in page could not be made; try the link again."),
@@ -308,16 +331,24 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, form: Bytes) 
         }
     }
     let mut response = html(StatusCode::OK, pages::refused("./", "You are signed out."));
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("acp_portal=; HttpOnly; SameSite=Strict; Max-Age=0"),
+    let secure = secure_attribute(&state);
+    set_cookie(
+        &mut response,
+        &format!("{COOKIE}=; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
     );
     response
 }
 
-/// Any other page under `/portal/`: a 404 page with the portal's headers.
-async fn unknown_page() -> Response {
-    html(StatusCode::NOT_FOUND, pages::not_found("./"))
+/// Any other page under `/portal/`: a 404 page with the portal's headers, its links relative
+/// to how deep it is.
+async fn unknown_page(Path(rest): Path<String>) -> Response {
+    let depth = rest.matches('/').count();
+    let root = if depth == 0 {
+        "./".to_owned()
+    } else {
+        "../".repeat(depth)
+    };
+    html(StatusCode::NOT_FOUND, pages::not_found(&root))
 }
 
 /// `/portal` is `/portal/` (relative, so behind a stage prefix too).
@@ -644,7 +675,7 @@ async fn new_endpoint_page(State(state): State<AppState>, headers: HeaderMap) ->
 /// `POST /portal/endpoints/new`.
 async fn create_endpoint(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match signed_form(&state, &headers, &body, "../").await {
-        Ok((merchant, form, csrf)) => outcome(manage::create(&state, &merchant, &form, &csrf).await),
+        Ok((merchant, form, csrf)) => outcome(manage::create(&state, &merchant, &form, &body, &csrf).await),
         Err(refused) => refused,
     }
 }
@@ -729,7 +760,7 @@ async fn act(
     outcome(match action.as_str() {
         "edit" => manage::edit(&state, &merchant, &endpoint, &form, &csrf).await,
         "delete" => manage::delete(&state, &merchant, &endpoint).await,
-        "rotate" => manage::rotate(&state, &merchant, &endpoint, &form).await,
+        "rotate" => manage::rotate(&state, &merchant, &endpoint, &form, &body).await,
         "replay" => manage::replay(&state, &merchant, &endpoint, &form).await,
         _ => Outcome::Page(404, pages::not_found(root)),
     })

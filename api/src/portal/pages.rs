@@ -265,7 +265,7 @@ pub fn endpoint(endpoint: &WebhookEndpoint, view: &EndpointView<'_>, now: Timest
                         (action(&format!("{}/test", endpoint.id), "Send a test event", csrf))
                     }
                     EndpointState::Paused => (action(&format!("{}/resume", endpoint.id), "Resume and send what was held", csrf)),
-                    EndpointState::Disabled => p { "Disabled: enable it with " code { "PATCH" } " to send again." },
+                    EndpointState::Disabled => p { "Disabled: tick Enabled on its " a href={ (endpoint.id.as_str()) "/edit" } { "Edit" } " page to send again." },
                 }
             }
             table {
@@ -375,7 +375,8 @@ pub fn event_attempts(
             p { a href={ "../../" (endpoint.id.as_str()) } { "← " (endpoint.url) } }
             h1 { code { (event_id) } }
             h2 { "Attempts" }
-            @for record in attempts {
+            @for (i, record) in attempts.iter().enumerate() {
+                @let newest = i + 1 == attempts.len();
                 section class=[(record.status == AttemptStatus::Failed).then_some("failure")] {
                     h3 { "Attempt " (record.attempt) " · " (status(record)) " · " (when(&record.at, now)) }
                     dl {
@@ -386,7 +387,7 @@ pub fn event_attempts(
                         @if let Some(timing) = &record.server_timing { dt { "Server-Timing" } dd { code { (timing) } } }
                         @if let Some(ip) = record.remote_ip { dt { "Address" } dd { (ip.to_string()) } }
                         @if let Some(reason) = &record.final_reason { dt { "Outcome" } dd { (reason) } }
-                        @if let Some(next) = &record.next_attempt_at { dt { "Next attempt" } dd { (when(next, now)) } }
+                        @if let Some(next) = record.next_attempt_at.as_ref().filter(|_| newest) { dt { "Next attempt" } dd { (when(next, now)) } }
                     }
                     @if !record.answer_headers.is_empty() { h4 { "The answer's headers" } pre.headers { (record.answer_headers) } }
                     @if !record.snippet.is_empty() { h4 { "What the receiver answered (its start)" } pre { (record.snippet) } }

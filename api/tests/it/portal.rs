@@ -17,6 +17,7 @@ on_every_backend!(
     a_form_without_its_csrf_token_changes_nothing,
     a_receivers_html_is_shown_as_text,
     revoking_or_rotating_the_api_key_ends_every_session,
+    every_portal_answer_has_its_security_headers,
 );
 
 /// A client that keeps no cookies and follows no redirect: each test says what it sends.
@@ -455,4 +456,39 @@ async fn revoking_or_rotating_the_api_key_ends_every_session(app: TestApp) {
             .unwrap()
             .contains("default-src 'none'")
     );
+}
+
+/// The portal's headers are on every answer under `/portal`, the router's and extractors'
+/// refusals and redirects too; a 404 deep down links back to the portal.
+async fn every_portal_answer_has_its_security_headers(app: TestApp) {
+    let cookie = session(&app, &app.api_key).await;
+    let answers = [
+        (reqwest::Method::GET, "/portal", 308),
+        (reqwest::Method::GET, "/portal/endpoints/%ff", 400),
+        (reqwest::Method::GET, "/portal/login?token=a&token=b", 400),
+        (reqwest::Method::POST, "/portal/", 405),
+        (reqwest::Method::GET, "/portal/logout", 405),
+        (reqwest::Method::GET, "/portal/a/b/c", 404),
+    ];
+    for (method, path, status) in answers {
+        let answer = browser()
+            .request(method.clone(), app.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{method} {path}");
+        let headers = answer.headers();
+        for name in [
+            "content-security-policy",
+            "x-content-type-options",
+            "cache-control",
+            "x-frame-options",
+        ] {
+            assert!(headers.contains_key(name), "{method} {path}: no {name}");
+        }
+        assert_eq!(headers["cache-control"], "no-store", "{method} {path}");
+    }
+    let (_, _, deep) = page(&app, &cookie, "/portal/a/b/c").await;
+    assert!(deep.contains("href=\"../../portal.css\""), "{deep}");
 }

@@ -4,7 +4,7 @@
 
 use crate::app::{TestApp, add_merchant, expect};
 use crate::on_every_backend;
-use crate::portal::{browser, csrf_of, page, register, register_as, session};
+use crate::portal::{browser, csrf_of, field, page, register, register_as, session};
 use checkout::attempt_log::AttemptStatus;
 use checkout::event::EventType;
 use checkout::event_docs;
@@ -19,6 +19,7 @@ on_every_backend!(
     forms_without_the_csrf_token_change_nothing,
     a_replay_is_previewed_then_started,
     the_event_schemas_hold_what_is_sent,
+    switching_to_hmac_in_the_portal_shows_the_secret,
 );
 
 async fn post_form(app: &TestApp, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, Option<String>, String) {
@@ -60,23 +61,26 @@ async fn endpoints_are_added_edited_rotated_and_deleted_from_the_portal(app: Tes
     let (status, _, new) = page(&app, &cookie, "/portal/endpoints/new").await;
     assert_eq!(status, 200, "{new}");
     let csrf = csrf_of(&new);
-    let (status, _, added) = post_form(
-        &app,
-        &cookie,
-        "/portal/endpoints/new",
-        &[
-            ("csrf", &csrf),
-            ("url", "https://hooks.example.com/from-the-portal"),
-            ("description", "Orders"),
-            ("event_types", "checkout.session.created"),
-            ("event_types", "checkout.session.completed"),
-            ("signature_scheme", "both"),
-            ("rate_limit", "5"),
-        ],
-    )
-    .await;
+    let form_id = field(&new, "form_id");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("form_id", form_id.as_str()),
+        ("url", "https://hooks.example.com/from-the-portal"),
+        ("description", "Orders"),
+        ("event_types", "checkout.session.created"),
+        ("event_types", "checkout.session.completed"),
+        ("event_types", "checkout.session.created"),
+        ("signature_scheme", "both"),
+        ("rate_limit", "5"),
+    ];
+    let (status, _, added) = post_form(&app, &cookie, "/portal/endpoints/new", &form).await;
     assert_eq!(status, 200, "{added}");
+    // The page reloaded posts the form again: the same endpoint and secret, not a second one.
+    let (status, _, reloaded) = post_form(&app, &cookie, "/portal/endpoints/new", &form).await;
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(shown_secret(&reloaded), shown_secret(&added), "the same secret");
     let listed = expect(app.get("/webhook_endpoints").send().await.unwrap(), 200).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "one endpoint: {listed}");
     let made = &listed["data"][0];
     let id = made["id"].as_str().unwrap().to_owned();
     assert_eq!(made["url"], "https://hooks.example.com/from-the-portal");
@@ -142,15 +146,19 @@ async fn endpoints_are_added_edited_rotated_and_deleted_from_the_portal(app: Tes
 
     // Rotate without grace: a new secret, shown once; the old one no longer signs.
     let (_, _, rotate) = page(&app, &cookie, &format!("/portal/endpoints/{id}/rotate")).await;
-    let (status, _, rotated) = post_form(
-        &app,
-        &cookie,
-        &format!("/portal/endpoints/{id}/rotate"),
-        &[("csrf", &csrf_of(&rotate)), ("grace_period_seconds", "0")],
-    )
-    .await;
+    let rotation = [
+        ("csrf", csrf_of(&rotate)),
+        ("form_id", field(&rotate, "form_id")),
+        ("grace_period_seconds", "0".to_owned()),
+    ];
+    let rotation: Vec<(&str, &str)> = rotation.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, rotated) = post_form(&app, &cookie, &format!("/portal/endpoints/{id}/rotate"), &rotation).await;
     assert_eq!(status, 200, "{rotated}");
     let new_secret = shown_secret(&rotated).expect("the new secret is shown");
+    // Reloaded: the same page, not a second rotation that would end the secret just copied.
+    let (status, _, again) = post_form(&app, &cookie, &format!("/portal/endpoints/{id}/rotate"), &rotation).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(shown_secret(&again).as_deref(), Some(new_secret.as_str()));
     assert_ne!(new_secret, secret);
     assert_eq!(new_secret, stored_secret(&app, &id).await);
     assert!(rotated.contains("stopped signing now"), "{rotated}");
@@ -183,6 +191,7 @@ async fn a_refused_form_is_shown_again_and_changes_nothing(app: TestApp) {
     let cookie = session(&app, &app.api_key).await;
     let (_, _, new) = page(&app, &cookie, "/portal/endpoints/new").await;
     let csrf = csrf_of(&new);
+    let form_id = field(&new, "form_id");
     for (url, rate, scheme, says) in [
         ("http://internal.example.com/x", "", "hmac", "not allowed"),
         ("https://hooks.example.com/x", "fast", "hmac", "whole number"),
@@ -195,6 +204,7 @@ async fn a_refused_form_is_shown_again_and_changes_nothing(app: TestApp) {
             "/portal/endpoints/new",
             &[
                 ("csrf", &csrf),
+                ("form_id", &form_id),
                 ("url", url),
                 ("rate_limit", rate),
                 ("signature_scheme", scheme),
@@ -233,7 +243,11 @@ async fn a_refused_form_is_shown_again_and_changes_nothing(app: TestApp) {
         &app,
         &cookie,
         &format!("/portal/endpoints/{id}/rotate"),
-        &[("csrf", &csrf_of(&rotate)), ("grace_period_seconds", "99999999")],
+        &[
+            ("csrf", &csrf_of(&rotate)),
+            ("form_id", &field(&rotate, "form_id")),
+            ("grace_period_seconds", "99999999"),
+        ],
     )
     .await;
     assert_eq!(status, 400);
@@ -470,4 +484,53 @@ async fn the_event_schemas_hold_what_is_sent(app: TestApp) {
     assert!(!validator.is_valid(&wrong));
     let (status, _, _) = page(&app, &cookie, "/portal/schemas/..%2F..%2Fetc%2Fpasswd").await;
     assert_eq!(status, 404);
+}
+
+/// An endpoint made to sign with ed25519 has never shown a secret: switching it to HMAC in the
+/// portal shows the secret it now signs with, instead of leaving the receiver without it.
+async fn switching_to_hmac_in_the_portal_shows_the_secret(app: TestApp) {
+    let created = expect(
+        app.post(
+            "/webhook_endpoints",
+            &json!({"url": "https://hooks.example.com/keys", "signature_scheme": "ed25519"}),
+        )
+        .send()
+        .await
+        .unwrap(),
+        201,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let cookie = session(&app, &app.api_key).await;
+    let (_, _, edit) = page(&app, &cookie, &format!("/portal/endpoints/{id}/edit")).await;
+    assert!(edit.contains("ends its ed25519 key at once"), "the form warns: {edit}");
+    let (status, _, shown) = post_form(
+        &app,
+        &cookie,
+        &format!("/portal/endpoints/{id}/edit"),
+        &[
+            ("csrf", &csrf_of(&edit)),
+            ("url", "https://hooks.example.com/keys"),
+            ("signature_scheme", "both"),
+            ("enabled", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown_secret(&shown), Some(stored_secret(&app, &id).await), "{shown}");
+    // A change that keeps HMAC as it was goes back to the endpoint, showing nothing.
+    let (_, _, edit) = page(&app, &cookie, &format!("/portal/endpoints/{id}/edit")).await;
+    let (status, location, _) = post_form(
+        &app,
+        &cookie,
+        &format!("/portal/endpoints/{id}/edit"),
+        &[
+            ("csrf", &csrf_of(&edit)),
+            ("url", "https://hooks.example.com/keys"),
+            ("signature_scheme", "hmac"),
+            ("enabled", "1"),
+        ],
+    )
+    .await;
+    assert_eq!((status, location.as_deref()), (303, Some(format!("../{id}").as_str())));
 }
