@@ -436,7 +436,7 @@ fn secret_page(endpoint: &Value, title: &str, root: &str, link: &str, grace: Opt
 
 /// A `datetime-local` value (`2026-12-04T09:30`, seconds optional), read as UTC.
 pub fn parse_time(raw: &str) -> Option<Timestamp> {
-    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%.f"]
         .iter()
         .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
         .map(|t| t.and_utc())

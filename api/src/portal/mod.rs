@@ -474,7 +474,7 @@ async fn listed_attempts(
     endpoint: &EndpointId,
     newest: &[AttemptRecord],
     filter: pages::Filter,
-    before: Option<checkout::clock::Timestamp>,
+    before: Option<String>,
 ) -> Result<Vec<AttemptRecord>, Response> {
     let Some(before) = before else {
         return Ok(newest
@@ -486,7 +486,7 @@ async fn listed_attempts(
     };
     let mut listed = Vec::new();
     let mut query = AttemptQuery {
-        before: Some(checkout::attempt_log::time_bound(before)),
+        before: Some(before),
         limit: 100,
         ..AttemptQuery::default()
     };
@@ -510,8 +510,9 @@ async fn listed_attempts(
     Ok(listed)
 }
 
-/// `GET /portal/endpoints/{id}?status=&before=`: the endpoint, its health, its chart, its
-/// latest replay and its attempts.
+/// `GET /portal/endpoints/{id}?status=&before=&cursor=`: the endpoint, its health, its chart,
+/// its latest replay and its attempts (newest first; of events before a time, or past the
+/// cursor of the page before: the sort key of its last attempt).
 async fn endpoint_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -539,11 +540,21 @@ async fn endpoint_page(
             );
         }
     };
+    let cursor = query.get("cursor").filter(|c| !c.is_empty());
+    if cursor.is_some_and(|c| checkout::attempt_log::event_of_sort_key(c).is_none()) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::failed("../", "This page link is not valid."),
+        );
+    }
+    let start = cursor
+        .cloned()
+        .or_else(|| before.map(checkout::attempt_log::time_bound));
     let records = match newest_attempts(&state, &endpoint.id, HEALTH_RECORDS).await {
         Ok(records) => records,
         Err(failed) => return failed,
     };
-    let listed = match listed_attempts(&state, &endpoint.id, &records, filter, before).await {
+    let listed = match listed_attempts(&state, &endpoint.id, &records, filter, start).await {
         Ok(listed) => listed,
         Err(failed) => return failed,
     };
@@ -558,7 +569,15 @@ async fn endpoint_page(
     let Ok(csrf) = session.csrf_token(secret) else {
         return storage_failed("../", "no CSRF token");
     };
+    let older = listed.last().filter(|_| listed.len() == LISTED).map(|last| {
+        let cursor: String = form_urlencoded::byte_serialize(last.sort_key().as_bytes()).collect();
+        match filter {
+            pages::Filter::All => format!("?cursor={cursor}"),
+            pages::Filter::Only(status) => format!("?status={}&cursor={cursor}", pages::status_name(status)),
+        }
+    });
     let view = pages::EndpointView {
+        older: older.as_deref(),
         health: &health,
         hours: &hours,
         attempts: &listed,

@@ -230,6 +230,8 @@ pub struct EndpointView<'a> {
     pub before: Option<&'a str>,
     pub replay: Option<&'a ReplayJob>,
     pub csrf: &'a str,
+    /// The query of the next page of older attempts, when there may be one.
+    pub older: Option<&'a str>,
 }
 
 pub fn endpoint(endpoint: &WebhookEndpoint, view: &EndpointView<'_>, now: Timestamp) -> Markup {
@@ -241,6 +243,7 @@ pub fn endpoint(endpoint: &WebhookEndpoint, view: &EndpointView<'_>, now: Timest
         before,
         replay,
         csrf,
+        older,
     } = *view;
     page(
         &endpoint.url,
@@ -313,6 +316,7 @@ pub fn endpoint(endpoint: &WebhookEndpoint, view: &EndpointView<'_>, now: Timest
                         }
                     }
                 }
+                @if let Some(older) = older { p.older { a href={ (endpoint.id.as_str()) (older) } { "Older attempts →" } } }
             }
         },
     )
@@ -351,7 +355,7 @@ fn error_words(class: ErrorClass) -> &'static str {
     }
 }
 
-fn status_name(status: AttemptStatus) -> &'static str {
+pub fn status_name(status: AttemptStatus) -> &'static str {
     match status {
         AttemptStatus::Succeeded => "succeeded",
         AttemptStatus::Failed => "failed",

@@ -402,6 +402,15 @@ async fn a_receivers_html_is_shown_as_text(app: TestApp) {
     assert!(listing.contains("class=\"failure\""), "in red");
     let (status, _, _) = page(&app, &cookie, &format!("/portal/endpoints/{id}?status=<x>")).await;
     assert_eq!(status, 400);
+    let (status, _, _) = page(&app, &cookie, &format!("/portal/endpoints/{id}?cursor=junk")).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = page(
+        &app,
+        &cookie,
+        &format!("/portal/endpoints/{id}?before=%2B10890-01-01T00:00"),
+    )
+    .await;
+    assert_eq!(status, 400, "a year past the log's keys");
 }
 
 /// `DELETE /portal_links` ends every link and session; so does an API key rotation (a leaked

@@ -399,6 +399,21 @@ async fn the_portal_works_in_a_real_browser() {
     browser.open(&format!("{}/portal/endpoints/{busy_id}", api.base)).await;
     browser.find("tbody tr").await;
     assert_eq!(browser.count("main > table:last-of-type tbody tr").await, 100);
+    // The next page: the attempts right after the last one listed.
+    let last_listed = browser
+        .text("main > table:last-of-type tbody tr:last-child td code")
+        .await;
+    browser.find("p.older a").await.click().await;
+    browser.find("main > table:last-of-type tbody tr").await;
+    assert_eq!(browser.count("main > table:last-of-type tbody tr").await, 100);
+    let first_older = browser
+        .text("main > table:last-of-type tbody tr:first-child td code")
+        .await;
+    assert!(
+        first_older.starts_with("evt_") && first_older <= last_listed,
+        "{first_older} after {last_listed}"
+    );
+    browser.open(&format!("{}/portal/endpoints/{busy_id}", api.base)).await;
     weigh(&browser, "endpoint, 10,000 attempts", &mut weights).await;
     browser.screenshot(&shots.join("endpoint-10000-attempts.png")).await;
     for _ in 0..2 {
