@@ -182,6 +182,9 @@ mod tests {
         const BUNDLE: &str = include_str!("../../../spec/acp-2026-04-17/json-schema/schema.agentic_checkout.json");
         let served: serde_json::Value = serde_json::from_str(&schema(ACP_SCHEMA_FILE).unwrap()).unwrap();
         let bundle: serde_json::Value = serde_json::from_str(BUNDLE).unwrap();
-        assert_eq!(served, bundle, "regenerate acp-checkout.schema.json.deflate from spec/ (minified JSON, raw DEFLATE)");
+        assert_eq!(
+            served, bundle,
+            "regenerate acp-checkout.schema.json.deflate from spec/ (minified JSON, raw DEFLATE)"
+        );
     }
 }

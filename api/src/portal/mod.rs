@@ -380,12 +380,27 @@ async fn newest_attempts(
     endpoint: &EndpointId,
     count: usize,
 ) -> Result<Vec<AttemptRecord>, Response> {
-    let mut records = Vec::new();
+    read_attempts(state, endpoint, None, count, count, |_| true).await
+}
+
+/// Attempts of an endpoint newest first, from before the sort key `before` (or the newest): up
+/// to `wanted` that `keep` keeps, reading at most about `max_read` records.
+async fn read_attempts(
+    state: &AppState,
+    endpoint: &EndpointId,
+    before: Option<String>,
+    max_read: usize,
+    wanted: usize,
+    keep: impl Fn(&AttemptRecord) -> bool,
+) -> Result<Vec<AttemptRecord>, Response> {
+    let mut kept = Vec::new();
     let mut query = AttemptQuery {
+        before,
         limit: 100,
         ..AttemptQuery::default()
     };
-    while records.len() < count {
+    let mut read = 0;
+    while kept.len() < wanted && read < max_read {
         let page = state
             .backend
             .deliveries
@@ -393,13 +408,15 @@ async fn newest_attempts(
             .await
             .map_err(|err| storage_failed("../", err))?;
         let full = page.len() == query.limit;
+        read += page.len();
         query.before = page.last().map(AttemptRecord::sort_key);
-        records.extend(page);
+        kept.extend(page.into_iter().filter(|r| keep(r)));
         if !full {
             break;
         }
     }
-    Ok(records)
+    kept.truncate(wanted);
+    Ok(kept)
 }
 
 /// `GET /portal/`: the endpoints with their health.
@@ -484,30 +501,10 @@ async fn listed_attempts(
             .cloned()
             .collect());
     };
-    let mut listed = Vec::new();
-    let mut query = AttemptQuery {
-        before: Some(before),
-        limit: 100,
-        ..AttemptQuery::default()
-    };
-    let mut read = 0;
-    while listed.len() < LISTED && read < HEALTH_RECORDS {
-        let page = state
-            .backend
-            .deliveries
-            .attempts(endpoint.as_str(), &query)
-            .await
-            .map_err(|err| storage_failed("../", err))?;
-        let full = page.len() == query.limit;
-        read += page.len();
-        query.before = page.last().map(AttemptRecord::sort_key);
-        listed.extend(page.into_iter().filter(|r| filter.keeps(r)));
-        if !full {
-            break;
-        }
-    }
-    listed.truncate(LISTED);
-    Ok(listed)
+    read_attempts(state, endpoint, Some(before), HEALTH_RECORDS, LISTED, |r| {
+        filter.keeps(r)
+    })
+    .await
 }
 
 /// `GET /portal/endpoints/{id}?status=&before=&cursor=`: the endpoint, its health, its chart,
