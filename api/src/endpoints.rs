@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
     pub(crate) url: String,
@@ -268,8 +268,11 @@ pub async fn update(
     PathId(id): PathId,
     body: Json<UpdateEndpoint>,
 ) -> Result<ApiReply, ApiError> {
+    let before = load(&state, &caller.merchant, &id).await?;
     let changed = update_endpoint(&state, &caller.merchant, &id, body.value).await?;
-    Ok(respond(&changed, 200, false, "webhook endpoint updated"))
+    // Turning v1 signatures on makes a fresh secret: the answer is where it is shown.
+    let fresh_secret = changed.signature_scheme.signs_hmac() && !before.signature_scheme.signs_hmac();
+    Ok(respond(&changed, 200, fresh_secret, "webhook endpoint updated"))
 }
 
 /// Changes the merchant's endpoint `id` (the API's and the portal's): it as stored.

@@ -84,6 +84,7 @@ impl Caller {
 
 /// An `Idempotency-Key` and what it is scoped to: the method and the path as the router reads
 /// it (`/checkout_sessions/%63s_1` names the same session as `/checkout_sessions/cs_1`).
+#[derive(Clone)]
 pub struct KeyScope {
     key: String,
     method: String,

@@ -87,7 +87,12 @@ pub fn rate_limit(rate: Option<u32>) -> Result<Option<u32>, SettingError> {
 /// At most [`MAX_DESCRIPTION_LEN`] characters, none of them a control character or a
 /// bidirectional override (which could make a list of endpoints read other than it is).
 pub fn description(description: Option<String>) -> Result<Option<String>, SettingError> {
-    let spoofing = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    // Controls, and the invisible format characters that reorder, join or hide text.
+    let spoofing = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{ad}' | '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{e0000}'..='\u{e007f}')
+    };
     match description {
         Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN || d.chars().any(spoofing) => Err(SettingError::Description),
         _ => Ok(description),
@@ -195,7 +200,16 @@ mod tests {
 
     #[test]
     fn descriptions_refuse_control_and_direction_characters() {
-        for bad in ["a\u{0}b", "line\nbreak", "\u{202e}gnp.exe", "x\u{2066}y"] {
+        for bad in [
+            "a\u{0}b",
+            "line\nbreak",
+            "\u{202e}gnp.exe",
+            "x\u{2066}y",
+            "rlm\u{200f}",
+            "sep\u{2028}",
+            "zw\u{200b}j",
+            "tag\u{e0041}",
+        ] {
             assert!(description(Some(bad.to_owned())).is_err(), "{bad:?}");
         }
         assert_eq!(

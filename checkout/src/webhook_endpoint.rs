@@ -403,8 +403,17 @@ impl WebhookEndpoint {
     }
 
     /// Switches the scheme. Moving to ed25519 (or both) makes a key pair if none signs; moving to
-    /// `hmac` retires every key at once, and the published keys with them.
+    /// `hmac` retires every key at once, and the published keys with them. Moving from ed25519
+    /// alone to v1 signatures makes a fresh secret (the one kept while v1 was off is not used
+    /// again: switching back and forth must not be a way to read a secret without rotating it).
     pub fn set_signature_scheme(&mut self, scheme: SignatureScheme, now: Timestamp) -> Result<(), KeyError> {
+        if scheme.signs_hmac() && !self.signature_scheme.signs_hmac() {
+            let fresh = SigningSecret {
+                secret: generate_secret()?,
+                expires_at: None,
+            };
+            rotate_in(&mut self.secrets, fresh, now, Duration::zero());
+        }
         if scheme.signs_ed25519() && !self.signing_keys.iter().any(|k| k.active(now)) {
             rotate_in(
                 &mut self.signing_keys,
@@ -513,6 +522,31 @@ mod tests {
         e.set_signature_scheme(SignatureScheme::Ed25519, now + Duration::seconds(1))
             .unwrap();
         assert_eq!(e.signing_keys(now + Duration::seconds(1)).count(), 1, "a fresh key");
+    }
+
+    /// A review found that switching an endpoint to ed25519 and back to v1 showed (in the
+    /// portal) the secret it had before, still valid, without a rotation.
+    #[test]
+    fn turning_v1_signatures_back_on_makes_a_fresh_secret() {
+        let mut e = endpoint();
+        let now = clock::now();
+        let before = e.current_secret().unwrap().to_owned();
+        e.set_signature_scheme(SignatureScheme::Both, now).unwrap();
+        assert_eq!(
+            e.current_secret(),
+            Some(before.as_str()),
+            "v1 went on signing: the same secret"
+        );
+        e.set_signature_scheme(SignatureScheme::Ed25519, now).unwrap();
+        let later = now + Duration::seconds(1);
+        e.set_signature_scheme(SignatureScheme::Hmac, later).unwrap();
+        let fresh = e.current_secret().unwrap().to_owned();
+        assert_ne!(fresh, before);
+        assert_eq!(
+            e.hmac_secrets(later).collect::<Vec<_>>(),
+            vec![fresh.as_str()],
+            "the old one signs no more"
+        );
     }
 
     /// A review found a rotation without grace (what a merchant does after a leak) left the

@@ -18,7 +18,7 @@ use checkout::event::EventType;
 use checkout::merchant::Merchant;
 use checkout::replay::{self, ReplayJob};
 use checkout::webhook_endpoint::{
-    DEFAULT_ROTATION_GRACE, MAX_RATE_LIMIT, MAX_ROTATION_GRACE, SignatureScheme, WebhookEndpoint,
+    DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_RATE_LIMIT, MAX_ROTATION_GRACE, SignatureScheme, WebhookEndpoint,
 };
 use chrono::{Datelike, NaiveDateTime};
 use maud::{Markup, html};
@@ -141,7 +141,7 @@ fn endpoint_form(action: &str, fields: &Fields, csrf: &str, editing: bool, probl
             (csrf_field(csrf))
             @if !editing { input type="hidden" name="form_id" value=(form_id); }
             label { "URL" input type="url" name="url" required size="60" value=(fields.url); }
-            label { "Description (optional)" input type="text" name="description" maxlength="200" value=(fields.description); }
+            label { "Description (optional)" input type="text" name="description" maxlength=(MAX_DESCRIPTION_LEN) value=(fields.description); }
             fieldset {
                 legend { "Events (none ticked: all of them)" }
                 @for kind in EventType::ALL {
@@ -229,12 +229,11 @@ pub async fn create(state: &AppState, merchant: &Merchant, form: &Form, raw: &[u
         Ok(request) => request,
         Err(problem) => return Outcome::Page(400, new_page(&fields, csrf, Some(&problem))),
     };
-    let answer = once(state, &caller(merchant), Some(key), raw, || async {
-        let endpoint = create_endpoint(state, merchant, request).await?;
+    let answer = run_once(state, merchant, key, raw, || async {
+        let endpoint = create_endpoint(state, merchant, request.clone()).await?;
         Ok(reply(201, &body(&endpoint, true)))
     })
-    .await
-    .0;
+    .await;
     if answer.status != 201 {
         let (status, problem) = problem_of(&answer);
         return Outcome::Page(status, new_page(&fields, csrf, Some(&problem)));
@@ -247,6 +246,35 @@ pub async fn create(state: &AppState, merchant: &Merchant, form: &Form, raw: &[u
 }
 
 const OUT_OF_DATE: &str = "This form is out of date: go back, reload the page and try again.";
+
+/// Runs a form's work once per form id (the API's idempotency), and answers what the first
+/// post answered. A post that comes while the first still runs (a double click) waits for its
+/// answer instead of showing "in progress", which would hide the page the secret is shown on.
+async fn run_once<F, Fut>(
+    state: &AppState,
+    merchant: &Merchant,
+    key: KeyScope,
+    raw: &[u8],
+    run: F,
+) -> checkout::service::Reply
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<crate::reply::ApiReply, ApiError>>,
+{
+    let caller = caller(merchant);
+    for _ in 0..IN_FLIGHT_WAITS {
+        let answer = once(state, &caller, Some(key.clone()), raw, &run).await.0;
+        let in_flight = answer.status == 409 && answer.body.contains("\"idempotency_in_flight\"");
+        if !in_flight {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    once(state, &caller, Some(key), raw, &run).await.0
+}
+
+/// How many times (100 ms apart) a post waits for the first post of its form to finish.
+const IN_FLIGHT_WAITS: usize = 50;
 
 /// `GET /portal/endpoints/{id}/edit`.
 pub fn edit_page(endpoint: &WebhookEndpoint, fields: &Fields, csrf: &str, problem: Option<&str>) -> Markup {
@@ -383,12 +411,11 @@ pub async fn rotate(
     let Some(grace) = form.get("grace_period_seconds").and_then(|g| g.parse::<i64>().ok()) else {
         return Outcome::Page(400, super::pages::failed("../../", "Choose a grace period."));
     };
-    let answer = once(state, &caller(merchant), Some(key), raw, || async {
+    let answer = run_once(state, merchant, key, raw, || async {
         let rotated = rotate_endpoint_secret(state, merchant, endpoint.id.as_str(), Some(grace)).await?;
         Ok(reply(200, &body(&rotated, true)))
     })
-    .await
-    .0;
+    .await;
     if answer.status != 200 {
         let (status, problem) = problem_of(&answer);
         return Outcome::Page(status, super::pages::failed("../../", &problem));
@@ -567,6 +594,7 @@ pub async fn replay_page(
                     @if preview.to_send > 0 || !preview.complete {
                         form method="post" action="replay" {
                             (csrf_field(csrf))
+                            input type="hidden" name="form_id" value=(checkout::portal_access::nonce().unwrap_or_default());
                             input type="hidden" name="since" value=(time_value(&job.since));
                             input type="hidden" name="until" value=(time_value(&job.until));
                             @if job.include_delivered { input type="hidden" name="include_delivered" value="1"; }
@@ -582,20 +610,37 @@ pub async fn replay_page(
 }
 
 /// `POST /portal/endpoints/{id}/replay`: the job starts; its progress shows on the endpoint.
-pub async fn replay(state: &AppState, merchant: &Merchant, endpoint: &WebhookEndpoint, form: &Form) -> Outcome {
+pub async fn replay(
+    state: &AppState,
+    merchant: &Merchant,
+    endpoint: &WebhookEndpoint,
+    form: &Form,
+    raw: &[u8],
+) -> Outcome {
     let window = match asked(form.get("since"), form.get("until"), form.checked("include_delivered")) {
         Ok(window) => window,
         Err(problem) => return Outcome::Page(400, super::pages::failed("../../", &problem)),
+    };
+    let path = format!("/portal/endpoints/{}/replay", endpoint.id);
+    let Some(key) = form.get("form_id").and_then(|id| KeyScope::portal_form(id, &path)) else {
+        return Outcome::Page(403, super::pages::failed("../../", OUT_OF_DATE));
     };
     let request = ReplayRequest {
         since: window.since,
         until: Some(window.until),
         include_delivered: window.include_delivered,
     };
-    match start_replay(state, merchant, endpoint.id.as_str(), &request).await {
-        Ok(_) => Outcome::SeeOther(format!("../{}", endpoint.id)),
-        Err(err) => failed(&err),
+    // Once per form: a double click starts one replay, not two.
+    let answer = run_once(state, merchant, key, raw, || async {
+        let job = start_replay(state, merchant, endpoint.id.as_str(), &request).await?;
+        Ok(reply(202, &job.view()))
+    })
+    .await;
+    if answer.status != 202 {
+        let (status, problem) = problem_of(&answer);
+        return Outcome::Page(status, super::pages::failed("../../", &problem));
     }
+    Outcome::SeeOther(format!("../{}", endpoint.id))
 }
 
 #[cfg(test)]

@@ -538,7 +538,14 @@ async fn endpoint_page(
         }
     };
     let cursor = query.get("cursor").filter(|c| !c.is_empty());
-    if cursor.is_some_and(|c| checkout::attempt_log::event_of_sort_key(c).is_none()) {
+    let valid_cursor = |c: &str| {
+        let attempt = c.split_once('#').map(|(_, a)| a).unwrap_or_default();
+        c.len() <= 64
+            && checkout::attempt_log::event_of_sort_key(c).is_some()
+            && !attempt.is_empty()
+            && attempt.bytes().all(|b| b.is_ascii_digit())
+    };
+    if cursor.is_some_and(|c| !valid_cursor(c)) {
         return html(
             StatusCode::BAD_REQUEST,
             pages::failed("../", "This page link is not valid."),
@@ -777,7 +784,7 @@ async fn act(
         "edit" => manage::edit(&state, &merchant, &endpoint, &form, &csrf).await,
         "delete" => manage::delete(&state, &merchant, &endpoint).await,
         "rotate" => manage::rotate(&state, &merchant, &endpoint, &form, &body).await,
-        "replay" => manage::replay(&state, &merchant, &endpoint, &form).await,
+        "replay" => manage::replay(&state, &merchant, &endpoint, &form, &body).await,
         _ => Outcome::Page(404, pages::not_found(root)),
     })
 }

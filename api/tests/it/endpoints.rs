@@ -207,6 +207,13 @@ async fn ed25519_endpoints_publish_their_keys(app: TestApp) {
     .await;
     assert_eq!(patched["signing_keys"], json!([]));
     assert_eq!(kids(&jwks(&app).await), before, "retired at once");
+    // v1 signatures turned on: a fresh secret, shown in this answer (the one kept while they
+    // were off is not used again).
+    let fresh = patched["secret"].as_str().expect("the fresh secret is shown");
+    assert!(
+        fresh.starts_with("whsec_") && Some(fresh) != created["secret"].as_str(),
+        "{patched}"
+    );
 
     let again = json!({"signature_scheme": "both"});
     let patched = expect(
@@ -217,6 +224,10 @@ async fn ed25519_endpoints_publish_their_keys(app: TestApp) {
         200,
     )
     .await;
+    assert!(
+        patched.get("secret").is_none(),
+        "v1 went on signing: nothing new to show"
+    );
     let third = patched["signing_keys"][0]["kid"].as_str().unwrap().to_owned();
     assert!(kids(&jwks(&app).await).contains(&third));
     let bad = json!({"signature_scheme": "rsa"});

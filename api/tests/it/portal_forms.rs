@@ -79,6 +79,40 @@ async fn endpoints_are_added_edited_rotated_and_deleted_from_the_portal(app: Tes
     let (status, _, reloaded) = post_form(&app, &cookie, "/portal/endpoints/new", &form).await;
     assert_eq!(status, 200, "{reloaded}");
     assert_eq!(shown_secret(&reloaded), shown_secret(&added), "the same secret");
+    // A triple click of another form: three posts at once, one endpoint, each shown its secret.
+    let (_, _, other) = page(&app, &cookie, "/portal/endpoints/new").await;
+    let other_id = field(&other, "form_id");
+    let mut clicked = form;
+    clicked[1] = ("form_id", other_id.as_str());
+    clicked[2] = ("url", "https://hooks.example.com/clicked");
+    let posts = (0..3).map(|_| post_form(&app, &cookie, "/portal/endpoints/new", &clicked));
+    let answers = futures_util::future::join_all(posts).await;
+    let secrets: Vec<_> = answers
+        .iter()
+        .map(|(status, _, body)| (*status, shown_secret(body)))
+        .collect();
+    assert!(
+        secrets
+            .iter()
+            .all(|(status, secret)| *status == 200 && secret.is_some()),
+        "{secrets:?}"
+    );
+    assert!(secrets.windows(2).all(|w| w[0].1 == w[1].1), "one secret: {secrets:?}");
+    let listed = expect(app.get("/webhook_endpoints").send().await.unwrap(), 200).await;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        2,
+        "one endpoint per form: {listed}"
+    );
+    let clicked_id = listed["data"][1]["id"].as_str().unwrap().to_owned();
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/webhook_endpoints/{clicked_id}")))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
     let listed = expect(app.get("/webhook_endpoints").send().await.unwrap(), 200).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1, "one endpoint: {listed}");
     let made = &listed["data"][0];
@@ -403,10 +437,27 @@ async fn a_replay_is_previewed_then_started(app: TestApp) {
         &app,
         &cookie,
         &format!("/portal/endpoints/{id}/replay"),
-        &[("csrf", &csrf_of(&preview)), ("since", &since)],
+        &[
+            ("csrf", &csrf_of(&preview)),
+            ("form_id", &field(&preview, "form_id")),
+            ("since", &since),
+        ],
     )
     .await;
     assert_eq!((status, location.as_deref()), (303, Some(format!("../{id}").as_str())));
+    // The same form again (a double click, a reload): no second replay.
+    let (status, _, _) = post_form(
+        &app,
+        &cookie,
+        &format!("/portal/endpoints/{id}/replay"),
+        &[
+            ("csrf", &csrf_of(&preview)),
+            ("form_id", &field(&preview, "form_id")),
+            ("since", &since),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
     assert!(app.run_replay_steps().await >= 1);
     let (_, _, shown) = page(&app, &cookie, &format!("/portal/endpoints/{id}")).await;
     assert!(
@@ -518,6 +569,11 @@ async fn switching_to_hmac_in_the_portal_shows_the_secret(app: TestApp) {
     .await;
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown_secret(&shown), Some(stored_secret(&app, &id).await), "{shown}");
+    assert_ne!(
+        shown_secret(&shown).as_deref(),
+        created["secret"].as_str(),
+        "a fresh one"
+    );
     // A change that keeps HMAC as it was goes back to the endpoint, showing nothing.
     let (_, _, edit) = page(&app, &cookie, &format!("/portal/endpoints/{id}/edit")).await;
     let (status, location, _) = post_form(
