@@ -380,7 +380,14 @@ async fn newest_attempts(
     endpoint: &EndpointId,
     count: usize,
 ) -> Result<Vec<AttemptRecord>, Response> {
-    read_attempts(state, endpoint, None, count, count, |_| true).await
+    Ok(read_attempts(state, endpoint, None, count, count, |_| true).await?.kept)
+}
+
+/// Attempts read newest first: those kept, and where a next read would go on from (none when
+/// the log has nothing older).
+struct Read {
+    kept: Vec<AttemptRecord>,
+    next: Option<String>,
 }
 
 /// Attempts of an endpoint newest first, from before the sort key `before` (or the newest): up
@@ -392,7 +399,7 @@ async fn read_attempts(
     max_read: usize,
     wanted: usize,
     keep: impl Fn(&AttemptRecord) -> bool,
-) -> Result<Vec<AttemptRecord>, Response> {
+) -> Result<Read, Response> {
     let mut kept = Vec::new();
     let mut query = AttemptQuery {
         before,
@@ -400,6 +407,7 @@ async fn read_attempts(
         ..AttemptQuery::default()
     };
     let mut read = 0;
+    let mut exhausted = false;
     while kept.len() < wanted && read < max_read {
         let page = state
             .backend
@@ -412,11 +420,20 @@ async fn read_attempts(
         query.before = page.last().map(AttemptRecord::sort_key);
         kept.extend(page.into_iter().filter(|r| keep(r)));
         if !full {
+            exhausted = true;
             break;
         }
     }
-    kept.truncate(wanted);
-    Ok(kept)
+    let next = if kept.len() >= wanted {
+        kept.truncate(wanted);
+        kept.last().map(AttemptRecord::sort_key)
+    } else if exhausted {
+        None
+    } else {
+        // Fewer kept than wanted in all that was read: older ones may match.
+        query.before
+    };
+    Ok(Read { kept, next })
 }
 
 /// `GET /portal/`: the endpoints with their health.
@@ -492,14 +509,23 @@ async fn listed_attempts(
     newest: &[AttemptRecord],
     filter: pages::Filter,
     before: Option<String>,
-) -> Result<Vec<AttemptRecord>, Response> {
+) -> Result<Read, Response> {
     let Some(before) = before else {
-        return Ok(newest
+        let kept: Vec<AttemptRecord> = newest
             .iter()
             .filter(|r| filter.keeps(r))
             .take(LISTED)
             .cloned()
-            .collect());
+            .collect();
+        let next = if kept.len() == LISTED {
+            kept.last().map(AttemptRecord::sort_key)
+        } else if newest.len() >= HEALTH_RECORDS {
+            // The newest records read hold fewer matches than a page: older ones may match.
+            newest.last().map(AttemptRecord::sort_key)
+        } else {
+            None
+        };
+        return Ok(Read { kept, next });
     };
     read_attempts(state, endpoint, Some(before), HEALTH_RECORDS, LISTED, |r| {
         filter.keeps(r)
@@ -573,8 +599,9 @@ async fn endpoint_page(
     let Ok(csrf) = session.csrf_token(secret) else {
         return storage_failed("../", "no CSRF token");
     };
-    let older = listed.last().filter(|_| listed.len() == LISTED).map(|last| {
-        let cursor: String = form_urlencoded::byte_serialize(last.sort_key().as_bytes()).collect();
+    let Read { kept: listed, next } = listed;
+    let older = next.map(|next| {
+        let cursor: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
         match filter {
             pages::Filter::All => format!("?cursor={cursor}"),
             pages::Filter::Only(status) => format!("?status={}&cursor={cursor}", pages::status_name(status)),

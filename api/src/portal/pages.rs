@@ -316,8 +316,8 @@ pub fn endpoint(endpoint: &WebhookEndpoint, view: &EndpointView<'_>, now: Timest
                         }
                     }
                 }
-                @if let Some(older) = older { p.older { a href={ (endpoint.id.as_str()) (older) } { "Older attempts →" } } }
             }
+            @if let Some(older) = older { p.older { a href={ (endpoint.id.as_str()) (older) } { "Older attempts →" } } }
         },
     )
 }

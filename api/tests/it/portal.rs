@@ -18,6 +18,7 @@ on_every_backend!(
     a_receivers_html_is_shown_as_text,
     revoking_or_rotating_the_api_key_ends_every_session,
     every_portal_answer_has_its_security_headers,
+    a_filter_pages_on_past_records_it_did_not_match,
 );
 
 /// A client that keeps no cookies and follows no redirect: each test says what it sends.
@@ -500,4 +501,48 @@ async fn every_portal_answer_has_its_security_headers(app: TestApp) {
     }
     let (_, _, deep) = page(&app, &cookie, "/portal/a/b/c").await;
     assert!(deep.contains("href=\"../../portal.css\""), "{deep}");
+}
+
+/// A review found that a status filter with fewer matches than a page among the records a
+/// page reads showed no way on, though older records matched.
+async fn a_filter_pages_on_past_records_it_did_not_match(app: TestApp) {
+    let id = register(&app, "https://hooks.example.com/mostly-fine").await;
+    let session_id = SessionId::parse(app.create().await["id"].as_str().unwrap()).unwrap();
+    let template = app.backend.events.history(&session_id).await.unwrap().remove(0);
+    // Five old failures, then 1,050 newer deliveries.
+    let mut records = Vec::new();
+    for i in 0..1_055 {
+        let mut event = template.clone();
+        event.id = checkout::ids::EventId::generate();
+        let mut record = attempt_record(&id, &event, 1);
+        record.status = if i < 5 {
+            AttemptStatus::Failed
+        } else {
+            AttemptStatus::Succeeded
+        };
+        records.push(record);
+        std::thread::sleep(std::time::Duration::from_micros(if i < 6 { 2_000 } else { 0 }));
+    }
+    for chunk in records.chunks(50) {
+        let writes = chunk.iter().map(|r| app.backend.deliveries.record(r));
+        for written in futures_util::future::join_all(writes).await {
+            assert!(written.unwrap());
+        }
+    }
+    let cookie = session(&app, &app.api_key).await;
+    let (status, _, first) = page(&app, &cookie, &format!("/portal/endpoints/{id}?status=failed")).await;
+    assert_eq!(status, 200);
+    assert!(first.contains("No attempts match"), "{first}");
+    let older = first
+        .split("<p class=\"older\"><a href=\"")
+        .nth(1)
+        .expect("a way on to older records")
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let (status, _, second) = page(&app, &cookie, &format!("/portal/endpoints/{older}")).await;
+    assert_eq!(status, 200, "{older}");
+    assert_eq!(second.matches("<tr class=\"failure\">").count(), 5, "{second}");
+    assert!(!second.contains("class=\"older\""), "nothing older");
 }
