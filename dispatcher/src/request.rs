@@ -176,13 +176,20 @@ mod tests {
         );
 
         endpoint.set_signature_scheme(SignatureScheme::Both, now).unwrap();
+        // Turning v1 on made a fresh secret: the one kept while it was off signs nothing.
+        let fresh = endpoint.current_secret().unwrap().to_owned();
+        assert_ne!(fresh, secret);
         let request = sign(&endpoint);
         let signatures = header(&request, WEBHOOK_SIGNATURE).unwrap();
         assert!(signatures.starts_with("v1,"), "v1 first: {signatures}");
         assert_eq!(
-            signature::verify(&secret, e.id.as_str(), &ts.to_string(), &signatures, &body, ts),
+            signature::verify(&fresh, e.id.as_str(), &ts.to_string(), &signatures, &body, ts),
             Ok(()),
             "an HMAC receiver skips the v1a signatures"
+        );
+        assert_eq!(
+            signature::verify(&secret, e.id.as_str(), &ts.to_string(), &signatures, &body, ts),
+            Err(SignatureError::Mismatch)
         );
 
         endpoint.set_signature_scheme(SignatureScheme::Hmac, now).unwrap();
