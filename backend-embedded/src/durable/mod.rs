@@ -1,6 +1,7 @@
 //! The embedded backend on disk: SQLite with group commit.
 
 mod database;
+mod directory;
 pub(crate) mod event_row;
 mod store;
 

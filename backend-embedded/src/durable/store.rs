@@ -5,6 +5,7 @@
 //! when it is stored, with no projector between them and no second copy of its bytes.
 
 use super::database::{Database, corrupt};
+use super::directory::Directory;
 use super::event_row;
 use crate::queue::{EmbeddedQueue, Staged};
 use crate::topic;
@@ -46,6 +47,8 @@ pub struct DurableStore {
     /// order, on the writer thread), so a change to a session does not read its last event back
     /// from disk.
     recent: Arc<Recent>,
+    /// Every merchant and endpoint, kept exactly as committed (see [`Directory`]).
+    directory: Arc<Directory>,
 }
 
 type Recent = parking_lot::Mutex<RecentEvents>;
@@ -120,11 +123,13 @@ impl DurableStore {
             ));
         }
         queue_unpublished(&db, &outbox).await?;
+        let directory = load_directory(&db).await?;
         Ok(Self {
             db,
             outbox,
             claims: Arc::default(),
             recent: Arc::default(),
+            directory: Arc::new(directory),
         })
     }
 
@@ -179,6 +184,32 @@ impl DurableStore {
             .await?;
         bodies.iter().map(|b| from_json(b)).collect()
     }
+}
+
+/// Every merchant and endpoint row, read once when the store opens.
+async fn load_directory(db: &Database) -> Result<Directory, StoreError> {
+    type Rows = (Vec<(String, String, String)>, Vec<(String, String, String)>);
+    let (merchants, endpoints): Rows = db
+        .read(|conn| {
+            let rows = |sql: &str| -> rusqlite::Result<Vec<(String, String, String)>> {
+                conn.prepare(sql)?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            };
+            Ok((
+                rows("SELECT id, api_key_hash, body FROM merchants")?,
+                rows("SELECT merchant_id, id, body FROM endpoints")?,
+            ))
+        })
+        .await?;
+    let directory = Directory::default();
+    for (id, hash, body) in merchants {
+        directory.load_merchant(id, hash, &body);
+    }
+    for (merchant, id, body) in endpoints {
+        directory.load_endpoint(merchant, id, &body);
+    }
+    Ok(directory)
 }
 
 /// A text parameter of a read.
@@ -452,39 +483,38 @@ impl MerchantStore for DurableStore {
             to_json(&next)?,
             merchant.revision,
         );
+        let directory = self.directory.clone();
         self.db
-            .write(move |conn| {
-                // The writer thread runs one write at a time: read, check and write are atomic.
-                let stored: Option<String> = conn
-                    .prepare_cached("SELECT body FROM merchants WHERE id = ?1")
-                    .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
-                    .map_err(sql)?;
-                let stored: Option<Merchant> = stored.map(|b| from_json(&b)).transpose()?;
-                if stored.map_or(0, |m| m.revision) != revision {
-                    return Err(StoreError::Changed { what: "merchant", id });
-                }
-                conn.prepare_cached(
-                    "INSERT INTO merchants (id, api_key_hash, body) VALUES (?1, ?2, ?3) \
+            .write_then(
+                move |conn| {
+                    // The writer thread runs one write at a time: read, check and write are atomic.
+                    let stored: Option<String> = conn
+                        .prepare_cached("SELECT body FROM merchants WHERE id = ?1")
+                        .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                        .map_err(sql)?;
+                    let stored: Option<Merchant> = stored.map(|b| from_json(&b)).transpose()?;
+                    if stored.map_or(0, |m| m.revision) != revision {
+                        return Err(StoreError::Changed { what: "merchant", id });
+                    }
+                    conn.prepare_cached(
+                        "INSERT INTO merchants (id, api_key_hash, body) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (id) DO UPDATE SET api_key_hash = excluded.api_key_hash, body = excluded.body",
-                )
-                .and_then(|mut s| s.execute(params![id, hash, body]))
-                .map_err(sql)?;
-                Ok(())
-            })
+                    )
+                    .and_then(|mut s| s.execute(params![id, hash, body]))
+                    .map_err(sql)?;
+                    Ok(())
+                },
+                move |_| directory.put_merchant(next),
+            )
             .await
     }
 
     async fn merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
-        self.read_one("SELECT body FROM merchants WHERE id = ?1", vec![text(id.as_str())])
-            .await
+        self.directory.merchant(id)
     }
 
     async fn merchant_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Merchant>, StoreError> {
-        self.read_one(
-            "SELECT body FROM merchants WHERE api_key_hash = ?1",
-            vec![text(api_key_hash)],
-        )
-        .await
+        self.directory.merchant_by_api_key_hash(api_key_hash)
     }
 }
 
@@ -569,60 +599,61 @@ impl EndpointStore for DurableStore {
             .iter()
             .map(|k| Ok((k.kid.clone(), to_json(&k.published())?)))
             .collect::<Result<_, StoreError>>()?;
+        let directory = self.directory.clone();
         self.db
-            .write(move |conn| {
-                let stored: Option<String> = conn
-                    .prepare_cached("SELECT body FROM endpoints WHERE merchant_id = ?1 AND id = ?2")
-                    .and_then(|mut s| s.query_row(params![merchant, id], |r| r.get(0)).optional())
-                    .map_err(sql)?;
-                let stored: Option<WebhookEndpoint> = stored.map(|b| from_json(&b)).transpose()?;
-                if stored.map_or(0, |e| e.revision) != revision {
-                    return Err(StoreError::Changed { what: "endpoint", id });
-                }
-                // An update keeps the row (and so its place in the merchant's list).
-                conn.prepare_cached(
-                    "INSERT INTO endpoints (merchant_id, id, body) VALUES (?1, ?2, ?3) \
+            .write_then(
+                move |conn| {
+                    let stored: Option<String> = conn
+                        .prepare_cached("SELECT body FROM endpoints WHERE merchant_id = ?1 AND id = ?2")
+                        .and_then(|mut s| s.query_row(params![merchant, id], |r| r.get(0)).optional())
+                        .map_err(sql)?;
+                    let stored: Option<WebhookEndpoint> = stored.map(|b| from_json(&b)).transpose()?;
+                    if stored.map_or(0, |e| e.revision) != revision {
+                        return Err(StoreError::Changed { what: "endpoint", id });
+                    }
+                    // An update keeps the row (and so its place in the merchant's list).
+                    conn.prepare_cached(
+                        "INSERT INTO endpoints (merchant_id, id, body) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (merchant_id, id) DO UPDATE SET body = excluded.body",
-                )
-                .and_then(|mut s| s.execute(params![merchant, id, body]))
-                .map_err(sql)?;
-                publish_keys(conn, &id, &keys).map_err(sql)
-            })
+                    )
+                    .and_then(|mut s| s.execute(params![merchant, id, body]))
+                    .map_err(sql)?;
+                    publish_keys(conn, &id, &keys).map_err(sql)
+                },
+                move |_| directory.put_endpoint(next),
+            )
             .await
     }
 
     async fn endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
-        self.read_one(
-            "SELECT body FROM endpoints WHERE merchant_id = ?1 AND id = ?2",
-            vec![text(merchant.as_str()), text(id.as_str())],
-        )
-        .await
+        self.directory.endpoint(merchant, id)
     }
 
     async fn endpoints(&self, merchant: &MerchantId) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        let mut endpoints: Vec<WebhookEndpoint> = self
-            .read_all(
-                "SELECT body FROM endpoints WHERE merchant_id = ?1",
-                vec![text(merchant.as_str())],
-            )
-            .await?;
-        checkout::webhook_endpoint::sort_oldest_first(&mut endpoints);
-        Ok(endpoints)
+        self.directory.endpoints(merchant)
     }
 
     async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<bool, StoreError> {
         let (merchant, id) = (merchant.to_string(), id.to_string());
+        let (directory, deleting) = (self.directory.clone(), (merchant.clone(), id.clone()));
         self.db
-            .write(move |conn| {
-                let deleted = conn
-                    .prepare_cached("DELETE FROM endpoints WHERE merchant_id = ?1 AND id = ?2")
-                    .and_then(|mut s| s.execute(params![merchant, id]))
-                    .map_err(sql)?;
-                if deleted > 0 {
-                    publish_keys(conn, &id, &[]).map_err(sql)?;
-                }
-                Ok(deleted > 0)
-            })
+            .write_then(
+                move |conn| {
+                    let deleted = conn
+                        .prepare_cached("DELETE FROM endpoints WHERE merchant_id = ?1 AND id = ?2")
+                        .and_then(|mut s| s.execute(params![merchant, id]))
+                        .map_err(sql)?;
+                    if deleted > 0 {
+                        publish_keys(conn, &id, &[]).map_err(sql)?;
+                    }
+                    Ok(deleted > 0)
+                },
+                move |&deleted| {
+                    if deleted {
+                        directory.delete_endpoint(&deleting.0, &deleting.1);
+                    }
+                },
+            )
             .await
     }
 }

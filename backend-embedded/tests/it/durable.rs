@@ -222,6 +222,123 @@ mod restart {
         assert!(received.iter().all(|m| m.attributes.is_empty()));
     }
 
+    /// Merchants and endpoints are answered from memory: each write is seen by the next read
+    /// (a new endpoint, a changed key, a deletion), a refused write changes nothing, a restart
+    /// reads them back from the file, and a damaged row reads as damaged, for that row only.
+    #[tokio::test]
+    async fn merchants_and_endpoints_read_back_exactly_as_committed() {
+        use checkout::ports::{EndpointStore, MerchantStore, StoreError};
+        use checkout::webhook_endpoint::WebhookEndpoint;
+        let path = fresh_path();
+        let (mut merchant, other) = (merchant(), merchant());
+        let now = checkout::clock::now();
+        let (first_id, second_id);
+        {
+            let (store, _) = store_at(&path).await;
+            store.put_merchant(&merchant).await.unwrap();
+            store.put_merchant(&other).await.unwrap();
+            let first = WebhookEndpoint::new(merchant.id.clone(), "https://a.example/hook".into(), now).unwrap();
+            store.put_endpoint(&first).await.unwrap();
+            assert_eq!(
+                store.endpoints(&merchant.id).await.unwrap().len(),
+                1,
+                "a new endpoint is listed at once"
+            );
+            let mut changed = store.endpoint(&merchant.id, &first.id).await.unwrap().unwrap();
+            changed.url = "https://b.example/hook".into();
+            store.put_endpoint(&changed).await.unwrap();
+            let stale = WebhookEndpoint {
+                url: "https://stale.example/".into(),
+                ..first.clone()
+            };
+            assert!(matches!(
+                store.put_endpoint(&stale).await,
+                Err(StoreError::Changed { .. })
+            ));
+            let read = store.endpoint(&merchant.id, &first.id).await.unwrap().unwrap();
+            assert_eq!((read.url.as_str(), read.revision), ("https://b.example/hook", 2));
+            assert!(
+                store.endpoints(&other.id).await.unwrap().is_empty(),
+                "another merchant's list is its own"
+            );
+
+            let second = WebhookEndpoint::new(merchant.id.clone(), "https://c.example/hook".into(), now).unwrap();
+            store.put_endpoint(&second).await.unwrap();
+            assert!(store.delete_endpoint(&merchant.id, &first.id).await.unwrap());
+            assert!(store.endpoint(&merchant.id, &first.id).await.unwrap().is_none());
+            let listed: Vec<_> = store
+                .endpoints(&merchant.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(listed, vec![second.id.clone()]);
+            (first_id, second_id) = (first.id, second.id);
+
+            let old_hash = merchant.api_key_hash.clone();
+            merchant = store.merchant(&merchant.id).await.unwrap().unwrap();
+            merchant.api_key_hash = checkout::merchant::hash_api_key("sk_test_rotated");
+            store.put_merchant(&merchant).await.unwrap();
+            assert!(
+                store.merchant_by_api_key_hash(&old_hash).await.unwrap().is_none(),
+                "the old key stops at once"
+            );
+            let found = store
+                .merchant_by_api_key_hash(&merchant.api_key_hash)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(found.id, merchant.id);
+        }
+
+        let (store, _) = store_at(&path).await;
+        let found = store
+            .merchant_by_api_key_hash(&merchant.api_key_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((found.id, found.revision), (merchant.id.clone(), merchant.revision + 1));
+        assert_eq!(store.merchant(&other.id).await.unwrap().unwrap().id, other.id);
+        assert!(store.endpoint(&merchant.id, &first_id).await.unwrap().is_none());
+        let listed: Vec<_> = store
+            .endpoints(&merchant.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(listed, vec![second_id.clone()]);
+        drop(store);
+
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute("UPDATE endpoints SET body = '{oops'", []).unwrap();
+        raw.execute(
+            "UPDATE merchants SET body = '{oops' WHERE id = ?1",
+            [merchant.id.as_str()],
+        )
+        .unwrap();
+        drop(raw);
+        let (store, _) = store_at(&path).await;
+        assert!(matches!(
+            store.endpoint(&merchant.id, &second_id).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            store.endpoints(&merchant.id).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            store.merchant_by_api_key_hash(&merchant.api_key_hash).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(
+            store.merchant(&other.id).await.unwrap().unwrap().id,
+            other.id,
+            "only the damaged row"
+        );
+    }
+
     fn reply_to(
         key: &str,
         merchant: &checkout::merchant::Merchant,
