@@ -37,6 +37,10 @@ const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// by another [`RESTART_AFTER_PAGES`] before (so its growth stays bounded by pages, not by how
 /// fast the writes come in the meantime).
 const RESTART_RETRY: Duration = Duration::from_secs(1);
+/// How long writes that nobody waits for (see [`Database::write_detached`]) wait for a write
+/// that somebody does, to share its commit: at low rates, each delivery's queue delete would
+/// otherwise cost a commit and an fsync of its own.
+const DETACHED_LINGER: Duration = Duration::from_millis(100);
 /// How long a connection waits for a lock another one holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,7 +48,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// whether it succeeded), on the writer thread, in commit order.
 /// Given no connection, the job fails without running (its batch could not begin, or an
 /// earlier write of the batch ended the transaction).
-type Job = Box<dyn FnOnce(Option<&Connection>) -> AfterCommit + Send>;
+struct Job {
+    run: Box<dyn FnOnce(Option<&Connection>) -> AfterCommit + Send>,
+    /// Nobody waits for its commit ([`Database::write_detached`]).
+    detached: bool,
+}
 type AfterCommit = Box<dyn FnOnce(bool) + Send>;
 
 const SCHEMA: &str = "
@@ -187,6 +195,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 impl Database {
     /// Opens (or creates) the database file at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_linger(path, DETACHED_LINGER)
+    }
+
+    /// [`Database::open`], with detached writes waiting up to `linger` for company (tests make
+    /// the wait long, so what it does is seen without timing anything).
+    pub fn open_with_linger(path: &Path, linger: Duration) -> Result<Self, StoreError> {
         let lock = File::create(path.with_extension("lock")).map_err(StoreError::unavailable)?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -221,7 +235,7 @@ impl Database {
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
-                write_loop(writer, jobs, checkpoint);
+                write_loop(writer, jobs, checkpoint, linger);
                 drop(lock);
             })
             .map_err(StoreError::unavailable)?;
@@ -254,7 +268,7 @@ impl Database {
         A: FnOnce(&R) + Send + 'static,
     {
         let (reply, replied) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::waited(move |conn| {
             let result = in_batch(conn, op);
             Box::new(move |committed| {
                 let result = match result {
@@ -280,19 +294,23 @@ impl Database {
     /// only repeats work that is safe to repeat (deleting a queue entry whose delivery is
     /// recorded: after a crash it is received again and found done). It still commits in
     /// order with every write handed over before it, and before the database is dropped; a
-    /// failure is logged as `what`.
+    /// failure is logged as `what`. Alone, it waits up to [`DETACHED_LINGER`] for a write that
+    /// is waited for, and commits with it.
     pub fn write_detached<F>(&self, what: &'static str, op: F)
     where
         F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     {
-        let job: Job = Box::new(move |conn| {
-            let result = in_batch(conn, op);
-            Box::new(move |committed| match result {
-                Ok(()) if committed => {}
-                Ok(()) => error!(what, "the commit failed"),
-                Err(err) => error!(what, error = %err, "a write failed"),
-            })
-        });
+        let job = Job {
+            run: Box::new(move |conn| {
+                let result = in_batch(conn, op);
+                Box::new(move |committed| match result {
+                    Ok(()) if committed => {}
+                    Ok(()) => error!(what, "the commit failed"),
+                    Err(err) => error!(what, error = %err, "a write failed"),
+                })
+            }),
+            detached: true,
+        };
         if self.writer.send(job).is_err() {
             error!(what, "the database writer has stopped");
         }
@@ -330,6 +348,15 @@ impl Drop for Database {
             && thread.join().is_err()
         {
             error!("the database writer panicked");
+        }
+    }
+}
+
+impl Job {
+    fn waited(run: impl FnOnce(Option<&Connection>) -> AfterCommit + Send + 'static) -> Self {
+        Self {
+            run: Box::new(run),
+            detached: false,
         }
     }
 }
@@ -454,27 +481,47 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<AfterCommit> {
         .into_iter()
         .map(|job| {
             if conn.is_autocommit() {
-                job(None)
+                (job.run)(None)
             } else {
-                job(Some(conn))
+                (job.run)(Some(conn))
             }
         })
         .collect()
 }
 
-fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::SyncSender<()>) {
-    let mut postponed: Option<Postponed> = None;
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
+/// The next batch: `first` and the writes already waiting behind it. A batch that nobody
+/// waits for waits up to `linger` ([`DETACHED_LINGER`]) for a write that somebody does (or for the
+/// database to close), so it does not cost a commit of its own; a waited-for write never waits
+/// for company.
+fn gather(first: Job, jobs: &mpsc::Receiver<Job>, linger: Duration) -> Vec<Job> {
+    let mut batch = vec![first];
+    let take_waiting = |batch: &mut Vec<Job>| {
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
+    };
+    take_waiting(&mut batch);
+    let lingering_until = Instant::now() + linger;
+    while batch.len() < MAX_BATCH && batch.iter().all(|job| job.detached) {
+        match jobs.recv_timeout(lingering_until.saturating_duration_since(Instant::now())) {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    take_waiting(&mut batch);
+    batch
+}
+
+fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::SyncSender<()>, linger: Duration) {
+    let mut postponed: Option<Postponed> = None;
+    while let Ok(first) = jobs.recv() {
+        let batch = gather(first, &jobs, linger);
         if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
             error!(error = %err, "could not begin a transaction");
-            batch.into_iter().for_each(|job| job(None)(false));
+            batch.into_iter().for_each(|job| (job.run)(None)(false));
             continue;
         }
         let finish = run_batch(&conn, batch);

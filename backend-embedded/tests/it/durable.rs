@@ -866,6 +866,56 @@ mod batches {
     }
 }
 
+mod detached_writes {
+    use super::*;
+
+    fn marks(path: &Path) -> Vec<String> {
+        let raw = rusqlite::Connection::open(path).unwrap();
+        let mut statement = raw.prepare("SELECT name FROM marks ORDER BY rowid").unwrap();
+        statement
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn mark(name: &'static str) -> impl FnOnce(&rusqlite::Connection) -> Result<(), checkout::ports::StoreError> {
+        move |conn| {
+            conn.execute("INSERT INTO marks VALUES (?1)", [name])
+                .map(|_| ())
+                .map_err(checkout::ports::StoreError::unavailable)
+        }
+    }
+
+    /// A write nobody waits for (a queue entry's delete) does not commit alone: it waits for
+    /// the next write somebody waits for and shares its commit, in the order they were handed
+    /// over; when the database closes first, it commits then. The wait is made an hour long
+    /// here, so what is seen cannot depend on how fast the machine is.
+    #[tokio::test]
+    async fn a_detached_write_shares_the_next_commit_or_the_close() {
+        let path = fresh_path();
+        let db = Database::open_with_linger(&path, Duration::from_secs(3600)).unwrap();
+        db.write(|conn| {
+            conn.execute_batch("CREATE TABLE marks (name TEXT)")
+                .map_err(checkout::ports::StoreError::unavailable)
+        })
+        .await
+        .unwrap();
+        db.write_detached("first", mark("detached"));
+        assert!(marks(&path).is_empty(), "not committed alone");
+        db.write(mark("waited")).await.unwrap();
+        assert_eq!(
+            marks(&path),
+            vec!["detached", "waited"],
+            "committed with the next write, in order"
+        );
+
+        db.write_detached("second", mark("at close"));
+        drop(db);
+        assert_eq!(marks(&path), vec!["detached", "waited", "at close"]);
+    }
+}
+
 mod claims {
     use super::*;
     use checkout::idempotency::Claim;
