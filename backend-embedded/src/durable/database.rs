@@ -48,8 +48,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// whether it succeeded), on the writer thread, in commit order.
 /// Given no connection, the job fails without running (its batch could not begin, or an
 /// earlier write of the batch ended the transaction).
+type RunJob = Box<dyn FnOnce(Option<&Connection>) -> AfterCommit + Send>;
+
 struct Job {
-    run: Box<dyn FnOnce(Option<&Connection>) -> AfterCommit + Send>,
+    run: RunJob,
     /// Nobody waits for its commit ([`Database::write_detached`]).
     detached: bool,
 }
