@@ -20,6 +20,9 @@ impl IntoResponse for ApiReply {
         if status != StatusCode::NO_CONTENT {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
+        // A merchant's own data, and secrets at creation and rotation: never kept by a cache
+        // or a proxy between the caller and us.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if reply.replayed {
             headers.insert(headers::IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
         }

@@ -103,12 +103,23 @@ pub struct Config {
     /// the machine's cores, at least one). The spare core is for the database's writer thread
     /// and for whatever else runs beside: on 2 cores, one thread took 15 % less CPU per event
     /// than two and delivered 5 % more events per second (README, benchmark results).
-    #[arg(long, env = "ACP_WORKER_THREADS")]
+    #[arg(long, env = "ACP_WORKER_THREADS", value_parser = parse_worker_threads)]
     pub worker_threads: Option<NonZeroUsize>,
 
     /// Log lines as readable text or as JSON.
     #[arg(long, env = "ACP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// The most async worker threads `--worker-threads` takes: each is an OS thread with its own
+/// stack, and more than the cores only adds switching.
+const MAX_WORKER_THREADS: usize = 512;
+
+fn parse_worker_threads(value: &str) -> Result<NonZeroUsize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n @ 1..=MAX_WORKER_THREADS) => Ok(NonZeroUsize::MIN.saturating_add(n - 1)),
+        _ => Err(format!("expected a whole number from 1 to {MAX_WORKER_THREADS}")),
+    }
 }
 
 impl Config {
@@ -161,7 +172,13 @@ mod tests {
         assert_eq!(default.worker_threads(), (cores - 1).max(1));
         let set = Config::try_parse_from(["acp-local", "--worker-threads", "3"]).unwrap();
         assert_eq!(set.worker_threads(), 3);
-        let zero = Config::try_parse_from(["acp-local", "--worker-threads", "0"]).unwrap_err();
-        assert_eq!(zero.kind(), clap::error::ErrorKind::ValueValidation);
+        for bad in ["0", "-1", "abc", "513", "18446744073709551615", "1.5"] {
+            let flag = format!("--worker-threads={bad}");
+            let refused = Config::try_parse_from(["acp-local", flag.as_str()]).unwrap_err();
+            assert_eq!(refused.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            assert!(refused.to_string().contains("from 1 to 512"), "{bad}: {refused}");
+        }
+        let most = Config::try_parse_from(["acp-local", "--worker-threads", "512"]).unwrap();
+        assert_eq!(most.worker_threads(), 512);
     }
 }

@@ -372,7 +372,13 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period(app: TestApp) {
     let id = created["id"].as_str().unwrap();
     let old = created["secret"].as_str().unwrap();
     let path = format!("/webhook_endpoints/{id}/rotate_secret");
-    let rotated = expect(app.send(reqwest::Method::POST, &path, None).send().await.unwrap(), 200).await;
+    let answer = app.send(reqwest::Method::POST, &path, None).send().await.unwrap();
+    assert_eq!(
+        answer.headers()["cache-control"],
+        "no-store",
+        "an answer with a secret is never cached"
+    );
+    let rotated = expect(answer, 200).await;
     let new = rotated["secret"].as_str().unwrap();
     assert_ne!(old, new);
 
