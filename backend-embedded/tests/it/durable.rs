@@ -222,6 +222,15 @@ mod restart {
         assert!(received.iter().all(|m| m.attributes.is_empty()));
     }
 
+    async fn endpoint_ids(
+        store: &DurableStore,
+        merchant: &checkout::merchant::Merchant,
+    ) -> Vec<checkout::ids::EndpointId> {
+        use checkout::ports::EndpointStore;
+        let listed = store.endpoints(&merchant.id).await.unwrap();
+        listed.into_iter().map(|e| e.id).collect()
+    }
+
     /// Merchants and endpoints are answered from memory: each write is seen by the next read
     /// (a new endpoint, a changed key, a deletion), a refused write changes nothing, a restart
     /// reads them back from the file, and a damaged row reads as damaged, for that row only.
@@ -266,14 +275,7 @@ mod restart {
             store.put_endpoint(&second).await.unwrap();
             assert!(store.delete_endpoint(&merchant.id, &first.id).await.unwrap());
             assert!(store.endpoint(&merchant.id, &first.id).await.unwrap().is_none());
-            let listed: Vec<_> = store
-                .endpoints(&merchant.id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| e.id)
-                .collect();
-            assert_eq!(listed, vec![second.id.clone()]);
+            assert_eq!(endpoint_ids(&store, &merchant).await, vec![second.id.clone()]);
             (first_id, second_id) = (first.id, second.id);
 
             let old_hash = merchant.api_key_hash.clone();
@@ -301,14 +303,7 @@ mod restart {
         assert_eq!((found.id, found.revision), (merchant.id.clone(), merchant.revision + 1));
         assert_eq!(store.merchant(&other.id).await.unwrap().unwrap().id, other.id);
         assert!(store.endpoint(&merchant.id, &first_id).await.unwrap().is_none());
-        let listed: Vec<_> = store
-            .endpoints(&merchant.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(listed, vec![second_id.clone()]);
+        assert_eq!(endpoint_ids(&store, &merchant).await, vec![second_id.clone()]);
         drop(store);
 
         let raw = rusqlite::Connection::open(&path).unwrap();
