@@ -116,8 +116,8 @@ pub struct Config {
 const MAX_WORKER_THREADS: usize = 512;
 
 fn parse_worker_threads(value: &str) -> Result<NonZeroUsize, String> {
-    match value.trim().parse::<usize>() {
-        Ok(n @ 1..=MAX_WORKER_THREADS) => Ok(NonZeroUsize::MIN.saturating_add(n - 1)),
+    match value.trim().parse::<NonZeroUsize>() {
+        Ok(n) if n.get() <= MAX_WORKER_THREADS => Ok(n),
         _ => Err(format!("expected a whole number from 1 to {MAX_WORKER_THREADS}")),
     }
 }

@@ -302,17 +302,14 @@ impl Database {
     where
         F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     {
-        let job = Job {
-            run: Box::new(move |conn| {
-                let result = in_batch(conn, op);
-                Box::new(move |committed| match result {
-                    Ok(()) if committed => {}
-                    Ok(()) => error!(what, "the commit failed"),
-                    Err(err) => error!(what, error = %err, "a write failed"),
-                })
-            }),
-            detached: true,
-        };
+        let job = Job::detached(move |conn| {
+            let result = in_batch(conn, op);
+            Box::new(move |committed| match result {
+                Ok(()) if committed => {}
+                Ok(()) => error!(what, "the commit failed"),
+                Err(err) => error!(what, error = %err, "a write failed"),
+            })
+        });
         if self.writer.send(job).is_err() {
             error!(what, "the database writer has stopped");
         }
@@ -359,6 +356,13 @@ impl Job {
         Self {
             run: Box::new(run),
             detached: false,
+        }
+    }
+
+    fn detached(run: impl FnOnce(Option<&Connection>) -> AfterCommit + Send + 'static) -> Self {
+        Self {
+            run: Box::new(run),
+            detached: true,
         }
     }
 }
@@ -507,9 +511,13 @@ fn gather(first: Job, jobs: &mpsc::Receiver<Job>, linger: Duration) -> Vec<Job> 
     };
     take_waiting(&mut batch);
     let lingering_until = Instant::now() + linger;
-    while batch.len() < MAX_BATCH && batch.iter().all(|job| job.detached) {
+    let mut unwaited = batch.iter().all(|job| job.detached);
+    while unwaited && batch.len() < MAX_BATCH {
         match jobs.recv_timeout(lingering_until.saturating_duration_since(Instant::now())) {
-            Ok(job) => batch.push(job),
+            Ok(job) => {
+                unwaited = job.detached;
+                batch.push(job);
+            }
             Err(_) => break,
         }
     }
