@@ -9,7 +9,7 @@ mod queue;
 mod store;
 mod topic;
 
-pub use durable::{Database, DurableStore, Purged};
+pub use durable::{Commits, Database, Durability, DurableStore, Purged};
 
 /// The names of the local stack's queues in a durable database.
 pub mod queue_names {

@@ -392,7 +392,9 @@ impl EmbeddedQueue {
         Ok(())
     }
 
-    /// Stores a message's new visibility and receive count, when durable.
+    /// Stores a message's new visibility and receive count, when durable. Not fsynced: a power
+    /// failure that undoes it only makes the message visible sooner (as after any restart, a
+    /// delivery in flight is received again).
     async fn store_visibility(&self, seq: u64, visible_in: Duration, receive_count: u32) -> Result<(), PipelineError> {
         let Some(log) = &self.log else {
             return Ok(());
@@ -400,7 +402,7 @@ impl EmbeddedQueue {
         let name = log.name.clone();
         let visible_at_ms = wall_clock_ms(visible_in);
         log.db
-            .write(move |conn| {
+            .write_unsynced(move |conn| {
                 conn.prepare_cached(
                     "UPDATE messages SET visible_at_ms = ?1, receive_count = ?2 WHERE queue = ?3 AND seq = ?4",
                 )

@@ -3,6 +3,10 @@
 //! share its fsync, and each caller hears back only once its write is on disk. Reads run on a
 //! small pool of connections and see committed data only (WAL mode). A thread of its own
 //! checkpoints the write-ahead log into the database file, so the writer never waits for that.
+//!
+//! A write says what it must survive ([`Durability`]): a commit holding only writes that a
+//! power failure may undo (settling deliveries) is not fsynced; the next synced commit or
+//! checkpoint syncs it with everything before it.
 
 use checkout::ports::StoreError;
 use parking_lot::Mutex;
@@ -10,7 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -54,6 +58,28 @@ struct Job {
     run: RunJob,
     /// Nobody waits for its commit ([`Database::write_detached`]).
     detached: bool,
+    durability: Durability,
+}
+
+/// What a write must survive once its caller hears back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// A power failure or a crash of the machine: its commit is fsynced.
+    PowerLoss,
+    /// A crash of the process (`kill -9`, a panic): its commit is written to the log but not
+    /// fsynced, so it is in the operating system's hands. A power failure may undo it, and
+    /// every later commit not synced yet with it (the log is replayed up to its first missing
+    /// frame, so what survives is always a prefix of the commits); the next synced commit or
+    /// checkpoint makes it durable. For writes whose loss only repeats work that is safe to
+    /// repeat: an attempt record lost makes the event be sent again with the same `webhook-id`.
+    ProcessCrash,
+}
+
+/// Commits made so far, by whether they were fsynced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Commits {
+    pub synced: u64,
+    pub unsynced: u64,
 }
 type AfterCommit = Box<dyn FnOnce(bool) + Send>;
 
@@ -119,6 +145,13 @@ pub struct Database {
     writer: mpsc::Sender<Job>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
+    commits: Arc<CommitCounter>,
+}
+
+#[derive(Default)]
+struct CommitCounter {
+    synced: AtomicU64,
+    unsynced: AtomicU64,
 }
 
 /// The read connections, shared with the blocking threads that run reads.
@@ -234,10 +267,12 @@ impl Database {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(StoreError::unavailable)?;
         let (sender, jobs) = mpsc::channel::<Job>();
+        let commits = Arc::new(CommitCounter::default());
+        let counting = commits.clone();
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
-                write_loop(writer, jobs, checkpoint, linger);
+                write_loop(writer, jobs, checkpoint, linger, &counting);
                 drop(lock);
             })
             .map_err(StoreError::unavailable)?;
@@ -248,6 +283,7 @@ impl Database {
                 connections,
                 next: AtomicUsize::new(0),
             }),
+            commits,
         })
     }
 
@@ -261,6 +297,17 @@ impl Database {
         self.write_then(op, |_| {}).await
     }
 
+    /// [`Database::write`] for a write that need only survive a crash of the process (see
+    /// [`Durability::ProcessCrash`]): readable once it returns, fsynced with the next commit
+    /// that is.
+    pub async fn write_unsynced<R, F>(&self, op: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit(Durability::ProcessCrash, op, |_| {}).await
+    }
+
     /// [`Database::write`], and `after` with the result once it is committed, on the writer
     /// thread: so `after`s run in commit order.
     pub async fn write_then<R, F, A>(&self, op: F, after: A) -> Result<R, StoreError>
@@ -269,8 +316,25 @@ impl Database {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         A: FnOnce(&R) + Send + 'static,
     {
+        self.submit(Durability::PowerLoss, op, after).await
+    }
+
+    /// Commits made so far, synced and not.
+    pub fn commits(&self) -> Commits {
+        Commits {
+            synced: self.commits.synced.load(Ordering::Relaxed),
+            unsynced: self.commits.unsynced.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn submit<R, F, A>(&self, durability: Durability, op: F, after: A) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        A: FnOnce(&R) + Send + 'static,
+    {
         let (reply, replied) = oneshot::channel();
-        let job = Job::waited(move |conn| {
+        let job = Job::waited(durability, move |conn| {
             let result = in_batch(conn, op);
             Box::new(move |committed| {
                 let result = match result {
@@ -352,17 +416,20 @@ impl Drop for Database {
 }
 
 impl Job {
-    fn waited(run: impl FnOnce(Option<&Connection>) -> AfterCommit + Send + 'static) -> Self {
+    fn waited(durability: Durability, run: impl FnOnce(Option<&Connection>) -> AfterCommit + Send + 'static) -> Self {
         Self {
             run: Box::new(run),
             detached: false,
+            durability,
         }
     }
 
+    /// A detached write's loss only repeats safe work: it need not survive a power failure.
     fn detached(run: impl FnOnce(Option<&Connection>) -> AfterCommit + Send + 'static) -> Self {
         Self {
             run: Box::new(run),
             detached: true,
+            durability: Durability::ProcessCrash,
         }
     }
 }
@@ -525,11 +592,37 @@ fn gather(first: Job, jobs: &mpsc::Receiver<Job>, linger: Duration) -> Vec<Job> 
     batch
 }
 
-fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::SyncSender<()>, linger: Duration) {
+/// Sets whether the connection's commits are fsynced (`synchronous` is the connection's own
+/// setting, not the file's), when it changes.
+fn set_synced(conn: &Connection, synced: bool, current: &mut Option<bool>) -> rusqlite::Result<()> {
+    if *current != Some(synced) {
+        *current = None;
+        conn.execute_batch(if synced {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        })?;
+        *current = Some(synced);
+    }
+    Ok(())
+}
+
+fn write_loop(
+    conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    checkpoint: mpsc::SyncSender<()>,
+    linger: Duration,
+    commits: &CommitCounter,
+) {
     let mut postponed: Option<Postponed> = None;
+    // The connection opens with FULL.
+    let mut synced_now = Some(true);
     while let Ok(first) = jobs.recv() {
         let batch = gather(first, &jobs, linger);
-        if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // One write that must survive a power failure syncs the whole batch.
+        let synced = batch.iter().any(|job| job.durability == Durability::PowerLoss);
+        let begun = set_synced(&conn, synced, &mut synced_now).and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
+        if let Err(err) = begun {
             error!(error = %err, "could not begin a transaction");
             batch.into_iter().for_each(|job| (job.run)(None)(false));
             continue;
@@ -543,7 +636,11 @@ fn write_loop(conn: Connection, jobs: mpsc::Receiver<Job>, checkpoint: mpsc::Syn
             false
         } else {
             match conn.execute_batch("COMMIT") {
-                Ok(()) => true,
+                Ok(()) => {
+                    let counter = if synced { &commits.synced } else { &commits.unsynced };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
                 Err(err) => {
                     error!(error = %err, "commit failed; the batch is rolled back");
                     let _ = conn.execute_batch("ROLLBACK");

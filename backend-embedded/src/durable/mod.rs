@@ -5,5 +5,5 @@ mod directory;
 pub(crate) mod event_row;
 mod store;
 
-pub use database::Database;
+pub use database::{Commits, Database, Durability};
 pub use store::{DurableStore, Purged};

@@ -680,16 +680,20 @@ fn publish_keys(conn: &rusqlite::Connection, endpoint: &str, keys: &[(String, St
 
 #[async_trait]
 impl DeliveryLog for DurableStore {
+    /// Not fsynced (see [`Durability::ProcessCrash`]): a record a power failure undoes makes
+    /// the event be sent again, with the same `webhook-id`. Readable as soon as this returns.
+    ///
+    /// [`Durability::ProcessCrash`]: super::Durability::ProcessCrash
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
         let row = AttemptRow::of(record)?;
-        self.db.write(move |conn| row.upsert(conn).map_err(sql)).await
+        self.db.write_unsynced(move |conn| row.upsert(conn).map_err(sql)).await
     }
 
-    /// One commit for the batch's first attempts.
+    /// One commit for the batch's first attempts, not fsynced (as [`Self::record`]).
     async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
         let rows = records.iter().map(AttemptRow::of).collect::<Result<Vec<_>, _>>()?;
         self.db
-            .write(move |conn| {
+            .write_unsynced(move |conn| {
                 for row in &rows {
                     row.upsert(conn).map_err(sql)?;
                 }

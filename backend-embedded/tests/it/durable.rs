@@ -568,6 +568,37 @@ mod outbox {
             .collect()
     }
 
+    /// An accepted event (the API has answered for it) and its idempotency reply survive a
+    /// power failure: their commit is fsynced. Settling its delivery need only survive a crash
+    /// of the process (a record lost sends the event again): those commits are not, and what
+    /// they wrote reads back at once.
+    #[tokio::test]
+    async fn accepted_events_are_fsynced_and_settling_a_delivery_is_not() {
+        use checkout::ports::DeliveryLog;
+        use checkout::testkit::attempt_record;
+        let db = open(&fresh_path());
+        let (queue, _) = queues(&db);
+        let store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
+        let merchant = merchant();
+        let e = event(&merchant, None, 1);
+
+        let before = db.commits();
+        store.append(&e, None).await.unwrap();
+        let appended = db.commits();
+        assert_eq!(appended.synced, before.synced + 1, "the event is fsynced");
+
+        let first = attempt_record("we_1", &e, 1);
+        store.record_first_attempts(std::slice::from_ref(&first)).await.unwrap();
+        let second = attempt_record("we_1", &e, 2);
+        assert!(store.record(&second).await.unwrap());
+        let received = queue.receive(1, Duration::ZERO).await.unwrap();
+        queue.set_visibility(&received[0].receipt, VISIBILITY).await.unwrap();
+        let settled = db.commits();
+        assert_eq!(settled.synced, appended.synced, "no fsync to settle a delivery");
+        assert_eq!(settled.unsynced, appended.unsynced + 3);
+        assert_eq!(store.attempts_of("we_1", &e.id).await.unwrap(), vec![first, second]);
+    }
+
     #[tokio::test]
     async fn an_appended_event_is_queued_in_its_own_commit_and_its_bytes_are_stored_once() {
         let path = fresh_path();
@@ -908,6 +939,38 @@ mod detached_writes {
         db.write_detached("second", mark("at close"));
         drop(db);
         assert_eq!(marks(&path), vec!["detached", "waited", "at close"]);
+    }
+
+    /// Writes that need only survive a crash of the process commit without an fsync, and are
+    /// readable (by another connection, as by a restart) once they return; one write that must
+    /// survive a power failure syncs its whole batch. The counts say which commits synced.
+    #[tokio::test]
+    async fn only_writes_that_must_survive_a_power_failure_are_fsynced() {
+        let path = fresh_path();
+        let db = Database::open_with_linger(&path, Duration::from_secs(3600)).unwrap();
+        db.write(|conn| {
+            conn.execute_batch("CREATE TABLE marks (name TEXT)")
+                .map_err(checkout::ports::StoreError::unavailable)
+        })
+        .await
+        .unwrap();
+        let before = db.commits();
+
+        db.write_unsynced(mark("unsynced")).await.unwrap();
+        assert_eq!(marks(&path), vec!["unsynced"], "readable once it returns");
+        let after_unsynced = db.commits();
+        assert_eq!(after_unsynced.synced, before.synced, "no fsync");
+        assert_eq!(after_unsynced.unsynced, before.unsynced + 1);
+
+        db.write_detached("lingering", mark("detached"));
+        db.write(mark("synced")).await.unwrap();
+        let after_synced = db.commits();
+        assert_eq!(after_synced.synced, before.synced + 1, "one fsync for the batch");
+        assert_eq!(after_synced.unsynced, before.unsynced + 1);
+
+        db.write_detached("at close", mark("closing"));
+        drop(db);
+        assert_eq!(marks(&path), vec!["unsynced", "detached", "synced", "closing"]);
     }
 }
 
