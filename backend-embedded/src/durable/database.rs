@@ -8,6 +8,7 @@
 //! power failure may undo (settling deliveries) is not fsynced; the next synced commit or
 //! checkpoint syncs it with everything before it.
 
+use super::write_queue::WriteQueue;
 use checkout::ports::StoreError;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
@@ -42,9 +43,9 @@ const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// fast the writes come in the meantime).
 const RESTART_RETRY: Duration = Duration::from_secs(1);
 /// How long writes that nobody waits for (see [`Database::write_detached`]) wait for a write
-/// that somebody does, to share its commit: at low rates, each delivery's queue delete would
-/// otherwise cost a commit and an fsync of its own.
-const DETACHED_LINGER: Duration = Duration::from_millis(100);
+/// that somebody does, to share its commit: at low rates, settling each delivery (its attempt
+/// record, its queue entry's delete) would otherwise cost a commit of its own.
+pub(crate) const DETACHED_LINGER: Duration = Duration::from_millis(100);
 /// How long a connection waits for a lock another one holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -142,10 +143,12 @@ CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT 
 pub struct Database {
     /// Hands writes to the writer thread, which holds the file's lock (one process per database:
     /// its queues live in memory) until it has committed every write handed to it.
-    writer: mpsc::Sender<Job>,
+    writer: Arc<WriteQueue<Job>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
     commits: Arc<CommitCounter>,
+    /// Detached writes handed over and not committed (or failed) yet.
+    detached: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -266,24 +269,26 @@ impl Database {
             })
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(StoreError::unavailable)?;
-        let (sender, jobs) = mpsc::channel::<Job>();
+        let queue = Arc::new(WriteQueue::new());
+        let jobs = queue.clone();
         let commits = Arc::new(CommitCounter::default());
         let counting = commits.clone();
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
-                write_loop(writer, jobs, checkpoint, linger, &counting);
+                write_loop(writer, &jobs, checkpoint, linger, &counting);
                 drop(lock);
             })
             .map_err(StoreError::unavailable)?;
         Ok(Self {
-            writer: sender,
+            writer: queue,
             writer_thread: Some(writer_thread),
             readers: Arc::new(Readers {
                 connections,
                 next: AtomicUsize::new(0),
             }),
             commits,
+            detached: Arc::default(),
         })
     }
 
@@ -348,8 +353,7 @@ impl Database {
                 let _ = reply.send(result);
             })
         });
-        self.writer
-            .send(job)
+        self.hand_over(job)
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
         replied
             .await
@@ -359,24 +363,57 @@ impl Database {
     /// [`Database::write`] without waiting for the commit, for a write whose loss in a crash
     /// only repeats work that is safe to repeat (deleting a queue entry whose delivery is
     /// recorded: after a crash it is received again and found done). It still commits in
-    /// order with every write handed over before it, and before the database is dropped; a
-    /// failure is logged as `what`. Alone, it waits up to [`DETACHED_LINGER`] for a write that
-    /// is waited for, and commits with it.
+    /// order with every write handed over before it, no later than the next write that is
+    /// waited for, and before the database is dropped; a failure is logged as `what`. It does
+    /// not wake the writer (see [`WriteQueue`]): with no waited write coming, it commits about
+    /// [`DETACHED_LINGER`] after it was handed over, at most. [`Database::commit_detached`]
+    /// commits it at once.
     pub fn write_detached<F>(&self, what: &'static str, op: F)
     where
         F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     {
+        self.write_detached_then(what, op, |_| {});
+    }
+
+    /// [`Database::write_detached`], and `after` with whether it committed, on the writer
+    /// thread after its batch's commit (or failure).
+    pub fn write_detached_then<F, A>(&self, what: &'static str, op: F, after: A)
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+        A: FnOnce(bool) + Send + 'static,
+    {
+        let detached = self.detached.clone();
+        detached.fetch_add(1, Ordering::AcqRel);
         let job = Job::detached(move |conn| {
             let result = in_batch(conn, op);
-            Box::new(move |committed| match result {
-                Ok(()) if committed => {}
-                Ok(()) => error!(what, "the commit failed"),
-                Err(err) => error!(what, error = %err, "a write failed"),
+            Box::new(move |committed| {
+                match &result {
+                    Ok(()) if committed => {}
+                    Ok(()) => error!(what, "the commit failed"),
+                    Err(err) => error!(what, error = %err, "a write failed"),
+                }
+                detached.fetch_sub(1, Ordering::AcqRel);
+                after(committed && result.is_ok());
             })
         });
-        if self.writer.send(job).is_err() {
+        if self.hand_over(job).is_err() {
+            self.detached.fetch_sub(1, Ordering::AcqRel);
             error!(what, "the database writer has stopped");
         }
+    }
+
+    fn hand_over(&self, job: Job) -> Result<(), Job> {
+        let waited = !job.detached;
+        self.writer.push(job, waited)
+    }
+
+    /// Commits the detached writes handed over so far, if any, and returns once they are: a
+    /// read made after it sees them.
+    pub async fn commit_detached(&self) -> Result<(), StoreError> {
+        if self.detached.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        self.write_unsynced(|_| Ok(())).await
     }
 
     /// Runs `read` on one of the read connections (committed data only), on a blocking thread:
@@ -404,8 +441,7 @@ impl Drop for Database {
     /// on the writer thread itself (an after-commit callback holding the last handle): the
     /// writer then finishes, and only then lets go of the lock, without being waited for.
     fn drop(&mut self) {
-        let (closed, _) = mpsc::channel();
-        drop(std::mem::replace(&mut self.writer, closed));
+        self.writer.close();
         if let Some(thread) = self.writer_thread.take()
             && thread.thread().id() != std::thread::current().id()
             && thread.join().is_err()
@@ -562,36 +598,6 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<AfterCommit> {
         .collect()
 }
 
-/// The next batch: `first` and the writes already waiting behind it. A batch that nobody
-/// waits for waits up to `linger` ([`DETACHED_LINGER`]) for a write that somebody does (or for the
-/// database to close), so it does not cost a commit of its own; a waited-for write never waits
-/// for company.
-fn gather(first: Job, jobs: &mpsc::Receiver<Job>, linger: Duration) -> Vec<Job> {
-    let mut batch = vec![first];
-    let take_waiting = |batch: &mut Vec<Job>| {
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-    };
-    take_waiting(&mut batch);
-    let lingering_until = Instant::now() + linger;
-    let mut unwaited = batch.iter().all(|job| job.detached);
-    while unwaited && batch.len() < MAX_BATCH {
-        match jobs.recv_timeout(lingering_until.saturating_duration_since(Instant::now())) {
-            Ok(job) => {
-                unwaited = job.detached;
-                batch.push(job);
-            }
-            Err(_) => break,
-        }
-    }
-    take_waiting(&mut batch);
-    batch
-}
-
 /// Sets whether the connection's commits are fsynced (`synchronous` is the connection's own
 /// setting, not the file's), when it changes.
 fn set_synced(conn: &Connection, synced: bool, current: &mut Option<bool>) -> rusqlite::Result<()> {
@@ -609,7 +615,7 @@ fn set_synced(conn: &Connection, synced: bool, current: &mut Option<bool>) -> ru
 
 fn write_loop(
     conn: Connection,
-    jobs: mpsc::Receiver<Job>,
+    jobs: &WriteQueue<Job>,
     checkpoint: mpsc::SyncSender<()>,
     linger: Duration,
     commits: &CommitCounter,
@@ -617,8 +623,7 @@ fn write_loop(
     let mut postponed: Option<Postponed> = None;
     // The connection opens with FULL.
     let mut synced_now = Some(true);
-    while let Ok(first) = jobs.recv() {
-        let batch = gather(first, &jobs, linger);
+    while let Some(batch) = jobs.next_batch(MAX_BATCH, linger) {
         // One write that must survive a power failure syncs the whole batch.
         let synced = batch.iter().any(|job| job.durability == Durability::PowerLoss);
         let begun = set_synced(&conn, synced, &mut synced_now).and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));

@@ -4,6 +4,7 @@ mod database;
 mod directory;
 pub(crate) mod event_row;
 mod store;
+mod write_queue;
 
 pub use database::{Commits, Database, Durability};
 pub use store::{DurableStore, Purged};

@@ -26,7 +26,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The checkpoint of the projector of earlier versions (the events it had published).
@@ -49,6 +49,9 @@ pub struct DurableStore {
     recent: Arc<Recent>,
     /// Every merchant and endpoint, kept exactly as committed (see [`Directory`]).
     directory: Arc<Directory>,
+    /// First attempts handed to the writer and not committed yet, as (target, sort key); see
+    /// [`DeliveryLog::record_first_attempts`].
+    uncommitted: Arc<parking_lot::Mutex<HashSet<(String, String)>>>,
 }
 
 type Recent = parking_lot::Mutex<RecentEvents>;
@@ -130,6 +133,7 @@ impl DurableStore {
             claims: Arc::default(),
             recent: Arc::default(),
             directory: Arc::new(directory),
+            uncommitted: Arc::default(),
         })
     }
 
@@ -689,17 +693,37 @@ impl DeliveryLog for DurableStore {
         self.db.write_unsynced(move |conn| row.upsert(conn).map_err(sql)).await
     }
 
-    /// One commit for the batch's first attempts, not fsynced (as [`Self::record`]).
+    /// Detached ([`Database::write_detached`]): the records commit with the next write that is
+    /// waited for (the next accepted event, at most [`DETACHED_LINGER`] later when none comes),
+    /// so a delivery costs no commit of its own. Until then [`Self::started`] finds them in
+    /// memory, and every other read of the log commits them first, so no read misses them.
+    /// What this may lose: a crash before that commit loses the records and their messages'
+    /// deletes (handed over after them, so committed with or after them); the messages come
+    /// back and their events are sent again, with the same `webhook-id`. A failed write (a
+    /// full disk) is logged, and the event, delivered, is not recorded.
+    ///
+    /// [`DETACHED_LINGER`]: super::database::DETACHED_LINGER
     async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
         let rows = records.iter().map(AttemptRow::of).collect::<Result<Vec<_>, _>>()?;
-        self.db
-            .write_unsynced(move |conn| {
+        let keys: Vec<(String, String)> = rows.iter().map(|r| (r.target.clone(), r.sk.clone())).collect();
+        self.uncommitted.lock().extend(keys.iter().cloned());
+        let uncommitted = self.uncommitted.clone();
+        self.db.write_detached_then(
+            "recording first attempts",
+            move |conn| {
                 for row in &rows {
                     row.upsert(conn).map_err(sql)?;
                 }
                 Ok(())
-            })
-            .await
+            },
+            move |_| {
+                let mut uncommitted = uncommitted.lock();
+                for key in &keys {
+                    uncommitted.remove(key);
+                }
+            },
+        );
+        Ok(())
     }
 
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
@@ -707,17 +731,26 @@ impl DeliveryLog for DurableStore {
             .iter()
             .map(|(target, event)| ((*target).to_owned(), attempt_log::sort_key(event, 1)))
             .collect();
-        self.db
+        let handed_over: Vec<bool> = {
+            let uncommitted = self.uncommitted.lock();
+            keys.iter().map(|key| uncommitted.contains(key)).collect()
+        };
+        let stored: Vec<bool> = self
+            .db
             .read(move |conn| {
                 let mut statement = conn.prepare_cached("SELECT 1 FROM deliveries WHERE target = ?1 AND sk = ?2")?;
                 keys.iter()
                     .map(|(target, sk)| statement.exists(params![target, sk]))
                     .collect()
             })
-            .await
+            .await?;
+        // Checked before the read: a record committed in between leaves the set after it is
+        // readable, so it is seen by one of the two.
+        Ok(stored.into_iter().zip(handed_over).map(|(s, h)| s || h).collect())
     }
 
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
+        self.db.commit_detached().await?;
         let (low, high) = event_range(event);
         self.read_one(
             "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk DESC LIMIT 1",
@@ -727,6 +760,7 @@ impl DeliveryLog for DurableStore {
     }
 
     async fn attempts_of(&self, target: &str, event: &EventId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.db.commit_detached().await?;
         let (low, high) = event_range(event);
         self.read_all(
             "SELECT body FROM deliveries WHERE target = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk",
@@ -736,6 +770,7 @@ impl DeliveryLog for DurableStore {
     }
 
     async fn attempts(&self, target: &str, query: &AttemptQuery) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.db.commit_detached().await?;
         // One lower bound, the tighter of `from` (inclusive) and `after` (exclusive), so the
         // index range starts there; an absent upper bound as one no key passes (every sort key
         // starts with `evt_`).

@@ -570,17 +570,19 @@ mod outbox {
 
     /// An accepted event (the API has answered for it) and its idempotency reply survive a
     /// power failure: their commit is fsynced. Settling its delivery need only survive a crash
-    /// of the process (a record lost sends the event again): those commits are not, and what
-    /// they wrote reads back at once.
+    /// of the process (a record lost sends the event again): those commits are not. A first
+    /// attempt costs no commit of its own: it commits with the next write waited for (the
+    /// wait for one is an hour here), yet every read of the log sees it at once.
     #[tokio::test]
     async fn accepted_events_are_fsynced_and_settling_a_delivery_is_not() {
         use checkout::ports::DeliveryLog;
         use checkout::testkit::attempt_record;
-        let db = open(&fresh_path());
+        let path = fresh_path();
+        let db = Arc::new(Database::open_with_linger(&path, Duration::from_secs(3600)).unwrap());
         let (queue, _) = queues(&db);
         let store = DurableStore::open(db.clone(), queue.clone()).await.unwrap();
         let merchant = merchant();
-        let e = event(&merchant, None, 1);
+        let (e, other) = (event(&merchant, None, 1), event(&merchant, None, 1));
 
         let before = db.commits();
         store.append(&e, None).await.unwrap();
@@ -589,14 +591,36 @@ mod outbox {
 
         let first = attempt_record("we_1", &e, 1);
         store.record_first_attempts(std::slice::from_ref(&first)).await.unwrap();
+        assert_eq!(db.commits(), appended, "a first attempt waits for company");
+        let stored = || {
+            let raw = rusqlite::Connection::open(&path).unwrap();
+            raw.query_row("SELECT count(*) FROM deliveries", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(stored(), 0);
+        assert_eq!(
+            store.started(&[("we_1", &e.id), ("we_1", &other.id)]).await.unwrap(),
+            vec![true, false],
+            "seen before it is committed"
+        );
+        assert_eq!(store.attempts_of("we_1", &e.id).await.unwrap(), vec![first.clone()]);
+        assert_eq!(stored(), 1, "a read of the log commits it first");
+        let read = db.commits();
+        assert_eq!(read.synced, appended.synced, "without an fsync");
+
         let second = attempt_record("we_1", &e, 2);
         assert!(store.record(&second).await.unwrap());
         let received = queue.receive(1, Duration::ZERO).await.unwrap();
         queue.set_visibility(&received[0].receipt, VISIBILITY).await.unwrap();
         let settled = db.commits();
         assert_eq!(settled.synced, appended.synced, "no fsync to settle a delivery");
-        assert_eq!(settled.unsynced, appended.unsynced + 3);
+        assert_eq!(settled.unsynced, read.unsynced + 2);
         assert_eq!(store.attempts_of("we_1", &e.id).await.unwrap(), vec![first, second]);
+        assert_eq!(
+            store.started(&[("we_1", &e.id), ("we_1", &other.id)]).await.unwrap(),
+            vec![true, false],
+            "and after"
+        );
     }
 
     #[tokio::test]
