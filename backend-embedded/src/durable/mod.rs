@@ -3,6 +3,7 @@
 mod database;
 mod directory;
 pub(crate) mod event_row;
+mod generations;
 mod store;
 mod write_queue;
 

@@ -7,6 +7,7 @@
 use super::database::{Database, corrupt};
 use super::directory::Directory;
 use super::event_row;
+use super::generations::Generations;
 use crate::queue::{EmbeddedQueue, Staged};
 use crate::topic;
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The checkpoint of the projector of earlier versions (the events it had published).
 const PROJECTOR: &str = "projector";
@@ -52,53 +54,27 @@ pub struct DurableStore {
     /// First attempts handed to the writer and not committed yet, as (target, sort key); see
     /// [`DeliveryLog::record_first_attempts`].
     uncommitted: Arc<parking_lot::Mutex<HashSet<(String, String)>>>,
+    /// Which targets have begun each event appended lately (see [`DeliveryLog::started`]).
+    fresh: Arc<Fresh>,
 }
 
-type Recent = parking_lot::Mutex<RecentEvents>;
+/// The newest event of recently changed sessions (see [`Generations`]). A session not found
+/// here is read from disk: the cache only spares reads, it never answers stale (an event
+/// enters it after its commit, and a newer one replaces it).
+type Recent = parking_lot::Mutex<Generations<SessionId, Event>>;
 
-/// Sessions per generation of [`RecentEvents`].
+/// Sessions per generation of the recent events.
 const RECENT_SESSIONS: usize = 4_096;
-/// The age at which a generation of [`RecentEvents`] is retired.
-const RECENT_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+/// The age at which a generation of recent events (or of fresh ones) is retired.
+const RECENT_AGE: Duration = Duration::from_secs(60);
 
-/// The newest event of recently changed sessions, in two generations: new events go to the
-/// current one; when it is full or [`RECENT_AGE`] old it becomes the previous one and the old
-/// previous one is dropped. So the cache holds at most 2 × [`RECENT_SESSIONS`] sessions, and
-/// nothing older than 2 × [`RECENT_AGE`] once the store is idle (the purge ticks it). A session
-/// not found here is read from disk: the cache only spares reads, it never answers stale (an
-/// event enters it after its commit, and a newer one replaces it).
-#[derive(Default)]
-struct RecentEvents {
-    current: HashMap<SessionId, Event>,
-    previous: HashMap<SessionId, Event>,
-    since: Option<std::time::Instant>,
-}
+/// Events appended by this process, with the targets whose first attempt of each has been
+/// recorded (or handed to the writer) since; see [`DeliveryLog::started`].
+type Fresh = parking_lot::Mutex<Generations<EventId, Vec<String>>>;
 
-impl RecentEvents {
-    fn rotate_if_due(&mut self, now: std::time::Instant) {
-        let old = self.since.is_some_and(|since| now.duration_since(since) >= RECENT_AGE);
-        if self.current.len() >= RECENT_SESSIONS || old {
-            self.previous = std::mem::take(&mut self.current);
-            self.since = Some(now);
-        }
-    }
-
-    fn insert(&mut self, event: Event, now: std::time::Instant) {
-        self.rotate_if_due(now);
-        self.since.get_or_insert(now);
-        self.previous.remove(&event.session_id);
-        self.current.insert(event.session_id.clone(), event);
-    }
-
-    fn get(&self, session_id: &SessionId) -> Option<&Event> {
-        self.current.get(session_id).or_else(|| self.previous.get(session_id))
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.current.len() + self.previous.len()
-    }
-}
+/// Events per generation of the fresh ones: their messages are received within moments, so a
+/// minute's worth at hundreds per second.
+const FRESH_EVENTS: usize = 32_768;
 
 type Claims = parking_lot::Mutex<HashMap<String, IdempotencyRecord>>;
 
@@ -131,9 +107,10 @@ impl DurableStore {
             db,
             outbox,
             claims: Arc::default(),
-            recent: Arc::default(),
+            recent: Arc::new(parking_lot::Mutex::new(Generations::new(RECENT_SESSIONS, RECENT_AGE))),
             directory: Arc::new(directory),
             uncommitted: Arc::default(),
+            fresh: Arc::new(parking_lot::Mutex::new(Generations::new(FRESH_EVENTS, RECENT_AGE))),
         })
     }
 
@@ -144,8 +121,9 @@ impl DurableStore {
     pub async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<Purged, StoreError> {
         let (now_s, limit) = (now.timestamp(), i64::try_from(limit).unwrap_or(i64::MAX));
         let attempts_before = attempt_log::time_bound(now - attempt_log::RETENTION);
-        // The purge's tick also retires the idle store's recent events.
-        self.recent.lock().rotate_if_due(std::time::Instant::now());
+        // The purge's tick also retires the idle store's recent and fresh events.
+        self.recent.lock().rotate_if_due(Instant::now());
+        self.fresh.lock().rotate_if_due(Instant::now());
         self.db
             .write(move |conn| {
                 let replies = conn
@@ -340,6 +318,8 @@ impl EventStore for DurableStore {
         let (claims, finishing) = (self.claims.clone(), self.claims.clone());
         let (outbox, admitting, recent) = (self.outbox.clone(), self.outbox.clone(), self.recent.clone());
         let committed = event.clone();
+        // Before the event can commit, so every attempt of it finds it here.
+        self.fresh.lock().insert(event.id.clone(), Vec::new(), Instant::now());
         self.db
             .write_then(
                 move |conn| {
@@ -366,7 +346,9 @@ impl EventStore for DurableStore {
                     if let Some(done) = &finished {
                         forget_claim(&finishing, done);
                     }
-                    recent.lock().insert(committed, std::time::Instant::now());
+                    recent
+                        .lock()
+                        .insert(committed.session_id.clone(), committed, Instant::now());
                     entry.admit(&admitting, queued);
                 },
             )
@@ -690,7 +672,12 @@ impl DeliveryLog for DurableStore {
     /// [`Durability::ProcessCrash`]: super::Durability::ProcessCrash
     async fn record(&self, record: &AttemptRecord) -> Result<bool, StoreError> {
         let row = AttemptRow::of(record)?;
-        self.db.write_unsynced(move |conn| row.upsert(conn).map_err(sql)).await
+        let inserted = self
+            .db
+            .write_unsynced(move |conn| row.upsert(conn).map_err(sql))
+            .await?;
+        self.mark_begun(std::slice::from_ref(record));
+        Ok(inserted)
     }
 
     /// Detached ([`Database::write_detached`]): the records commit with the next write that is
@@ -707,7 +694,9 @@ impl DeliveryLog for DurableStore {
         let rows = records.iter().map(AttemptRow::of).collect::<Result<Vec<_>, _>>()?;
         let keys: Vec<(String, String)> = rows.iter().map(|r| (r.target.clone(), r.sk.clone())).collect();
         self.uncommitted.lock().extend(keys.iter().cloned());
-        let uncommitted = self.uncommitted.clone();
+        self.mark_begun(records);
+        let (uncommitted, fresh) = (self.uncommitted.clone(), self.fresh.clone());
+        let records = records.to_vec();
         self.db.write_detached_then(
             "recording first attempts",
             move |conn| {
@@ -716,10 +705,17 @@ impl DeliveryLog for DurableStore {
                 }
                 Ok(())
             },
-            move |_| {
+            move |committed| {
                 let mut uncommitted = uncommitted.lock();
                 for key in &keys {
                     uncommitted.remove(key);
+                }
+                if !committed {
+                    // What the database holds of these events is read from it from now on.
+                    let mut fresh = fresh.lock();
+                    for record in &records {
+                        fresh.remove(&record.event_id);
+                    }
                 }
             },
         );
@@ -727,10 +723,24 @@ impl DeliveryLog for DurableStore {
     }
 
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {
+        // Events appended lately are answered from memory: every first attempt of one was
+        // recorded by this process, and marked as it was handed over.
+        let mut answers: Vec<Option<bool>> = {
+            let fresh = self.fresh.lock();
+            pairs
+                .iter()
+                .map(|(target, event)| fresh.get(event).map(|begun| begun.iter().any(|t| t == target)))
+                .collect()
+        };
         let keys: Vec<(String, String)> = pairs
             .iter()
-            .map(|(target, event)| ((*target).to_owned(), attempt_log::sort_key(event, 1)))
+            .zip(&answers)
+            .filter(|(_, answer)| answer.is_none())
+            .map(|((target, event), _)| ((*target).to_owned(), attempt_log::sort_key(event, 1)))
             .collect();
+        if keys.is_empty() {
+            return Ok(answers.into_iter().map(|a| a.unwrap_or(false)).collect());
+        }
         let handed_over: Vec<bool> = {
             let uncommitted = self.uncommitted.lock();
             keys.iter().map(|key| uncommitted.contains(key)).collect()
@@ -746,7 +756,11 @@ impl DeliveryLog for DurableStore {
             .await?;
         // Checked before the read: a record committed in between leaves the set after it is
         // readable, so it is seen by one of the two.
-        Ok(stored.into_iter().zip(handed_over).map(|(s, h)| s || h).collect())
+        let mut read = stored.into_iter().zip(handed_over).map(|(s, h)| s || h);
+        for answer in answers.iter_mut().filter(|a| a.is_none()) {
+            *answer = read.next();
+        }
+        Ok(answers.into_iter().map(|a| a.unwrap_or(false)).collect())
     }
 
     async fn latest(&self, target: &str, event: &EventId) -> Result<Option<AttemptRecord>, StoreError> {
@@ -803,6 +817,21 @@ impl DeliveryLog for DurableStore {
             Value::Integer(limit),
         ];
         self.read_all(sql, params).await
+    }
+}
+
+impl DurableStore {
+    /// Marks the targets whose first attempt of a fresh event `records` hold.
+    fn mark_begun(&self, records: &[AttemptRecord]) {
+        let mut fresh = self.fresh.lock();
+        // Attempt 1 of any series: its row is the one `started` looks for.
+        for record in records.iter().filter(|r| r.attempt == 1) {
+            if let Some(targets) = fresh.get_mut(&record.event_id)
+                && !targets.contains(&record.target)
+            {
+                targets.push(record.target.clone());
+            }
+        }
     }
 }
 
@@ -869,37 +898,4 @@ fn event_range(event: &EventId) -> (String, String) {
     let prefix = attempt_log::event_prefix(event);
     let high = format!("{}$", prefix.trim_end_matches('#'));
     (prefix, high)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use checkout::testkit::{event, merchant};
-    use std::time::Instant;
-
-    #[test]
-    fn recent_events_are_bounded_in_number_and_age_and_never_stale() {
-        let m = merchant();
-        let mut recent = RecentEvents::default();
-        let start = Instant::now();
-        let first = event(&m, None, 1);
-        recent.insert(first.clone(), start);
-        for _ in 0..3 * RECENT_SESSIONS {
-            recent.insert(event(&m, None, 1), start);
-            assert!(recent.len() <= 2 * RECENT_SESSIONS);
-        }
-        assert!(recent.get(&first.session_id).is_none(), "the oldest generation is gone");
-
-        let mut recent = RecentEvents::default();
-        let v1 = event(&m, None, 1);
-        recent.insert(v1.clone(), start);
-        recent.rotate_if_due(start + RECENT_AGE);
-        assert_eq!(recent.get(&v1.session_id), Some(&v1), "kept one generation more");
-        let v2 = event(&m, Some(&v1.session_id), 2);
-        recent.insert(v2.clone(), start + RECENT_AGE);
-        assert_eq!(recent.get(&v1.session_id), Some(&v2), "the newest version answers");
-        recent.rotate_if_due(start + RECENT_AGE * 2);
-        recent.rotate_if_due(start + RECENT_AGE * 3);
-        assert_eq!(recent.len(), 0, "an idle store forgets everything after two ages");
-    }
 }

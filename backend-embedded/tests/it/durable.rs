@@ -623,6 +623,67 @@ mod outbox {
         );
     }
 
+    /// Whether a delivery began is answered from memory for events this process appended, and
+    /// from disk for the others (after a restart, all of them): both answers agree, whichever
+    /// way the first attempt was recorded, and a record a failed write did not store is not
+    /// taken as begun.
+    #[tokio::test]
+    async fn whether_a_delivery_began_reads_the_same_from_memory_and_from_disk() {
+        use checkout::ports::DeliveryLog;
+        use checkout::testkit::attempt_record;
+        let path = fresh_path();
+        let merchant = merchant();
+        let (e, older) = (event(&merchant, None, 1), event(&merchant, None, 1));
+        let asked = [
+            ("we_batch", &e.id),
+            ("we_single", &e.id),
+            ("we_none", &e.id),
+            ("we_refused", &e.id),
+            ("we_batch", &older.id),
+        ];
+        {
+            let (store, _) = store_at(&path).await;
+            store.append(&older, None).await.unwrap();
+            store
+                .record_first_attempts(&[attempt_record("we_batch", &older, 1)])
+                .await
+                .unwrap();
+        }
+        let (store, _) = store_at(&path).await;
+        store.append(&e, None).await.unwrap();
+        assert_eq!(
+            store.started(&asked).await.unwrap(),
+            vec![false, false, false, false, true]
+        );
+        store
+            .record_first_attempts(&[attempt_record("we_batch", &e, 1), attempt_record("we_batch", &e, 2)])
+            .await
+            .unwrap();
+        assert!(store.record(&attempt_record("we_single", &e, 1)).await.unwrap());
+        let from_memory = store.started(&asked).await.unwrap();
+        assert_eq!(from_memory, vec![true, true, false, false, true]);
+
+        // A write the database refuses (as a full disk would): not begun, and the event's other
+        // answers, now read from disk, stay the same.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON deliveries WHEN NEW.target = 'we_refused' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        store
+            .record_first_attempts(&[attempt_record("we_refused", &e, 1)])
+            .await
+            .unwrap();
+        assert!(store.attempts_of("we_refused", &e.id).await.unwrap().is_empty());
+        assert_eq!(store.started(&asked).await.unwrap(), from_memory);
+        drop(store);
+
+        let (store, _) = store_at(&path).await;
+        assert_eq!(store.started(&asked).await.unwrap(), from_memory, "the same from disk");
+    }
+
     #[tokio::test]
     async fn an_appended_event_is_queued_in_its_own_commit_and_its_bytes_are_stored_once() {
         let path = fresh_path();
