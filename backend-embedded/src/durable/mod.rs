@@ -5,6 +5,7 @@ mod directory;
 pub(crate) mod event_row;
 mod generations;
 mod store;
+mod stored_keys;
 mod write_queue;
 
 pub use database::{Commits, Database, Durability};

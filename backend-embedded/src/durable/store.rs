@@ -8,6 +8,7 @@ use super::database::{Database, corrupt};
 use super::directory::Directory;
 use super::event_row;
 use super::generations::Generations;
+use super::stored_keys::StoredKeys;
 use crate::queue::{EmbeddedQueue, Staged};
 use crate::topic;
 use async_trait::async_trait;
@@ -56,6 +57,8 @@ pub struct DurableStore {
     uncommitted: Arc<parking_lot::Mutex<HashSet<(String, String)>>>,
     /// Which targets have begun each event appended lately (see [`DeliveryLog::started`]).
     fresh: Arc<Fresh>,
+    /// Which idempotency keys may have a stored reply (see [`StoredKeys`]).
+    stored_keys: Arc<StoredKeys>,
 }
 
 /// The newest event of recently changed sessions (see [`Generations`]). A session not found
@@ -103,6 +106,7 @@ impl DurableStore {
         }
         queue_unpublished(&db, &outbox).await?;
         let directory = load_directory(&db).await?;
+        let stored_keys = load_stored_keys(&db).await?;
         Ok(Self {
             db,
             outbox,
@@ -111,6 +115,7 @@ impl DurableStore {
             directory: Arc::new(directory),
             uncommitted: Arc::default(),
             fresh: Arc::new(parking_lot::Mutex::new(Generations::new(FRESH_EVENTS, RECENT_AGE))),
+            stored_keys,
         })
     }
 
@@ -124,19 +129,30 @@ impl DurableStore {
         // The purge's tick also retires the idle store's recent and fresh events.
         self.recent.lock().rotate_if_due(Instant::now());
         self.fresh.lock().rotate_if_due(Instant::now());
-        self.db
-            .write(move |conn| {
-                let replies = conn
-                    .prepare_cached(
-                        "DELETE FROM idempotency WHERE key IN \
-                         (SELECT key FROM idempotency WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)",
-                    )
-                    .and_then(|mut s| s.execute(params![now_s, limit]))
-                    .map_err(sql)?;
-                let attempts = purge_attempts(conn, &attempts_before, limit).map_err(sql)?;
-                Ok(Purged { replies, attempts })
-            })
-            .await
+        let stored_keys = self.stored_keys.clone();
+        let (purged, attempts) = self
+            .db
+            .write_then(
+                move |conn| {
+                    let replies: Vec<String> = conn
+                        .prepare_cached(
+                            "DELETE FROM idempotency WHERE key IN \
+                             (SELECT key FROM idempotency WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2) \
+                             RETURNING key",
+                        )
+                        .and_then(|mut s| s.query_map(params![now_s, limit], |r| r.get(0))?.collect())
+                        .map_err(sql)?;
+                    let attempts = purge_attempts(conn, &attempts_before, limit).map_err(sql)?;
+                    Ok((replies, attempts))
+                },
+                // Once they are gone from disk, not before: until then a claim must read them.
+                move |(replies, _)| replies.iter().for_each(|key| stored_keys.remove(key)),
+            )
+            .await?;
+        Ok(Purged {
+            replies: purged.len(),
+            attempts,
+        })
     }
 
     async fn read_one<T: DeserializeOwned>(
@@ -192,6 +208,22 @@ async fn load_directory(db: &Database) -> Result<Directory, StoreError> {
         directory.load_endpoint(merchant, id, &body);
     }
     Ok(directory)
+}
+
+/// Every stored reply's key, counted once when the store opens.
+async fn load_stored_keys(db: &Database) -> Result<Arc<StoredKeys>, StoreError> {
+    let stored_keys = Arc::new(StoredKeys::default());
+    let counting = stored_keys.clone();
+    db.read(move |conn| {
+        let mut statement = conn.prepare("SELECT key FROM idempotency")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            counting.add(row.get_ref(0)?.as_str().unwrap_or_default());
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(stored_keys)
 }
 
 /// A text parameter of a read.
@@ -299,6 +331,13 @@ fn forget_claim(claims: &Claims, (key, token): &(String, String)) {
     }
 }
 
+/// After its reply is committed: the key counts as stored before its claim is let go of, so
+/// a request with the key sees one or the other.
+fn settle_claim(claims: &Claims, stored_keys: &StoredKeys, claim: &(String, String)) {
+    stored_keys.add(&claim.0);
+    forget_claim(claims, claim);
+}
+
 /// What [`forget_claim`] needs of a completion (not its reply).
 fn claim_of(done: &Completion) -> (String, String) {
     (done.key.storage_key(), done.hold.token.clone())
@@ -315,7 +354,7 @@ impl EventStore for DurableStore {
         let (session, version) = (event.session_id.clone(), event.version);
         let finished = completes.map(claim_of);
         let completes = completes.cloned();
-        let (claims, finishing) = (self.claims.clone(), self.claims.clone());
+        let (claims, finishing, stored_keys) = (self.claims.clone(), self.claims.clone(), self.stored_keys.clone());
         let (outbox, admitting, recent) = (self.outbox.clone(), self.outbox.clone(), self.recent.clone());
         let committed = event.clone();
         // Before the event can commit, so every attempt of it finds it here.
@@ -344,7 +383,7 @@ impl EventStore for DurableStore {
                 // On the writer thread, after the commit: the queue's order is the commit order.
                 move |entry: &Staged| {
                     if let Some(done) = &finished {
-                        forget_claim(&finishing, done);
+                        settle_claim(&finishing, &stored_keys, done);
                     }
                     recent
                         .lock()
@@ -425,6 +464,10 @@ impl IdempotencyStore for DurableStore {
             claims: &self.claims,
             claim: Some((key.clone(), hold.token.clone())),
         };
+        if !self.stored_keys.may_hold(&key) {
+            pending.keep();
+            return Ok(Claim::Acquired(hold));
+        }
         let stored: Option<IdempotencyRecord> = self
             .read_one("SELECT record FROM idempotency WHERE key = ?1", vec![text(&key)])
             .await?;
@@ -439,11 +482,11 @@ impl IdempotencyStore for DurableStore {
 
     async fn complete(&self, completion: &Completion) -> Result<(), StoreError> {
         let (done, finished) = (completion.clone(), claim_of(completion));
-        let (claims, finishing) = (self.claims.clone(), self.claims.clone());
+        let (claims, finishing, stored_keys) = (self.claims.clone(), self.claims.clone(), self.stored_keys.clone());
         self.db
             .write_then(
                 move |conn| finish_claim(conn, &claims, &done),
-                move |_| forget_claim(&finishing, &finished),
+                move |_| settle_claim(&finishing, &stored_keys, &finished),
             )
             .await
     }

@@ -434,6 +434,46 @@ mod restart {
         }
     }
 
+    /// A claim reads the stored replies only for a key that may have one: with the replies'
+    /// table moved away, so that any read of it fails, new keys and purged ones are still
+    /// claimed, and a key with a reply (counted when the store opened) still reads.
+    #[tokio::test]
+    async fn only_keys_that_may_have_a_reply_read_the_stored_replies() {
+        let path = fresh_path();
+        let merchant = merchant();
+        let now = checkout::clock::now();
+        for (key, hours) in [("kept", 5i64), ("expired", -1)] {
+            let (store, _) = store_at(&path).await;
+            let Claim::Acquired(hold) = store.claim(&key_of(key, &merchant), "fp", now).await.unwrap() else {
+                panic!("fresh key");
+            };
+            store
+                .complete(&reply_to(key, &merchant, now + chrono::Duration::hours(hours), hold))
+                .await
+                .unwrap();
+        }
+        let (store, _) = store_at(&path).await;
+        assert_eq!(store.purge_expired(now, 10).await.unwrap().replies, 1);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("ALTER TABLE idempotency RENAME TO moved_away")
+            .unwrap();
+
+        for key in ["new", "expired"] {
+            assert!(
+                matches!(
+                    store.claim(&key_of(key, &merchant), "fp", now).await,
+                    Ok(Claim::Acquired(_))
+                ),
+                "{key}: claimed without a read"
+            );
+        }
+        assert!(
+            store.claim(&key_of("kept", &merchant), "fp", now).await.is_err(),
+            "a key with a stored reply reads it"
+        );
+    }
+
     /// A data directory written before replies had an expiry column: opened, its replies get
     /// their expiry from the stored record, and the purge finds them.
     #[tokio::test]
@@ -1067,14 +1107,30 @@ mod claims {
 
     /// A caller that stops waiting while its claim is being checked against the stored replies
     /// (a client gone, a request timed out) must not leave the key claimed: the retry runs.
+    /// The keys have expired replies, still stored: a claim reads them (a new key would not).
     #[tokio::test]
     async fn a_claim_abandoned_while_its_reply_is_read_is_let_go_of() {
+        use checkout::idempotency::{Completion, StoredReply};
         let (store, _) = store_at(&fresh_path()).await;
         let merchant = merchant();
         let now = checkout::clock::now();
         let mut abandoned = 0;
         for attempt in 0..20 {
             let key = key_of(&format!("abandoned-{attempt}"), &merchant);
+            let Claim::Acquired(hold) = store.claim(&key, "fp", now).await.unwrap() else {
+                panic!("fresh key");
+            };
+            let expired = Completion {
+                key: key.clone(),
+                hold,
+                fingerprint: "fp".to_owned(),
+                reply: StoredReply::Body {
+                    status: 201,
+                    body: "{}".to_owned(),
+                },
+                expires_at: now - chrono::Duration::hours(1),
+            };
+            store.complete(&expired).await.unwrap();
             let mut claim = Box::pin(store.claim(&key, "fp", now));
             let pending = std::future::poll_fn(|cx| std::task::Poll::Ready(claim.as_mut().poll(cx).is_pending())).await;
             drop(claim);
