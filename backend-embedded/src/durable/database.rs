@@ -84,9 +84,12 @@ pub struct Commits {
 }
 type AfterCommit = Box<dyn FnOnce(bool) + Send>;
 
+/// Events are never deleted, so a plain rowid (the largest + 1) never reuses a position:
+/// without AUTOINCREMENT, an append does not also rewrite the `sqlite_sequence` page. (Databases
+/// created by earlier versions keep it.)
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    position INTEGER PRIMARY KEY,
     session_id TEXT NOT NULL,
     version INTEGER NOT NULL,
     body TEXT NOT NULL,
