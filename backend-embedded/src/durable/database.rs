@@ -601,16 +601,25 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<AfterCommit> {
         .collect()
 }
 
+/// Runs a statement prepared once per connection: the writer begins and commits every batch,
+/// and parsing the SQL each time showed in its profile.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Sets whether the connection's commits are fsynced (`synchronous` is the connection's own
 /// setting, not the file's), when it changes.
 fn set_synced(conn: &Connection, synced: bool, current: &mut Option<bool>) -> rusqlite::Result<()> {
     if *current != Some(synced) {
         *current = None;
-        conn.execute_batch(if synced {
-            "PRAGMA synchronous = FULL"
-        } else {
-            "PRAGMA synchronous = NORMAL"
-        })?;
+        run_cached(
+            conn,
+            if synced {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            },
+        )?;
         *current = Some(synced);
     }
     Ok(())
@@ -629,7 +638,7 @@ fn write_loop(
     while let Some(batch) = jobs.next_batch(MAX_BATCH, linger) {
         // One write that must survive a power failure syncs the whole batch.
         let synced = batch.iter().any(|job| job.durability == Durability::PowerLoss);
-        let begun = set_synced(&conn, synced, &mut synced_now).and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
+        let begun = set_synced(&conn, synced, &mut synced_now).and_then(|()| run_cached(&conn, "BEGIN IMMEDIATE"));
         if let Err(err) = begun {
             error!(error = %err, "could not begin a transaction");
             batch.into_iter().for_each(|job| (job.run)(None)(false));
@@ -643,7 +652,7 @@ fn write_loop(
             error!("a write ended the transaction; the batch is rolled back");
             false
         } else {
-            match conn.execute_batch("COMMIT") {
+            match run_cached(&conn, "COMMIT") {
                 Ok(()) => {
                     let counter = if synced { &commits.synced } else { &commits.unsynced };
                     counter.fetch_add(1, Ordering::Relaxed);
