@@ -1038,12 +1038,9 @@ mod detached_writes {
         }
     }
 
-    /// A write nobody waits for (a queue entry's delete) does not commit alone: it waits for
-    /// the next write somebody waits for and shares its commit, in the order they were handed
-    /// over; when the database closes first, it commits then. The wait is made an hour long
-    /// here, so what is seen cannot depend on how fast the machine is.
-    #[tokio::test]
-    async fn a_detached_write_shares_the_next_commit_or_the_close() {
+    /// A database with an empty `marks` table whose detached writes wait an hour for company,
+    /// so what the tests see cannot depend on how fast the machine is.
+    async fn marks_database() -> (PathBuf, Database) {
         let path = fresh_path();
         let db = Database::open_with_linger(&path, Duration::from_secs(3600)).unwrap();
         db.write(|conn| {
@@ -1052,6 +1049,16 @@ mod detached_writes {
         })
         .await
         .unwrap();
+        (path, db)
+    }
+
+    /// A write nobody waits for (a queue entry's delete) does not commit alone: it waits for
+    /// the next write somebody waits for and shares its commit, in the order they were handed
+    /// over; when the database closes first, it commits then. The wait is made an hour long
+    /// here, so what is seen cannot depend on how fast the machine is.
+    #[tokio::test]
+    async fn a_detached_write_shares_the_next_commit_or_the_close() {
+        let (path, db) = marks_database().await;
         db.write_detached("first", mark("detached"));
         assert!(marks(&path).is_empty(), "not committed alone");
         db.write(mark("waited")).await.unwrap();
@@ -1071,14 +1078,7 @@ mod detached_writes {
     /// survive a power failure syncs its whole batch. The counts say which commits synced.
     #[tokio::test]
     async fn only_writes_that_must_survive_a_power_failure_are_fsynced() {
-        let path = fresh_path();
-        let db = Database::open_with_linger(&path, Duration::from_secs(3600)).unwrap();
-        db.write(|conn| {
-            conn.execute_batch("CREATE TABLE marks (name TEXT)")
-                .map_err(checkout::ports::StoreError::unavailable)
-        })
-        .await
-        .unwrap();
+        let (path, db) = marks_database().await;
         let before = db.commits();
 
         db.write_unsynced(mark("unsynced")).await.unwrap();
@@ -1108,6 +1108,8 @@ mod claims {
     /// A caller that stops waiting while its claim is being checked against the stored replies
     /// (a client gone, a request timed out) must not leave the key claimed: the retry runs.
     /// The keys have expired replies, still stored: a claim reads them (a new key would not).
+    /// The replies are large (2 MB), so reading one takes long enough to be caught unfinished
+    /// even when the test's thread is preempted by the one reading.
     #[tokio::test]
     async fn a_claim_abandoned_while_its_reply_is_read_is_let_go_of() {
         use checkout::idempotency::{Completion, StoredReply};
@@ -1115,7 +1117,7 @@ mod claims {
         let merchant = merchant();
         let now = checkout::clock::now();
         let mut abandoned = 0;
-        for attempt in 0..20 {
+        for attempt in 0..10 {
             let key = key_of(&format!("abandoned-{attempt}"), &merchant);
             let Claim::Acquired(hold) = store.claim(&key, "fp", now).await.unwrap() else {
                 panic!("fresh key");
@@ -1126,7 +1128,7 @@ mod claims {
                 fingerprint: "fp".to_owned(),
                 reply: StoredReply::Body {
                     status: 201,
-                    body: "{}".to_owned(),
+                    body: format!("{{\"padding\": \"{}\"}}", "x".repeat(2 << 20)),
                 },
                 expires_at: now - chrono::Duration::hours(1),
             };
