@@ -9,8 +9,8 @@ use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
-    /// In-process, on disk under `--data-dir` (SQLite, fsync on every commit): a restart loses
-    /// nothing. No AWS account, no emulator, no network.
+    /// In-process, on disk under `--data-dir` (SQLite; every API write fsynced before it
+    /// answers): a restart loses nothing. No AWS account, no emulator, no network.
     Embedded,
     /// In-process and in memory only: everything is gone when the process ends.
     Memory,

@@ -184,7 +184,8 @@ fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     // Room for every statement the store runs, so none is parsed twice.
     conn.set_prepared_statement_cache_capacity(64);
-    // WAL: readers never block the writer; synchronous=FULL: every commit is fsynced. The page
+    // WAL: readers never block the writer; synchronous=FULL: commits are fsynced (the writer
+    // lowers it for batches that need not be, see `Durability`). The page
     // cache keeps SQLite's default size (2 MB): with 64 MB, truncating the cache showed in
     // profiles of the writer (`pcache1TruncateUnsafe`, ~4 % of all samples) and a commit probe
     // ran ~8 % slower.
@@ -279,6 +280,7 @@ impl Database {
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
+                let _closing = FailWhatIsLeft(jobs.clone());
                 write_loop(writer, &jobs, checkpoint, linger, &counting);
                 drop(lock);
             })
@@ -582,6 +584,20 @@ fn restart_long_log(conn: &Connection, postponed: Option<Postponed>) -> Option<P
         Err(err) => {
             error!(error = %err, pages, "could not start the write-ahead log over; trying again later");
             Some(retry)
+        }
+    }
+}
+
+/// Closes the writer's queue when the writer ends, however it ends (a panic unwinds through
+/// it too), and fails the writes still queued: none waits forever, and every later write is
+/// told the writer has stopped.
+struct FailWhatIsLeft(Arc<WriteQueue<Job>>);
+
+impl Drop for FailWhatIsLeft {
+    fn drop(&mut self) {
+        self.0.close();
+        while let Some(batch) = self.0.next_batch(MAX_BATCH, Duration::ZERO) {
+            batch.into_iter().for_each(|job| (job.run)(None)(false));
         }
     }
 }

@@ -28,7 +28,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,9 +52,9 @@ pub struct DurableStore {
     recent: Arc<Recent>,
     /// Every merchant and endpoint, kept exactly as committed (see [`Directory`]).
     directory: Arc<Directory>,
-    /// First attempts handed to the writer and not committed yet, as (target, sort key); see
+    /// First attempts handed to the writer and not committed yet; see
     /// [`DeliveryLog::record_first_attempts`].
-    uncommitted: Arc<parking_lot::Mutex<HashSet<(String, String)>>>,
+    uncommitted: Arc<parking_lot::Mutex<Uncommitted>>,
     /// Which targets have begun each event appended lately (see [`DeliveryLog::started`]).
     fresh: Arc<Fresh>,
     /// Which idempotency keys may have a stored reply (see [`StoredKeys`]).
@@ -78,6 +78,56 @@ type Fresh = parking_lot::Mutex<Generations<EventId, Vec<String>>>;
 /// Events per generation of the fresh ones: their messages are received within moments, so a
 /// minute's worth at hundreds per second.
 const FRESH_EVENTS: usize = 32_768;
+
+/// First attempts handed to the writer and not committed yet, as (target, sort key), each with
+/// how many writes of it are pending.
+#[derive(Default)]
+struct Uncommitted(HashMap<(String, String), usize>);
+
+impl Uncommitted {
+    fn hold(&mut self, keys: &[(String, String)]) {
+        for key in keys {
+            *self.0.entry(key.clone()).or_default() += 1;
+        }
+    }
+
+    fn release(&mut self, keys: &[(String, String)]) {
+        for key in keys {
+            if let Some(count) = self.0.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.0.remove(key);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, key: &(String, String)) -> bool {
+        self.0.contains_key(key)
+    }
+}
+
+/// First attempts on their way to the database: once their write ends, they are no longer
+/// uncommitted, and if it failed, their events' answers of [`DeliveryLog::started`] are read
+/// from the database again.
+struct PendingFirsts {
+    keys: Vec<(String, String)>,
+    events: Vec<EventId>,
+    uncommitted: Arc<parking_lot::Mutex<Uncommitted>>,
+    fresh: Arc<Fresh>,
+}
+
+impl PendingFirsts {
+    fn settle(self, committed: bool) {
+        self.uncommitted.lock().release(&self.keys);
+        if !committed {
+            let mut fresh = self.fresh.lock();
+            for event in &self.events {
+                fresh.remove(event);
+            }
+        }
+    }
+}
 
 type Claims = parking_lot::Mutex<HashMap<String, IdempotencyRecord>>;
 
@@ -723,46 +773,47 @@ impl DeliveryLog for DurableStore {
         Ok(inserted)
     }
 
-    /// Detached ([`Database::write_detached`]): the records commit with the next write that is
-    /// waited for (the next accepted event, at most [`DETACHED_LINGER`] later when none comes),
-    /// so a delivery costs no commit of its own. Until then [`Self::started`] finds them in
-    /// memory, and every other read of the log commits them first, so no read misses them.
-    /// What this may lose: a crash before that commit loses the records and their messages'
-    /// deletes (handed over after them, so committed with or after them); the messages come
-    /// back and their events are sent again, with the same `webhook-id`. A failed write (a
-    /// full disk) is logged, and the event, delivered, is not recorded.
+    /// Records of deliveries made are detached ([`Database::write_detached`]): they commit
+    /// with the next write that is waited for (the next accepted event, at most
+    /// [`DETACHED_LINGER`] later when none comes), so a delivery costs no commit of its own.
+    /// Until then [`Self::started`] finds them in memory, and every other read of the log
+    /// commits them first, so no read misses them. What this may lose: a crash before that
+    /// commit loses the records and their messages' deletes (handed over after them, so
+    /// committed with or after them); the messages come back and their events are sent again,
+    /// with the same `webhook-id`. A failed write (a full disk) is logged; the event reached
+    /// its endpoint, unrecorded.
+    ///
+    /// A batch holding any other record (held while paused, skipped while disabled, failed) is
+    /// waited for: such a record may be all that later finds its event (a resume, a replay, the
+    /// retry), so a write that fails must bring the message back.
     ///
     /// [`DETACHED_LINGER`]: super::database::DETACHED_LINGER
     async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
         let rows = records.iter().map(AttemptRow::of).collect::<Result<Vec<_>, _>>()?;
-        let keys: Vec<(String, String)> = rows.iter().map(|r| (r.target.clone(), r.sk.clone())).collect();
-        self.uncommitted.lock().extend(keys.iter().cloned());
+        let pending = PendingFirsts {
+            keys: rows.iter().map(|r| (r.target.clone(), r.sk.clone())).collect(),
+            events: records.iter().map(|r| r.event_id.clone()).collect(),
+            uncommitted: self.uncommitted.clone(),
+            fresh: self.fresh.clone(),
+        };
+        self.uncommitted.lock().hold(&pending.keys);
         self.mark_begun(records);
-        let (uncommitted, fresh) = (self.uncommitted.clone(), self.fresh.clone());
-        let records = records.to_vec();
-        self.db.write_detached_then(
-            "recording first attempts",
-            move |conn| {
-                for row in &rows {
-                    row.upsert(conn).map_err(sql)?;
-                }
-                Ok(())
-            },
-            move |committed| {
-                let mut uncommitted = uncommitted.lock();
-                for key in &keys {
-                    uncommitted.remove(key);
-                }
-                if !committed {
-                    // What the database holds of these events is read from it from now on.
-                    let mut fresh = fresh.lock();
-                    for record in &records {
-                        fresh.remove(&record.event_id);
-                    }
-                }
-            },
-        );
-        Ok(())
+        let write = move |conn: &Connection| {
+            for row in &rows {
+                row.upsert(conn).map_err(sql)?;
+            }
+            Ok(())
+        };
+        if records.iter().all(AttemptRecord::delivered) {
+            self.db
+                .write_detached_then("recording delivered first attempts", write, move |committed| {
+                    pending.settle(committed)
+                });
+            return Ok(());
+        }
+        let written = self.db.write_unsynced(write).await;
+        pending.settle(written.is_ok());
+        written
     }
 
     async fn started(&self, pairs: &[(&str, &EventId)]) -> Result<Vec<bool>, StoreError> {

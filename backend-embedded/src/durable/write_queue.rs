@@ -64,13 +64,15 @@ impl<J> WriteQueue<J> {
     }
 
     /// The next batch, up to `max` writes in order: as soon as a write somebody waits for is
-    /// queued (or the queue is closed); detached writes alone once `linger` has passed since
-    /// the call (or since they woke an idle writer). `None` once closed and empty.
+    /// queued, `max` writes are, or the queue is closed; detached writes alone once `linger`
+    /// has passed since the call (or since they woke an idle writer). `None` once closed and
+    /// empty.
     pub fn next_batch(&self, max: usize, linger: Duration) -> Option<Vec<J>> {
         let mut state = self.state.lock();
         let mut deadline = Instant::now() + linger;
         loop {
-            if state.waited > 0 || (state.closed && !state.jobs.is_empty()) {
+            // A full batch has all the company it can take: it does not wait for more.
+            if state.waited > 0 || state.jobs.len() >= max || (state.closed && !state.jobs.is_empty()) {
                 return Some(take(&mut state, max));
             }
             if state.closed {
@@ -140,6 +142,15 @@ mod tests {
         };
         queue.push("waited", true).unwrap();
         assert_eq!(writer.join().unwrap(), Some(vec!["detached", "waited"]));
+    }
+
+    #[test]
+    fn a_full_batch_of_detached_writes_does_not_wait() {
+        let queue = WriteQueue::new();
+        for i in 0..3 {
+            queue.push(i, false).unwrap();
+        }
+        assert_eq!(queue.next_batch(2, HOUR), Some(vec![0, 1]));
     }
 
     #[test]

@@ -610,9 +610,9 @@ mod outbox {
 
     /// An accepted event (the API has answered for it) and its idempotency reply survive a
     /// power failure: their commit is fsynced. Settling its delivery need only survive a crash
-    /// of the process (a record lost sends the event again): those commits are not. A first
-    /// attempt costs no commit of its own: it commits with the next write waited for (the
-    /// wait for one is an hour here), yet every read of the log sees it at once.
+    /// of the process (a record lost sends the event again): those commits are not. A
+    /// delivered first attempt costs no commit of its own: it commits with the next write
+    /// waited for (the wait for one is an hour here), yet every read of the log sees it at once.
     #[tokio::test]
     async fn accepted_events_are_fsynced_and_settling_a_delivery_is_not() {
         use checkout::ports::DeliveryLog;
@@ -629,9 +629,11 @@ mod outbox {
         let appended = db.commits();
         assert_eq!(appended.synced, before.synced + 1, "the event is fsynced");
 
-        let first = attempt_record("we_1", &e, 1);
+        let mut first = attempt_record("we_1", &e, 1);
+        first.status = checkout::attempt_log::AttemptStatus::Succeeded;
+        first.next_attempt_at = None;
         store.record_first_attempts(std::slice::from_ref(&first)).await.unwrap();
-        assert_eq!(db.commits(), appended, "a first attempt waits for company");
+        assert_eq!(db.commits(), appended, "a delivered first attempt waits for company");
         let stored = || {
             let raw = rusqlite::Connection::open(&path).unwrap();
             raw.query_row("SELECT count(*) FROM deliveries", [], |r| r.get::<_, i64>(0))
@@ -680,6 +682,7 @@ mod outbox {
             ("we_none", &e.id),
             ("we_refused", &e.id),
             ("we_batch", &older.id),
+            ("we_refused_delivered", &e.id),
         ];
         {
             let (store, _) = store_at(&path).await;
@@ -693,7 +696,7 @@ mod outbox {
         store.append(&e, None).await.unwrap();
         assert_eq!(
             store.started(&asked).await.unwrap(),
-            vec![false, false, false, false, true]
+            vec![false, false, false, false, true, false]
         );
         store
             .record_first_attempts(&[attempt_record("we_batch", &e, 1), attempt_record("we_batch", &e, 2)])
@@ -701,21 +704,36 @@ mod outbox {
             .unwrap();
         assert!(store.record(&attempt_record("we_single", &e, 1)).await.unwrap());
         let from_memory = store.started(&asked).await.unwrap();
-        assert_eq!(from_memory, vec![true, true, false, false, true]);
+        assert_eq!(from_memory, vec![true, true, false, false, true, false]);
 
-        // A write the database refuses (as a full disk would): not begun, and the event's other
-        // answers, now read from disk, stay the same.
+        // Writes the database refuses (as a full disk would): not begun, and the event's other
+        // answers, now read from disk, stay the same. A record of a delivery not made (failed,
+        // held, skipped) may be all that finds its event later: its failure is reported, so the
+        // message comes back. A delivered one is not waited for.
         rusqlite::Connection::open(&path)
             .unwrap()
             .execute_batch(
-                "CREATE TRIGGER refuse BEFORE INSERT ON deliveries WHEN NEW.target = 'we_refused' \
+                "CREATE TRIGGER refuse BEFORE INSERT ON deliveries WHEN NEW.target LIKE 'we_refused%' \
                  BEGIN SELECT RAISE(ABORT, 'refused'); END;",
             )
             .unwrap();
-        store
-            .record_first_attempts(&[attempt_record("we_refused", &e, 1)])
-            .await
-            .unwrap();
+        assert!(
+            store
+                .record_first_attempts(&[attempt_record("we_refused", &e, 1)])
+                .await
+                .is_err()
+        );
+        let mut delivered = attempt_record("we_refused_delivered", &e, 1);
+        delivered.status = checkout::attempt_log::AttemptStatus::Succeeded;
+        delivered.next_attempt_at = None;
+        store.record_first_attempts(&[delivered]).await.unwrap();
+        assert!(
+            store
+                .attempts_of("we_refused_delivered", &e.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(store.attempts_of("we_refused", &e.id).await.unwrap().is_empty());
         assert_eq!(store.started(&asked).await.unwrap(), from_memory);
         drop(store);
@@ -1151,6 +1169,22 @@ mod claims {
 mod savepoints {
     use super::*;
     use checkout::ports::StoreError;
+
+    /// A write that panics (a bug) ends the writer thread: that write and every later one fail
+    /// with "the database writer has stopped" instead of waiting forever. The minute's timeout
+    /// only stops the test from hanging.
+    #[tokio::test]
+    async fn writes_fail_instead_of_waiting_once_the_writer_has_died() {
+        let db = open(&fresh_path());
+        let died = db
+            .write(|_| -> Result<(), StoreError> { panic!("a bug in a write") })
+            .await;
+        assert!(matches!(died, Err(StoreError::Unavailable(_))), "{died:?}");
+        for _ in 0..2 {
+            let later = tokio::time::timeout(Duration::from_secs(60), db.write(|_| Ok(()))).await;
+            assert!(matches!(later, Ok(Err(StoreError::Unavailable(_)))), "{later:?}");
+        }
+    }
 
     /// A write that fails after SQLite rolled the transaction back (as on a full disk) reports
     /// its own error, not that its savepoint was gone.
