@@ -57,8 +57,6 @@ type RunJob = Box<dyn FnOnce(Option<&Connection>) -> AfterCommit + Send>;
 
 struct Job {
     run: RunJob,
-    /// Nobody waits for its commit ([`Database::write_detached`]).
-    detached: bool,
     durability: Durability,
 }
 
@@ -358,7 +356,8 @@ impl Database {
                 let _ = reply.send(result);
             })
         });
-        self.hand_over(job)
+        self.writer
+            .push(job, true)
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
         replied
             .await
@@ -401,15 +400,11 @@ impl Database {
                 after(committed && result.is_ok());
             })
         });
-        if self.hand_over(job).is_err() {
+        // Not waited for: it does not wake the writer.
+        if self.writer.push(job, false).is_err() {
             self.detached.fetch_sub(1, Ordering::AcqRel);
             error!(what, "the database writer has stopped");
         }
-    }
-
-    fn hand_over(&self, job: Job) -> Result<(), Job> {
-        let waited = !job.detached;
-        self.writer.push(job, waited)
     }
 
     /// Commits the detached writes handed over so far, if any, and returns once they are: a
@@ -460,7 +455,6 @@ impl Job {
     fn waited(durability: Durability, run: impl FnOnce(Option<&Connection>) -> AfterCommit + Send + 'static) -> Self {
         Self {
             run: Box::new(run),
-            detached: false,
             durability,
         }
     }
@@ -469,7 +463,6 @@ impl Job {
     fn detached(run: impl FnOnce(Option<&Connection>) -> AfterCommit + Send + 'static) -> Self {
         Self {
             run: Box::new(run),
-            detached: true,
             durability: Durability::ProcessCrash,
         }
     }

@@ -52,9 +52,6 @@ pub struct DurableStore {
     recent: Arc<Recent>,
     /// Every merchant and endpoint, kept exactly as committed (see [`Directory`]).
     directory: Arc<Directory>,
-    /// First attempts handed to the writer and not committed yet; see
-    /// [`DeliveryLog::record_first_attempts`].
-    uncommitted: Arc<parking_lot::Mutex<Uncommitted>>,
     /// Which targets have begun each event appended lately (see [`DeliveryLog::started`]).
     fresh: Arc<Fresh>,
     /// Which idempotency keys may have a stored reply (see [`StoredKeys`]).
@@ -79,53 +76,12 @@ type Fresh = parking_lot::Mutex<Generations<EventId, Vec<String>>>;
 /// minute's worth at hundreds per second.
 const FRESH_EVENTS: usize = 32_768;
 
-/// First attempts handed to the writer and not committed yet, as (target, sort key), each with
-/// how many writes of it are pending.
-#[derive(Default)]
-struct Uncommitted(HashMap<(String, String), usize>);
-
-impl Uncommitted {
-    fn hold(&mut self, keys: &[(String, String)]) {
-        for key in keys {
-            *self.0.entry(key.clone()).or_default() += 1;
-        }
-    }
-
-    fn release(&mut self, keys: &[(String, String)]) {
-        for key in keys {
-            if let Some(count) = self.0.get_mut(key) {
-                *count -= 1;
-                if *count == 0 {
-                    self.0.remove(key);
-                }
-            }
-        }
-    }
-
-    fn contains(&self, key: &(String, String)) -> bool {
-        self.0.contains_key(key)
-    }
-}
-
-/// First attempts on their way to the database: once their write ends, they are no longer
-/// uncommitted, and if it failed, their events' answers of [`DeliveryLog::started`] are read
-/// from the database again.
-struct PendingFirsts {
-    keys: Vec<(String, String)>,
-    events: Vec<EventId>,
-    uncommitted: Arc<parking_lot::Mutex<Uncommitted>>,
-    fresh: Arc<Fresh>,
-}
-
-impl PendingFirsts {
-    fn settle(self, committed: bool) {
-        self.uncommitted.lock().release(&self.keys);
-        if !committed {
-            let mut fresh = self.fresh.lock();
-            for event in &self.events {
-                fresh.remove(event);
-            }
-        }
+/// After a write of first attempts failed: what the database holds of their events is read
+/// from it from now on by [`DeliveryLog::started`].
+fn forget_fresh(fresh: &Fresh, events: &[EventId]) {
+    let mut fresh = fresh.lock();
+    for event in events {
+        fresh.remove(event);
     }
 }
 
@@ -163,7 +119,6 @@ impl DurableStore {
             claims: Arc::default(),
             recent: Arc::new(parking_lot::Mutex::new(Generations::new(RECENT_SESSIONS, RECENT_AGE))),
             directory: Arc::new(directory),
-            uncommitted: Arc::default(),
             fresh: Arc::new(parking_lot::Mutex::new(Generations::new(FRESH_EVENTS, RECENT_AGE))),
             stored_keys,
         })
@@ -268,7 +223,7 @@ async fn load_stored_keys(db: &Database) -> Result<Arc<StoredKeys>, StoreError> 
         let mut statement = conn.prepare("SELECT key FROM idempotency")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            counting.add(row.get_ref(0)?.as_str().unwrap_or_default());
+            counting.add(&row.get::<_, String>(0)?);
         }
         Ok(())
     })
@@ -776,8 +731,8 @@ impl DeliveryLog for DurableStore {
     /// Records of deliveries made are detached ([`Database::write_detached`]): they commit
     /// with the next write that is waited for (the next accepted event, at most
     /// [`DETACHED_LINGER`] later when none comes), so a delivery costs no commit of its own.
-    /// Until then [`Self::started`] finds them in memory, and every other read of the log
-    /// commits them first, so no read misses them. What this may lose: a crash before that
+    /// Until then [`Self::started`] finds them in memory (a fresh event's) and every read of
+    /// the log commits them first, so no read misses them. What this may lose: a crash before that
     /// commit loses the records and their messages' deletes (handed over after them, so
     /// committed with or after them); the messages come back and their events are sent again,
     /// with the same `webhook-id`. A failed write (a full disk) is logged; the event reached
@@ -790,13 +745,7 @@ impl DeliveryLog for DurableStore {
     /// [`DETACHED_LINGER`]: super::database::DETACHED_LINGER
     async fn record_first_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
         let rows = records.iter().map(AttemptRow::of).collect::<Result<Vec<_>, _>>()?;
-        let pending = PendingFirsts {
-            keys: rows.iter().map(|r| (r.target.clone(), r.sk.clone())).collect(),
-            events: records.iter().map(|r| r.event_id.clone()).collect(),
-            uncommitted: self.uncommitted.clone(),
-            fresh: self.fresh.clone(),
-        };
-        self.uncommitted.lock().hold(&pending.keys);
+        let events: Vec<EventId> = records.iter().map(|r| r.event_id.clone()).collect();
         self.mark_begun(records);
         let write = move |conn: &Connection| {
             for row in &rows {
@@ -805,14 +754,19 @@ impl DeliveryLog for DurableStore {
             Ok(())
         };
         if records.iter().all(AttemptRecord::delivered) {
+            let fresh = self.fresh.clone();
             self.db
                 .write_detached_then("recording delivered first attempts", write, move |committed| {
-                    pending.settle(committed)
+                    if !committed {
+                        forget_fresh(&fresh, &events);
+                    }
                 });
             return Ok(());
         }
         let written = self.db.write_unsynced(write).await;
-        pending.settle(written.is_ok());
+        if written.is_err() {
+            forget_fresh(&self.fresh, &events);
+        }
         written
     }
 
@@ -835,10 +789,7 @@ impl DeliveryLog for DurableStore {
         if keys.is_empty() {
             return Ok(answers.into_iter().map(|a| a.unwrap_or(false)).collect());
         }
-        let handed_over: Vec<bool> = {
-            let uncommitted = self.uncommitted.lock();
-            keys.iter().map(|key| uncommitted.contains(key)).collect()
-        };
+        self.db.commit_detached().await?;
         let stored: Vec<bool> = self
             .db
             .read(move |conn| {
@@ -848,9 +799,7 @@ impl DeliveryLog for DurableStore {
                     .collect()
             })
             .await?;
-        // Checked before the read: a record committed in between leaves the set after it is
-        // readable, so it is seen by one of the two.
-        let mut read = stored.into_iter().zip(handed_over).map(|(s, h)| s || h);
+        let mut read = stored.into_iter();
         for answer in answers.iter_mut().filter(|a| a.is_none()) {
             *answer = read.next();
         }
