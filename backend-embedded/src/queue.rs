@@ -95,6 +95,10 @@ struct QueueLog {
     name: String,
 }
 
+/// Receivers woken at most for one arrival of messages: each takes up to ten at a time and
+/// comes straight back for more, so a large arrival needs no more than a few.
+const ANNOUNCED_AT_MOST: usize = 16;
+
 pub struct EmbeddedQueue {
     config: QueueConfig,
     messages: Mutex<Messages>,
@@ -225,7 +229,17 @@ impl EmbeddedQueue {
 
     fn insert(&self, seq: u64, message: Message) {
         self.messages.lock().insert(seq, message);
-        self.arrived.notify_waiters();
+        self.announce(1);
+    }
+
+    /// Wakes a waiting receiver per message that arrived, up to the receivers waiting; with none
+    /// waiting, the next receiver to wait returns at once. Waking every receiver for each
+    /// message (the dispatcher has several) made all but one poll, find the queue empty and
+    /// set their timers again, for every event.
+    fn announce(&self, arrived: usize) {
+        for _ in 0..arrived.min(ANNOUNCED_AT_MOST) {
+            self.arrived.notify_one();
+        }
     }
 
     /// Writes the entry of the event stored at `position` in the caller's transaction (the
@@ -267,6 +281,7 @@ impl EmbeddedQueue {
         messages: Vec<(String, Vec<(String, String)>)>,
         delay: Duration,
     ) -> Result<(), PipelineError> {
+        let count = messages.len();
         let new: Vec<(u64, Message)> = messages
             .into_iter()
             .map(|(body, attributes)| {
@@ -313,7 +328,7 @@ impl EmbeddedQueue {
             messages.insert(seq, message);
         }
         drop(messages);
-        self.arrived.notify_waiters();
+        self.announce(count);
         Ok(())
     }
 

@@ -19,3 +19,49 @@ async fn fresh() -> Pipeline {
 }
 
 checkout::pipeline_contract_tests!(fresh());
+
+/// A message sent wakes a receiver waiting for one (one, not all of them: the others would only
+/// find the queue empty again), and no message is left waiting for a receiver that was not
+/// woken: four receivers waiting a minute each on an empty queue, four messages sent one after
+/// another, every message is received before the minute is out. The clock is paused, so a
+/// message nobody was woken for would come out only at the minute, when its receiver's wait
+/// ends.
+#[tokio::test(start_paused = true)]
+async fn every_message_sent_to_waiting_receivers_is_received_at_once() {
+    use checkout::ports::DeliveryQueue;
+    use std::time::Duration;
+    use tokio::time::Instant;
+    const WAIT: Duration = Duration::from_secs(60);
+    let queue = Arc::new(EmbeddedQueue::new(
+        QueueConfig {
+            visibility_timeout: VISIBILITY,
+            max_receive_count: MAX_RECEIVES,
+        },
+        None,
+    ));
+    let receivers: Vec<_> = (0..4)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let got = queue.receive(10, WAIT).await.unwrap();
+                (got.len(), start.elapsed())
+            })
+        })
+        .collect();
+    // Every receiver is waiting before the first message.
+    tokio::task::yield_now().await;
+    for i in 0..4 {
+        queue.send(&format!("message {i}"), Duration::ZERO).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut received = 0;
+    for receiver in receivers {
+        let (got, waited) = receiver.await.unwrap();
+        if got > 0 {
+            assert!(waited < WAIT, "{got} message(s) came out only when the wait ended");
+        }
+        received += got;
+    }
+    assert_eq!(received, 4);
+}
