@@ -232,10 +232,11 @@ impl EmbeddedQueue {
         self.announce(1);
     }
 
-    /// Wakes a waiting receiver per message that arrived, up to the receivers waiting; with none
-    /// waiting, the next receiver to wait returns at once. Waking every receiver for each
-    /// message (the dispatcher has several) made all but one poll, find the queue empty and
-    /// set their timers again, for every event.
+    /// Wakes a waiting receiver per message that arrived visible, up to the receivers waiting;
+    /// with none waiting, the next receiver to wait returns at once. Waking every receiver for
+    /// each message (the dispatcher has several) made all but one poll, find the queue empty
+    /// and set their timers again, for every event. (A receiver counts as waiting from the
+    /// moment it looks at the queue, see `receive`.)
     fn announce(&self, arrived: usize) {
         for _ in 0..arrived.min(ANNOUNCED_AT_MOST) {
             self.arrived.notify_one();
@@ -328,7 +329,13 @@ impl EmbeddedQueue {
             messages.insert(seq, message);
         }
         drop(messages);
-        self.announce(count);
+        if delay.is_zero() {
+            self.announce(count);
+        } else {
+            // Not receivable yet: every waiting receiver sets its timer to when they are, so
+            // they are taken then even if the one woken stops waiting before.
+            self.arrived.notify_waiters();
+        }
         Ok(())
     }
 
@@ -447,7 +454,12 @@ impl DeliveryQueue for EmbeddedQueue {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<QueuedMessage>, PipelineError> {
         let deadline = Instant::now() + wait;
         loop {
+            // Waiting from before it looks (not only once it sleeps), so a message that arrives
+            // meanwhile, while it moves messages to the dead-letter queue say, wakes it or
+            // another receiver: each arrival wakes only as many receivers as messages.
             let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
             let (taken, moved, next_visible) = self.take(max.max(1));
             if !moved.is_empty() {
                 self.redrive(moved).await?;

@@ -65,3 +65,39 @@ async fn every_message_sent_to_waiting_receivers_is_received_at_once() {
     }
     assert_eq!(received, 4);
 }
+
+/// A message sent with a delay is received when it becomes visible, even when the receiver
+/// woken for it stops waiting before then: one receiver waits two seconds, another twenty, and
+/// a message sent with a three-second delay comes out at three seconds, not at twenty (the
+/// clock is paused).
+#[tokio::test(start_paused = true)]
+async fn a_delayed_message_is_received_when_it_becomes_visible() {
+    use checkout::ports::DeliveryQueue;
+    use std::time::Duration;
+    use tokio::time::Instant;
+    let queue = Arc::new(EmbeddedQueue::new(
+        QueueConfig {
+            visibility_timeout: VISIBILITY,
+            max_receive_count: MAX_RECEIVES,
+        },
+        None,
+    ));
+    let start = Instant::now();
+    let receiver = |wait: u64| {
+        let queue = queue.clone();
+        tokio::spawn(async move { queue.receive(10, Duration::from_secs(wait)).await.unwrap().len() })
+    };
+    // The first to wait is the first woken.
+    let short = receiver(2);
+    tokio::task::yield_now().await;
+    let long = receiver(20);
+    tokio::task::yield_now().await;
+    queue.send("later", Duration::from_secs(3)).await.unwrap();
+    assert_eq!(short.await.unwrap(), 0, "not visible within two seconds");
+    assert_eq!(long.await.unwrap(), 1);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "received at {:?}, when the wait ended",
+        start.elapsed()
+    );
+}
