@@ -5,7 +5,7 @@
 //! event's entry is written by the durable store in the event's own transaction (see
 //! [`EmbeddedQueue::stage_event`]): a reference to the event's row, not a copy of its bytes.
 
-use crate::durable::{Database, event_row};
+use crate::durable::{Database, Durability, event_row};
 use async_trait::async_trait;
 use checkout::ports::{DeliveryQueue, MAX_MESSAGE_BYTES, PipelineError, QueuedMessage, StoreError};
 use parking_lot::Mutex;
@@ -105,6 +105,18 @@ pub struct EmbeddedQueue {
     arrived: Notify,
     dead_letters: Option<Arc<EmbeddedQueue>>,
     log: Option<QueueLog>,
+}
+
+/// As SQS refuses a message over its size limit.
+fn refuse_too_large(body: &str) -> Result<(), PipelineError> {
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err(PipelineError::TooLarge {
+            what: "message",
+            size: body.len(),
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    Ok(())
 }
 
 fn failed(err: StoreError) -> PipelineError {
@@ -282,6 +294,15 @@ impl EmbeddedQueue {
         messages: Vec<(String, Vec<(String, String)>)>,
         delay: Duration,
     ) -> Result<(), PipelineError> {
+        self.push_all_with(messages, delay, Durability::PowerLoss).await
+    }
+
+    async fn push_all_with(
+        &self,
+        messages: Vec<(String, Vec<(String, String)>)>,
+        delay: Duration,
+        durability: Durability,
+    ) -> Result<(), PipelineError> {
         let count = messages.len();
         let new: Vec<(u64, Message)> = messages
             .into_iter()
@@ -306,23 +327,25 @@ impl EmbeddedQueue {
                 })
                 .collect::<Result<Vec<_>, PipelineError>>()?;
             let (name, visible_at_ms) = (log.name.clone(), wall_clock_ms(delay));
-            log.db
-                .write(move |conn| {
-                    let mut insert = conn
-                        .prepare_cached(
-                            "INSERT INTO messages (queue, seq, id, body, attributes, visible_at_ms, receive_count) \
+            let store = move |conn: &Connection| {
+                let mut insert = conn
+                    .prepare_cached(
+                        "INSERT INTO messages (queue, seq, id, body, attributes, visible_at_ms, receive_count) \
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-                        )
+                    )
+                    .map_err(StoreError::unavailable)?;
+                for (seq, id, body, attributes) in rows {
+                    insert
+                        .execute(params![name, seq, id, body, attributes, visible_at_ms])
                         .map_err(StoreError::unavailable)?;
-                    for (seq, id, body, attributes) in rows {
-                        insert
-                            .execute(params![name, seq, id, body, attributes, visible_at_ms])
-                            .map_err(StoreError::unavailable)?;
-                    }
-                    Ok(())
-                })
-                .await
-                .map_err(failed)?;
+                }
+                Ok(())
+            };
+            match durability {
+                Durability::PowerLoss => log.db.write(store).await,
+                Durability::ProcessCrash => log.db.write_unsynced(store).await,
+            }
+            .map_err(failed)?;
         }
         let mut messages = self.messages.lock();
         for (seq, message) in new {
@@ -440,15 +463,17 @@ impl EmbeddedQueue {
 #[async_trait]
 impl DeliveryQueue for EmbeddedQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<(), PipelineError> {
-        if body.len() > MAX_MESSAGE_BYTES {
-            // As SQS refuses it.
-            return Err(PipelineError::TooLarge {
-                what: "message",
-                size: body.len(),
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
+        refuse_too_large(body)?;
         self.push(body.to_owned(), Vec::new(), delay).await
+    }
+
+    /// Not fsynced: the handled message's deletion commits after it, so a power failure that
+    /// undoes this undoes the deletion too (see [`Durability::ProcessCrash`]). Deferring a
+    /// delivery to a stuck endpoint cost a second fsync per event.
+    async fn send_onward(&self, body: &str, delay: Duration) -> Result<(), PipelineError> {
+        refuse_too_large(body)?;
+        self.push_all_with(vec![(body.to_owned(), Vec::new())], delay, Durability::ProcessCrash)
+            .await
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<QueuedMessage>, PipelineError> {

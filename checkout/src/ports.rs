@@ -251,6 +251,15 @@ pub struct QueuedMessage {
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
     async fn send(&self, body: &str, delay: Duration) -> Result<(), PipelineError>;
+    /// [`DeliveryQueue::send`] for a message that carries on the one being handled (the next
+    /// try of a delivery, a deferral), which is deleted only after this returns. It need
+    /// survive no more than that deletion: a store that syncs each send against a power
+    /// failure may skip it here, so long as what it writes later cannot outlive this (a power
+    /// failure that loses this message then loses the deletion too, and the handled message
+    /// comes back).
+    async fn send_onward(&self, body: &str, delay: Duration) -> Result<(), PipelineError> {
+        self.send(body, delay).await
+    }
     /// Up to `max` messages, waiting up to `wait` for the first one.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<QueuedMessage>, PipelineError>;
     async fn delete(&self, receipt: &str) -> Result<(), PipelineError>;

@@ -571,7 +571,8 @@ impl Dispatcher {
             (Lane::Slow, Some(slow)) => slow,
             _ => &self.queue,
         };
-        queue.send(body, delay.min(MAX_DELAY)).await
+        // Each is sent before the message being handled is deleted.
+        queue.send_onward(body, delay.min(MAX_DELAY)).await
     }
 
     async fn bury_unreadable(&self, incoming: &Incoming, err: UnreadableMessage) -> Disposition {

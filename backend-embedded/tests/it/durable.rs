@@ -608,6 +608,40 @@ mod outbox {
             .collect()
     }
 
+    /// A message sent on from the one being handled (a delivery deferred, the next try) is not
+    /// fsynced: the handled message's deletion commits after it, so a power failure cannot keep
+    /// the deletion and lose the message. A message sent otherwise (a test event) is. Deferring
+    /// each event to a stuck endpoint cost a second fsync per event. Both are kept across a
+    /// restart.
+    #[tokio::test]
+    async fn messages_sent_onward_are_not_fsynced() {
+        use checkout::ports::DeliveryQueue;
+        let path = fresh_path();
+        {
+            let db = Arc::new(Database::open_with_linger(&path, Duration::from_secs(3600)).unwrap());
+            let (queue, _) = queues(&db);
+            let before = db.commits();
+            queue.send("sent", Duration::ZERO).await.unwrap();
+            let sent = db.commits();
+            assert_eq!(sent.synced, before.synced + 1, "a message sent is fsynced");
+            queue.send_onward("sent onward", Duration::ZERO).await.unwrap();
+            let onward = db.commits();
+            assert_eq!(onward.synced, sent.synced, "a message sent onward is not");
+            assert_eq!(onward.unsynced, sent.unsynced + 1);
+        }
+        let db = Arc::new(Database::open(&path).unwrap());
+        let (queue, _) = queues(&db);
+        let mut bodies: Vec<String> = queue
+            .receive(10, Duration::ZERO)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        bodies.sort();
+        assert_eq!(bodies, vec!["sent", "sent onward"]);
+    }
+
     /// An accepted event (the API has answered for it) and its idempotency reply survive a
     /// power failure: their commit is fsynced. Settling its delivery need only survive a crash
     /// of the process (a record lost sends the event again): those commits are not. A
