@@ -203,7 +203,13 @@ impl EmbeddedQueue {
                     body,
                     attributes,
                     visible_at: instant_of(visible_at_ms),
-                    receive_count: receive_count as u32,
+                    // Receives are counted in memory (a write each would cost a commit per
+                    // delivery), so one made before the process stopped is lost with it: counted
+                    // here, as SQS counts a receive whose consumer died. A message at a first
+                    // receive is taken for one no copy of which began; after a restart that no
+                    // longer holds (a failed first attempt recorded, its retry's message lost
+                    // with the process), and the dispatcher must read each pair's log instead.
+                    receive_count: (receive_count as u32).max(1),
                     receipt: None,
                 },
             );

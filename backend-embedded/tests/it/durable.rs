@@ -158,6 +158,10 @@ mod restart {
         let received = queue.receive(10, Duration::from_millis(100)).await.unwrap();
         let bodies: Vec<&str> = received.iter().map(|m| m.body.as_str()).collect();
         assert_eq!(bodies, vec!["kept"], "the delayed message still waits");
+        // Its receive before the restart counts (it was not stored): so it is not taken for a
+        // first receive, which the dispatcher answers from whether a delivery began instead of
+        // from the log (a failed first attempt whose retry died with the process was dropped).
+        assert_eq!(received[0].receive_count, 2);
     }
 
     #[tokio::test]

@@ -244,7 +244,8 @@ async fn a_kill_9_while_a_backlog_drains_sends_few_events_twice() {
     let client = reqwest::Client::new();
     let (mut first, base) = start(data_dir.path());
     wait_until_listening(&client, &base).await;
-    let (hook, delivered, arrivals) = slow_receiver(Duration::from_millis(5)).await;
+    // At most 200 deliveries a second (two in flight), slower than the buyers create events.
+    let (hook, delivered, arrivals) = slow_receiver(Duration::from_millis(10)).await;
     let registered = client
         .post(format!("{base}/webhook_endpoints"))
         .bearer_auth(KEY)
@@ -273,6 +274,11 @@ async fn a_kill_9_while_a_backlog_drains_sends_few_events_twice() {
     let accepted = accepted.lock().unwrap().clone();
     // Killed once the backlog has drained for a while with nothing else to commit.
     let at_stop = delivered.lock().unwrap().len();
+    assert!(
+        accepted.len() - at_stop >= 300,
+        "the buyers were too slow to build a backlog: {at_stop} of {} delivered when they stopped",
+        accepted.len()
+    );
     let patience = Instant::now();
     while delivered.lock().unwrap().len() < at_stop + 200 {
         assert!(
