@@ -95,6 +95,51 @@ async fn slow_receiver(takes: Duration) -> (String, Arc<Mutex<HashSet<String>>>,
     (format!("http://127.0.0.1:{port}/hook"), delivered, arrivals)
 }
 
+/// Once `acp-local` at `base` listens, registers a [`slow_receiver`] taking `takes` per
+/// delivery as the merchant's webhook endpoint.
+async fn receive_webhooks(
+    client: &reqwest::Client,
+    base: &str,
+    takes: Duration,
+) -> (Arc<Mutex<HashSet<String>>>, Arrivals) {
+    wait_until_listening(client, base).await;
+    let (hook, delivered, arrivals) = slow_receiver(takes).await;
+    let registered = client
+        .post(format!("{base}/webhook_endpoints"))
+        .bearer_auth(KEY)
+        .json(&json!({ "url": hook }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    (delivered, arrivals)
+}
+
+/// Waits until every session of `accepted` has had its event delivered, at most `limit`.
+async fn every_one_delivered<'a>(
+    accepted: impl Iterator<Item = &'a String> + Clone,
+    delivered: &Mutex<HashSet<String>>,
+    limit: Duration,
+) {
+    let started = Instant::now();
+    loop {
+        let missing: Vec<&String> = {
+            let got = delivered.lock().unwrap();
+            accepted.clone().filter(|s| !got.contains(*s)).collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} accepted events never delivered, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn post_create(
     client: &reqwest::Client,
     base: &str,
@@ -124,16 +169,7 @@ async fn every_accepted_event_is_delivered_after_a_kill_9_and_a_restart() {
     let data_dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let (mut first, base) = start(data_dir.path());
-    wait_until_listening(&client, &base).await;
-    let (hook, delivered, arrivals) = slow_receiver(Duration::from_millis(40)).await;
-    let registered = client
-        .post(format!("{base}/webhook_endpoints"))
-        .bearer_auth(KEY)
-        .json(&json!({ "url": hook }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(registered.status(), 201);
+    let (delivered, arrivals) = receive_webhooks(&client, &base, Duration::from_millis(40)).await;
 
     // Buyers create sessions until the process dies under them.
     let accepted: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -176,23 +212,7 @@ async fn every_accepted_event_is_delivered_after_a_kill_9_and_a_restart() {
 
     let (mut second, base) = start(data_dir.path());
     wait_until_listening(&client, &base).await;
-    let started = Instant::now();
-    loop {
-        let missing: Vec<&String> = {
-            let got = delivered.lock().unwrap();
-            accepted.iter().map(|(_, s)| s).filter(|s| !got.contains(*s)).collect()
-        };
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} accepted events never delivered, e.g. {:?}",
-            missing.len(),
-            missing.first()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    every_one_delivered(accepted.iter().map(|(_, s)| s), &delivered, Duration::from_secs(60)).await;
 
     // Late copies would arrive now: give them the time.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -243,17 +263,8 @@ async fn a_kill_9_while_a_backlog_drains_sends_few_events_twice() {
     let data_dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let (mut first, base) = start(data_dir.path());
-    wait_until_listening(&client, &base).await;
     // At most 200 deliveries a second (two in flight), slower than the buyers create events.
-    let (hook, delivered, arrivals) = slow_receiver(Duration::from_millis(10)).await;
-    let registered = client
-        .post(format!("{base}/webhook_endpoints"))
-        .bearer_auth(KEY)
-        .json(&json!({ "url": hook }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(registered.status(), 201);
+    let (delivered, arrivals) = receive_webhooks(&client, &base, Duration::from_millis(10)).await;
 
     // Buyers create the sessions faster than the receiver takes them, then stop.
     let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -299,21 +310,7 @@ async fn a_kill_9_while_a_backlog_drains_sends_few_events_twice() {
 
     let (mut second, base) = start(data_dir.path());
     wait_until_listening(&client, &base).await;
-    let started = Instant::now();
-    loop {
-        let missing = {
-            let got = delivered.lock().unwrap();
-            accepted.iter().filter(|s| !got.contains(*s)).count()
-        };
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "{missing} accepted events never delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    every_one_delivered(accepted.iter(), &delivered, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let duplicates: usize = arrivals.lock().unwrap().values().map(|n| n - 1).sum();
     eprintln!("after the restart: {} events, {duplicates} sent twice", accepted.len());
