@@ -626,14 +626,12 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 fn set_synced(conn: &Connection, synced: bool, current: &mut Option<bool>) -> rusqlite::Result<()> {
     if *current != Some(synced) {
         *current = None;
-        run_cached(
-            conn,
-            if synced {
-                "PRAGMA synchronous = FULL"
-            } else {
-                "PRAGMA synchronous = NORMAL"
-            },
-        )?;
+        // Not through `run_cached`: SQLite prepares a PRAGMA anew each time it runs anyway.
+        conn.execute_batch(if synced {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        })?;
         *current = Some(synced);
     }
     Ok(())
