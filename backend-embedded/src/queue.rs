@@ -372,7 +372,7 @@ impl EmbeddedQueue {
             };
             match durability {
                 Durability::PowerLoss => log.db.write(store).await,
-                Durability::ProcessCrash => log.db.write_unsynced(store).await,
+                Durability::ProcessCrash => log.db.write_unsynced_with_next(store).await,
             }
             .map_err(failed)?;
         }

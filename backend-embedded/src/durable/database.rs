@@ -82,6 +82,15 @@ pub struct Commits {
 }
 type AfterCommit = Box<dyn FnOnce(bool) + Send>;
 
+/// When a write waited for is committed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// At once: it wakes the writer.
+    Now,
+    /// With the next write that wakes the writer, as a detached write is.
+    WithNext,
+}
+
 /// Events are never deleted, so a plain rowid (the largest + 1) never reuses a position:
 /// without AUTOINCREMENT, an append does not also rewrite the `sqlite_sequence` page. (Databases
 /// created by earlier versions keep it.)
@@ -323,7 +332,20 @@ impl Database {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        self.submit(Durability::ProcessCrash, op, |_| {}).await
+        self.submit(Durability::ProcessCrash, op, |_| {}, Wake::Now).await
+    }
+
+    /// [`Database::write_unsynced`] that does not wake the writer: it joins the next commit
+    /// (the next write that is waited for, or [`DETACHED_LINGER`] after it was handed over at
+    /// most), and returns once that is made. For a caller that can wait a moment: a message
+    /// sent on from the one being handled (a deferral), which cost a commit of its own for each
+    /// event to a stuck endpoint.
+    pub async fn write_unsynced_with_next<R, F>(&self, op: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit(Durability::ProcessCrash, op, |_| {}, Wake::WithNext).await
     }
 
     /// [`Database::write`], and `after` with the result once it is committed, on the writer
@@ -334,7 +356,7 @@ impl Database {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         A: FnOnce(&R) + Send + 'static,
     {
-        self.submit(Durability::PowerLoss, op, after).await
+        self.submit(Durability::PowerLoss, op, after, Wake::Now).await
     }
 
     /// Commits made so far, synced and not.
@@ -345,7 +367,7 @@ impl Database {
         }
     }
 
-    async fn submit<R, F, A>(&self, durability: Durability, op: F, after: A) -> Result<R, StoreError>
+    async fn submit<R, F, A>(&self, durability: Durability, op: F, after: A, wake: Wake) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
@@ -367,7 +389,7 @@ impl Database {
             })
         });
         self.writer
-            .push(job, true)
+            .push(job, wake == Wake::Now)
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
         replied
             .await

@@ -1,13 +1,13 @@
 //! The writer thread's queue: writes in the order they were handed over, taken in batches.
 //!
-//! A write somebody waits for wakes the writer and is taken at once, with everything queued
-//! before it. A detached write (nobody waits for it) does not wake the writer: after each batch
-//! the writer waits up to `linger` for the next write, and detached writes handed over meanwhile
-//! ride with the next waited write, or are taken when that wait ends. Only a writer asleep
-//! without a deadline (idle for `linger` after its last batch) is woken by a detached write, and
-//! it then lingers from that moment. So at low rates, settling a delivery costs the writer no
-//! wake-up of its own. What this delays: a detached write's commit, by at most `linger`; it
-//! never reorders writes.
+//! A write that wakes the writer (most writes somebody waits for) is taken at once, with
+//! everything queued before it. One that does not — a detached write (nobody waits for it), or
+//! a waited one whose caller can wait a moment — rides with the next: after each batch the
+//! writer waits up to `linger` for the next waking write, and writes handed over meanwhile ride
+//! with it, or are taken when that wait ends. Only a writer asleep without a deadline (idle for
+//! `linger` after its last batch) is woken by a write that does not wake, and it then lingers
+//! from that moment. So at low rates, settling a delivery costs the writer no wake-up of its
+//! own. What this delays: such a write's commit, by at most `linger`; it never reorders writes.
 
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -19,10 +19,10 @@ pub(super) struct WriteQueue<J> {
 }
 
 struct State<J> {
-    /// Each write with whether somebody waits for it.
+    /// Each write with whether it wakes the writer.
     jobs: VecDeque<(J, bool)>,
-    /// Writes in `jobs` somebody waits for.
-    waited: usize,
+    /// Writes in `jobs` that wake the writer.
+    waking: usize,
     closed: bool,
     /// The writer sleeps without a deadline: a detached write must wake it.
     asleep: bool,
@@ -33,7 +33,7 @@ impl<J> WriteQueue<J> {
         Self {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
-                waited: 0,
+                waking: 0,
                 closed: false,
                 asleep: false,
             }),
@@ -42,14 +42,14 @@ impl<J> WriteQueue<J> {
     }
 
     /// Queues `job` after every write handed over before it; `Err(job)` once closed.
-    pub fn push(&self, job: J, waited: bool) -> Result<(), J> {
+    pub fn push(&self, job: J, wakes: bool) -> Result<(), J> {
         let mut state = self.state.lock();
         if state.closed {
             return Err(job);
         }
-        state.jobs.push_back((job, waited));
-        state.waited += usize::from(waited);
-        let wake = waited || state.asleep;
+        state.jobs.push_back((job, wakes));
+        state.waking += usize::from(wakes);
+        let wake = wakes || state.asleep;
         drop(state);
         if wake {
             self.ready.notify_one();
@@ -63,16 +63,15 @@ impl<J> WriteQueue<J> {
         self.ready.notify_one();
     }
 
-    /// The next batch, up to `max` writes in order: as soon as a write somebody waits for is
-    /// queued, `max` writes are, or the queue is closed; detached writes alone once `linger`
-    /// has passed since the call (or since they woke an idle writer). `None` once closed and
+    /// The next batch, up to `max` writes in order: as soon as a waking write is queued, `max`
+    /// writes are, or the queue is closed; writes that do not wake alone once `linger` has passed since the call (or since they woke an idle writer). `None` once closed and
     /// empty.
     pub fn next_batch(&self, max: usize, linger: Duration) -> Option<Vec<J>> {
         let mut state = self.state.lock();
         let mut deadline = Instant::now() + linger;
         loop {
             // A full batch has all the company it can take: it does not wait for more.
-            if state.waited > 0 || state.jobs.len() >= max || (state.closed && !state.jobs.is_empty()) {
+            if state.waking > 0 || state.jobs.len() >= max || (state.closed && !state.jobs.is_empty()) {
                 return Some(take(&mut state, max));
             }
             if state.closed {
@@ -95,7 +94,7 @@ impl<J> WriteQueue<J> {
 fn take<J>(state: &mut State<J>, max: usize) -> Vec<J> {
     let count = state.jobs.len().min(max);
     let batch: Vec<(J, bool)> = state.jobs.drain(..count).collect();
-    state.waited -= batch.iter().filter(|(_, waited)| *waited).count();
+    state.waking -= batch.iter().filter(|(_, wakes)| *wakes).count();
     batch.into_iter().map(|(job, _)| job).collect()
 }
 

@@ -625,24 +625,41 @@ mod outbox {
 
     /// A message sent on from the one being handled (a delivery deferred, the next try) is not
     /// fsynced: the handled message's deletion commits after it, so a power failure cannot keep
-    /// the deletion and lose the message. A message sent otherwise (a test event) is. Deferring
-    /// each event to a stuck endpoint cost a second fsync per event. Both are kept across a
-    /// restart.
+    /// the deletion and lose the message. Nor does it wake the writer for a commit of its own:
+    /// it joins the next commit (a deferral can wait a moment; one for each event to a stuck
+    /// endpoint was a second commit per event). A message sent otherwise (a test event) is
+    /// fsynced. Both are kept across a restart.
     #[tokio::test]
-    async fn messages_sent_onward_are_not_fsynced() {
+    async fn messages_sent_onward_are_not_fsynced_and_join_the_next_commit() {
         use checkout::ports::DeliveryQueue;
         let path = fresh_path();
         {
             let db = Arc::new(Database::open_with_linger(&path, Duration::from_secs(3600)).unwrap());
             let (queue, _) = queues(&db);
             let before = db.commits();
+            let onward = {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.send_onward("sent onward", Duration::ZERO).await })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!onward.is_finished(), "it waits for the next commit");
+            assert_eq!(db.commits(), before, "and made none of its own");
             queue.send("sent", Duration::ZERO).await.unwrap();
+            onward.await.unwrap().unwrap();
             let sent = db.commits();
             assert_eq!(sent.synced, before.synced + 1, "a message sent is fsynced");
-            queue.send_onward("sent onward", Duration::ZERO).await.unwrap();
-            let onward = db.commits();
-            assert_eq!(onward.synced, sent.synced, "a message sent onward is not");
-            assert_eq!(onward.unsynced, sent.unsynced + 1);
+            assert_eq!(sent.unsynced, before.unsynced, "the one sent onward shared its commit");
+        }
+        {
+            // With no other write coming, it commits on its own once the writer stops waiting
+            // for company, without an fsync.
+            let db = Arc::new(Database::open_with_linger(&path, Duration::from_millis(20)).unwrap());
+            let (queue, _) = queues(&db);
+            let before = db.commits();
+            queue.send_onward("sent onward alone", Duration::ZERO).await.unwrap();
+            let after = db.commits();
+            assert_eq!(after.synced, before.synced);
+            assert_eq!(after.unsynced, before.unsynced + 1);
         }
         let db = Arc::new(Database::open(&path).unwrap());
         let (queue, _) = queues(&db);
@@ -654,7 +671,7 @@ mod outbox {
             .map(|m| m.body)
             .collect();
         bodies.sort();
-        assert_eq!(bodies, vec!["sent", "sent onward"]);
+        assert_eq!(bodies, vec!["sent", "sent onward", "sent onward alone"]);
     }
 
     /// A delivery deferred or retried goes on as a message carrying its event's JSON (a 2.6 KB
