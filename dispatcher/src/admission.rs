@@ -15,19 +15,25 @@ const WAIT_IN_PLACE: Duration = Duration::from_millis(500);
 /// How often a delivery waits in place before it is deferred.
 const WAITS_IN_PLACE: usize = 3;
 /// How long a delivery is deferred, at least, when its endpoint keeps its cap of requests in
-/// flight; the longer the endpoint has gone without progress (see the in-flight pace), the
-/// longer, up to
-/// [`MAX_IN_FLIGHT_DEFERRAL`]; plus up to as much again at random, so deferred deliveries do not
-/// all come back at once. (In the main lane it is not waited for at all: the delivery moves to
-/// the slow lane.) An endpoint at its cap that answers quickly is not deferred: a place frees
-/// within milliseconds.
-///
-/// Why it grows: every deferral is a queue message written and read again (on AWS, three SQS
-/// requests). An endpoint that stopped answering holds its places until its requests time out;
-/// deferring each of its deliveries by a second sent every one of them round the queue about
-/// ten times in a 15 s hang, about four times now.
+/// flight: the longer the endpoint has gone without progress (see the in-flight pace), the
+/// longer, up to [`MAX_IN_FLIGHT_DEFERRAL`]. (In the main lane it is not waited for at all: the
+/// delivery moves to the slow lane.) An endpoint at its cap that answers quickly is not
+/// deferred: a place frees within milliseconds.
 const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 const MAX_IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(10);
+/// The longest a delivery to a busy endpoint is deferred at once.
+///
+/// Deliveries deferred so queue up at the pace the endpoint frees places (see
+/// [`InFlightLimits::place_interval`]): one that stopped answering frees its 64 places as its
+/// requests time out, one every 0.23 s, and each of its deliveries comes back about when a place
+/// should be free, instead of all of them every few seconds. Each deferral is a queue message
+/// written and read again (on AWS, three SQS requests): deferred by 1-20 s each, the deliveries
+/// of an endpoint that times out went round the slow queue as fast as the slow lane could take
+/// them (about 800 a second at 500 events/s, twice the events), for as long as it was down.
+/// Past this, a delivery comes back to take a new place in the line. Once the endpoint answers
+/// quickly again, deliveries deferred from then on go at once, not behind those in line, and
+/// those in line come back within this long.
+const MAX_BUSY_DEFERRAL: Duration = Duration::from_secs(300);
 
 /// A delivery that may not go now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +49,8 @@ pub(crate) struct Admission {
     endpoint_limits: RateLimits<EndpointId>,
     in_flight: InFlightLimits<EndpointId>,
     slots: DeferralSlots,
+    /// The line of deliveries deferred by busy endpoints, by endpoint.
+    busy_slots: DeferralSlots,
 }
 
 impl Admission {
@@ -53,6 +61,7 @@ impl Admission {
             endpoint_limits: RateLimits::new(instances),
             in_flight: InFlightLimits::new(max_in_flight_per_endpoint),
             slots: DeferralSlots::default(),
+            busy_slots: DeferralSlots::default(),
         }
     }
 
@@ -100,18 +109,37 @@ impl Admission {
                     Patience::WhileQuick(WAIT_IN_PLACE)
                 };
                 match self.in_flight.acquire(&e.id, patience).await {
-                    Some(permit) => Ok(Some(permit)),
-                    None => {
-                        let stuck = self.in_flight.stalled_for(&e.id);
-                        let wait = stuck.clamp(IN_FLIGHT_DEFERRAL, MAX_IN_FLIGHT_DEFERRAL);
-                        let jitter = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
-                        Err(Deferral {
-                            wait: wait.mul_f64(1.0 + jitter),
-                            busy: true,
-                        })
+                    Some(permit) => {
+                        if self.busy_slots.holds(e.id.as_str()) && self.in_flight.is_quick(&e.id) {
+                            self.busy_slots.forget(e.id.as_str());
+                        }
+                        Ok(Some(permit))
                     }
+                    None => Err(self.defer_busy(&e.id)),
                 }
             }
+        }
+    }
+
+    /// For a delivery not tried where it was received (its endpoint is slow): the deferral it
+    /// would get if its endpoint has every place taken and is not quick, so it goes straight to
+    /// its place in the line instead of through another round of the queue first.
+    pub fn busy_deferral(&self, target: &Target) -> Option<Deferral> {
+        let e = target.endpoint()?;
+        (self.in_flight.is_full(&e.id) && !self.in_flight.is_quick(&e.id)).then(|| self.defer_busy(&e.id))
+    }
+
+    /// The next place in the endpoint's line (see [`MAX_BUSY_DEFERRAL`]).
+    fn defer_busy(&self, endpoint: &EndpointId) -> Deferral {
+        let earliest = self
+            .in_flight
+            .stalled_for(endpoint)
+            .clamp(IN_FLIGHT_DEFERRAL, MAX_IN_FLIGHT_DEFERRAL);
+        let pace = self.in_flight.place_interval(endpoint);
+        let slot = self.busy_slots.reserve(endpoint.as_str(), earliest, pace);
+        Deferral {
+            wait: slot.min(MAX_BUSY_DEFERRAL),
+            busy: true,
         }
     }
 }
@@ -196,34 +224,88 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::ZERO, "nothing was waited for");
     }
 
+    async fn deferred(admission: &Admission, merchant: &MerchantId, target: &Target) -> Duration {
+        match admission.admit(merchant, target, false).await {
+            Err(Deferral { wait, busy: true }) => wait,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_longer_an_endpoint_has_been_stuck_the_longer_its_deliveries_are_deferred() {
         let admission = admission();
         let (merchant, target) = target();
         let _held = fill(&admission, &merchant, &target).await;
-        let deferred = || async {
-            match admission.admit(&merchant, &target, false).await {
-                Err(Deferral { wait, busy: true }) => wait,
-                other => panic!("{other:?}"),
-            }
-        };
-        let first = deferred().await;
-        assert!(
-            (IN_FLIGHT_DEFERRAL..=IN_FLIGHT_DEFERRAL * 2).contains(&first),
-            "{first:?}"
-        );
+        // Just filled, it was still quick: the first waited half a second in vain.
+        assert_eq!(deferred(&admission, &merchant, &target).await, IN_FLIGHT_DEFERRAL);
         tokio::time::sleep(Duration::from_secs(4)).await;
-        let later = deferred().await;
-        assert!(
-            (Duration::from_secs(4)..=Duration::from_secs(10)).contains(&later),
-            "{later:?}"
+        assert_eq!(
+            deferred(&admission, &merchant, &target).await,
+            Duration::from_millis(4_500)
         );
         tokio::time::sleep(Duration::from_secs(60)).await;
-        let much_later = deferred().await;
-        assert!(
-            (MAX_IN_FLIGHT_DEFERRAL..=MAX_IN_FLIGHT_DEFERRAL * 2).contains(&much_later),
-            "{much_later:?}"
+        assert_eq!(deferred(&admission, &merchant, &target).await, MAX_IN_FLIGHT_DEFERRAL);
+    }
+
+    /// An endpoint stuck for 30 s with two places frees one every 15 s at best: deliveries
+    /// deferred together queue up 15 s apart, not all back at once (each return is a queue
+    /// message written and read again), and no further out than the longest deferral. Once it
+    /// answers quickly again, the next deferral starts a new line.
+    #[tokio::test(start_paused = true)]
+    async fn deliveries_to_a_stuck_endpoint_queue_up_at_the_pace_it_frees_places() {
+        let admission = admission();
+        let (merchant, target) = target();
+        let held = fill(&admission, &merchant, &target).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            waits.push(deferred(&admission, &merchant, &target).await);
+        }
+        let s = Duration::from_secs;
+        assert_eq!(waits, vec![s(10), s(25), s(40), s(55)]);
+        for _ in 0..100 {
+            assert!(deferred(&admission, &merchant, &target).await <= MAX_BUSY_DEFERRAL);
+        }
+        assert_eq!(deferred(&admission, &merchant, &target).await, MAX_BUSY_DEFERRAL);
+
+        // It answers quickly again (its typical hold falls below the quick line), then fills up
+        // and stops answering for a moment.
+        drop(held);
+        for _ in 0..64 {
+            let quick = admission.admit(&merchant, &target, false).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            drop(quick);
+        }
+        let _held = fill(&admission, &merchant, &target).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            deferred(&admission, &merchant, &target).await,
+            s(2),
+            "a new line, not behind the old one"
         );
+    }
+
+    /// A delivery not tried where it was received takes its place in a stuck endpoint's line at
+    /// once, the same line as those tried; an endpoint with a free place, or a quick one, gives
+    /// it none.
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_not_tried_here_joins_a_stuck_endpoints_line() {
+        let admission = admission();
+        let (merchant, target) = target();
+        let quick = admission.admit(&merchant, &target, false).await.unwrap();
+        assert_eq!(admission.busy_deferral(&target), None, "a place is free");
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        drop(quick);
+        let held = fill(&admission, &merchant, &target).await;
+        assert_eq!(admission.busy_deferral(&target), None, "full, but quick");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let s = Duration::from_secs;
+        let first = admission.busy_deferral(&target).map(|d| d.wait);
+        assert_eq!(first, Some(s(10)));
+        assert_eq!(deferred(&admission, &merchant, &target).await, s(25));
+        assert_eq!(admission.busy_deferral(&target).map(|d| d.wait), Some(s(40)));
+        drop(held);
+        assert_eq!(admission.busy_deferral(&target), None, "places freed");
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,7 +4,8 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Above this many keys, slots already in the past are forgotten.
 const PRUNE_ABOVE: usize = 10_000;
@@ -19,6 +20,16 @@ impl DeferralSlots {
     /// `earliest` from now, and `spacing` after the previous reservation.
     pub fn reserve(&self, key: &str, earliest: Duration, spacing: Duration) -> Duration {
         self.reserve_at(Instant::now(), key, earliest, spacing)
+    }
+
+    /// Whether `key` has slots reserved (past ones included).
+    pub fn holds(&self, key: &str) -> bool {
+        self.next_free.lock().contains_key(key)
+    }
+
+    /// Drops `key`'s reservations: the next starts afresh.
+    pub fn forget(&self, key: &str) {
+        self.next_free.lock().remove(key);
     }
 
     /// [`DeferralSlots::reserve`] as seen at `now`.

@@ -215,6 +215,14 @@ impl Deliverer {
         self.deliver_to(pair, attempt, patient).await
     }
 
+    /// How long to defer a delivery not tried here, if its endpoint is stuck (see
+    /// [`Admission::busy_deferral`]).
+    pub fn busy_deferral(&self, target: &Target) -> Option<Duration> {
+        let deferral = self.admission.busy_deferral(target)?;
+        self.metrics.deferred();
+        Some(deferral.wait)
+    }
+
     /// Makes attempt number `attempt` now, if admitted.
     async fn attempt(&self, pair: Pair<'_>, attempt: u32, patient: bool) -> PairResult {
         let Pair { head, target, .. } = pair;

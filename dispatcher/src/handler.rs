@@ -498,8 +498,12 @@ impl Dispatcher {
     async fn fan_out_pair(&self, d: &Deliveries<'_>, target: &Target, known: Known, slot: &Slot) -> PairResult {
         if self.lane_of(target) == Lane::Slow {
             // Not attempted here: a failing endpoint would hold this message, and the batch
-            // it came in, for as long as its attempt takes.
-            return PairResult::Wait(Duration::ZERO, WaitReason::Defer);
+            // it came in, for as long as its attempt takes. One with every place taken and
+            // stuck sends it straight to its place in line.
+            return match self.deliverer.busy_deferral(target) {
+                Some(wait) => PairResult::Wait(wait, WaitReason::Busy),
+                None => PairResult::Wait(Duration::ZERO, WaitReason::Defer),
+            };
         }
         let Some(_claim) = self.in_progress.claim(&d.head.id, target.name()) else {
             info!(

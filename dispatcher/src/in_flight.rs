@@ -142,6 +142,30 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
         places.map_or(Duration::ZERO, |p| p.last_progress().elapsed())
     }
 
+    /// How often the endpoint frees a place while at its cap, as far as this instance can
+    /// tell: how long requests typically hold one (or how long it has been stuck, if longer),
+    /// over its number of places. Zero for an endpoint this instance has not sent to.
+    pub fn place_interval(&self, key: &K) -> Duration {
+        let places = self.places.lock().get(key).cloned();
+        places.map_or(Duration::ZERO, |p| {
+            let typical_hold = p.pace.lock().typical_hold;
+            let hold = typical_hold.max(p.last_progress().elapsed());
+            hold / u32::try_from(self.cap).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// Whether every place of the endpoint is taken.
+    pub fn is_full(&self, key: &K) -> bool {
+        let places = self.places.lock().get(key).cloned();
+        places.is_some_and(|p| p.semaphore.available_permits() == 0)
+    }
+
+    /// Whether the endpoint answers quickly (see [`QUICK`]).
+    pub fn is_quick(&self, key: &K) -> bool {
+        let places = self.places.lock().get(key).cloned();
+        places.is_some_and(|p| p.is_quick())
+    }
+
     fn places(&self, key: &K) -> Arc<Places> {
         let mut all = self.places.lock();
         if let Some(places) = all.get(key) {
@@ -251,10 +275,26 @@ mod tests {
         assert!(waited.is_some(), "a place freed within milliseconds");
     }
 
+    /// Two places held 10 s each, then both held again for 30 s: a place frees every 5 s, then
+    /// (stuck longer than requests used to take) every 15 s.
+    #[tokio::test(start_paused = true)]
+    async fn the_interval_between_freed_places_follows_how_long_requests_hold_them() {
+        let limits = InFlightLimits::new(2);
+        let held = [limits.acquire(&"we_1", NOW).await, limits.acquire(&"we_1", NOW).await];
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(held);
+        assert_eq!(limits.place_interval(&"we_1"), Duration::from_secs(5));
+        let _held = [limits.acquire(&"we_1", NOW).await, limits.acquire(&"we_1", NOW).await];
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(limits.place_interval(&"we_1"), Duration::from_secs(15));
+    }
+
     #[test]
     fn asking_how_long_an_unknown_endpoint_is_stalled_tracks_nothing() {
         let limits: InFlightLimits<&str> = InFlightLimits::new(2);
         assert_eq!(limits.stalled_for(&"we_never"), Duration::ZERO);
+        assert_eq!(limits.place_interval(&"we_never"), Duration::ZERO);
+        assert!(!limits.is_quick(&"we_never"));
         assert!(limits.places.lock().is_empty());
     }
 }

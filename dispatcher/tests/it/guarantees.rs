@@ -240,6 +240,66 @@ async fn a_timed_out_endpoint_takes_the_slow_lane(kind: Kind) {
     assert!(tasks[0].body.contains(slow.id.as_str()));
 }
 
+/// A failing endpoint whose every place is held by a request that does not come back: the next
+/// event's delivery to it is not handed to the slow lane to be received at once, only to find
+/// the endpoint full and be deferred from there (a round of the queue for each event, as long
+/// as the endpoint is down); it goes straight to its place in the endpoint's line.
+async fn an_event_for_a_stuck_endpoint_goes_straight_to_its_place_in_line(kind: Kind) {
+    let mut config = with_timeout(Duration::from_secs(30));
+    config.max_in_flight_per_endpoint = 1;
+    let rig = Rig::new(kind, config).await;
+    let mut stuck = WebhookEndpoint::new(
+        rig.merchant.id.clone(),
+        format!("{}/dead", rig.base_url),
+        checkout::clock::now(),
+    )
+    .unwrap();
+    stuck.failing_since = Some(checkout::clock::now());
+    rig.backend.endpoints.put_endpoint(&stuck).await.unwrap();
+    rig.receiver.kill("/dead");
+    // A delivery on the slow lane takes the endpoint's one place and hangs there.
+    let first = event(&rig.merchant, None, 1);
+    let raw = serde_json::value::to_raw_value(&first).unwrap();
+    let task = Incoming {
+        message_id: "task".to_owned(),
+        body: TaskMessage::new(stuck.id.as_str(), 1, false, &raw).to_body(),
+        receive_count: 1,
+        lane: Lane::Slow,
+    };
+    let hanging = rig.dispatcher.handle(std::slice::from_ref(&task));
+    let next = async {
+        while rig.receiver.held() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let second = event(&rig.merchant, None, 1);
+        let dispositions = rig.dispatcher.handle(&[incoming("second", &second)]).await;
+        assert_eq!(dispositions, vec![Disposition::Done]);
+        let at_once = rig.slow_queue.receive(10, Duration::ZERO).await.unwrap();
+        assert!(
+            at_once.iter().all(|m| !m.body.contains(second.id.as_str())),
+            "its delivery is not received at once"
+        );
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let waiting = rig.slow_queue.receive(10, Duration::from_millis(500)).await.unwrap();
+            if waiting.iter().any(|m| m.body.contains(second.id.as_str())) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "its delivery never came back");
+        }
+    };
+    tokio::select! {
+        _ = hanging => panic!("the request to the dead endpoint came back"),
+        () = next => {}
+    }
+    assert_eq!(
+        rig.receiver.seen_at("/hook").len(),
+        1,
+        "the healthy endpoint got its event"
+    );
+}
+
 async fn a_timed_out_attempt_is_retried_when_its_record_says(kind: Kind) {
     let timeout = Duration::from_millis(1500);
     let rig = Rig::new(kind, with_timeout(timeout)).await;
@@ -510,6 +570,7 @@ on_every_backend!(
     a_copy_does_not_fork_a_failing_delivery,
     a_dead_receiver_does_not_hold_up_another_merchants_deliveries,
     a_timed_out_endpoint_takes_the_slow_lane,
+    an_event_for_a_stuck_endpoint_goes_straight_to_its_place_in_line,
     a_timed_out_attempt_is_retried_when_its_record_says,
     a_replay_right_after_enabling_again_is_sent,
     a_batch_costs_one_read_and_one_write_of_delivery_state,
