@@ -50,6 +50,12 @@ async fn receive_until_dead_lettered(queue: &EmbeddedQueue, dead_letters: &Embed
     assert_eq!(dead_letters.len(), 1);
 }
 
+/// The bodies of the messages `queue` has visible now (received, not deleted).
+async fn visible_bodies(queue: &EmbeddedQueue) -> Vec<String> {
+    let received = queue.receive(10, Duration::ZERO).await.unwrap();
+    received.into_iter().map(|m| m.body).collect()
+}
+
 /// The store on the database at `path`, and the queue its events go on.
 async fn store_at(path: &Path) -> (DurableStore, Arc<EmbeddedQueue>) {
     let db = open(path);
@@ -663,13 +669,7 @@ mod outbox {
         }
         let db = Arc::new(Database::open(&path).unwrap());
         let (queue, _) = queues(&db);
-        let mut bodies: Vec<String> = queue
-            .receive(10, Duration::ZERO)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.body)
-            .collect();
+        let mut bodies = visible_bodies(&queue).await;
         bodies.sort();
         assert_eq!(bodies, vec!["sent", "sent onward", "sent onward alone"]);
     }
@@ -710,14 +710,7 @@ mod outbox {
 
         let db = open(&path);
         let (queue, _) = queues(&db);
-        let bodies: Vec<String> = queue
-            .receive(10, Duration::ZERO)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.body)
-            .collect();
-        assert_eq!(bodies, vec![task, "short".to_owned()]);
+        assert_eq!(visible_bodies(&queue).await, vec![task, "short".to_owned()]);
     }
 
     /// An accepted event (the API has answered for it) and its idempotency reply survive a

@@ -342,25 +342,8 @@ pub async fn storage(kind: Kind) -> Storage {
                 dead_letters,
             }
         }
-        Kind::Durable => {
-            // The directory lives as long as the test process: the database must outlive the rig.
-            let dir = tempfile::tempdir().unwrap().keep();
-            let db = Arc::new(embedded_backend::Database::open(&dir.join("acp.db")).unwrap());
-            let dead_letters = Arc::new(EmbeddedQueue::durable(DLQ, None, db.clone(), "dlq").unwrap());
-            let durable = |name: &str| {
-                Arc::new(EmbeddedQueue::durable(QUEUE, Some(dead_letters.clone()), db.clone(), name).unwrap())
-            };
-            // The store's outbox: events appended here are not this rig's to deliver (the
-            // tests put on `queue` what they want delivered).
-            let outbox = durable("events");
-            let store = embedded_backend::DurableStore::open(db.clone(), outbox).await.unwrap();
-            Storage {
-                backend: Backend::from_one(Arc::new(store)),
-                queue: durable("order-updates"),
-                slow_queue: durable("slow-deliveries"),
-                dead_letters,
-            }
-        }
+        // The directory lives as long as the test process: the database must outlive the rig.
+        Kind::Durable => durable_storage(&tempfile::tempdir().unwrap().keep()).await,
         Kind::Moto => {
             let backend = aws_backend::testkit::fresh_backend().await;
             let (pipeline, resources) = aws_backend::testkit::fresh_pipeline_with(aws_backend::QueueSettings {
@@ -376,6 +359,25 @@ pub async fn storage(kind: Kind) -> Storage {
                 dead_letters: pipeline.dead_letters,
             }
         }
+    }
+}
+
+/// The durable store and queues in `dir`: opened again on the same directory, what a restarted
+/// process finds.
+pub async fn durable_storage(dir: &std::path::Path) -> Storage {
+    let db = Arc::new(embedded_backend::Database::open(&dir.join("acp.db")).unwrap());
+    let dead_letters = Arc::new(EmbeddedQueue::durable(DLQ, None, db.clone(), "dlq").unwrap());
+    let durable =
+        |name: &str| Arc::new(EmbeddedQueue::durable(QUEUE, Some(dead_letters.clone()), db.clone(), name).unwrap());
+    // The store's outbox: events appended here are not this rig's to deliver (the tests put on
+    // `queue` what they want delivered).
+    let outbox = durable("events");
+    let store = embedded_backend::DurableStore::open(db.clone(), outbox).await.unwrap();
+    Storage {
+        backend: Backend::from_one(Arc::new(store)),
+        queue: durable("order-updates"),
+        slow_queue: durable("slow-deliveries"),
+        dead_letters,
     }
 }
 

@@ -3,7 +3,7 @@
 //! never answers beside healthy ones; a timed-out attempt's retry time; a replay right after an
 //! endpoint is enabled again.
 
-use crate::common::{Kind, Rig, test_config};
+use crate::common::{self, Answer, Kind, Rig, test_config};
 use checkout::attempt_log::AttemptStatus;
 use checkout::delivery_task::TaskMessage;
 use checkout::event::Event;
@@ -541,6 +541,80 @@ async fn a_hold_is_marked_on_the_pause_current_when_it_is_recorded(kind: Kind) {
         "the current pause's resume reaches the event: {:?}",
         stored.held_from
     );
+}
+
+/// A failed first attempt whose retry message died with the process (its commit never made),
+/// the event's message not deleted yet: after the restart the event's message comes back and
+/// the retry is made from the attempt log. A message loaded from disk once came back counted as
+/// a first receive, which the dispatcher answers from whether the delivery began: it had, so
+/// the retry was never made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_lost_with_the_process_is_made_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let receiver = common::Receiver::default();
+    let base_url = receiver.start().await;
+    receiver.script(&[Answer::Status(500)]);
+    let merchant = merchant();
+    let endpoint =
+        WebhookEndpoint::new(merchant.id.clone(), format!("{base_url}/hook"), checkout::clock::now()).unwrap();
+    let e = event(&merchant, None, 1);
+    let dispatcher_on = |storage: &common::Storage| {
+        dispatcher::Dispatcher::new(
+            (&storage.backend).into(),
+            storage.queue.clone(),
+            storage.dead_letters.clone(),
+            test_config(),
+        )
+        .unwrap()
+        .with_slow_lane(storage.slow_queue.clone())
+    };
+    {
+        let storage = common::durable_storage(&dir).await;
+        storage.backend.merchants.put_merchant(&merchant).await.unwrap();
+        storage.backend.endpoints.put_endpoint(&endpoint).await.unwrap();
+        storage
+            .queue
+            .send(&serde_json::to_string(&e).unwrap(), Duration::ZERO)
+            .await
+            .unwrap();
+        let received = storage.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(received[0].receive_count, 1);
+        let batch = [dispatcher::worker::incoming(&received[0], Lane::Main)];
+        assert_eq!(dispatcher_on(&storage).handle(&batch).await, vec![Disposition::Done]);
+        // The retry's message is gone (as if its commit had not been made), and the process
+        // dies before the event's message is deleted.
+        let retry = storage.slow_queue.receive(10, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(retry.len(), 1, "the first attempt failed and its retry was queued");
+        storage.slow_queue.delete(&retry[0].receipt).await.unwrap();
+    }
+    assert_eq!(receiver.seen_at("/hook").len(), 1);
+
+    let storage = common::durable_storage(&dir).await;
+    let dispatcher = dispatcher_on(&storage);
+    let deadline = Instant::now() + PATIENCE;
+    while receiver.seen_at("/hook").len() < 2 {
+        assert!(Instant::now() < deadline, "the retry was never made");
+        dispatcher::worker::run_once(
+            &dispatcher,
+            storage.queue.as_ref(),
+            Lane::Main,
+            Duration::from_millis(100),
+        )
+        .await;
+        dispatcher::worker::run_once(
+            &dispatcher,
+            storage.slow_queue.as_ref(),
+            Lane::Slow,
+            Duration::from_millis(100),
+        )
+        .await;
+    }
+    let attempts: Vec<String> = receiver
+        .seen_at("/hook")
+        .iter()
+        .map(|s| s.header("webhook-attempt"))
+        .collect();
+    assert_eq!(attempts, vec!["1", "2"]);
 }
 
 /// One message per event, as a queue batch.
