@@ -19,7 +19,7 @@ impl DeferralSlots {
     /// The delay until the slot reserved for one more delivery under `key`: no sooner than
     /// `earliest` from now, and `spacing` after the previous reservation.
     pub fn reserve(&self, key: &str, earliest: Duration, spacing: Duration) -> Duration {
-        self.reserve_at(Instant::now(), key, earliest, spacing)
+        self.reserve_at(Instant::now(), key, earliest, spacing, Duration::MAX)
     }
 
     /// Whether `key` has slots reserved (past ones included).
@@ -32,14 +32,31 @@ impl DeferralSlots {
         self.next_free.lock().remove(key);
     }
 
-    /// [`DeferralSlots::reserve`] as seen at `now`.
-    fn reserve_at(&self, now: Instant, key: &str, earliest: Duration, spacing: Duration) -> Duration {
+    /// [`DeferralSlots::reserve`], no further ahead than `horizon`: past it the line stops
+    /// growing, and every later reservation takes the slot at the horizon (the line does not
+    /// run ahead of what is handed out).
+    pub fn reserve_within(&self, key: &str, earliest: Duration, spacing: Duration, horizon: Duration) -> Duration {
+        self.reserve_at(Instant::now(), key, earliest, spacing, horizon)
+    }
+
+    /// [`DeferralSlots::reserve_within`] as seen at `now`.
+    fn reserve_at(
+        &self,
+        now: Instant,
+        key: &str,
+        earliest: Duration,
+        spacing: Duration,
+        horizon: Duration,
+    ) -> Duration {
         let mut slots = self.next_free.lock();
         if slots.len() > PRUNE_ABOVE {
             slots.retain(|_, at| *at > now);
         }
         let next = slots.entry(key.to_owned()).or_insert(now);
-        let slot = (*next).max(now + earliest);
+        let mut slot = (*next).max(now + earliest);
+        if let Some(limit) = now.checked_add(horizon.max(earliest)) {
+            slot = slot.min(limit);
+        }
         *next = slot + spacing;
         slot - now
     }
@@ -56,15 +73,30 @@ mod tests {
         // Four deliveries deferred 10 ms apart: each takes the next slot 100 ms after the last,
         // counted from its own moment.
         let delays: Vec<Duration> = (0..4u64)
-            .map(|i| slots.reserve_at(start + ms(10 * i), "mer_a", ms(50), spacing))
+            .map(|i| slots.reserve_at(start + ms(10 * i), "mer_a", ms(50), spacing, Duration::MAX))
             .collect();
         assert_eq!(delays, vec![ms(50), ms(140), ms(230), ms(320)]);
         // Once the slots have passed, the earliest wait applies again.
-        assert_eq!(slots.reserve_at(start + ms(1_000), "mer_a", ms(50), spacing), ms(50));
         assert_eq!(
-            slots.reserve_at(start, "mer_b", Duration::ZERO, spacing),
+            slots.reserve_at(start + ms(1_000), "mer_a", ms(50), spacing, Duration::MAX),
+            ms(50)
+        );
+        assert_eq!(
+            slots.reserve_at(start, "mer_b", Duration::ZERO, spacing, Duration::MAX),
             Duration::ZERO,
             "other keys have their own slots"
         );
+    }
+
+    #[test]
+    fn a_line_with_a_horizon_stops_growing_there() {
+        let slots = DeferralSlots::default();
+        let (start, s) = (Instant::now(), Duration::from_secs);
+        let delays: Vec<Duration> = (0..5)
+            .map(|_| slots.reserve_at(start, "we_a", s(1), s(10), s(30)))
+            .collect();
+        assert_eq!(delays, vec![s(1), s(11), s(21), s(30), s(30)]);
+        // A minute on, the line starts again from there, not from where it would have reached.
+        assert_eq!(slots.reserve_at(start + s(60), "we_a", s(1), s(10), s(30)), s(1));
     }
 }

@@ -54,6 +54,8 @@ struct Pace {
     full_since: Option<Instant>,
     /// How long requests held a place, a moving average (the latest weighs 1/8).
     typical_hold: Duration,
+    /// How long the request that freed a place last held it.
+    last_hold: Duration,
 }
 
 /// A place for one request, held until dropped.
@@ -78,6 +80,7 @@ impl Drop for InFlightPermit {
             None => held,
             Some(_) => (pace.typical_hold * 7 + held) / 8,
         };
+        pace.last_hold = held;
         pace.last_freed = Some(now);
         pace.full_since = None;
     }
@@ -164,6 +167,16 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
     pub fn is_quick(&self, key: &K) -> bool {
         let places = self.places.lock().get(key).cloned();
         places.is_some_and(|p| p.is_quick())
+    }
+
+    /// Whether the endpoint's latest request to end held its place for less than [`QUICK`]:
+    /// the first sign of an endpoint that answers again, however long ago that was.
+    pub fn last_answered_quickly(&self, key: &K) -> bool {
+        let places = self.places.lock().get(key).cloned();
+        places.is_some_and(|p| {
+            let pace = p.pace.lock();
+            pace.last_freed.is_some() && pace.last_hold < QUICK
+        })
     }
 
     fn places(&self, key: &K) -> Arc<Places> {
@@ -289,12 +302,31 @@ mod tests {
         assert_eq!(limits.place_interval(&"we_1"), Duration::from_secs(15));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn whether_the_latest_request_answered_quickly_is_known_however_long_ago() {
+        let limits = InFlightLimits::new(2);
+        let slow = limits.acquire(&"we_1", NOW).await;
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        drop(slow);
+        assert!(!limits.last_answered_quickly(&"we_1"), "it timed out");
+        let quick = limits.acquire(&"we_1", NOW).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(quick);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(limits.last_answered_quickly(&"we_1"));
+        assert!(
+            !limits.is_quick(&"we_1"),
+            "though not quick by its average, nor recently"
+        );
+    }
+
     #[test]
     fn asking_how_long_an_unknown_endpoint_is_stalled_tracks_nothing() {
         let limits: InFlightLimits<&str> = InFlightLimits::new(2);
         assert_eq!(limits.stalled_for(&"we_never"), Duration::ZERO);
         assert_eq!(limits.place_interval(&"we_never"), Duration::ZERO);
         assert!(!limits.is_quick(&"we_never"));
+        assert!(!limits.last_answered_quickly(&"we_never"));
         assert!(limits.places.lock().is_empty());
     }
 }
