@@ -221,6 +221,26 @@ fn connect_writer(path: &Path, log_pages: Arc<AtomicI64>) -> rusqlite::Result<Co
     Ok(conn)
 }
 
+/// What the file holds, in its `user_version`: 1 since queue messages may be stored compressed
+/// (earlier versions, which leave it 0, read such a message as empty and bury it as unreadable).
+/// A version never opens a file a later one has written: it would misread what it does not know.
+const FILE_VERSION: i64 = 1;
+
+fn refuse_a_newer_file(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(StoreError::unavailable)?;
+    if version > FILE_VERSION {
+        let message = format!(
+            "{} was written by a later version of ACP Checkout Manager (file version {version}; this one \
+             reads up to {FILE_VERSION}): run that version, or start on an empty --data-dir",
+            path.display()
+        );
+        return Err(StoreError::Unavailable(message.into()));
+    }
+    Ok(())
+}
+
 /// Brings a database written by an earlier version up to [`SCHEMA`].
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let idempotency_expires = conn
@@ -270,8 +290,12 @@ impl Database {
         }
         let log_pages = Arc::new(AtomicI64::new(0));
         let writer = connect_writer(path, log_pages.clone()).map_err(StoreError::unavailable)?;
+        refuse_a_newer_file(&writer, path)?;
         writer.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
         migrate(&writer).map_err(StoreError::unavailable)?;
+        writer
+            .execute_batch(&format!("PRAGMA user_version = {FILE_VERSION};"))
+            .map_err(StoreError::unavailable)?;
         let checkpointer = connect(path, OpenFlags::default()).map_err(StoreError::unavailable)?;
         let (checkpoint, commits) = mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
