@@ -226,10 +226,14 @@ fn connect_writer(path: &Path, log_pages: Arc<AtomicI64>) -> rusqlite::Result<Co
 /// A version never opens a file a later one has written: it would misread what it does not know.
 const FILE_VERSION: i64 = 1;
 
-fn refuse_a_newer_file(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+/// Read on a plain connection, before the writer's sets the file's journal mode: a file refused
+/// is left exactly as it was.
+fn refuse_a_newer_file(path: &Path) -> Result<(), StoreError> {
+    let conn = Connection::open(path).map_err(StoreError::unavailable)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(StoreError::unavailable)?;
+    drop(conn);
     if version > FILE_VERSION {
         let message = format!(
             "{} was written by a later version of ACP Checkout Manager (file version {version}; this one \
@@ -289,8 +293,8 @@ impl Database {
             Err(TryLockError::Error(err)) => return Err(StoreError::unavailable(err)),
         }
         let log_pages = Arc::new(AtomicI64::new(0));
+        refuse_a_newer_file(path)?;
         let writer = connect_writer(path, log_pages.clone()).map_err(StoreError::unavailable)?;
-        refuse_a_newer_file(&writer, path)?;
         writer.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
         migrate(&writer).map_err(StoreError::unavailable)?;
         writer

@@ -731,6 +731,18 @@ mod outbox {
         let raw = rusqlite::Connection::open(&path).unwrap();
         let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, 2, "untouched");
+        drop(raw);
+
+        // Not even its journal mode is changed.
+        let other = fresh_path();
+        let raw = rusqlite::Connection::open(&other).unwrap();
+        raw.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA user_version = 2; CREATE TABLE t (x);")
+            .unwrap();
+        drop(raw);
+        let before = std::fs::read(&other).unwrap();
+        assert!(Database::open(&other).is_err());
+        let after = std::fs::read(&other).unwrap();
+        assert!(after == before, "the file is byte for byte as it was");
     }
 
     /// An accepted event (the API has answered for it) and its idempotency reply survive a
