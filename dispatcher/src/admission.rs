@@ -21,7 +21,8 @@ const WAITS_IN_PLACE: usize = 3;
 /// deferred: a place frees within milliseconds.
 const IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(1);
 const MAX_IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(10);
-/// The furthest ahead a delivery to a busy endpoint is deferred.
+/// How far ahead a busy endpoint's line reaches: half as long as the endpoint has gone without a
+/// quick answer, from [`LINE_REACH`] up to [`MAX_LINE_REACH`].
 ///
 /// Deliveries deferred so queue up at the pace the endpoint frees places (see
 /// [`InFlightLimits::place_interval`]): one that stopped answering frees its 64 places as its
@@ -29,11 +30,14 @@ const MAX_IN_FLIGHT_DEFERRAL: Duration = Duration::from_secs(10);
 /// should be free, instead of all of them every few seconds. Each deferral is a queue message
 /// written and read again (on AWS, three SQS requests): deferred by 1-20 s each, the deliveries
 /// of an endpoint that times out went round the slow queue as fast as the slow lane could take
-/// them. The line reaches no further than this, so deliveries never attempted come back within
-/// it once the endpoint answers again; and once it has answered one request quickly, the line
-/// starts afresh (deliveries deferred from then on go at once, not behind those in line). A
-/// line 5 minutes long held events sent during a 40 s outage, and after it, 5 minutes.
-const MAX_BUSY_DEFERRAL: Duration = Duration::from_secs(30);
+/// them. Past the line's reach they all come back at its end, so the reach grows with the
+/// outage: each waiting delivery comes back about twice over the outage's length so far, and
+/// deliveries never attempted arrive within that reach once the endpoint answers again. Once it
+/// has answered one request quickly, the line starts afresh (deliveries deferred from then on go
+/// at once, not behind those in line). A line 5 minutes long from the start held events sent
+/// during a 40 s outage, and after it, 5 minutes.
+const LINE_REACH: Duration = Duration::from_secs(30);
+const MAX_LINE_REACH: Duration = Duration::from_secs(300);
 
 /// A delivery that may not go now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,17 +133,16 @@ impl Admission {
         (self.in_flight.is_full(&e.id) && !self.in_flight.is_quick(&e.id)).then(|| self.defer_busy(&e.id))
     }
 
-    /// The next place in the endpoint's line (see [`MAX_BUSY_DEFERRAL`]).
+    /// The next place in the endpoint's line (see [`LINE_REACH`]).
     fn defer_busy(&self, endpoint: &EndpointId) -> Deferral {
         let earliest = self
             .in_flight
             .stalled_for(endpoint)
             .clamp(IN_FLIGHT_DEFERRAL, MAX_IN_FLIGHT_DEFERRAL);
         let pace = self.in_flight.place_interval(endpoint);
+        let reach = (self.in_flight.unanswered_for(endpoint) / 2).clamp(LINE_REACH, MAX_LINE_REACH);
         Deferral {
-            wait: self
-                .busy_slots
-                .reserve_within(endpoint.as_str(), earliest, pace, MAX_BUSY_DEFERRAL),
+            wait: self.busy_slots.reserve_within(endpoint.as_str(), earliest, pace, reach),
             busy: true,
         }
     }
@@ -265,9 +268,18 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(waits, vec![s(10), s(25), s(30), s(30)]);
         for _ in 0..100 {
-            assert!(deferred(&admission, &merchant, &target).await <= MAX_BUSY_DEFERRAL);
+            assert!(deferred(&admission, &merchant, &target).await <= LINE_REACH);
         }
-        assert_eq!(deferred(&admission, &merchant, &target).await, MAX_BUSY_DEFERRAL);
+        assert_eq!(deferred(&admission, &merchant, &target).await, LINE_REACH);
+
+        // Ten minutes on, still stuck: the line reaches further (half the time without a quick
+        // answer, at most five minutes), so what waits comes back less often.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let waits = [
+            deferred(&admission, &merchant, &target).await,
+            deferred(&admission, &merchant, &target).await,
+        ];
+        assert_eq!(waits, [MAX_IN_FLIGHT_DEFERRAL, MAX_LINE_REACH]);
 
         // It answers again: its hung requests end, and the next is answered at once (its
         // typical hold is still seconds). Then it fills up and stops answering for a moment.

@@ -56,6 +56,8 @@ struct Pace {
     typical_hold: Duration,
     /// How long the request that freed a place last held it.
     last_hold: Duration,
+    /// When a request last ended within [`QUICK`].
+    last_quick: Option<Instant>,
 }
 
 /// A place for one request, held until dropped.
@@ -81,6 +83,9 @@ impl Drop for InFlightPermit {
             Some(_) => (pace.typical_hold * 7 + held) / 8,
         };
         pace.last_hold = held;
+        if held < QUICK {
+            pace.last_quick = Some(now);
+        }
         pace.last_freed = Some(now);
         pace.full_since = None;
     }
@@ -167,6 +172,16 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
     pub fn is_quick(&self, key: &K) -> bool {
         let places = self.places.lock().get(key).cloned();
         places.is_some_and(|p| p.is_quick())
+    }
+
+    /// How long since a request to the endpoint last ended within [`QUICK`] (since this instance
+    /// first sent to it, if none has). Zero for an endpoint this instance has not sent to.
+    pub fn unanswered_for(&self, key: &K) -> Duration {
+        let places = self.places.lock().get(key).cloned();
+        places.map_or(Duration::ZERO, |p| {
+            let last_quick = p.pace.lock().last_quick;
+            last_quick.unwrap_or(p.created).elapsed()
+        })
     }
 
     /// Whether the endpoint's latest request to end held its place for less than [`QUICK`]:
@@ -314,6 +329,7 @@ mod tests {
         drop(quick);
         tokio::time::sleep(Duration::from_secs(600)).await;
         assert!(limits.last_answered_quickly(&"we_1"));
+        assert_eq!(limits.unanswered_for(&"we_1"), Duration::from_secs(600));
         assert!(
             !limits.is_quick(&"we_1"),
             "though not quick by its average, nor recently"
@@ -327,6 +343,7 @@ mod tests {
         assert_eq!(limits.place_interval(&"we_never"), Duration::ZERO);
         assert!(!limits.is_quick(&"we_never"));
         assert!(!limits.last_answered_quickly(&"we_never"));
+        assert_eq!(limits.unanswered_for(&"we_never"), Duration::ZERO);
         assert!(limits.places.lock().is_empty());
     }
 }
