@@ -146,7 +146,7 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
     /// free one — while at its cap: how long a stuck endpoint has been stuck. Zero for an
     /// endpoint this instance has not sent to.
     pub fn stalled_for(&self, key: &K) -> Duration {
-        let places = self.places.lock().get(key).cloned();
+        let places = self.known(key);
         places.map_or(Duration::ZERO, |p| p.last_progress().elapsed())
     }
 
@@ -154,7 +154,7 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
     /// tell: how long requests typically hold one (or how long it has been stuck, if longer),
     /// over its number of places. Zero for an endpoint this instance has not sent to.
     pub fn place_interval(&self, key: &K) -> Duration {
-        let places = self.places.lock().get(key).cloned();
+        let places = self.known(key);
         places.map_or(Duration::ZERO, |p| {
             let typical_hold = p.pace.lock().typical_hold;
             let hold = typical_hold.max(p.last_progress().elapsed());
@@ -164,20 +164,20 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
 
     /// Whether every place of the endpoint is taken.
     pub fn is_full(&self, key: &K) -> bool {
-        let places = self.places.lock().get(key).cloned();
+        let places = self.known(key);
         places.is_some_and(|p| p.semaphore.available_permits() == 0)
     }
 
     /// Whether the endpoint answers quickly (see [`QUICK`]).
     pub fn is_quick(&self, key: &K) -> bool {
-        let places = self.places.lock().get(key).cloned();
+        let places = self.known(key);
         places.is_some_and(|p| p.is_quick())
     }
 
     /// How long since a request to the endpoint last ended within [`QUICK`] (since this instance
     /// first sent to it, if none has). Zero for an endpoint this instance has not sent to.
     pub fn unanswered_for(&self, key: &K) -> Duration {
-        let places = self.places.lock().get(key).cloned();
+        let places = self.known(key);
         places.map_or(Duration::ZERO, |p| {
             let last_quick = p.pace.lock().last_quick;
             last_quick.unwrap_or(p.created).elapsed()
@@ -187,11 +187,16 @@ impl<K: Hash + Eq + Clone> InFlightLimits<K> {
     /// Whether the endpoint's latest request to end held its place for less than [`QUICK`]:
     /// the first sign of an endpoint that answers again, however long ago that was.
     pub fn last_answered_quickly(&self, key: &K) -> bool {
-        let places = self.places.lock().get(key).cloned();
+        let places = self.known(key);
         places.is_some_and(|p| {
             let pace = p.pace.lock();
             pace.last_freed.is_some() && pace.last_hold < QUICK
         })
+    }
+
+    /// The endpoint's places, if this instance has sent to it (without tracking it if not).
+    fn known(&self, key: &K) -> Option<Arc<Places>> {
+        self.places.lock().get(key).cloned()
     }
 
     fn places(&self, key: &K) -> Arc<Places> {

@@ -64,8 +64,8 @@ impl<J> WriteQueue<J> {
     }
 
     /// The next batch, up to `max` writes in order: as soon as a waking write is queued, `max`
-    /// writes are, or the queue is closed; writes that do not wake alone once `linger` has passed since the call (or since they woke an idle writer). `None` once closed and
-    /// empty.
+    /// writes are, or the queue is closed; writes that do not wake alone once `linger` has
+    /// passed since the call (or since they woke an idle writer). `None` once closed and empty.
     pub fn next_batch(&self, max: usize, linger: Duration) -> Option<Vec<J>> {
         let mut state = self.state.lock();
         let mut deadline = Instant::now() + linger;

@@ -381,6 +381,15 @@ pub async fn durable_storage(dir: &std::path::Path) -> Storage {
     }
 }
 
+/// One receive from each lane (`queue`, then the slow one), carried through by `dispatcher`.
+pub async fn run_once_on(dispatcher: &Dispatcher, queue: &dyn DeliveryQueue, slow_queue: &dyn DeliveryQueue) {
+    let wait = Duration::from_millis(100);
+    tokio::join!(
+        dispatcher::worker::run_once(dispatcher, queue, Lane::Main, wait),
+        dispatcher::worker::run_once(dispatcher, slow_queue, Lane::Slow, wait),
+    );
+}
+
 impl Rig {
     pub async fn new(kind: Kind, config: DispatcherConfig) -> Self {
         Self::with_clock(kind, config, checkout::clock::system()).await
@@ -448,11 +457,7 @@ impl Rig {
 
     /// One receive from each lane, carried through.
     pub async fn run_once(&self) {
-        let wait = Duration::from_millis(100);
-        tokio::join!(
-            dispatcher::worker::run_once(&self.dispatcher, self.queue.as_ref(), Lane::Main, wait),
-            dispatcher::worker::run_once(&self.dispatcher, self.slow_queue.as_ref(), Lane::Slow, wait),
-        );
+        run_once_on(&self.dispatcher, self.queue.as_ref(), self.slow_queue.as_ref()).await;
     }
 
     /// Runs the dispatcher on both lanes until `done` holds; fails after `limit`.

@@ -594,20 +594,7 @@ async fn a_retry_lost_with_the_process_is_made_after_the_restart() {
     let deadline = Instant::now() + PATIENCE;
     while receiver.seen_at("/hook").len() < 2 {
         assert!(Instant::now() < deadline, "the retry was never made");
-        dispatcher::worker::run_once(
-            &dispatcher,
-            storage.queue.as_ref(),
-            Lane::Main,
-            Duration::from_millis(100),
-        )
-        .await;
-        dispatcher::worker::run_once(
-            &dispatcher,
-            storage.slow_queue.as_ref(),
-            Lane::Slow,
-            Duration::from_millis(100),
-        )
-        .await;
+        common::run_once_on(&dispatcher, storage.queue.as_ref(), storage.slow_queue.as_ref()).await;
     }
     let attempts: Vec<String> = receiver
         .seen_at("/hook")
