@@ -36,8 +36,10 @@ pub enum StoreError {
     /// cannot help.
     #[error("storage refused the write: {0}")]
     Refused(String),
+    /// The cause is in the message, not also the error's source: a report that prints the
+    /// chain of causes (`anyhow`'s, say) would print it twice.
     #[error("storage unavailable: {0}")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {
@@ -185,9 +187,10 @@ pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
 /// differs by variant (see [`PipelineError::is_retryable`]).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// The service asked us to slow down.
+    /// The service asked us to slow down. (Here and below, the cause is in the message only,
+    /// as in [`StoreError::Unavailable`].)
     #[error("throttled: {0}")]
-    Throttled(#[source] Cause),
+    Throttled(Cause),
     /// The topic, queue, stream or host does not exist.
     #[error("{what} not found")]
     NotFound { what: String },
@@ -204,7 +207,7 @@ pub enum PipelineError {
     Invalid { reason: String },
     /// The service could not be reached, or failed.
     #[error("unavailable: {0}")]
-    Unavailable(#[source] Cause),
+    Unavailable(Cause),
 }
 
 impl PipelineError {
@@ -305,6 +308,36 @@ impl Backend {
             deliveries: adapter.clone(),
             replays: adapter.clone(),
             keys: adapter,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    /// What `anyhow` prints for an error a binary returns: its message, then each source's.
+    fn report(err: &dyn Error) -> String {
+        let mut lines = vec![err.to_string()];
+        let mut source = err.source();
+        while let Some(cause) = source {
+            lines.push(cause.to_string());
+            source = cause.source();
+        }
+        lines.join("\ncaused by: ")
+    }
+
+    #[test]
+    fn an_unavailable_store_or_service_names_its_cause_once() {
+        let cause = || std::io::Error::other("the file is in use by another process");
+        let reports = [
+            report(&StoreError::unavailable(cause())),
+            report(&PipelineError::unavailable(cause())),
+            report(&PipelineError::Throttled(std::sync::Arc::new(cause()))),
+        ];
+        for report in reports {
+            assert_eq!(report.matches("in use by another process").count(), 1, "{report}");
         }
     }
 }
