@@ -8,7 +8,6 @@
 //! power failure may undo (settling deliveries) is not fsynced; the next synced commit or
 //! checkpoint syncs it with everything before it.
 
-use super::scheduling;
 use super::write_queue::WriteQueue;
 use checkout::ports::StoreError;
 use parking_lot::Mutex;
@@ -326,9 +325,6 @@ impl Database {
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
-                if let Err(err) = scheduling::never_preempt_on_wakeup() {
-                    debug!(error = %err, "the writer keeps the default scheduling");
-                }
                 let _closing = FailWhatIsLeft(jobs.clone());
                 write_loop(writer, &jobs, checkpoint, linger, &counting, &log_pages);
                 drop(lock);

@@ -4,7 +4,6 @@ mod database;
 mod directory;
 pub(crate) mod event_row;
 mod generations;
-mod scheduling;
 mod store;
 mod stored_keys;
 mod write_queue;

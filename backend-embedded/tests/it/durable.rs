@@ -1121,45 +1121,6 @@ mod outbox {
     }
 }
 
-/// The writer never preempts the async worker that wakes it (see the store's scheduling).
-#[cfg(target_os = "linux")]
-mod scheduling {
-    use super::*;
-
-    /// `SCHED_BATCH`, as Linux numbers scheduling policies.
-    const SCHED_BATCH: u32 = 3;
-
-    /// Each thread of this process named `name`, with its scheduling policy (field 41 of its
-    /// `stat`, counted after the parenthesised name, which may hold spaces).
-    fn policies_of_threads_named(name: &str) -> Vec<u32> {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|task| {
-                let dir = task.unwrap().path();
-                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-                (comm.trim_end() == name).then(|| {
-                    let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-                    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-                    after_name.split_whitespace().nth(41 - 3).unwrap().parse().unwrap()
-                })
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn the_writer_thread_is_scheduled_as_a_batch_thread() {
-        let db = open(&fresh_path());
-        // A committed write: the writer's loop has begun, after setting its scheduling.
-        db.write(|_| Ok(())).await.unwrap();
-        let policies = policies_of_threads_named("sqlite-writer");
-        assert!(!policies.is_empty(), "the writer thread is found by its name");
-        assert!(
-            policies.iter().all(|policy| *policy == SCHED_BATCH),
-            "every writer is SCHED_BATCH: {policies:?}"
-        );
-    }
-}
-
 mod batches {
     use super::*;
     use std::future::Future;
