@@ -102,7 +102,7 @@ pub struct Config {
     /// Threads that run the API, the projection and the dispatcher (default: one fewer than
     /// the machine's cores, at least one). The spare core is for the database's writer thread
     /// and for whatever else runs beside: on 2 cores, one thread took 15 % less CPU per event
-    /// than two and delivered 5 % more events per second (README, benchmark results).
+    /// than two and delivered 5 % more events per second (README, configuration).
     #[arg(long, env = "ACP_WORKER_THREADS", value_parser = parse_worker_threads)]
     pub worker_threads: Option<NonZeroUsize>,
 
