@@ -343,7 +343,7 @@ async fn a_kill_9_while_a_backlog_drains_sends_few_events_twice() {
         accepted.len()
     );
 
-    let (mut second, base) = start(data_dir.path());
+    let (_second, base) = start(data_dir.path());
     wait_until_listening(&client, &base).await;
     every_one_delivered(accepted.iter(), &delivered, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -354,8 +354,6 @@ async fn a_kill_9_while_a_backlog_drains_sends_few_events_twice() {
         "{duplicates} duplicates of {} events: over 1 %",
         accepted.len()
     );
-    second.kill().unwrap();
-    second.wait().unwrap();
 }
 
 /// Queue messages delayed past `after` (milliseconds since the epoch): deliveries waiting for
@@ -415,7 +413,7 @@ async fn deliveries_waiting_in_a_slow_endpoints_line_survive_a_kill_9() {
     );
 
     receiver_takes.store(0, Ordering::Relaxed);
-    let (mut second, base) = start(data_dir.path());
+    let (_second, base) = start(data_dir.path());
     wait_until_listening(&client, &base).await;
     every_one_delivered(accepted.iter(), &delivered, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -427,6 +425,4 @@ async fn deliveries_waiting_in_a_slow_endpoints_line_survive_a_kill_9() {
         duplicates <= 2 * IN_FLIGHT,
         "{duplicates} sent twice: more than the attempts in flight at the kill"
     );
-    second.kill().unwrap();
-    second.wait().unwrap();
 }
